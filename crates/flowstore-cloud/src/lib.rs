@@ -1,0 +1,3 @@
+//! S3, Azure Blob and GCS flow storage for flowstore.
+//!
+//! Part of flowstore; see the workspace README.

@@ -1,0 +1,495 @@
+//! The serialized-flow envelope: flowstore's answer to Prefect's pickle.
+//!
+//! A stored serialized flow is one self-describing byte string:
+//!
+//! ```text
+//! flowstore-envelope/1 sha256:<hex of SHA-256(header line + payload)>\n
+//! {"format":1,"flow":"My ETL Flow","codec":"json","length":42,"versions":{…}}\n
+//! <payload: `length` bytes>
+//! ```
+//!
+//! The header records the envelope format, the flow's name, the codec, the payload's length and
+//! the versions of flowstore and of the application that wrote it; the first line carries a
+//! SHA-256 over the header line and the payload, so no byte of either can change unnoticed.
+//! [`Envelope::open`] checks all of it before anything is decoded: a digest mismatch, a flow
+//! stored under another flow's name, an unknown codec or a truncated object is refused with
+//! [`Error::FlowCorrupt`].
+//! A decode that fails lists every version that differs between writer and reader.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result, VersionDiff};
+
+/// The first line of every envelope.
+pub const MAGIC: &[u8] = b"flowstore-envelope/";
+/// The envelope format this version of flowstore writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// The largest header flowstore accepts (a header is a few hundred bytes; this bounds hostile input).
+pub const MAX_HEADER_LEN: usize = 64 * 1024;
+/// The version of flowstore-core, recorded in every envelope as `flowstore`.
+pub const FLOWSTORE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The application writing or reading flows: its name and version go into the envelope so a
+/// failed decode can say which versions differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppInfo {
+    /// The application's name (e.g. its crate name).
+    pub name: String,
+    /// The application's version.
+    pub version: String,
+}
+
+impl AppInfo {
+    /// An application identity.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        AppInfo {
+            name: name.into(),
+            version: version.into(),
+        }
+    }
+}
+
+/// The calling crate's [`AppInfo`], from its `CARGO_PKG_NAME` and `CARGO_PKG_VERSION`.
+///
+/// ```
+/// let app = flowstore_core::app_info!();
+/// assert!(!app.version.is_empty());
+/// ```
+#[macro_export]
+macro_rules! app_info {
+    () => {
+        $crate::envelope::AppInfo::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+    };
+}
+
+/// How an envelope's payload is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// `serde_json` of the user's flow value.
+    Json,
+    /// Opaque bytes (a file registered from the CLI, or bytes the application encodes itself).
+    Raw,
+}
+
+impl Codec {
+    /// The codec's name as written in the header.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Codec::Json => "json",
+            Codec::Raw => "raw",
+        }
+    }
+}
+
+/// The header line of an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeHeader {
+    /// Envelope format version ([`FORMAT_VERSION`]).
+    pub format: u32,
+    /// The flow's name.
+    pub flow: String,
+    /// The codec's name (`json`, `raw`).
+    pub codec: String,
+    /// The payload's length in bytes.
+    pub length: u64,
+    /// Versions of the writer: `flowstore` and the application's name.
+    pub versions: BTreeMap<String, String>,
+}
+
+/// A flow sealed into envelope bytes, ready for [`Storage::add_flow`](crate::Storage::add_flow).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedFlow {
+    /// The flow's name.
+    pub name: String,
+    /// The whole envelope.
+    pub bytes: Bytes,
+}
+
+impl std::fmt::Debug for SealedFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedFlow")
+            .field("name", &self.name)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl SealedFlow {
+    /// The digest of the whole envelope, as recorded in storage references (`sha256:<hex>`).
+    pub fn digest(&self) -> String {
+        sha256_digest(&self.bytes)
+    }
+}
+
+/// `sha256:<hex>` of `bytes`: the digest format used in storage references.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// An incremental `sha256:<hex>` digest, for backends that stream what they store.
+#[derive(Debug, Clone, Default)]
+pub struct DigestBuilder(Sha256);
+
+impl DigestBuilder {
+    /// A new, empty digest.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Feeds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    /// The `sha256:<hex>` digest of everything fed.
+    pub fn finish(self) -> String {
+        format!("sha256:{}", hex::encode(self.0.finalize()))
+    }
+}
+
+/// Seals a flow value with the JSON codec.
+///
+/// Errors with [`Error::Config`] if the value cannot be serialized (e.g. a map with non-string keys).
+///
+/// ```
+/// use flowstore_core::envelope::{seal, Envelope};
+/// let app = flowstore_core::app_info!();
+/// let sealed = seal("My ETL Flow", &vec!["extract", "load"], &app).unwrap();
+/// let env = Envelope::open("My ETL Flow", "memory", sealed.bytes.clone()).unwrap();
+/// let tasks: Vec<String> = env.decode(&app).unwrap();
+/// assert_eq!(tasks, ["extract", "load"]);
+/// ```
+pub fn seal<T: Serialize + ?Sized>(name: &str, value: &T, app: &AppInfo) -> Result<SealedFlow> {
+    let payload = serde_json::to_vec(value).map_err(|e| {
+        Error::config(format!(
+            "Flow \"{name}\" could not be serialized with the json codec: {e}"
+        ))
+    })?;
+    Ok(seal_payload(name, Codec::Json, &payload, app))
+}
+
+/// Seals opaque bytes with the `raw` codec (what `flowstore register FILE` stores).
+pub fn seal_bytes(name: &str, payload: &[u8], app: &AppInfo) -> SealedFlow {
+    seal_payload(name, Codec::Raw, payload, app)
+}
+
+/// Seals an already-encoded payload under the given codec.
+pub fn seal_payload(name: &str, codec: Codec, payload: &[u8], app: &AppInfo) -> SealedFlow {
+    let mut versions = BTreeMap::new();
+    versions.insert("flowstore".to_string(), FLOWSTORE_VERSION.to_string());
+    versions.insert(app.name.clone(), app.version.clone());
+    let header = EnvelopeHeader {
+        format: FORMAT_VERSION,
+        flow: name.to_string(),
+        codec: codec.as_str().to_string(),
+        length: payload.len() as u64,
+        versions,
+    };
+    let mut header_line =
+        serde_json::to_vec(&header).expect("an envelope header always serializes");
+    header_line.push(b'\n');
+    let mut hasher = Sha256::new();
+    hasher.update(&header_line);
+    hasher.update(payload);
+    let first_line = format!(
+        "{FORMAT_VERSION} sha256:{}\n",
+        hex::encode(hasher.finalize())
+    );
+    let mut bytes =
+        Vec::with_capacity(MAGIC.len() + first_line.len() + header_line.len() + payload.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(first_line.as_bytes());
+    bytes.extend_from_slice(&header_line);
+    bytes.extend_from_slice(payload);
+    SealedFlow {
+        name: name.to_string(),
+        bytes: Bytes::from(bytes),
+    }
+}
+
+/// True if `bytes` start like a flowstore envelope.
+pub fn is_envelope(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+/// An envelope whose header and digest have been checked.
+#[derive(Clone)]
+pub struct Envelope {
+    header: EnvelopeHeader,
+    payload: Bytes,
+}
+
+impl std::fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope")
+            .field("header", &self.header)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+impl Envelope {
+    /// Parses and verifies envelope bytes stored for `flow` at `location`.
+    ///
+    /// Errors with [`Error::FlowCorrupt`] (naming flow and location) when the magic line, the
+    /// header, the length or the SHA-256 are wrong, when the envelope holds a different flow, or
+    /// when its format is newer than this flowstore reads.
+    pub fn open(flow: &str, location: &str, bytes: Bytes) -> Result<Envelope> {
+        let corrupt = |reason: String| Error::FlowCorrupt {
+            flow: flow.to_string(),
+            location: location.to_string(),
+            reason,
+        };
+        let (header, recorded, header_start, payload_start) =
+            parse_header(&bytes).map_err(corrupt)?;
+        if header.format != FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "envelope format {} is not supported by flowstore {FLOWSTORE_VERSION}, which reads format {FORMAT_VERSION}; fetch it with a newer flowstore",
+                header.format
+            )));
+        }
+        let payload = bytes.slice(payload_start..);
+        if payload.len() as u64 != header.length {
+            return Err(corrupt(format!(
+                "payload is {} bytes but the envelope records {} (truncated or padded)",
+                payload.len(),
+                header.length
+            )));
+        }
+        let actual = hex::encode(Sha256::digest(&bytes[header_start..]));
+        if actual != recorded {
+            return Err(corrupt(format!(
+                "its SHA-256 is {actual} but the envelope records {recorded}"
+            )));
+        }
+        let known_codec = [Codec::Json, Codec::Raw]
+            .iter()
+            .any(|c| c.as_str() == header.codec);
+        if !known_codec {
+            return Err(corrupt(format!(
+                "unknown codec \"{}\" (flowstore {FLOWSTORE_VERSION} knows json and raw)",
+                header.codec
+            )));
+        }
+        if header.flow != flow {
+            return Err(corrupt(format!(
+                "the envelope holds flow \"{}\", not \"{flow}\"",
+                header.flow
+            )));
+        }
+        Ok(Envelope { header, payload })
+    }
+
+    /// The verified header.
+    pub fn header(&self) -> &EnvelopeHeader {
+        &self.header
+    }
+
+    /// The verified payload bytes.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// Decodes the payload into the application's flow type.
+    ///
+    /// Errors with [`Error::Decode`] listing every version that differs between the writer and
+    /// `app` when the codec is unknown or decoding fails. A successful decode across different
+    /// versions only logs a warning.
+    pub fn decode<T: DeserializeOwned>(&self, app: &AppInfo) -> Result<T> {
+        let diffs = self.version_diffs(app);
+        let result = match self.header.codec.as_str() {
+            "json" => serde_json::from_slice(&self.payload).map_err(|e| e.to_string()),
+            "raw" => serde_json::from_value(serde_json::Value::String(
+                String::from_utf8_lossy(&self.payload).into_owned(),
+            ))
+            .map_err(|e| format!("a raw-codec payload decodes only as a string or bytes: {e}")),
+            other => Err(format!(
+                "unknown codec \"{other}\" (flowstore {FLOWSTORE_VERSION} knows json and raw)"
+            )),
+        };
+        match result {
+            Ok(v) => {
+                if !diffs.is_empty() {
+                    tracing::warn!(
+                        flow = %self.header.flow,
+                        "flow was built with different versions than are running: {}",
+                        diffs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" ")
+                    );
+                }
+                Ok(v)
+            }
+            Err(reason) => Err(Error::Decode {
+                flow: self.header.flow.clone(),
+                reason,
+                versions: diffs,
+            }),
+        }
+    }
+
+    /// Every version that differs between the writer recorded in the header and `app` + this flowstore.
+    pub fn version_diffs(&self, app: &AppInfo) -> Vec<VersionDiff> {
+        let mut running = BTreeMap::new();
+        running.insert("flowstore".to_string(), FLOWSTORE_VERSION.to_string());
+        running.insert(app.name.clone(), app.version.clone());
+        let mut diffs = Vec::new();
+        let names: std::collections::BTreeSet<&String> =
+            self.header.versions.keys().chain(running.keys()).collect();
+        for name in names {
+            let built = self.header.versions.get(name);
+            let run = running.get(name);
+            if built != run {
+                diffs.push(VersionDiff {
+                    component: name.clone(),
+                    built_with: built.cloned(),
+                    running_with: run.cloned(),
+                });
+            }
+        }
+        diffs
+    }
+}
+
+/// Parses the first line and header; returns the header, the recorded hex digest, and the
+/// offsets of the header line and of the payload.
+fn parse_header(
+    bytes: &[u8],
+) -> std::result::Result<(EnvelopeHeader, String, usize, usize), String> {
+    if !bytes.starts_with(MAGIC) {
+        return Err("it is not a flowstore envelope (no `flowstore-envelope/` line)".to_string());
+    }
+    let window = &bytes[..bytes.len().min(MAX_HEADER_LEN)];
+    let first_nl = window
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("the envelope's first line is unterminated")?;
+    let first = std::str::from_utf8(&window[MAGIC.len()..first_nl])
+        .map_err(|_| "the envelope's first line is not text")?;
+    let (declared, recorded) = first
+        .split_once(" sha256:")
+        .ok_or("the envelope's first line has no sha256 digest")?;
+    let declared: u32 = declared
+        .parse()
+        .map_err(|_| "the envelope's first line has no format number")?;
+    if recorded.len() != 64
+        || !recorded
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err("the envelope's digest is not 64 lowercase hex digits".to_string());
+    }
+    let rest = &window[first_nl + 1..];
+    let second_nl = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("the envelope header is unterminated or longer than 64 KiB")?;
+    let header: EnvelopeHeader = serde_json::from_slice(&rest[..second_nl])
+        .map_err(|e| format!("the envelope header is not valid: {e}"))?;
+    if header.format != declared {
+        return Err(format!(
+            "the envelope declares format {declared} on its first line but {} in its header",
+            header.format
+        ));
+    }
+    Ok((
+        header,
+        recorded.to_string(),
+        first_nl + 1,
+        first_nl + 1 + second_nl + 1,
+    ))
+}
+
+/// Reads just the header of envelope bytes (for listings), without verifying the payload.
+pub fn peek_header(bytes: &[u8]) -> Option<EnvelopeHeader> {
+    parse_header(bytes).ok().map(|(h, ..)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> AppInfo {
+        AppInfo::new("my-app", "1.0.0")
+    }
+
+    #[test]
+    fn round_trip_json() {
+        let sealed = seal("f", &serde_json::json!({"tasks": [1, 2]}), &app()).unwrap();
+        let env = Envelope::open("f", "loc", sealed.bytes.clone()).unwrap();
+        assert_eq!(env.header().codec, "json");
+        assert_eq!(env.header().versions["my-app"], "1.0.0");
+        let v: serde_json::Value = env.decode(&app()).unwrap();
+        assert_eq!(v["tasks"][1], 2);
+    }
+
+    #[test]
+    fn one_flipped_byte_is_refused() {
+        let sealed = seal_bytes("f", b"hello world", &app());
+        for i in 0..sealed.bytes.len() {
+            let mut b = sealed.bytes.to_vec();
+            b[i] ^= 0x01;
+            let err = Envelope::open("f", "loc", Bytes::from(b));
+            assert!(err.is_err(), "flip at byte {i} was accepted");
+        }
+    }
+
+    #[test]
+    fn truncation_and_swap_are_refused() {
+        let sealed = seal_bytes("f", b"hello world", &app());
+        let short = sealed.bytes.slice(..sealed.bytes.len() - 1);
+        let e = Envelope::open("f", "loc", short).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
+        let other = seal_bytes("g", b"hello world", &app());
+        let e = Envelope::open("f", "loc", other.bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("holds flow \"g\""), "{e}");
+        assert!(e.contains("Flow \"f\" at loc"), "{e}");
+    }
+
+    #[test]
+    fn newer_format_is_refused_clearly() {
+        let sealed = seal_bytes("f", b"x", &app());
+        let text = String::from_utf8(sealed.bytes.to_vec()).unwrap();
+        let text = text.replacen("envelope/1", "envelope/2", 1).replacen(
+            "\"format\":1",
+            "\"format\":2",
+            1,
+        );
+        // Re-digest so only the format number is wrong.
+        let (first, rest) = text.split_once('\n').unwrap();
+        let digest = hex::encode(Sha256::digest(rest.as_bytes()));
+        let text = format!(
+            "{} sha256:{digest}\n{rest}",
+            first.split(' ').next().unwrap()
+        );
+        let e = Envelope::open("f", "loc", Bytes::from(text))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("format 2 is not supported"), "{e}");
+    }
+
+    #[test]
+    fn failed_decode_lists_version_differences() {
+        let sealed = seal("f", &"just a string", &AppInfo::new("my-app", "0.9.0")).unwrap();
+        let env = Envelope::open("f", "loc", sealed.bytes).unwrap();
+        let err = env.decode::<Vec<u32>>(&app()).unwrap_err().to_string();
+        assert!(
+            err.contains("- my-app: (flow built with \"0.9.0\", currently running with \"1.0.0\")"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused_not_panicking() {
+        for input in [
+            &b""[..],
+            b"flowstore-envelope/",
+            b"flowstore-envelope/1\n{",
+            b"\x80\x04",
+        ] {
+            assert!(Envelope::open("f", "loc", Bytes::copy_from_slice(input)).is_err());
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The error type shared by every flowstore crate.
+//!
+//! Backend crates define their own error enum that wraps [`Error`] and convert into it at the
+//! [`Storage`](crate::Storage) boundary, so a caller holding a `Box<dyn Storage>` sees one type.
+//! Every variant names the thing that is wrong (flow, location, type, secret) and says what to do.
+
+use std::fmt;
+
+/// A boxed error from a lower layer (I/O, HTTP client, cloud SDK), kept as the `source()`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Result alias used throughout flowstore.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One version that differs between the program that wrote a flow and the one reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionDiff {
+    /// What is versioned (`flowstore`, the application's name, the codec).
+    pub component: String,
+    /// The version recorded when the flow was built (`None` if it was not recorded).
+    pub built_with: Option<String>,
+    /// The version running now (`None` if unknown here).
+    pub running_with: Option<String>,
+}
+
+impl fmt::Display for VersionDiff {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let f = self;
+        let show = |v: &Option<String>| match v {
+            Some(v) => format!("{v:?}"),
+            None => "(not recorded)".to_string(),
+        };
+        write!(
+            out,
+            "- {}: (flow built with {}, currently running with {})",
+            f.component,
+            show(&f.built_with),
+            show(&f.running_with)
+        )
+    }
+}
+
+/// Everything that can go wrong storing or fetching a flow.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `add_flow` was given a name the storage already holds.
+    #[error("Name conflict: Flow with the name \"{name}\" is already present in this storage.")]
+    NameConflict {
+        /// The flow's name.
+        name: String,
+    },
+
+    /// `get_flow` was asked for a name the storage does not hold.
+    #[error(
+        "Flow \"{name}\" is not contained in this storage (it holds: {known}). \
+         Register the flow first, or open the storage from the reference written at registration."
+    )]
+    FlowNotFound {
+        /// The requested name.
+        name: String,
+        /// The names the storage does hold, comma-separated (or `no flows`).
+        known: String,
+    },
+
+    /// The stored bytes do not match what was recorded at registration.
+    #[error("Flow \"{flow}\" at {location} is corrupt or was altered: {reason}. It was not loaded; register the flow again.")]
+    FlowCorrupt {
+        /// The flow's name.
+        flow: String,
+        /// Where it was read from.
+        location: String,
+        /// What check failed.
+        reason: String,
+    },
+
+    /// A serialized flow could not be decoded into the requested type.
+    #[error("{}", decode_message(.flow, .reason, .versions))]
+    Decode {
+        /// The flow's name.
+        flow: String,
+        /// The codec's error.
+        reason: String,
+        /// Every version that differs between writer and reader.
+        versions: Vec<VersionDiff>,
+    },
+
+    /// A location already holds an object; flowstore never overwrites a stored flow.
+    #[error("Refusing to overwrite {location}: an object is already stored there. Choose another key, or remove the old object first.")]
+    AlreadyExists {
+        /// The location that is taken.
+        location: String,
+    },
+
+    /// A reference names a storage type that is not compiled in.
+    #[error("Unknown storage type \"{type_name}\": this program knows {known}. Add the backend crate that provides it and register it.")]
+    UnknownType {
+        /// The `type` field of the reference.
+        type_name: String,
+        /// The types the registry knows, comma-separated.
+        known: String,
+    },
+
+    /// A storage URL scheme no compiled-in backend handles.
+    #[error("Unknown storage URL scheme in \"{url}\": this program knows {known}.")]
+    UnknownScheme {
+        /// The URL as given.
+        url: String,
+        /// The schemes the registry knows.
+        known: String,
+    },
+
+    /// A storage reference is malformed.
+    #[error("Invalid storage reference: {reason}")]
+    InvalidReference {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A storage was configured with values that cannot work.
+    #[error("{message}")]
+    Config {
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// A location from a reference points outside the storage it belongs to.
+    #[error("Location {location} of flow \"{flow}\" is outside the storage {root}; refusing to read it.")]
+    OutsideStorage {
+        /// The flow's name.
+        flow: String,
+        /// The offending location.
+        location: String,
+        /// The storage's root.
+        root: String,
+    },
+
+    /// A secret the storage needs could not be found.
+    #[error(
+        "Secret \"{name}\" was not found (searched: {searched}). Set it in one of those places."
+    )]
+    SecretNotFound {
+        /// The secret's name.
+        name: String,
+        /// Every place that was searched.
+        searched: String,
+    },
+
+    /// The operation is not supported by this backend.
+    #[error("{backend} storage does not support {what}")]
+    Unsupported {
+        /// The backend's type name.
+        backend: String,
+        /// The operation.
+        what: String,
+    },
+
+    /// An I/O error with the path or object it happened on.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, naming the path.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An error from a backend (network, server, SDK), with what was being done.
+    #[error("{backend}: {message}")]
+    Backend {
+        /// The backend's type name.
+        backend: String,
+        /// What failed, naming the object, bucket or ref, and what to do.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+fn decode_message(flow: &str, reason: &str, versions: &[VersionDiff]) -> String {
+    let mut msg = format!("Flow \"{flow}\" could not be deserialized: {reason}");
+    if versions.is_empty() {
+        msg.push_str(
+            "\nThe writer and reader versions match; the flow type itself may have changed.",
+        );
+    } else {
+        msg.push_str(
+            "\nThis may be due to one of the following version mismatches between the flow build and execution environments:",
+        );
+        for v in versions {
+            msg.push('\n');
+            msg.push_str(&v.to_string());
+        }
+    }
+    msg
+}
+
+impl Error {
+    /// An [`Error::Io`] naming what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::Config`] with the given message.
+    pub fn config(message: impl Into<String>) -> Self {
+        Error::Config {
+            message: message.into(),
+        }
+    }
+
+    /// An [`Error::Backend`] without an underlying source.
+    pub fn backend(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Backend {
+            backend: backend.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::InvalidReference`].
+    pub fn invalid_reference(reason: impl Into<String>) -> Self {
+        Error::InvalidReference {
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::FlowNotFound`] listing the names that are known.
+    pub fn flow_not_found<'a>(name: &str, known: impl IntoIterator<Item = &'a String>) -> Self {
+        let known: Vec<&str> = known.into_iter().map(|s| s.as_str()).collect();
+        Error::FlowNotFound {
+            name: name.to_string(),
+            known: if known.is_empty() {
+                "no flows".to_string()
+            } else {
+                known
+                    .iter()
+                    .map(|n| format!("\"{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! flowstore-core: the pieces every flowstore backend shares.
+//!
+//! - [`Storage`]: the async, object-safe trait every backend implements.
+//! - [`envelope`]: the self-describing, digest-checked format of a serialized flow.
+//! - [`StorageReference`] and [`Registry`]: the JSON an orchestrator persists and how an agent
+//!   turns it back into a storage.
+//! - [`key`]: the `<slug(flow)>/<slug(timestamp)>` key scheme (python-slugify compatible).
+//! - [`testkit`] (feature `testkit`): the conformance suite every backend runs.
+//!
+//! No network stack, no TLS, no cloud SDK.
+//!
+//! ```
+//! use flowstore_core::{envelope, FlowContent};
+//! let app = flowstore_core::app_info!();
+//! let sealed = envelope::seal("My ETL Flow", &["extract", "transform", "load"], &app)?;
+//! let content = flowstore_core::flow::decode_stored("My ETL Flow", "memory", sealed.bytes.clone())?;
+//! assert!(matches!(content, FlowContent::Serialized(_)));
+//! # Ok::<(), flowstore_core::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod envelope;
+pub mod error;
+pub mod flow;
+pub mod key;
+pub mod prefect1;
+pub mod reference;
+pub mod registry;
+pub mod secret;
+pub mod storage;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use async_trait::async_trait;
+pub use envelope::{AppInfo, Envelope, SealedFlow};
+pub use error::{Error, Result};
+pub use flow::{FetchedFlow, FlowContent, FlowInput};
+pub use reference::StorageReference;
+pub use registry::{OpenContext, Registry};
+pub use secret::SecretSource;
+pub use storage::{FlowIndex, Storage, StoredVersion};

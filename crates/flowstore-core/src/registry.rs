@@ -1,0 +1,142 @@
+//! The [`Registry`]: type names and URL schemes → backend constructors.
+//!
+//! Each backend crate exposes `pub fn register(registry: &mut Registry)`; a program fills one
+//! registry with the backends it links and opens any reference or storage URL through it.
+//!
+//! ```
+//! use flowstore_core::{Registry, StorageReference};
+//! let registry = Registry::new(); // no backends registered
+//! let err = registry.open_json(r#"{"type": "S3", "bucket": "b"}"#).unwrap_err();
+//! assert!(err.to_string().contains("Unknown storage type \"S3\""));
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::reference::StorageReference;
+use crate::secret::{NoSecrets, SecretSource};
+use crate::storage::Storage;
+
+/// What a backend gets when it is opened: where to find secrets.
+#[derive(Debug, Clone)]
+pub struct OpenContext {
+    /// Secret sources for credentials and declared secrets.
+    pub secrets: Arc<dyn SecretSource>,
+}
+
+impl Default for OpenContext {
+    fn default() -> Self {
+        OpenContext {
+            secrets: Arc::new(NoSecrets),
+        }
+    }
+}
+
+/// Opens a storage from a reference.
+pub type OpenReference = fn(&StorageReference, &OpenContext) -> Result<Box<dyn Storage>>;
+/// Opens a storage from a URL such as `file:///srv/flows` or `s3://bucket/prefix`.
+pub type OpenUrl = fn(&str, &OpenContext) -> Result<Box<dyn Storage>>;
+
+/// Maps reference type names and URL schemes to backend constructors.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    types: BTreeMap<String, OpenReference>,
+    schemes: BTreeMap<String, OpenUrl>,
+    context: OpenContext,
+}
+
+impl Registry {
+    /// An empty registry with no secret sources.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a reference type (e.g. `"Local"`); a later registration of the same name wins.
+    pub fn register_type(&mut self, type_name: &str, open: OpenReference) -> &mut Self {
+        self.types.insert(type_name.to_string(), open);
+        self
+    }
+
+    /// Registers a URL scheme (e.g. `"file"`, `"s3"`, `"git+https"`).
+    pub fn register_scheme(&mut self, scheme: &str, open: OpenUrl) -> &mut Self {
+        self.schemes.insert(scheme.to_ascii_lowercase(), open);
+        self
+    }
+
+    /// Sets the secret sources handed to every backend opened through this registry.
+    pub fn with_secrets(mut self, secrets: Arc<dyn SecretSource>) -> Self {
+        self.context.secrets = secrets;
+        self
+    }
+
+    /// The context handed to backends.
+    pub fn context(&self) -> &OpenContext {
+        &self.context
+    }
+
+    /// The registered type names.
+    pub fn types(&self) -> Vec<&str> {
+        self.types.keys().map(String::as_str).collect()
+    }
+
+    /// The registered URL schemes.
+    pub fn schemes(&self) -> Vec<&str> {
+        self.schemes.keys().map(String::as_str).collect()
+    }
+
+    /// Opens a storage from a reference.
+    ///
+    /// Errors with [`Error::UnknownType`] (naming the type and the backends compiled in) and with
+    /// whatever the backend reports for bad fields.
+    pub fn open(&self, reference: &StorageReference) -> Result<Box<dyn Storage>> {
+        let open = self
+            .types
+            .get(&reference.type_name)
+            .ok_or_else(|| Error::UnknownType {
+                type_name: reference.type_name.clone(),
+                known: list_or_none(self.types()),
+            })?;
+        open(reference, &self.context)
+    }
+
+    /// Parses a reference from JSON and opens it ([`StorageReference::from_json`] + [`Registry::open`]).
+    pub fn open_json(&self, json: &str) -> Result<Box<dyn Storage>> {
+        self.open(&StorageReference::from_json(json)?)
+    }
+
+    /// Opens a storage from a URL by its scheme.
+    ///
+    /// Errors with [`Error::UnknownScheme`] naming the schemes compiled in.
+    pub fn open_url(&self, url: &str) -> Result<Box<dyn Storage>> {
+        let scheme = url
+            .split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        let open = self
+            .schemes
+            .get(&scheme)
+            .ok_or_else(|| Error::UnknownScheme {
+                url: url.to_string(),
+                known: list_or_none(
+                    self.schemes()
+                        .into_iter()
+                        .map(|s| format!("{s}://"))
+                        .collect(),
+                ),
+            })?;
+        open(url, &self.context)
+    }
+}
+
+fn list_or_none<S: AsRef<str>>(items: Vec<S>) -> String {
+    if items.is_empty() {
+        "no backends (none registered)".to_string()
+    } else {
+        items
+            .iter()
+            .map(|s| s.as_ref())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

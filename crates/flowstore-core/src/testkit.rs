@@ -1,0 +1,356 @@
+//! The conformance suite every backend runs (feature `testkit`).
+//!
+//! A backend implements [`Harness`] (how to make a fresh storage, how to alter stored bytes behind
+//! flowstore's back) and expands [`conformance_suite!`](crate::conformance_suite) in a test file:
+//!
+//! ```ignore
+//! async fn harness() -> Result<MyHarness, flowstore_core::testkit::Skip> { ... }
+//! flowstore_core::conformance_suite!(harness);
+//! ```
+//!
+//! Each check becomes its own `#[tokio::test]` in a `conformance` module, so a failure names the
+//! check. A harness that cannot run (its server is not started) returns [`Skip`]: the test prints
+//! `flowstore-skip: <test>: <reason>` straight to stderr (visible even under libtest's capture) —
+//! or fails, when `FLOWSTORE_REQUIRE_SERVERS=1` (set by `cargo xtask test`, which starts them).
+
+use std::io::Write as _;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::envelope::{seal, seal_bytes, AppInfo};
+use crate::error::Error;
+use crate::flow::{FlowContent, FlowInput};
+use crate::reference::StorageReference;
+use crate::registry::Registry;
+use crate::storage::Storage;
+
+/// Why a test could not run (e.g. `S3 server not started: set FLOWSTORE_TEST_S3_ENDPOINT`).
+#[derive(Debug, Clone)]
+pub struct Skip(pub String);
+
+impl<S: Into<String>> From<S> for Skip {
+    fn from(s: S) -> Self {
+        Skip(s.into())
+    }
+}
+
+/// Environment variable that turns skips into failures (set by `cargo xtask test`).
+pub const REQUIRE_SERVERS_ENV: &str = "FLOWSTORE_REQUIRE_SERVERS";
+
+/// Reports a skipped test visibly, or panics when servers are required.
+pub fn skip(test: &str, reason: &Skip) {
+    if std::env::var(REQUIRE_SERVERS_ENV).is_ok_and(|v| v == "1") {
+        panic!("{test}: required server is not available: {}", reason.0);
+    }
+    // Written to the real stderr, not through eprintln!, so libtest's capture does not hide it.
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "flowstore-skip: {test}: {}", reason.0);
+}
+
+/// The result of a harness constructor: the harness, or why the tests must skip.
+pub type HarnessResult<H> = Result<H, Skip>;
+
+/// What a backend provides to run the conformance suite.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// A fresh, empty storage in serialized mode, in its own namespace (a new directory, bucket
+    /// prefix…). `None` for backends that cannot store serialized flows (read-only backends).
+    async fn storage(&self) -> Option<Box<dyn Storage>>;
+
+    /// A fresh storage in script mode whose script (one file) holds `source`, registered under
+    /// `flow_name`. `None` for backends without script mode.
+    async fn script_storage(&self, flow_name: &str, source: &[u8]) -> Option<Box<dyn Storage>>;
+
+    /// A registry that opens this backend's references.
+    fn registry(&self) -> Registry;
+
+    /// Replaces the bytes stored for `flow` (as located by `reference`) behind flowstore's back.
+    /// Returns false if the backend cannot be altered from outside (the check is then skipped).
+    async fn tamper(&self, reference: &StorageReference, flow: &str, bytes: Bytes) -> bool;
+
+    /// Size of the "large flow" check (default 24 MiB).
+    fn large_flow_size(&self) -> usize {
+        24 * 1024 * 1024
+    }
+}
+
+fn app() -> AppInfo {
+    AppInfo::new("flowstore-testkit", "1.0.0")
+}
+
+/// The value the serialized checks store.
+fn sample_value(name: &str) -> serde_json::Value {
+    serde_json::json!({"name": name, "tasks": ["extract", "transform", "load"], "retries": 3})
+}
+
+async fn build_one(storage: &mut Box<dyn Storage>, name: &str) -> String {
+    let sealed = seal(name, &sample_value(name), &app()).expect("seal");
+    let location = storage.add_flow(sealed.into()).await.expect("add_flow");
+    storage.build().await.expect("build");
+    location
+}
+
+fn reopen(h: &dyn Harness, storage: &dyn Storage) -> Box<dyn Storage> {
+    let json = storage.reference().expect("reference").to_json();
+    h.registry().open_json(&json).expect("open reference")
+}
+
+/// Serialized round trip: add → build → get_flow decodes the same value; contains/flows agree.
+pub async fn round_trip_serialized(h: &dyn Harness) {
+    let Some(mut storage) = h.storage().await else {
+        return;
+    };
+    let location = build_one(&mut storage, "My ETL Flow").await;
+    assert!(storage.contains("My ETL Flow"));
+    assert!(!storage.contains("my-etl-flow"));
+    assert_eq!(storage.flows().get("My ETL Flow"), Some(&location));
+    let fetched = storage.get_flow("My ETL Flow").await.expect("get_flow");
+    assert_eq!(fetched.name, "My ETL Flow");
+    let value: serde_json::Value = fetched.decode(&app()).expect("decode");
+    assert_eq!(value, sample_value("My ETL Flow"));
+}
+
+/// Script round trip: the script's source comes back byte for byte.
+pub async fn round_trip_script(h: &dyn Harness) {
+    let source = b"def main():\n    print('hello from a script flow')\n".to_vec();
+    let Some(mut storage) = h.script_storage("Script Flow", &source).await else {
+        return;
+    };
+    storage
+        .add_flow(FlowInput::script("Script Flow"))
+        .await
+        .expect("add script flow");
+    storage.build().await.expect("build");
+    let fetched = reopen(h, &*storage)
+        .get_flow("Script Flow")
+        .await
+        .expect("get_flow");
+    match &fetched.content {
+        FlowContent::Script { source: got, .. } => assert_eq!(got.as_ref(), &source[..]),
+        other => panic!("expected a script flow, got {other:?}"),
+    }
+}
+
+/// A second flow with the same name is refused with the reference system's message.
+pub async fn name_conflict(h: &dyn Harness) {
+    let Some(mut storage) = h.storage().await else {
+        return;
+    };
+    let first = seal_bytes("dup", b"one", &app());
+    storage.add_flow(first.into()).await.expect("first add");
+    let second = seal_bytes("dup", b"two", &app());
+    let err = storage.add_flow(second.into()).await.unwrap_err();
+    assert!(matches!(err, Error::NameConflict { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "Name conflict: Flow with the name \"dup\" is already present in this storage."
+    );
+}
+
+/// An unknown name is a clear error naming the flow, before and after a reference round trip.
+pub async fn unknown_flow(h: &dyn Harness) {
+    let Some(mut storage) = h.storage().await else {
+        return;
+    };
+    build_one(&mut storage, "known").await;
+    for s in [reopen(h, &*storage), storage] {
+        let err = s.get_flow("missing flow").await.unwrap_err();
+        assert!(matches!(err, Error::FlowNotFound { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("Flow \"missing flow\" is not contained in this storage"),
+            "{msg}"
+        );
+        assert!(msg.contains("\"known\""), "{msg}");
+        assert!(!s.contains("missing flow"));
+    }
+}
+
+/// build → reference → JSON → registry → get_flow, with the digest and secrets carried along.
+pub async fn reference_round_trip(h: &dyn Harness) {
+    let Some(mut storage) = h.storage().await else {
+        return;
+    };
+    build_one(&mut storage, "ref flow").await;
+    let reference = storage.reference().expect("reference");
+    assert_eq!(reference.type_name, storage.type_name());
+    assert!(
+        reference.flow_digests.contains_key("ref flow"),
+        "no digest in {reference:?}"
+    );
+    let json = reference.to_json_pretty();
+    let parsed = StorageReference::from_json(&json).expect("parse");
+    assert_eq!(parsed, reference);
+    let agent = h.registry().open(&parsed).expect("open");
+    assert_eq!(agent.flows(), storage.flows());
+    let value: serde_json::Value = agent
+        .get_flow("ref flow")
+        .await
+        .expect("agent get_flow")
+        .decode(&app())
+        .expect("decode");
+    assert_eq!(value, sample_value("ref flow"));
+}
+
+/// Stored bytes altered by one byte, truncated, or swapped for another flow are refused.
+pub async fn digest_refusal(h: &dyn Harness) {
+    let Some(mut storage) = h.storage().await else {
+        return;
+    };
+    build_one(&mut storage, "victim").await;
+    let other = seal("intruder", &sample_value("intruder"), &app()).unwrap();
+    let reference = storage.reference().unwrap();
+    // Sealing is deterministic: these are the bytes the storage holds.
+    let original_bytes = seal("victim", &sample_value("victim"), &app())
+        .unwrap()
+        .bytes
+        .to_vec();
+    let mut flipped = original_bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x20;
+    let truncated = original_bytes[..original_bytes.len() / 2].to_vec();
+    for (what, bytes) in [
+        ("one byte altered", flipped),
+        ("truncated", truncated),
+        ("swapped for another flow", other.bytes.to_vec()),
+    ] {
+        if !h.tamper(&reference, "victim", Bytes::from(bytes)).await {
+            skip(
+                "digest_refusal",
+                &Skip("backend cannot be altered from outside".into()),
+            );
+            return;
+        }
+        let agent = h.registry().open(&reference).unwrap();
+        let err = agent.get_flow("victim").await.unwrap_err();
+        assert!(matches!(err, Error::FlowCorrupt { .. }), "{what}: {err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("\"victim\""), "{what}: {msg}");
+        assert!(msg.contains(&reference.flows["victim"]), "{what}: {msg}");
+    }
+}
+
+/// Two storages registering the same flow name never overwrite each other.
+pub async fn no_overwrite(h: &dyn Harness) {
+    let (Some(mut a), Some(mut b)) = (h.storage().await, h.storage().await) else {
+        return;
+    };
+    // Point both at the same namespace by reopening `a`'s configuration without its flows.
+    let mut reference = a.reference().unwrap();
+    reference.flows.clear();
+    reference.flow_digests.clear();
+    if let Ok(fresh) = h.registry().open(&reference) {
+        b = fresh;
+    }
+    let one = seal("same name", &"first", &app()).unwrap();
+    let two = seal("same name", &"second", &app()).unwrap();
+    let loc_a = a.add_flow(one.into()).await.unwrap();
+    let loc_b = b.add_flow(two.into()).await.unwrap();
+    a.build().await.unwrap();
+    b.build().await.unwrap();
+    assert_ne!(loc_a, loc_b, "two registrations got the same location");
+    let va: String = a
+        .get_flow("same name")
+        .await
+        .unwrap()
+        .decode(&app())
+        .unwrap();
+    let vb: String = b
+        .get_flow("same name")
+        .await
+        .unwrap()
+        .decode(&app())
+        .unwrap();
+    assert_eq!((va.as_str(), vb.as_str()), ("first", "second"));
+}
+
+/// Fifty flows in one storage, all fetchable and each its own.
+pub async fn many_flows(h: &dyn Harness) {
+    let Some(mut storage) = h.storage().await else {
+        return;
+    };
+    let names: Vec<String> = (0..50).map(|i| format!("flow number {i}")).collect();
+    for name in &names {
+        let sealed = seal(name, &sample_value(name), &app()).unwrap();
+        storage.add_flow(sealed.into()).await.unwrap();
+    }
+    storage.build().await.unwrap();
+    assert_eq!(storage.flows().len(), names.len());
+    let agent = reopen(h, &*storage);
+    for name in &names {
+        let v: serde_json::Value = agent.get_flow(name).await.unwrap().decode(&app()).unwrap();
+        assert_eq!(v, sample_value(name));
+    }
+}
+
+/// A flow of tens of MiB round-trips intact.
+pub async fn large_flow(h: &dyn Harness) {
+    let Some(mut storage) = h.storage().await else {
+        return;
+    };
+    let size = h.large_flow_size();
+    let payload: Vec<u8> = (0..size)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let sealed = seal_bytes("big flow", &payload, &app());
+    storage.add_flow(sealed.into()).await.unwrap();
+    storage.build().await.unwrap();
+    let fetched = reopen(h, &*storage).get_flow("big flow").await.unwrap();
+    assert_eq!(fetched.bytes().len(), size);
+    assert!(
+        fetched.bytes().as_ref() == payload.as_slice(),
+        "large flow came back different"
+    );
+}
+
+/// Unicode, symbol-only and path-like names store under safe keys and fetch by their exact name.
+pub async fn unicode_names(h: &dyn Harness) {
+    let Some(mut storage) = h.storage().await else {
+        return;
+    };
+    let names = [
+        "Ünïcödé Straße",
+        "影師嗎",
+        "../../etc/passwd",
+        "!!!",
+        "emoji 🚀 flow",
+    ];
+    for name in names {
+        let sealed = seal(name, &sample_value(name), &app()).unwrap();
+        let location = storage.add_flow(sealed.into()).await.unwrap();
+        assert!(!location.contains(".."), "{name} stored at {location}");
+    }
+    storage.build().await.unwrap();
+    let agent = reopen(h, &*storage);
+    for name in names {
+        let v: serde_json::Value = agent.get_flow(name).await.unwrap().decode(&app()).unwrap();
+        assert_eq!(v["name"], name);
+    }
+}
+
+/// Expands the conformance suite into one `#[tokio::test]` per check, in a `conformance` module.
+///
+/// `$harness` is the path of an `async fn() -> HarnessResult<impl Harness>` in the calling module.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($harness:path) => {
+        mod conformance {
+            $crate::conformance_suite!(@tests $harness;
+                round_trip_serialized, round_trip_script, name_conflict, unknown_flow,
+                reference_round_trip, digest_refusal, no_overwrite, many_flows, large_flow,
+                unicode_names);
+        }
+    };
+    (@tests $harness:path; $($check:ident),*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                match super::$harness().await {
+                    Ok(h) => $crate::testkit::$check(&h).await,
+                    Err(reason) => $crate::testkit::skip(concat!("conformance::", stringify!($check)), &reason),
+                }
+            }
+        )*
+    };
+}

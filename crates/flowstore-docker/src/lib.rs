@@ -1,0 +1,3 @@
+//! Docker image flow storage for flowstore.
+//!
+//! Part of flowstore; see the workspace README.

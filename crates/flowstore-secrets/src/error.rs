@@ -1,0 +1,26 @@
+//! The crate's error type.
+
+/// Errors from secret lookup and template rendering.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An error shared with the rest of flowstore (e.g. a secret that was not found).
+    #[error(transparent)]
+    Core(#[from] flowstore_core::Error),
+
+    /// A `${NAME}` template names something that is neither an environment variable nor a secret.
+    #[error("Template value '{name}' does not refer to an environment variable or secret.")]
+    UnknownTemplateName {
+        /// The name in the template.
+        name: String,
+    },
+}
+
+impl From<Error> for flowstore_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Core(e) => e,
+            other => flowstore_core::Error::config(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! `${NAME}` / `$NAME` templates in JSON-like request arguments.
+
+use flowstore_core::secret::{ExposeSecret, SecretSource, SecretString};
+use serde_json::Value;
+use zeroize::Zeroize;
+
+use crate::error::Error;
+
+/// A rendered value: secret-typed. `Debug` prints `[REDACTED]`, the value is reached only through
+/// [`ExposeSecret`], and its strings are zeroized on drop.
+pub struct RenderedValue(Value);
+
+impl ExposeSecret<Value> for RenderedValue {
+    fn expose_secret(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RenderedValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RenderedValue([REDACTED])")
+    }
+}
+
+impl Drop for RenderedValue {
+    fn drop(&mut self) {
+        zeroize_value(&mut self.0);
+    }
+}
+
+fn zeroize_value(value: &mut Value) {
+    match value {
+        Value::String(s) => s.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(zeroize_value),
+        Value::Object(map) => map.values_mut().for_each(zeroize_value),
+        _ => {}
+    }
+}
+
+/// Replaces `${NAME}` and `$NAME` (`$$` is a literal `$`) in every string value of `value`,
+/// nested too; keys and non-strings are untouched and `value` is not changed. Each name is looked
+/// up in the environment first, then in `sources`.
+///
+/// Errors with [`Error::UnknownTemplateName`] for a name found in neither.
+///
+/// ```
+/// use flowstore_secrets::{render, MapSource, ExposeSecret};
+/// let args = serde_json::json!({"headers": {"Authorization": "Bearer ${FLOWSTORE_DOC_TOKEN}"}});
+/// let rendered = render(&args, &MapSource::new().with("FLOWSTORE_DOC_TOKEN", "t0k")).unwrap();
+/// assert_eq!(rendered.expose_secret()["headers"]["Authorization"], "Bearer t0k");
+/// assert_eq!(args["headers"]["Authorization"], "Bearer ${FLOWSTORE_DOC_TOKEN}");
+/// ```
+pub fn render(value: &Value, sources: &dyn SecretSource) -> Result<RenderedValue, Error> {
+    Ok(RenderedValue(render_value(value, sources)?))
+}
+
+fn render_value(value: &Value, sources: &dyn SecretSource) -> Result<Value, Error> {
+    Ok(match value {
+        Value::String(s) => Value::String(render_str(s, sources)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| render_value(v, sources))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_value(v, sources)?)))
+                .collect::<Result<_, Error>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn lookup(name: &str, sources: &dyn SecretSource) -> Result<SecretString, Error> {
+    if let Ok(v) = std::env::var(name) {
+        return Ok(SecretString::from(v));
+    }
+    sources
+        .get(name)?
+        .ok_or_else(|| Error::UnknownTemplateName {
+            name: name.to_string(),
+        })
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// Renders one string (single pass: a rendered value is never rendered again).
+fn render_str(s: &str, sources: &dyn SecretSource) -> Result<String, Error> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            match body.find('}') {
+                Some(end) if !body[..end].is_empty() && body[..end].chars().all(is_name_char) => {
+                    out.push_str(lookup(&body[..end], sources)?.expose_secret());
+                    rest = &body[end + 1..];
+                }
+                _ => {
+                    out.push('$');
+                    rest = after;
+                }
+            }
+        } else {
+            let len = after
+                .find(|c: char| !is_name_char(c))
+                .unwrap_or(after.len());
+            if len == 0 {
+                out.push('$');
+                rest = after;
+            } else {
+                out.push_str(lookup(&after[..len], sources)?.expose_secret());
+                rest = &after[len..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}

@@ -1,0 +1,3 @@
+//! Webhook (HTTP) flow storage for flowstore.
+//!
+//! Part of flowstore; see the workspace README.
