@@ -48,6 +48,12 @@ pub fn skip(test: &str, reason: &Skip) {
     let _ = writeln!(err, "flowstore-skip: {test}: {}", reason.0);
 }
 
+/// Reports a check that does not apply to this backend (never a failure, always visible).
+pub fn not_applicable(test: &str, reason: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "flowstore-not-applicable: {test}: {reason}");
+}
+
 /// The result of a harness constructor: the harness, or why the tests must skip.
 pub type HarnessResult<H> = Result<H, Skip>;
 
@@ -68,6 +74,12 @@ pub trait Harness: Send + Sync {
     /// Replaces the bytes stored for `flow` (as located by `reference`) behind flowstore's back.
     /// Returns false if the backend cannot be altered from outside (the check is then skipped).
     async fn tamper(&self, reference: &StorageReference, flow: &str, bytes: Bytes) -> bool;
+
+    /// True for backends that hold a single flow, where a second `add_flow` replaces the first
+    /// (Webhook, as in Prefect 1): the name-conflict and many-flows checks then do not apply.
+    fn holds_one_flow(&self) -> bool {
+        false
+    }
 
     /// Size of the "large flow" check (default 24 MiB).
     fn large_flow_size(&self) -> usize {
@@ -134,6 +146,9 @@ pub async fn round_trip_script(h: &dyn Harness) {
 
 /// A second flow with the same name is refused with the reference system's message.
 pub async fn name_conflict(h: &dyn Harness) {
+    if h.holds_one_flow() {
+        return not_applicable("name_conflict", "the storage holds one flow; a second add_flow replaces it");
+    }
     let Some(mut storage) = h.storage().await else {
         return;
     };
@@ -267,6 +282,9 @@ pub async fn no_overwrite(h: &dyn Harness) {
 
 /// Fifty flows in one storage, all fetchable and each its own.
 pub async fn many_flows(h: &dyn Harness) {
+    if h.holds_one_flow() {
+        return not_applicable("many_flows", "the storage holds one flow");
+    }
     let Some(mut storage) = h.storage().await else {
         return;
     };
