@@ -87,6 +87,8 @@ pub trait Harness: Send + Sync {
     }
 }
 
+const NO_SERIALIZED: &str = "the backend does not store serialized flows (read-only)";
+
 fn app() -> AppInfo {
     AppInfo::new("flowstore-testkit", "1.0.0")
 }
@@ -111,7 +113,7 @@ fn reopen(h: &dyn Harness, storage: &dyn Storage) -> Box<dyn Storage> {
 /// Serialized round trip: add → build → get_flow decodes the same value; contains/flows agree.
 pub async fn round_trip_serialized(h: &dyn Harness) {
     let Some(mut storage) = h.storage().await else {
-        return;
+        return not_applicable("round_trip_serialized", NO_SERIALIZED);
     };
     let location = build_one(&mut storage, "My ETL Flow").await;
     assert!(storage.contains("My ETL Flow"));
@@ -127,7 +129,7 @@ pub async fn round_trip_serialized(h: &dyn Harness) {
 pub async fn round_trip_script(h: &dyn Harness) {
     let source = b"def main():\n    print('hello from a script flow')\n".to_vec();
     let Some(mut storage) = h.script_storage("Script Flow", &source).await else {
-        return;
+        return not_applicable("round_trip_script", "the backend has no script mode");
     };
     storage
         .add_flow(FlowInput::script("Script Flow"))
@@ -147,10 +149,13 @@ pub async fn round_trip_script(h: &dyn Harness) {
 /// A second flow with the same name is refused with the reference system's message.
 pub async fn name_conflict(h: &dyn Harness) {
     if h.holds_one_flow() {
-        return not_applicable("name_conflict", "the storage holds one flow; a second add_flow replaces it");
+        return not_applicable(
+            "name_conflict",
+            "the storage holds one flow; a second add_flow replaces it",
+        );
     }
     let Some(mut storage) = h.storage().await else {
-        return;
+        return not_applicable("name_conflict", NO_SERIALIZED);
     };
     let first = seal_bytes("dup", b"one", &app());
     storage.add_flow(first.into()).await.expect("first add");
@@ -166,7 +171,7 @@ pub async fn name_conflict(h: &dyn Harness) {
 /// An unknown name is a clear error naming the flow, before and after a reference round trip.
 pub async fn unknown_flow(h: &dyn Harness) {
     let Some(mut storage) = h.storage().await else {
-        return;
+        return not_applicable("unknown_flow", NO_SERIALIZED);
     };
     build_one(&mut storage, "known").await;
     for s in [reopen(h, &*storage), storage] {
@@ -185,7 +190,7 @@ pub async fn unknown_flow(h: &dyn Harness) {
 /// build → reference → JSON → registry → get_flow, with the digest and secrets carried along.
 pub async fn reference_round_trip(h: &dyn Harness) {
     let Some(mut storage) = h.storage().await else {
-        return;
+        return not_applicable("reference_round_trip", NO_SERIALIZED);
     };
     build_one(&mut storage, "ref flow").await;
     let reference = storage.reference().expect("reference");
@@ -211,7 +216,7 @@ pub async fn reference_round_trip(h: &dyn Harness) {
 /// Stored bytes altered by one byte, truncated, or swapped for another flow are refused.
 pub async fn digest_refusal(h: &dyn Harness) {
     let Some(mut storage) = h.storage().await else {
-        return;
+        return not_applicable("digest_refusal", NO_SERIALIZED);
     };
     build_one(&mut storage, "victim").await;
     let other = seal("intruder", &sample_value("intruder"), &app()).unwrap();
@@ -249,7 +254,7 @@ pub async fn digest_refusal(h: &dyn Harness) {
 /// Two storages registering the same flow name never overwrite each other.
 pub async fn no_overwrite(h: &dyn Harness) {
     let (Some(mut a), Some(mut b)) = (h.storage().await, h.storage().await) else {
-        return;
+        return not_applicable("no_overwrite", NO_SERIALIZED);
     };
     // Point both at the same namespace by reopening `a`'s configuration without its flows.
     let mut reference = a.reference().unwrap();
@@ -286,7 +291,7 @@ pub async fn many_flows(h: &dyn Harness) {
         return not_applicable("many_flows", "the storage holds one flow");
     }
     let Some(mut storage) = h.storage().await else {
-        return;
+        return not_applicable("many_flows", NO_SERIALIZED);
     };
     let names: Vec<String> = (0..50).map(|i| format!("flow number {i}")).collect();
     for name in &names {
@@ -305,7 +310,7 @@ pub async fn many_flows(h: &dyn Harness) {
 /// A flow of tens of MiB round-trips intact.
 pub async fn large_flow(h: &dyn Harness) {
     let Some(mut storage) = h.storage().await else {
-        return;
+        return not_applicable("large_flow", NO_SERIALIZED);
     };
     let size = h.large_flow_size();
     let payload: Vec<u8> = (0..size)
@@ -325,7 +330,7 @@ pub async fn large_flow(h: &dyn Harness) {
 /// Unicode, symbol-only and path-like names store under safe keys and fetch by their exact name.
 pub async fn unicode_names(h: &dyn Harness) {
     let Some(mut storage) = h.storage().await else {
-        return;
+        return not_applicable("unicode_names", NO_SERIALIZED);
     };
     let names = [
         "Ünïcödé Straße",
@@ -349,10 +354,10 @@ pub async fn unicode_names(h: &dyn Harness) {
 
 /// Expands the conformance suite into one `#[tokio::test]` per check, in a `conformance` module.
 ///
-/// `$harness` is the path of an `async fn() -> HarnessResult<impl Harness>` in the calling module.
+/// `$harness` is the name of an `async fn() -> HarnessResult<impl Harness>` in the calling module.
 #[macro_export]
 macro_rules! conformance_suite {
-    ($harness:path) => {
+    ($harness:ident) => {
         mod conformance {
             $crate::conformance_suite!(@tests $harness;
                 round_trip_serialized, round_trip_script, name_conflict, unknown_flow,
@@ -360,7 +365,7 @@ macro_rules! conformance_suite {
                 unicode_names);
         }
     };
-    (@tests $harness:path; $($check:ident),*) => {
+    (@tests $harness:ident; $($check:ident),*) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {

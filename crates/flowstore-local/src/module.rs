@@ -1,0 +1,312 @@
+//! `Module` storage: flows compiled into the running binary, found by module path and name.
+//!
+//! A program publishes its flows under a module path (e.g. `"my_crate::flows"`) with
+//! [`register_flow`]; a `Module` storage records that path as each flow's location, and
+//! `get_flow` finds the flow there by name. `module:attr` selects one flow by the identifier it
+//! was published under. Flows handed to `add_flow` in serialized form are published into this
+//! process's module table too (the in-process equivalent of "importable").
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+
+use flowstore_core::async_trait;
+use flowstore_core::{
+    envelope::{seal, AppInfo, SealedFlow},
+    key, Error, FetchedFlow, FlowIndex, FlowInput, OpenContext, Result, Storage, StorageReference,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error as LocalError;
+
+/// The reference type name.
+pub const TYPE_NAME: &str = "Module";
+
+/// One flow published under a module path.
+#[derive(Debug, Clone)]
+struct ModuleFlow {
+    attr: String,
+    sealed: SealedFlow,
+}
+
+fn table() -> &'static Mutex<BTreeMap<String, Vec<ModuleFlow>>> {
+    static TABLE: OnceLock<Mutex<BTreeMap<String, Vec<ModuleFlow>>>> = OnceLock::new();
+    TABLE.get_or_init(Default::default)
+}
+
+fn lock_table() -> std::sync::MutexGuard<'static, BTreeMap<String, Vec<ModuleFlow>>> {
+    table()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Publishes a flow value under `module` as `attr` (like a Python module attribute).
+///
+/// Errors with [`Error::Config`] if the value cannot be serialized or `module`/`attr` is empty or
+/// contains `:`.
+///
+/// ```
+/// flowstore_local::module::register_flow(
+///     "doc_crate::flows", "etl", "My ETL Flow", &vec!["extract", "load"], &flowstore_core::app_info!(),
+/// ).unwrap();
+/// ```
+pub fn register_flow<T: Serialize + ?Sized>(
+    module: &str,
+    attr: &str,
+    name: &str,
+    value: &T,
+    app: &AppInfo,
+) -> Result<()> {
+    publish(module, attr, seal(name, value, app)?)
+}
+
+/// Splits `module:attr` at a lone `:` (the `::` of a Rust path is not a separator).
+fn split_attr(location: &str) -> (&str, Option<&str>) {
+    let b = location.as_bytes();
+    for i in 0..b.len() {
+        let lone =
+            b[i] == b':' && (i == 0 || b[i - 1] != b':') && b.get(i + 1).is_none_or(|&n| n != b':');
+        if lone {
+            return (&location[..i], Some(&location[i + 1..]));
+        }
+    }
+    (location, None)
+}
+
+fn publish(module: &str, attr: &str, sealed: SealedFlow) -> Result<()> {
+    if module.is_empty() || split_attr(module).1.is_some() {
+        return Err(Error::config(format!(
+            "Module path {module:?} must be non-empty and must not contain a lone ':'"
+        )));
+    }
+    if attr.is_empty() || attr.contains(':') {
+        return Err(Error::config(format!(
+            "Module attribute {attr:?} must be non-empty and must not contain ':'"
+        )));
+    }
+    let mut table = lock_table();
+    let flows = table.entry(module.to_string()).or_default();
+    flows.retain(|f| f.attr != attr);
+    flows.push(ModuleFlow {
+        attr: attr.to_string(),
+        sealed,
+    });
+    Ok(())
+}
+
+/// Replaces the bytes published under `module:attr` (for tests that tamper with a flow).
+#[doc(hidden)]
+pub fn replace_published_bytes(module: &str, attr: &str, bytes: bytes::Bytes) -> bool {
+    let mut table = lock_table();
+    match table
+        .get_mut(module)
+        .and_then(|flows| flows.iter_mut().find(|f| f.attr == attr))
+    {
+        Some(f) => {
+            f.sealed.bytes = bytes;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Finds the flow `flow_name` at `location` (`module` or `module:attr`), with the reference
+/// system's errors.
+fn find(location: &str, flow_name: &str) -> std::result::Result<SealedFlow, LocalError> {
+    let (module, attr) = split_attr(location);
+    let table = lock_table();
+    let Some(flows) = table.get(module) else {
+        let known: Vec<&String> = table.keys().collect();
+        return Err(LocalError::Module(format!(
+            "Failed to find flow at {location}: no module \"{module}\" is registered in this program \
+             (registered modules: {known:?}); publish it with flowstore_local::module::register_flow"
+        )));
+    };
+    if let Some(attr) = attr {
+        let found = flows
+            .iter()
+            .find(|f| f.attr == attr)
+            .ok_or_else(|| LocalError::Module(format!("Failed to find flow at {location}")))?;
+        if found.sealed.name != flow_name {
+            return Err(LocalError::Module(format!(
+                "Flow at {location} is named {}, expected {flow_name}",
+                found.sealed.name
+            )));
+        }
+        return Ok(found.sealed.clone());
+    }
+    if flows.is_empty() {
+        return Err(LocalError::Module(format!("No flows found in {location}")));
+    }
+    let matching: Vec<&ModuleFlow> = flows
+        .iter()
+        .filter(|f| f.sealed.name == flow_name)
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one.sealed.clone()),
+        [] => Err(LocalError::Module(format!(
+            "Failed to find flow \"{flow_name}\" in {location}. Found flows: {}",
+            flows
+                .iter()
+                .map(|f| f.sealed.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        _ => Err(LocalError::Module(format!(
+            "Multiple flows found in {location}, please provide flow_name to select one. \
+             ({} flows are named \"{flow_name}\": select one with {location}:<attr>, attrs: {})",
+            matching.len(),
+            matching
+                .iter()
+                .map(|f| f.attr.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// The backend fields of a `Module` reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleFields {
+    /// The module path (`my_crate::flows`, optionally `my_crate::flows:attr`).
+    pub module: String,
+}
+
+/// Flows compiled into the running binary.
+#[derive(Debug, Clone)]
+pub struct Module {
+    module: String,
+    index: FlowIndex,
+}
+
+impl Module {
+    /// Storage for flows published under `module`.
+    pub fn new(module: impl Into<String>) -> Self {
+        Module {
+            module: module.into(),
+            index: FlowIndex::default(),
+        }
+    }
+
+    /// Opens a `Module` reference. Errors with [`Error::InvalidReference`] without `module`.
+    pub fn from_reference(reference: &StorageReference, _ctx: &OpenContext) -> Result<Self> {
+        let fields: ModuleFields = reference.backend_fields()?;
+        Ok(Module {
+            module: fields.module,
+            index: FlowIndex::from_reference(reference),
+        })
+    }
+}
+
+#[async_trait]
+impl Storage for Module {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn index(&self) -> &FlowIndex {
+        &self.index
+    }
+
+    /// A script-form flow is expected to be compiled in under the module path (location = the
+    /// module); a serialized flow is published into this process's module table under a fresh
+    /// attribute (location = `module:attr`).
+    async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
+        self.index.ensure_new(flow.name())?;
+        let module = split_attr(&self.module).0.to_string();
+        match flow {
+            FlowInput::Script { name } => {
+                self.index.insert(&name, self.module.clone(), None)?;
+                Ok(self.module.clone())
+            }
+            FlowInput::Serialized(sealed) => {
+                let attr = key::new_flow_key(&sealed.name).replace('/', "@");
+                let location = format!("{module}:{attr}");
+                let digest = sealed.digest();
+                let name = sealed.name.clone();
+                publish(&module, &attr, sealed)?;
+                self.index.insert(&name, location.clone(), Some(digest))?;
+                Ok(location)
+            }
+        }
+    }
+
+    async fn build(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn get_flow(&self, name: &str) -> Result<FetchedFlow> {
+        let location = self.index.location(name)?;
+        let sealed = find(location, name)?;
+        self.index
+            .open_serialized(name, location, None, sealed.bytes)
+    }
+
+    fn reference(&self) -> Result<StorageReference> {
+        let mut reference = StorageReference::new(
+            TYPE_NAME,
+            &ModuleFields {
+                module: self.module.clone(),
+            },
+        )?;
+        self.index.fill_reference(&mut reference, self.labels());
+        Ok(reference)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> AppInfo {
+        AppInfo::new("t", "1")
+    }
+
+    #[tokio::test]
+    async fn compiled_in_flows_are_found_by_name_with_clear_errors() {
+        register_flow("tests::flows", "a", "Flow A", &1, &app()).unwrap();
+        register_flow("tests::flows", "b", "Flow B", &2, &app()).unwrap();
+        register_flow("tests::dups", "x", "Same", &1, &app()).unwrap();
+        register_flow("tests::dups", "y", "Same", &2, &app()).unwrap();
+
+        let mut s = Module::new("tests::flows");
+        s.add_flow(FlowInput::script("Flow B")).await.unwrap();
+        s.add_flow(FlowInput::script("Flow C")).await.unwrap();
+        let v: i32 = s.get_flow("Flow B").await.unwrap().decode(&app()).unwrap();
+        assert_eq!(v, 2);
+        let e = s.get_flow("Flow C").await.unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "Failed to find flow \"Flow C\" in tests::flows. Found flows: Flow A, Flow B"
+            ),
+            "{e}"
+        );
+
+        let mut s = Module::new("tests::flows:a");
+        s.add_flow(FlowInput::script("Flow B")).await.unwrap();
+        let e = s.get_flow("Flow B").await.unwrap_err().to_string();
+        assert!(
+            e.contains("Flow at tests::flows:a is named Flow A, expected Flow B"),
+            "{e}"
+        );
+
+        let mut s = Module::new("tests::flows:zzz");
+        s.add_flow(FlowInput::script("Flow A")).await.unwrap();
+        let e = s.get_flow("Flow A").await.unwrap_err().to_string();
+        assert!(e.contains("Failed to find flow at tests::flows:zzz"), "{e}");
+
+        let mut s = Module::new("tests::dups");
+        s.add_flow(FlowInput::script("Same")).await.unwrap();
+        let e = s.get_flow("Same").await.unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "Multiple flows found in tests::dups, please provide flow_name to select one."
+            ),
+            "{e}"
+        );
+
+        let mut s = Module::new("tests::nowhere");
+        s.add_flow(FlowInput::script("X")).await.unwrap();
+        let e = s.get_flow("X").await.unwrap_err().to_string();
+        assert!(e.contains("Failed to find flow at tests::nowhere"), "{e}");
+    }
+}

@@ -1,0 +1,284 @@
+//! Local storage: the conformance suite plus Local's own behaviour (atomic writes, containment,
+//! script mode, labels, Prefect 1 references, listing).
+
+use bytes::Bytes;
+use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
+use flowstore_core::testkit::{Harness, HarnessResult};
+use flowstore_core::{Error, FlowContent, FlowInput, Registry, Storage, StorageReference};
+use flowstore_local::Local;
+
+struct LocalHarness {
+    root: tempfile::TempDir,
+}
+
+#[flowstore_core::async_trait]
+impl Harness for LocalHarness {
+    async fn storage(&self) -> Option<Box<dyn Storage>> {
+        let dir = tempfile::tempdir_in(self.root.path()).unwrap().keep();
+        Some(Box::new(Local::new().directory(dir)))
+    }
+
+    async fn script_storage(&self, _flow: &str, source: &[u8]) -> Option<Box<dyn Storage>> {
+        let path = self
+            .root
+            .path()
+            .join(format!("script-{}.py", rand_suffix()));
+        std::fs::write(&path, source).unwrap();
+        Some(Box::new(Local::script(path)))
+    }
+
+    fn registry(&self) -> Registry {
+        let mut r = Registry::new();
+        flowstore_local::register(&mut r);
+        r
+    }
+
+    async fn tamper(&self, reference: &StorageReference, flow: &str, bytes: Bytes) -> bool {
+        let path = &reference.flows[flow];
+        std::fs::write(path, bytes).unwrap();
+        true
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+async fn harness() -> HarnessResult<LocalHarness> {
+    Ok(LocalHarness {
+        root: tempfile::tempdir().unwrap(),
+    })
+}
+
+flowstore_core::conformance_suite!(harness);
+
+fn app() -> AppInfo {
+    AppInfo::new("local-tests", "1.0.0")
+}
+
+fn registry() -> Registry {
+    let mut r = Registry::new();
+    flowstore_local::register(&mut r);
+    r
+}
+
+#[tokio::test]
+async fn serialized_flows_land_at_slug_and_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Local::new().directory(dir.path());
+    let loc = s
+        .add_flow(seal("My ETL Flow", &1, &app()).unwrap().into())
+        .await
+        .unwrap();
+    let rel = std::path::Path::new(&loc).strip_prefix(dir.path()).unwrap();
+    let rel = rel.to_str().unwrap();
+    let (slug, ts) = rel.split_once('/').unwrap();
+    assert_eq!(slug, "my-etl-flow");
+    // e.g. 2026-11-24t02-51-19-123456-00-00
+    assert_eq!(ts.len(), "2026-11-24t02-51-19-123456-00-00".len(), "{ts}");
+    assert!(
+        ts.ends_with("-00-00") && ts.chars().nth(10) == Some('t'),
+        "{ts}"
+    );
+}
+
+#[tokio::test]
+async fn script_mode_requires_path_with_reference_error() {
+    let json = r#"{"type":"Local","directory":"/tmp","stored_as_script":true,"flows":{}}"#;
+    let err = registry().open_json(json).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "A `path` must be provided to show where flow `.py` file is stored."
+    );
+}
+
+#[tokio::test]
+async fn script_edits_are_seen_without_re_registering() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("flow.py");
+    std::fs::write(&script, "v1").unwrap();
+    let mut s = Local::script(&script);
+    let loc = s.add_flow(FlowInput::script("F")).await.unwrap();
+    assert_eq!(loc, script.display().to_string());
+    std::fs::write(&script, "v2").unwrap();
+    let agent = registry().open(&s.reference().unwrap()).unwrap();
+    let fetched = agent.get_flow("F").await.unwrap();
+    match fetched.content {
+        FlowContent::Script { source, path } => {
+            assert_eq!(&source[..], b"v2");
+            assert_eq!(path.unwrap(), script);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn serialized_storage_refuses_script_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Local::new().directory(dir.path());
+    let err = s
+        .add_flow(FlowInput::script("F"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Flow \"F\" is a script flow"), "{err}");
+}
+
+#[tokio::test]
+async fn locations_outside_the_directory_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("flows");
+    std::fs::create_dir_all(dir.join("f")).unwrap();
+    let secret = root.path().join("secret.txt");
+    std::fs::write(&secret, "do not read").unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("f").join("link")).unwrap();
+    for location in [
+        "../secret.txt".to_string(),
+        secret.display().to_string(),
+        "f/link".to_string(),
+        dir.join("f/../../secret.txt").display().to_string(),
+        dir.display().to_string(),
+    ] {
+        let reference = serde_json::json!({
+            "type": "Local", "directory": dir, "flows": {"evil": location}
+        });
+        let agent = registry().open_json(&reference.to_string()).unwrap();
+        let err = agent.get_flow("evil").await.unwrap_err();
+        assert!(
+            matches!(err, Error::OutsideStorage { .. }),
+            "{location}: {err:?}"
+        );
+        assert!(err.to_string().contains("outside the storage"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn hostname_label_is_default_and_switchable() {
+    let host = hostname::get().unwrap().into_string().unwrap();
+    let s = Local::new().label("prod");
+    assert_eq!(s.labels(), vec!["prod".to_string(), host.clone()]);
+    let s = Local::new().label("prod").add_default_labels(false);
+    assert_eq!(s.labels(), vec!["prod".to_string()]);
+    assert_eq!(s.reference().unwrap().labels, vec!["prod".to_string()]);
+}
+
+#[tokio::test]
+async fn flowstore_home_moves_the_default_directory() {
+    // Only this test touches FLOWSTORE_HOME.
+    std::env::set_var("FLOWSTORE_HOME", "/srv/flowstore-home");
+    let d = flowstore_local::default_directory();
+    std::env::remove_var("FLOWSTORE_HOME");
+    assert_eq!(d, std::path::PathBuf::from("/srv/flowstore-home/flows"));
+}
+
+#[tokio::test]
+async fn prefect1_references_open_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    // A pickled flow as Prefect 1.4 writes it, and a script flow.
+    let flow_dir = dir.path().join("my-etl-flow");
+    std::fs::create_dir_all(&flow_dir).unwrap();
+    let pickled = flow_dir.join("2026-11-24t03-18-11-798890-00-00");
+    std::fs::write(
+        &pickled,
+        br#"{"flow": "gASVAAAAAAAAAAA=", "versions": {"cloudpickle": "2.2.1", "prefect": "1.4.1", "python": "3.11.7"}}"#,
+    )
+    .unwrap();
+    let reference = serde_json::json!({
+        "__version__": "1.4.1", "type": "Local", "directory": dir.path(), "path": null,
+        "stored_as_script": false, "secrets": [],
+        "flows": {"My ETL Flow": pickled},
+    });
+    let agent = registry().open_json(&reference.to_string()).unwrap();
+    let fetched = agent.get_flow("My ETL Flow").await.unwrap();
+    match &fetched.content {
+        FlowContent::Prefect1Pickle { pickle, versions } => {
+            assert_eq!(pickle[0], 0x80);
+            assert_eq!(versions["prefect"], "1.4.1");
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = fetched
+        .decode::<serde_json::Value>(&app())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot unpickle"), "{err}");
+
+    let script = dir.path().join("flow.py");
+    std::fs::write(&script, "with Flow('x') as flow: pass").unwrap();
+    let reference = serde_json::json!({
+        "__version__": "1.4.1", "type": "Local", "directory": "~/.prefect/flows",
+        "path": script, "stored_as_script": true, "secrets": [], "flows": {"x": script},
+    });
+    let agent = registry().open_json(&reference.to_string()).unwrap();
+    let fetched = agent.get_flow("x").await.unwrap();
+    assert_eq!(&fetched.bytes()[..], b"with Flow('x') as flow: pass");
+}
+
+#[tokio::test]
+async fn list_versions_newest_first_with_names() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        let mut s = Local::new().directory(dir.path());
+        s.add_flow(seal_bytes("Flow A", format!("v{i}").as_bytes(), &app()).into())
+            .await
+            .unwrap();
+    }
+    let mut s = Local::new().directory(dir.path());
+    s.add_flow(seal_bytes("Flow B", b"b", &app()).into())
+        .await
+        .unwrap();
+    // A temp file left by a crashed writer is never listed.
+    std::fs::write(dir.path().join("flow-a/.tmp-1-2-3"), b"partial").unwrap();
+
+    let versions = s.list_versions(Some("Flow A")).await.unwrap();
+    assert_eq!(versions.len(), 3);
+    assert!(versions.windows(2).all(|w| w[0].location > w[1].location));
+    assert!(versions.iter().all(|v| v.flow.as_deref() == Some("Flow A")));
+    let all = s.list_versions(None).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].flow.as_deref(), Some("Flow B"));
+}
+
+#[tokio::test]
+async fn concurrent_registrations_get_distinct_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut handles = Vec::new();
+    for i in 0..32 {
+        let d = dir.path().to_path_buf();
+        handles.push(tokio::spawn(async move {
+            let mut s = Local::new().directory(d);
+            let loc = s
+                .add_flow(seal("same", &i, &app()).unwrap().into())
+                .await
+                .unwrap();
+            (loc, s.reference().unwrap())
+        }));
+    }
+    let mut locations = Vec::new();
+    for h in handles {
+        let (loc, reference) = h.await.unwrap();
+        let agent = registry().open(&reference).unwrap();
+        agent.get_flow("same").await.unwrap();
+        locations.push(loc);
+    }
+    locations.sort();
+    locations.dedup();
+    assert_eq!(locations.len(), 32);
+}
+
+#[tokio::test]
+async fn fetch_to_file_never_replaces_an_existing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Local::new().directory(dir.path().join("flows"));
+    s.add_flow(seal_bytes("F", b"payload", &app()).into())
+        .await
+        .unwrap();
+    let out = dir.path().join("out.bin");
+    s.get_flow_to_file("F", &out).await.unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), b"payload");
+    let err = s.get_flow_to_file("F", &out).await.unwrap_err().to_string();
+    assert!(err.contains("never replaced"), "{err}");
+}
