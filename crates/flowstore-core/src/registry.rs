@@ -18,17 +18,22 @@ use crate::reference::StorageReference;
 use crate::secret::{NoSecrets, SecretSource};
 use crate::storage::Storage;
 
-/// What a backend gets when it is opened: where to find secrets.
+/// What a backend gets when it is opened: where to find secrets, and (for URL openers) whether
+/// to open in script mode.
 #[derive(Debug, Clone)]
 pub struct OpenContext {
     /// Secret sources for credentials and declared secrets.
     pub secrets: Arc<dyn SecretSource>,
+    /// For URL openers: open in script mode for this script (a local file for Local/S3/GCS/Azure
+    /// uploads, a path inside the repository for Git). `None`: serialized mode.
+    pub script_path: Option<String>,
 }
 
 impl Default for OpenContext {
     fn default() -> Self {
         OpenContext {
             secrets: Arc::new(NoSecrets),
+            script_path: None,
         }
     }
 }
@@ -105,7 +110,16 @@ impl Registry {
         self.open(&StorageReference::from_json(json)?)
     }
 
-    /// Opens a storage from a URL by its scheme.
+    /// Opens a storage from a URL by its scheme, in script mode for `script_path`.
+    ///
+    /// Errors as [`Registry::open_url`] does.
+    pub fn open_url_script(&self, url: &str, script_path: &str) -> Result<Box<dyn Storage>> {
+        let mut registry = self.clone();
+        registry.context.script_path = Some(script_path.to_string());
+        registry.open_url(url)
+    }
+
+    /// Opens a storage from a URL by its scheme (serialized mode, unless the context says otherwise).
     ///
     /// Errors with [`Error::UnknownScheme`] naming the schemes compiled in.
     pub fn open_url(&self, url: &str) -> Result<Box<dyn Storage>> {

@@ -24,6 +24,10 @@ pub fn write_new_from(dest: &Path, reader: &mut dyn Read) -> io::Result<u64> {
         let n = io::copy(reader, &mut file)?;
         file.flush()?;
         file.sync_all()?;
+        // Stored flows are read-only: nothing in flowstore ever rewrites one.
+        let mut perms = file.metadata()?.permissions();
+        perms.set_readonly(true);
+        file.set_permissions(perms)?;
         drop(file);
         fs::hard_link(&tmp, dest)?;
         Ok(n)

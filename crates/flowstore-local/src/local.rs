@@ -152,10 +152,11 @@ impl Local {
         })
     }
 
-    /// Opens `file:///path/to/dir` as serialized-mode Local storage in that directory.
+    /// Opens `file:///path/to/dir` as Local storage in that directory (script mode for the
+    /// context's `script_path`).
     ///
     /// Errors with [`Error::Config`] for a URL that is not `file://` with an absolute path.
-    pub fn from_url(url: &str, _ctx: &OpenContext) -> Result<Self> {
+    pub fn from_url(url: &str, ctx: &OpenContext) -> Result<Self> {
         let path = url
             .strip_prefix("file://")
             .filter(|p| p.starts_with('/'))
@@ -164,7 +165,11 @@ impl Local {
                     "Local storage URL \"{url}\" must look like file:///absolute/directory"
                 ))
             })?;
-        Ok(Local::new().directory(percent_decode(path)))
+        let local = match &ctx.script_path {
+            Some(script) => Local::script(script),
+            None => Local::new(),
+        };
+        Ok(local.directory(percent_decode(path)))
     }
 
     fn validate(&self) -> Result<()> {

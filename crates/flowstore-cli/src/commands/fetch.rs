@@ -1,0 +1,114 @@
+//! `flowstore fetch`: fetch a flow from a reference and verify it.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use flowstore_core::flow::PICKLE_NOTE;
+use flowstore_core::FlowContent;
+
+use crate::backends;
+use crate::output::{human_size, Output};
+
+/// Arguments of `flowstore fetch`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The storage reference (JSON file written by `register`, or `-` for stdin).
+    reference: String,
+    /// Which flow (needed when the reference holds several).
+    #[arg(long)]
+    flow: Option<String>,
+    /// Write the flow's bytes to this file (never replacing an existing one) instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+/// Runs the command.
+pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let reference = backends::read_reference(&args.reference)?;
+    let name = match args.flow {
+        Some(n) => n,
+        None => match reference.flows.keys().collect::<Vec<_>>().as_slice() {
+            [one] => (*one).clone(),
+            [] => {
+                return Err(flowstore_core::Error::invalid_reference(format!(
+                    "{} holds no flows; register a flow first",
+                    args.reference
+                ))
+                .into())
+            }
+            many => bail!(
+                "the reference {} holds {} flows ({}); choose one with --flow",
+                args.reference,
+                many.len(),
+                many.iter()
+                    .map(|n| format!("\"{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    };
+    let storage = backends::registry().open(&reference).with_context(|| {
+        format!(
+            "opening the {} storage of {}",
+            reference.type_name, args.reference
+        )
+    })?;
+    let spinner = out.spinner(&format!(
+        "Fetching flow \"{name}\" from {} storage",
+        storage.type_name()
+    ));
+    let fetched = match &args.output {
+        Some(path) => storage.get_flow_to_file(&name, path).await,
+        None => storage.get_flow(&name).await,
+    }
+    .with_context(|| format!("fetching flow \"{name}\""))?;
+    spinner.finish_and_clear();
+
+    let verified = match (&fetched.content, reference.flow_digests.get(&name)) {
+        (FlowContent::Serialized(_), Some(_)) => "envelope and registration digest verified",
+        (FlowContent::Serialized(_), None) => "envelope digest verified",
+        (_, Some(_)) => "registration digest verified",
+        (_, None) => "no digest recorded",
+    };
+    if out.json() {
+        out.json_value(&serde_json::json!({
+            "flow": fetched.name,
+            "form": fetched.form(),
+            "location": fetched.location,
+            "revision": fetched.revision,
+            "size": fetched.bytes().len(),
+            "verified": verified,
+            "output": args.output,
+        }));
+    } else {
+        out.status(&format!(
+            "Fetched flow \"{}\" ({}, {}) from {}{}: {verified}",
+            fetched.name,
+            fetched.form(),
+            human_size(fetched.bytes().len() as u64),
+            fetched.location,
+            fetched
+                .revision
+                .as_deref()
+                .map(|r| format!(" at {r}"))
+                .unwrap_or_default(),
+        ));
+        if let FlowContent::Prefect1Pickle { versions, .. } = &fetched.content {
+            out.status(&format!("Note: {PICKLE_NOTE}"));
+            for (k, v) in versions {
+                out.status(&format!("  built with {k} {v}"));
+            }
+        }
+        match &args.output {
+            Some(path) => out.status(&format!("Written to {}", path.display())),
+            None => {
+                use std::io::Write;
+                std::io::stdout()
+                    .lock()
+                    .write_all(fetched.bytes())
+                    .context("writing the flow to stdout")?;
+            }
+        }
+    }
+    Ok(())
+}

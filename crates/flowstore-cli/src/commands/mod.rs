@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod fetch;
+pub mod inspect;
+pub mod list;
+pub mod register;

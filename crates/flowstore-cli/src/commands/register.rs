@@ -1,0 +1,120 @@
+//! `flowstore register`: store a flow and print its storage reference.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use flowstore_core::envelope::{seal_bytes, AppInfo};
+use flowstore_core::FlowInput;
+
+use crate::backends;
+use crate::output::{human_size, Output};
+
+/// Arguments of `flowstore register`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The flow file. Serialized mode stores its bytes in a digest-checked envelope; with
+    /// `--script` the storage records (or uploads) the script instead.
+    file: String,
+    /// The flow's name.
+    #[arg(long)]
+    name: String,
+    /// Store the flow as a script, read again at each run.
+    #[arg(long)]
+    script: bool,
+    /// Where to store it: file:///dir, s3://bucket/prefix, az://container/prefix,
+    /// gs://bucket/prefix, git+https://host/org/repo.git#branch=main, … (default: Local at
+    /// $FLOWSTORE_HOME/flows or ~/.flowstore/flows).
+    #[arg(long)]
+    storage: Option<String>,
+    /// A label agents must carry to run the flow (repeatable).
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// Do not add the backend's default labels (Local: the hostname).
+    #[arg(long)]
+    no_default_labels: bool,
+    /// Also write the reference to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Runs the command.
+pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let mut storage = backends::open_url(
+        args.storage.as_deref(),
+        args.script.then_some(args.file.as_str()),
+    )?;
+    let (input, size) = if args.script {
+        (FlowInput::script(&args.name), None)
+    } else {
+        let bytes = std::fs::read(&args.file)
+            .with_context(|| format!("reading flow file {}", args.file))?;
+        let app = AppInfo::new("flowstore-cli", env!("CARGO_PKG_VERSION"));
+        let size = bytes.len() as u64;
+        (seal_bytes(&args.name, &bytes, &app).into(), Some(size))
+    };
+
+    let spinner = out.spinner(&format!(
+        "Storing flow \"{}\" in {} storage",
+        args.name,
+        storage.type_name()
+    ));
+    let location = storage
+        .add_flow(input)
+        .await
+        .with_context(|| format!("adding flow \"{}\"", args.name))?;
+    storage
+        .build()
+        .await
+        .with_context(|| format!("building {} storage", storage.type_name()))?;
+    spinner.finish_and_clear();
+
+    let mut reference = storage.reference()?;
+    let mut labels = if args.no_default_labels {
+        let defaults = storage.default_labels();
+        storage
+            .labels()
+            .into_iter()
+            .filter(|l| !defaults.contains(l))
+            .collect()
+    } else {
+        storage.labels()
+    };
+    for l in args.labels {
+        if !labels.contains(&l) {
+            labels.push(l);
+        }
+    }
+    reference.labels = labels;
+    let json = reference.to_json_pretty();
+    if let Some(path) = &args.out {
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("writing the reference to {}", path.display()))?;
+    }
+
+    if out.json() {
+        out.json_value(&serde_json::json!({
+            "flow": args.name,
+            "location": location,
+            "digest": reference.flow_digests.get(&args.name),
+            "reference": reference,
+        }));
+    } else {
+        let what = match size {
+            Some(n) => format!("serialized, {}", human_size(n)),
+            None => "script".to_string(),
+        };
+        out.status(&format!(
+            "Registered flow \"{}\" ({what}) in {} storage at {location}",
+            args.name,
+            storage.type_name()
+        ));
+        if let Some(d) = reference.flow_digests.get(&args.name) {
+            out.status(&format!("Digest: {d}"));
+        }
+        if let Some(path) = &args.out {
+            out.status(&format!("Reference written to {}", path.display()));
+        }
+        out.data(&json);
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Human and JSON output, logging setup, and progress display.
+
+use std::io::Write;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Where the command's output goes: human text on stderr, data on stdout.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    json: bool,
+}
+
+impl Output {
+    /// Output in JSON mode or human mode.
+    pub fn new(json: bool) -> Self {
+        Output { json }
+    }
+
+    /// True in `--json` mode.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// A human status line on stderr (suppressed in JSON mode).
+    pub fn status(&self, line: &str) {
+        if !self.json {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Data on stdout.
+    pub fn data(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+    }
+
+    /// A JSON value on stdout.
+    pub fn json_value(&self, value: &serde_json::Value) {
+        self.data(&serde_json::to_string_pretty(value).expect("JSON values serialize"));
+    }
+
+    /// Reports an error on stderr with its causes (JSON object in JSON mode).
+    pub fn error(&self, e: &anyhow::Error) {
+        if self.json {
+            let causes: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
+            let v = serde_json::json!({"error": e.to_string(), "causes": causes});
+            eprintln!("{v}");
+        } else {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+        }
+    }
+
+    /// A spinner for long work (hidden in JSON mode and when stderr is not a terminal).
+    pub fn spinner(&self, message: &str) -> ProgressBar {
+        let bar = if self.json {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new_spinner()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"),
+        );
+        bar.set_message(message.to_string());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    }
+}
+
+/// Logs through `tracing` to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` wins.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Bytes as a short human size.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,239 @@
+//! The `flowstore` binary end to end on Local storage (no server): register, list, fetch,
+//! inspect, a tampered flow refused, exit codes, JSON output.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn flowstore(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flowstore"))
+        .args(args)
+        .env("FLOWSTORE_HOME", home)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run flowstore")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn register_list_fetch_inspect_and_refuse_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let flow = dir.path().join("etl.flow");
+    std::fs::write(&flow, "extract -> transform -> load\n").unwrap();
+    let reference = dir.path().join("ref.json");
+
+    let out = flowstore(
+        &home,
+        &[
+            "register",
+            flow.to_str().unwrap(),
+            "--name",
+            "My ETL Flow",
+            "--label",
+            "prod",
+            "--out",
+            reference.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["type"], "Local");
+    let location = printed["flows"]["My ETL Flow"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(location.contains("/flows/my-etl-flow/"), "{location}");
+    assert!(printed["labels"]
+        .as_array()
+        .unwrap()
+        .contains(&"prod".into()));
+    assert!(text(&out.stderr).contains("Registered flow \"My ETL Flow\""));
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&reference).unwrap()).unwrap();
+    assert_eq!(on_disk, printed);
+
+    let out = flowstore(&home, &["list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    assert!(
+        listing.contains("My ETL Flow") && listing.contains(&location),
+        "{listing}"
+    );
+
+    let out = flowstore(&home, &["fetch", reference.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "extract -> transform -> load\n");
+    assert!(text(&out.stderr).contains("verified"));
+
+    let out = flowstore(&home, &["inspect", reference.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("digest:   sha256:"));
+
+    // One byte altered behind flowstore's back: refused with exit code 4, nothing printed on stdout.
+    let mut bytes = std::fs::read(&location).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x01;
+    let mut perms = std::fs::metadata(&location).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&location, perms).unwrap();
+    std::fs::write(&location, bytes).unwrap();
+    let out = flowstore(&home, &["fetch", reference.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("is corrupt or was altered") && err.contains(&location),
+        "{err}"
+    );
+}
+
+#[test]
+fn exit_codes_and_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let flow = dir.path().join("f.flow");
+    std::fs::write(&flow, "x").unwrap();
+    let reference = dir.path().join("ref.json");
+    let out = flowstore(
+        &home,
+        &[
+            "--json",
+            "register",
+            flow.to_str().unwrap(),
+            "--name",
+            "F",
+            "--out",
+            reference.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["digest"].as_str().unwrap().starts_with("sha256:"));
+
+    let out = flowstore(
+        &home,
+        &[
+            "--json",
+            "fetch",
+            reference.to_str().unwrap(),
+            "--flow",
+            "missing",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let e: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert!(e["causes"][0]
+        .as_str()
+        .unwrap()
+        .contains("Flow \"missing\" is not contained"));
+
+    let out = flowstore(
+        &home,
+        &["fetch", dir.path().join("nope.json").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(3));
+
+    std::fs::write(dir.path().join("bad.json"), r#"{"type": "Nope"}"#).unwrap();
+    let out = flowstore(
+        &home,
+        &["fetch", dir.path().join("bad.json").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("holds no flows"));
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"type": "Nope", "flows": {"a": "b"}}"#,
+    )
+    .unwrap();
+    let out = flowstore(
+        &home,
+        &["fetch", dir.path().join("bad.json").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("Unknown storage type \"Nope\""));
+
+    let out = flowstore(
+        &home,
+        &[
+            "register",
+            flow.to_str().unwrap(),
+            "--name",
+            "F",
+            "--storage",
+            "ftp://x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(6));
+    assert!(text(&out.stderr).contains("Unknown storage URL scheme"));
+
+    let out = flowstore(&home, &["register"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn script_flows_are_read_at_each_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let script = dir.path().join("flow.py");
+    std::fs::write(&script, "v1").unwrap();
+    let reference = dir.path().join("ref.json");
+    let out = flowstore(
+        &home,
+        &[
+            "register",
+            script.to_str().unwrap(),
+            "--name",
+            "S",
+            "--script",
+            "--out",
+            reference.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::write(&script, "v2").unwrap();
+    let out = flowstore(&home, &["fetch", reference.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "v2");
+}
+
+#[test]
+fn fetch_to_a_file_and_list_one_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let flow = dir.path().join("f.flow");
+    std::fs::write(&flow, "payload").unwrap();
+    for name in ["A", "A", "B"] {
+        let r = dir.path().join(format!("{name}.json"));
+        let out = flowstore(
+            &home,
+            &[
+                "register",
+                flow.to_str().unwrap(),
+                "--name",
+                name,
+                "--out",
+                r.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = flowstore(&home, &["--json", "list", "--flow", "A"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let target = dir.path().join("out.bin");
+    let out = flowstore(
+        &home,
+        &[
+            "fetch",
+            dir.path().join("B.json").to_str().unwrap(),
+            "-o",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&target).unwrap(), b"payload");
+}
