@@ -35,6 +35,5 @@ pub fn read_reference(path: &str) -> anyhow::Result<StorageReference> {
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading reference file {path}"))?
     };
-    Ok(StorageReference::from_json(&text)
-        .with_context(|| format!("parsing reference file {path}"))?)
+    StorageReference::from_json(&text).with_context(|| format!("parsing reference file {path}"))
 }
