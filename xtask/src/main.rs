@@ -1,1 +1,129 @@
-fn main() {}
+//! Workspace automation.
+//!
+//! - `cargo xtask test [--no-install] [-- <cargo test args>]`: installs what the servers need
+//!   (`.ci/install.d/*.sh`, idempotent; skipped with `--no-install`), builds everything, starts every
+//!   real server the backends need on 127.0.0.1, runs the whole suite with them, stops them, and
+//!   prints a pass/fail matrix per backend.
+//! - `cargo xtask schema`: regenerates `schema/storage-reference.schema.json`.
+
+mod matrix;
+mod servers;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&root, &args[1..]),
+        Some("schema") => schema(&root),
+        Some("install") => install(&root),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 test [--no-install] [-- ARGS]  install + start the real servers, run every test, print the matrix\n  \
+                 install                     run .ci/install.d/*.sh (servers and tools the tests need)\n  \
+                 schema                      regenerate schema/storage-reference.schema.json"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs every `.ci/install.d/*.sh`, in name order.
+fn install(root: &Path) -> Result<()> {
+    let dir = root.join(".ci/install.d");
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+        .collect();
+    scripts.sort();
+    for script in scripts {
+        eprintln!("xtask: installing with {}", script.display());
+        let status = Command::new("bash").arg(&script).status()?;
+        if !status.success() {
+            bail!("{} failed ({status})", script.display());
+        }
+    }
+    Ok(())
+}
+
+fn schema(root: &Path) -> Result<()> {
+    let path = root.join("schema/storage-reference.schema.json");
+    std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+    std::fs::write(
+        &path,
+        format!("{}\n", flowstore_core::StorageReference::json_schema()),
+    )?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+fn test(root: &Path, args: &[String]) -> Result<()> {
+    let (ours, cargo_args) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    if !ours.iter().any(|a| a == "--no-install") {
+        install(root)?;
+    }
+
+    eprintln!("xtask: building the workspace and its tests");
+    let status = Command::new("cargo")
+        .args(["test", "--workspace", "--no-run", "--quiet"])
+        .status()?;
+    if !status.success() {
+        bail!("the build failed");
+    }
+
+    let mut servers = servers::Servers::new(&root.join("target/xtask-servers"))?;
+    let mut server_failures = Vec::new();
+    for spec in servers::SERVERS {
+        eprintln!("xtask: starting {} (for {})", spec.name, spec.backends.join(", "));
+        if let Err(e) = (spec.start)(&mut servers) {
+            eprintln!("xtask: {} did not start: {e:#}", spec.name);
+            server_failures.push((spec.name, format!("{e:#}")));
+        }
+    }
+
+    eprintln!("xtask: running the suite");
+    let log_path = root.join("target/xtask-test.log");
+    let mut cmd = Command::new("cargo");
+    cmd.args(["test", "--workspace", "--no-fail-fast"])
+        .args(cargo_args)
+        .env("FLOWSTORE_REQUIRE_SERVERS", "1")
+        .envs(servers.env())
+        .stdin(Stdio::null());
+    let outcome = matrix::run_and_collect(cmd, &log_path);
+    servers.stop_all();
+    let (results, success) = outcome?;
+
+    println!();
+    println!("{}", matrix::render(&results));
+    for (name, err) in &server_failures {
+        println!("server {name} failed to start: {err}");
+    }
+    let totals = matrix::totals(&results);
+    println!("full log: {}", log_path.display());
+    println!(
+        "{} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.skipped
+    );
+    if !success || totals.failed > 0 || !server_failures.is_empty() {
+        bail!("the suite failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The real servers `cargo xtask test` starts on 127.0.0.1, one module each.
+//!
+//! A server module exposes `pub fn start(s: &mut Servers) -> anyhow::Result<()>`: it picks free
+//! ports, spawns its processes through [`Servers::spawn`] (so exactly those PIDs are stopped
+//! afterwards), waits until they answer, and exports how tests reach them with
+//! [`Servers::set_env`] (`FLOWSTORE_TEST_<NAME>`).
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// A server to start: its name, the backends that need it, and its start function.
+pub struct ServerSpec {
+    /// Short name (also the name of `.ci/install.d/<name>.sh`).
+    pub name: &'static str,
+    /// The backends (integration test file stems) that need it.
+    pub backends: &'static [&'static str],
+    /// Starts it.
+    pub start: fn(&mut Servers) -> Result<()>,
+}
+
+/// Every server, in start order. One line per server module.
+pub const SERVERS: &[ServerSpec] = &[
+    // ServerSpec { name: "s3", backends: &["s3"], start: s3::start },
+];
+
+/// The processes started so far, their scratch directories, and the environment for the tests.
+pub struct Servers {
+    root: PathBuf,
+    children: Vec<(String, Child)>,
+    env: BTreeMap<String, String>,
+}
+
+impl Servers {
+    /// A server set whose scratch directories live under `root` (emptied first).
+    pub fn new(root: &Path) -> Result<Self> {
+        let _ = std::fs::remove_dir_all(root);
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        Ok(Servers {
+            root: root.to_path_buf(),
+            children: Vec::new(),
+            env: BTreeMap::new(),
+        })
+    }
+
+    /// A free TCP port on 127.0.0.1 (bound then released).
+    pub fn free_port(&self) -> Result<u16> {
+        let l = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+        Ok(l.local_addr()?.port())
+    }
+
+    /// A fresh, empty scratch directory for one server.
+    pub fn temp_dir(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.root.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// Spawns a server process; its output goes to `<root>/<name>.log`. It is killed by [`Servers::stop_all`].
+    pub fn spawn(&mut self, name: &str, mut cmd: Command) -> Result<u32> {
+        let log = self.root.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log)?;
+        let err = out.try_clone()?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .with_context(|| format!("starting {name}: {cmd:?} (is it installed? see .ci/install.d/)"))?;
+        let pid = child.id();
+        self.children.push((name.to_string(), child));
+        Ok(pid)
+    }
+
+    /// Waits (up to 60 s) until 127.0.0.1:`port` accepts connections.
+    pub fn wait_for_port(&mut self, port: u16) -> Result<()> {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            for (name, child) in &mut self.children {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "{name} exited ({status}) before listening on {port}; see {}",
+                        self.root.join(format!("{name}.log")).display()
+                    );
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("nothing listened on 127.0.0.1:{port} within 60 s")
+    }
+
+    /// Exports `key=value` to the test processes.
+    pub fn set_env(&mut self, key: &str, value: impl Into<String>) {
+        self.env.insert(key.to_string(), value.into());
+    }
+
+    /// The environment for the test processes.
+    pub fn env(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
+
+    /// Kills exactly the processes this set started.
+    pub fn stop_all(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
