@@ -1,3 +1,10 @@
 //! Git, GitHub, GitLab, Bitbucket and CodeCommit flow storage for flowstore.
 //!
-//! Part of flowstore; see the workspace README.
+//! - `Git` (feature `git`): clones a repository and loads a script flow committed in it.
+//! - `GitHub`, `GitLab`, `Bitbucket`, `CodeCommit` (features of the same names): fetch one flow
+//!   file through the host's REST API.
+#![warn(missing_docs)]
+
+mod error;
+
+pub use error::Error;
