@@ -400,6 +400,144 @@ fn parse_header(
     ))
 }
 
+/// Verifies an envelope that arrives in chunks (a download streamed to disk), without holding it
+/// in memory: feed every chunk to [`StreamCheck::update`], then [`StreamCheck::finish`].
+///
+/// ```
+/// use flowstore_core::envelope::{seal_bytes, AppInfo, StreamCheck};
+/// let sealed = seal_bytes("f", &vec![7u8; 100_000], &AppInfo::new("app", "1"));
+/// let mut check = StreamCheck::new("f", "somewhere");
+/// for chunk in sealed.bytes.chunks(4096) {
+///     check.update(chunk).unwrap();
+/// }
+/// let verified = check.finish().unwrap();
+/// assert_eq!(verified.digest, sealed.digest());
+/// assert_eq!(verified.header.unwrap().length, 100_000);
+/// ```
+#[derive(Debug)]
+pub struct StreamCheck {
+    flow: String,
+    location: String,
+    head: Vec<u8>,
+    parsed: Option<(EnvelopeHeader, String)>,
+    envelope_hasher: Sha256,
+    whole: Sha256,
+    total: u64,
+    payload: u64,
+}
+
+/// What [`StreamCheck::finish`] verified.
+#[derive(Debug, Clone)]
+pub struct StreamVerified {
+    /// The envelope header.
+    pub header: Option<EnvelopeHeader>,
+    /// `sha256:<hex>` of every byte fed (compare with the reference's digest).
+    pub digest: String,
+    /// How many bytes were fed.
+    pub size: u64,
+}
+
+impl StreamCheck {
+    /// A check for the envelope of `flow` read from `location` (both named in errors).
+    pub fn new(flow: &str, location: &str) -> Self {
+        StreamCheck {
+            flow: flow.to_string(),
+            location: location.to_string(),
+            head: Vec::new(),
+            parsed: None,
+            envelope_hasher: Sha256::new(),
+            whole: Sha256::new(),
+            total: 0,
+            payload: 0,
+        }
+    }
+
+    fn corrupt(&self, reason: String) -> Error {
+        Error::FlowCorrupt {
+            flow: self.flow.clone(),
+            location: self.location.clone(),
+            reason,
+        }
+    }
+
+    /// Feeds the next chunk. Errors with [`Error::FlowCorrupt`] as soon as the header is known
+    /// to be wrong, or the payload grows past its recorded length.
+    pub fn update(&mut self, chunk: &[u8]) -> Result<()> {
+        self.whole.update(chunk);
+        self.total += chunk.len() as u64;
+        if self.parsed.is_some() {
+            self.envelope_hasher.update(chunk);
+            self.payload += chunk.len() as u64;
+        } else {
+            self.head.extend_from_slice(chunk);
+            let newlines = self.head.iter().filter(|&&b| b == b'\n').take(2).count();
+            if newlines < 2 {
+                if self.head.len() > MAX_HEADER_LEN + 128
+                    || !MAGIC.starts_with(&self.head[..self.head.len().min(MAGIC.len())])
+                {
+                    return Err(self.corrupt(
+                        "it is not a flowstore envelope (no `flowstore-envelope/` line)"
+                            .to_string(),
+                    ));
+                }
+                return Ok(());
+            }
+            let (header, recorded, header_start, payload_start) =
+                parse_header(&self.head).map_err(|r| self.corrupt(r))?;
+            if header.format != FORMAT_VERSION {
+                return Err(self.corrupt(format!(
+                    "envelope format {} is not supported by flowstore {FLOWSTORE_VERSION}",
+                    header.format
+                )));
+            }
+            self.envelope_hasher.update(&self.head[header_start..]);
+            self.payload = (self.head.len() - payload_start) as u64;
+            self.parsed = Some((header, recorded));
+            self.head = Vec::new();
+        }
+        if let Some((header, _)) = &self.parsed {
+            if self.payload > header.length {
+                let reason = format!(
+                    "payload is longer than the {} bytes the envelope records",
+                    header.length
+                );
+                return Err(self.corrupt(reason));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks length, digest and flow name once every chunk was fed.
+    pub fn finish(self) -> Result<StreamVerified> {
+        let Some((header, recorded)) = self.parsed.clone() else {
+            return Err(self.corrupt("the envelope header is missing or truncated".to_string()));
+        };
+        if self.payload != header.length {
+            return Err(self.corrupt(format!(
+                "payload is {} bytes but the envelope records {} (truncated or padded)",
+                self.payload, header.length
+            )));
+        }
+        let actual = hex::encode(self.envelope_hasher.clone().finalize());
+        if actual != recorded {
+            return Err(self.corrupt(format!(
+                "its SHA-256 is {actual} but the envelope records {recorded}"
+            )));
+        }
+        if header.flow != self.flow {
+            return Err(self.corrupt(format!(
+                "the envelope holds flow \"{}\", not \"{}\"",
+                header.flow, self.flow
+            )));
+        }
+        Ok(StreamVerified {
+            header: Some(header),
+            digest: format!("sha256:{}", hex::encode(self.whole.finalize())),
+            size: self.total,
+        })
+    }
+}
+
 /// Reads just the header of envelope bytes (for listings), without verifying the payload.
 pub fn peek_header(bytes: &[u8]) -> Option<EnvelopeHeader> {
     parse_header(bytes).ok().map(|(h, ..)| h)
@@ -479,6 +617,34 @@ mod tests {
             err.contains("- my-app: (flow built with \"0.9.0\", currently running with \"1.0.0\")"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn stream_check_agrees_with_open() {
+        let sealed = seal_bytes("f", &[5u8; 10_000], &app());
+        for chunk in [1usize, 7, 100, 4096, 20_000] {
+            let mut c = StreamCheck::new("f", "loc");
+            for part in sealed.bytes.chunks(chunk) {
+                c.update(part).unwrap();
+            }
+            assert_eq!(c.finish().unwrap().digest, sealed.digest());
+        }
+        for i in [0usize, 30, 100, sealed.bytes.len() - 1] {
+            let mut b = sealed.bytes.to_vec();
+            b[i] ^= 1;
+            let mut c = StreamCheck::new("f", "loc");
+            let r = b
+                .chunks(64)
+                .try_for_each(|p| c.update(p))
+                .and_then(|_| c.finish().map(|_| ()));
+            assert!(r.is_err(), "flip at {i} accepted");
+        }
+        let mut c = StreamCheck::new("f", "loc");
+        c.update(&sealed.bytes[..sealed.bytes.len() - 3]).unwrap();
+        assert!(c.finish().unwrap_err().to_string().contains("truncated"));
+        let mut c = StreamCheck::new("g", "loc");
+        c.update(&sealed.bytes).unwrap();
+        assert!(c.finish().unwrap_err().to_string().contains("holds flow"));
     }
 
     #[test]

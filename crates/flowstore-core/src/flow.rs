@@ -72,6 +72,17 @@ pub enum FlowContent {
         /// Where the script is on this machine, when it is a file here (Local, Git checkout).
         path: Option<PathBuf>,
     },
+    /// A flow streamed to a file on this machine and verified there
+    /// ([`Storage::get_flow_to_file`](crate::Storage::get_flow_to_file) of large flows); its bytes
+    /// are not held in memory.
+    File {
+        /// Where the flow's bytes are (the payload for a serialized flow, else the script).
+        path: PathBuf,
+        /// How many bytes were written.
+        size: u64,
+        /// The envelope header, for a serialized flow.
+        header: Option<crate::envelope::EnvelopeHeader>,
+    },
     /// A flow pickled by Prefect 1 (a migrated reference). flowstore cannot unpickle Python
     /// objects: the bytes are handed back as they are, with the versions Prefect recorded.
     Prefect1Pickle {
@@ -93,10 +104,10 @@ impl FetchedFlow {
     pub fn decode<T: DeserializeOwned>(&self, app: &AppInfo) -> Result<T> {
         match &self.content {
             FlowContent::Serialized(env) => env.decode(app),
-            FlowContent::Script { .. } => Err(Error::Unsupported {
+            FlowContent::Script { .. } | FlowContent::File { .. } => Err(Error::Unsupported {
                 backend: "flowstore".into(),
                 what: format!(
-                    "decoding flow \"{}\": it is stored as a script; load its source instead",
+                    "decoding flow \"{}\": it is a script or was streamed to a file; read its source instead",
                     self.name
                 ),
             }),
@@ -107,20 +118,34 @@ impl FetchedFlow {
         }
     }
 
-    /// The flow's bytes: the envelope payload, the script source, or the pickle.
+    /// The flow's bytes in memory: the envelope payload, the script source, or the pickle.
+    /// Empty for [`FlowContent::File`], whose bytes are in the file.
     pub fn bytes(&self) -> &Bytes {
+        static EMPTY: Bytes = Bytes::new();
         match &self.content {
             FlowContent::Serialized(env) => env.payload(),
             FlowContent::Script { source, .. } => source,
             FlowContent::Prefect1Pickle { pickle, .. } => pickle,
+            FlowContent::File { .. } => &EMPTY,
+        }
+    }
+
+    /// The flow's size in bytes (in memory or in its file).
+    pub fn size(&self) -> u64 {
+        match &self.content {
+            FlowContent::File { size, .. } => *size,
+            _ => self.bytes().len() as u64,
         }
     }
 
     /// `serialized`, `script` or `prefect1-pickle`.
     pub fn form(&self) -> &'static str {
         match &self.content {
-            FlowContent::Serialized(_) => "serialized",
-            FlowContent::Script { .. } => "script",
+            FlowContent::Serialized(_)
+            | FlowContent::File {
+                header: Some(_), ..
+            } => "serialized",
+            FlowContent::Script { .. } | FlowContent::File { header: None, .. } => "script",
             FlowContent::Prefect1Pickle { .. } => "prefect1-pickle",
         }
     }

@@ -5,42 +5,85 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `dest` only if `dest` does not exist: temp file in the same directory,
-/// fsync, hard-link into place (fails with `AlreadyExists` instead of replacing), remove the temp
-/// name, fsync the directory.
-pub fn write_new(dest: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_new_from(dest, &mut &bytes[..]).map(|_| ())
+/// A file being written under a temporary name (starting with `.`, so listings skip it) in its
+/// destination's directory. [`NewFile::commit`] links it into place; dropping it uncommitted
+/// removes it.
+#[derive(Debug)]
+pub struct NewFile {
+    tmp: PathBuf,
+    file: Option<File>,
+    durable: bool,
 }
 
-/// Like [`write_new`], streaming from `reader`; returns the number of bytes written.
-pub fn write_new_from(dest: &Path, reader: &mut dyn Read) -> io::Result<u64> {
-    let dir = dest
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "destination has no parent"))?;
-    fs::create_dir_all(dir)?;
-    let tmp = temp_path(dir);
-    let result = (|| -> io::Result<u64> {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        let n = io::copy(reader, &mut file)?;
+impl NewFile {
+    /// Starts a file that will become `dest` (creating `dest`'s directory).
+    pub fn create(dest: &Path, durable: bool) -> io::Result<Self> {
+        let dir = dest.parent().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "destination has no parent")
+        })?;
+        fs::create_dir_all(dir)?;
+        let tmp = temp_path(dir);
+        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        Ok(NewFile {
+            tmp,
+            file: Some(file),
+            durable,
+        })
+    }
+
+    /// The open temporary file.
+    pub fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("open until commit")
+    }
+
+    /// Flushes (and fsyncs when durable), makes the file read-only, and hard-links it to `dest`:
+    /// fails with `AlreadyExists` rather than replace anything.
+    pub fn commit(mut self, dest: &Path) -> io::Result<()> {
+        let mut file = self.file.take().expect("open until commit");
         file.flush()?;
-        file.sync_all()?;
+        if self.durable {
+            file.sync_all()?;
+        }
         // Stored flows are read-only: nothing in flowstore ever rewrites one.
         let mut perms = file.metadata()?.permissions();
         perms.set_readonly(true);
         file.set_permissions(perms)?;
         drop(file);
-        fs::hard_link(&tmp, dest)?;
-        Ok(n)
-    })();
-    let _ = fs::remove_file(&tmp);
-    let n = result?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+        fs::hard_link(&self.tmp, dest)?;
+        let _ = fs::remove_file(&self.tmp);
+        if self.durable {
+            if let Some(dir) = dest.parent() {
+                if let Ok(d) = File::open(dir) {
+                    let _ = d.sync_all();
+                }
+            }
+        }
+        Ok(())
     }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+/// Writes `bytes` to `dest` only if `dest` does not exist (see [`NewFile`]).
+///
+/// Without `durable` a crash can lose a flow that was just written, but never leaves a partial one
+/// under its final name.
+pub fn write_new(dest: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    write_new_from(dest, &mut &bytes[..], durable).map(|_| ())
+}
+
+/// Like [`write_new`], streaming from `reader`; returns the number of bytes written.
+pub fn write_new_from(dest: &Path, reader: &mut dyn Read, durable: bool) -> io::Result<u64> {
+    let mut new = NewFile::create(dest, durable)?;
+    let n = io::copy(reader, new.file())?;
+    new.commit(dest)?;
     Ok(n)
 }
 
-/// Temp files start with `.` so listings skip them.
 fn temp_path(dir: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -60,8 +103,8 @@ mod tests {
     fn never_replaces_and_leaves_no_temp_files() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("a/b");
-        write_new(&dest, b"first").unwrap();
-        let err = write_new(&dest, b"second").unwrap_err();
+        write_new(&dest, b"first", true).unwrap();
+        let err = write_new(&dest, b"second", false).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs::read(&dest).unwrap(), b"first");
         let names: Vec<_> = fs::read_dir(dir.path().join("a"))
@@ -69,5 +112,15 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("b")]);
+    }
+
+    #[test]
+    fn an_uncommitted_file_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("x");
+        let mut f = NewFile::create(&dest, false).unwrap();
+        f.file().write_all(b"partial").unwrap();
+        drop(f);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

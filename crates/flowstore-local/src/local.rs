@@ -74,6 +74,7 @@ pub struct Local {
     directory: PathBuf,
     path: Option<PathBuf>,
     stored_as_script: bool,
+    durable: bool,
     index: FlowIndex,
 }
 
@@ -90,6 +91,7 @@ impl Local {
             directory: default_directory(),
             path: None,
             stored_as_script: false,
+            durable: true,
             index: FlowIndex::default(),
         }
     }
@@ -105,6 +107,13 @@ impl Local {
     /// Sets the flow directory.
     pub fn directory(mut self, directory: impl AsRef<Path>) -> Self {
         self.directory = absolute(&expand_home(directory.as_ref()));
+        self
+    }
+
+    /// Whether each write is fsynced before `add_flow` returns (default true). Off, a power loss
+    /// can lose a just-registered flow, but never leaves a partial or corrupt one.
+    pub fn durable(mut self, on: bool) -> Self {
+        self.durable = on;
         self
     }
 
@@ -148,6 +157,7 @@ impl Local {
             directory,
             path: fields.path.map(PathBuf::from),
             stored_as_script: fields.stored_as_script,
+            durable: true,
             index: FlowIndex::from_reference(reference),
         })
     }
@@ -220,11 +230,12 @@ impl Local {
     async fn write_serialized(&self, name: &str, bytes: Bytes) -> Result<String> {
         let directory = self.directory.clone();
         let name = name.to_string();
+        let durable = self.durable;
         tokio::task::spawn_blocking(move || {
             let mut last_err = None;
             for _ in 0..KEY_ATTEMPTS {
                 let dest = directory.join(key::new_flow_key(&name));
-                match atomic::write_new(&dest, &bytes) {
+                match atomic::write_new(&dest, &bytes, durable) {
                     Ok(()) => {
                         tracing::info!(flow = %name, path = %dest.display(), "stored flow");
                         return Ok(dest.display().to_string());
@@ -377,18 +388,117 @@ impl Storage for Local {
             .map_err(|e| Error::backend(TYPE_NAME, format!("listing task failed: {e}")))?
     }
 
+    /// Streams the flow to `dest` (never replacing an existing file): the envelope or script is
+    /// verified while it is copied, and `dest` appears only once everything checked out.
     async fn get_flow_to_file(&self, name: &str, dest: &Path) -> Result<FetchedFlow> {
-        let fetched = self.get_flow(name).await?;
-        atomic::write_new(dest, fetched.bytes()).map_err(|e| {
-            Error::io(
-                format!(
-                    "writing flow \"{name}\" to {} (an existing file is never replaced)",
+        let location = self.index.location(name)?.to_string();
+        let source = if self.stored_as_script {
+            PathBuf::from(&location)
+        } else {
+            self.resolve_inside(name, &location)?
+        };
+        let this = self.clone();
+        let (name, dest) = (name.to_string(), dest.to_path_buf());
+        tokio::task::spawn_blocking(move || this.stream_to_file(&name, &location, &source, &dest))
+            .await
+            .map_err(|e| Error::backend(TYPE_NAME, format!("copy task failed: {e}")))?
+    }
+}
+
+impl Local {
+    fn stream_to_file(
+        &self,
+        name: &str,
+        location: &str,
+        source: &Path,
+        dest: &Path,
+    ) -> Result<FetchedFlow> {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let io_err = |what: &str, e| Error::io(format!("Flow \"{name}\": {what}"), e);
+        let file = std::fs::File::open(source)
+            .map_err(|e| io_err(&format!("reading {}", source.display()), e))?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut out = atomic::NewFile::create(dest, self.durable)
+            .map_err(|e| io_err(&format!("creating {}", dest.display()), e))?;
+        let mut whole = flowstore_core::envelope::DigestBuilder::new();
+        let mut check = None;
+        if !self.stored_as_script {
+            if !reader
+                .fill_buf()
+                .map_err(|e| io_err("reading", e))?
+                .starts_with(flowstore_core::envelope::MAGIC)
+            {
+                // Not an envelope (e.g. a Prefect 1 pickle): small, so load it the usual way.
+                drop(out);
+                let bytes = std::fs::read(source)
+                    .map_err(|e| io_err(&format!("reading {}", source.display()), e))?;
+                let fetched =
+                    self.index
+                        .open_serialized(name, location, None, Bytes::from(bytes))?;
+                atomic::write_new(dest, fetched.bytes(), self.durable).map_err(|e| {
+                    io_err(
+                        &format!(
+                            "writing {} (an existing file is never replaced)",
+                            dest.display()
+                        ),
+                        e,
+                    )
+                })?;
+                return Ok(fetched);
+            }
+            let mut c = flowstore_core::envelope::StreamCheck::new(name, location);
+            for _ in 0..2 {
+                let mut line = Vec::new();
+                (&mut reader)
+                    .take(flowstore_core::envelope::MAX_HEADER_LEN as u64)
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| io_err("reading the envelope header", e))?;
+                whole.update(&line);
+                c.update(&line)?;
+            }
+            check = Some(c);
+        }
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| io_err("reading", e))?;
+            if n == 0 {
+                break;
+            }
+            whole.update(&buf[..n]);
+            if let Some(c) = check.as_mut() {
+                c.update(&buf[..n])?;
+            }
+            out.file()
+                .write_all(&buf[..n])
+                .map_err(|e| io_err(&format!("writing {}", dest.display()), e))?;
+            size += n as u64;
+        }
+        self.index
+            .verify_computed(name, location, &whole.finish())?;
+        let header = match check {
+            Some(c) => c.finish()?.header,
+            None => None,
+        };
+        out.commit(dest).map_err(|e| {
+            io_err(
+                &format!(
+                    "writing {} (an existing file is never replaced)",
                     dest.display()
                 ),
                 e,
             )
         })?;
-        Ok(fetched)
+        Ok(FetchedFlow {
+            name: name.to_string(),
+            location: location.to_string(),
+            revision: None,
+            content: flowstore_core::FlowContent::File {
+                path: dest.to_path_buf(),
+                size,
+                header,
+            },
+        })
     }
 }
 

@@ -282,3 +282,59 @@ async fn fetch_to_file_never_replaces_an_existing_file() {
     let err = s.get_flow_to_file("F", &out).await.unwrap_err().to_string();
     assert!(err.contains("never replaced"), "{err}");
 }
+
+#[tokio::test]
+async fn streamed_fetch_of_a_tampered_flow_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Local::new().directory(dir.path().join("flows"));
+    let payload = vec![3u8; 3 * 1024 * 1024];
+    let loc = s
+        .add_flow(seal_bytes("F", &payload, &app()).into())
+        .await
+        .unwrap();
+    let out = dir.path().join("good.bin");
+    let fetched = s.get_flow_to_file("F", &out).await.unwrap();
+    assert_eq!(fetched.size(), payload.len() as u64);
+    assert!(matches!(
+        fetched.content,
+        FlowContent::File {
+            header: Some(_),
+            ..
+        }
+    ));
+    assert_eq!(std::fs::read(&out).unwrap(), payload);
+
+    let mut bytes = std::fs::read(&loc).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    let mut perms = std::fs::metadata(&loc).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&loc, perms).unwrap();
+    std::fs::write(&loc, bytes).unwrap();
+    let bad = dir.path().join("bad.bin");
+    let err = s.get_flow_to_file("F", &bad).await.unwrap_err();
+    assert!(matches!(err, Error::FlowCorrupt { .. }), "{err:?}");
+    assert!(!bad.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        leftovers
+            .iter()
+            .all(|n| !n.to_string_lossy().starts_with(".tmp")),
+        "{leftovers:?}"
+    );
+}
+
+#[tokio::test]
+async fn stored_flows_are_read_only_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Local::new().directory(dir.path());
+    let loc = s
+        .add_flow(seal_bytes("F", b"x", &app()).into())
+        .await
+        .unwrap();
+    assert!(std::fs::metadata(loc).unwrap().permissions().readonly());
+}

@@ -76,7 +76,7 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             "form": fetched.form(),
             "location": fetched.location,
             "revision": fetched.revision,
-            "size": fetched.bytes().len(),
+            "size": fetched.size(),
             "verified": verified,
             "output": args.output,
         }));
@@ -85,7 +85,7 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             "Fetched flow \"{}\" ({}, {}) from {}{}: {verified}",
             fetched.name,
             fetched.form(),
-            human_size(fetched.bytes().len() as u64),
+            human_size(fetched.size()),
             fetched.location,
             fetched
                 .revision
