@@ -4,8 +4,10 @@
 //!   (`.ci/install.d/*.sh`, idempotent; skipped with `--no-install`), builds everything, starts every
 //!   real server the backends need on 127.0.0.1, runs the whole suite with them, stops them, and
 //!   prints a pass/fail matrix per backend.
+//! - `cargo xtask bench [options]`: benchmarks against Prefect 1 and the floor; writes `BENCHMARKS.md`.
 //! - `cargo xtask schema`: regenerates `schema/storage-reference.schema.json`.
 
+mod bench;
 mod matrix;
 mod servers;
 
@@ -21,6 +23,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
         Some("schema") => schema(&root),
+        Some("bench") => bench::run(&root, &args[1..]),
         Some("install") => install(&root),
         _ => {
             eprintln!(
@@ -28,6 +31,7 @@ fn main() -> Result<()> {
                  commands:\n  \
                  test [--no-install] [-- ARGS]  install + start the real servers, run every test, print the matrix\n  \
                  install                     run .ci/install.d/*.sh (servers and tools the tests need)\n  \
+                 bench [--reps N ...]          flowstore vs Prefect 1 vs the floor; writes BENCHMARKS.md\n  \
                  schema                      regenerate schema/storage-reference.schema.json"
             );
             std::process::exit(2);
@@ -92,7 +96,11 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     let mut servers = servers::Servers::new(&root.join("target/xtask-servers"))?;
     let mut server_failures = Vec::new();
     for spec in servers::SERVERS {
-        eprintln!("xtask: starting {} (for {})", spec.name, spec.backends.join(", "));
+        eprintln!(
+            "xtask: starting {} (for {})",
+            spec.name,
+            spec.backends.join(", ")
+        );
         if let Err(e) = (spec.start)(&mut servers) {
             eprintln!("xtask: {} did not start: {e:#}", spec.name);
             server_failures.push((spec.name, format!("{e:#}")));

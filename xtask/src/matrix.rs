@@ -97,8 +97,12 @@ impl Parser {
                 self.pending_skip_own += 1;
             }
         } else if let Some(rest) = t.strip_prefix("test ") {
-            let Some((name, outcome)) = rest.rsplit_once(" ... ") else { return };
-            let Some(row_name) = &self.current else { return };
+            let Some((name, outcome)) = rest.rsplit_once(" ... ") else {
+                return;
+            };
+            let Some(row_name) = &self.current else {
+                return;
+            };
             let row = self.results.entry(row_name.clone()).or_default();
             let cell = if name.contains("conformance::") {
                 &mut row.conformance
@@ -263,7 +267,14 @@ mod tests {
         let r = p.finish();
         assert_eq!(r["local (unit+doc)"].own.passed, 2);
         let s3 = &r["s3"];
-        assert_eq!((s3.conformance.passed, s3.conformance.not_applicable, s3.conformance.failed), (0, 1, 1));
+        assert_eq!(
+            (
+                s3.conformance.passed,
+                s3.conformance.not_applicable,
+                s3.conformance.failed
+            ),
+            (0, 1, 1)
+        );
         assert_eq!((s3.own.passed, s3.own.skipped), (0, 1));
         assert!(render(&r).contains("| s3 "));
     }

@@ -71,7 +71,9 @@ impl Servers {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?} (is it installed? see .ci/install.d/)"))?;
+            .with_context(|| {
+                format!("starting {name}: {cmd:?} (is it installed? see .ci/install.d/)")
+            })?;
         let pid = child.id();
         self.children.push((name.to_string(), child));
         Ok(pid)

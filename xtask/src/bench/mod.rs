@@ -1,0 +1,264 @@
+//! `cargo xtask bench`: flowstore against Prefect 1 and against the floor, side by side, in one
+//! run, on the same servers; writes `BENCHMARKS.md`.
+//!
+//! Each section runs a release-built driver (an example of the backend's crate) and, where it
+//! applies, the Prefect 1 baseline (`prefect==1.4.1` in a virtualenv the bench installs) and the
+//! floor (plain protocol requests with no SDK logic). Figures are medians over repetitions.
+
+mod footprint;
+mod memory;
+mod prefect;
+mod sections;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// Bench parameters (`--key value` on the command line).
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// Flows in the Local section.
+    pub local_flows: usize,
+    /// Bytes per small flow.
+    pub small_size: usize,
+    /// Repetitions (median reported).
+    pub reps: usize,
+    /// Flows in the S3 section.
+    pub s3_flows: usize,
+    /// Size of the big S3 flow in MiB.
+    pub s3_big_mib: usize,
+    /// Size of the memory section's script in MiB.
+    pub memory_mib: usize,
+    /// Which crates get a cold release build timed: `light` (core, local, secrets), `all`, `none`.
+    pub footprint_builds: String,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            local_flows: 1000,
+            small_size: 4096,
+            reps: 5,
+            s3_flows: 200,
+            s3_big_mib: 256,
+            memory_mib: 1024,
+            footprint_builds: "light".to_string(),
+        }
+    }
+}
+
+impl Params {
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut p = Params::default();
+        let mut it = args.iter();
+        while let Some(k) = it.next() {
+            let v = it.next().with_context(|| format!("{k} needs a value"))?;
+            let num = || {
+                v.parse::<usize>()
+                    .with_context(|| format!("{k} {v}: not a number"))
+            };
+            match k.as_str() {
+                "--local-flows" => p.local_flows = num()?,
+                "--small-size" => p.small_size = num()?,
+                "--reps" => p.reps = num()?,
+                "--s3-flows" => p.s3_flows = num()?,
+                "--s3-big-mib" => p.s3_big_mib = num()?,
+                "--memory-mib" => p.memory_mib = num()?,
+                "--footprint-builds" => p.footprint_builds = v.clone(),
+                other => bail!("unknown bench option {other}"),
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// One table of results.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// Section title.
+    pub title: String,
+    /// What was measured and how.
+    pub note: String,
+    /// Column headers.
+    pub header: Vec<String>,
+    /// Rows of cells.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn markdown(&self) -> String {
+        let mut s = format!("## {}\n\n{}\n\n", self.title, self.note);
+        s.push_str(&format!("| {} |\n", self.header.join(" | ")));
+        s.push_str(&format!("|{}\n", "---|".repeat(self.header.len())));
+        for r in &self.rows {
+            s.push_str(&format!("| {} |\n", r.join(" | ")));
+        }
+        s.push('\n');
+        s
+    }
+}
+
+/// Shared context of a bench run.
+pub struct Bench {
+    /// Workspace root.
+    pub root: PathBuf,
+    /// Scratch directory.
+    pub scratch: PathBuf,
+    /// Parameters.
+    pub params: Params,
+}
+
+impl Bench {
+    /// Runs `cargo run --release -p <package> --example <example> -- <args>` and parses the JSON
+    /// object it prints last.
+    pub fn run_example(
+        &self,
+        package: &str,
+        example: &str,
+        args: &[String],
+        envs: &[(String, String)],
+    ) -> Result<serde_json::Value> {
+        let out = Command::new("cargo")
+            .args([
+                "run",
+                "-q",
+                "--release",
+                "-p",
+                package,
+                "--example",
+                example,
+                "--",
+            ])
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .with_context(|| format!("running {package} example {example}"))?;
+        if !out.status.success() {
+            bail!(
+                "{package} example {example} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        last_json(&out.stdout)
+    }
+}
+
+/// The last line of `stdout` that parses as JSON.
+pub fn last_json(stdout: &[u8]) -> Result<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .context("no JSON result line in the driver's output")
+}
+
+/// `cargo xtask bench [options]`.
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let params = Params::parse(args)?;
+    let scratch = root.join("target/bench");
+    std::fs::create_dir_all(&scratch)?;
+    let bench = Bench {
+        root: root.to_path_buf(),
+        scratch,
+        params,
+    };
+    let mut tables = Vec::new();
+    let mut problems = Vec::new();
+    type Section = fn(&Bench) -> Result<Table>;
+    let all: [(&str, Section); 4] = [
+        ("local", sections::local),
+        ("memory", memory::run),
+        ("footprint", footprint::run),
+        ("servers", sections::servers_note),
+    ];
+    for (name, section) in all {
+        eprintln!("xtask bench: {name}");
+        match section(&bench) {
+            Ok(t) => tables.push(t),
+            Err(e) => {
+                eprintln!("xtask bench: section {name} failed: {e:#}");
+                problems.push(format!("- section `{name}` did not run: {e:#}"));
+            }
+        }
+    }
+    let md = render(&bench, &tables, &problems);
+    std::fs::write(root.join("BENCHMARKS.md"), &md)?;
+    println!("{md}");
+    if !problems.is_empty() {
+        bail!("{} bench section(s) failed", problems.len());
+    }
+    Ok(())
+}
+
+fn render(bench: &Bench, tables: &[Table], problems: &[String]) -> String {
+    let mut s = String::from("# flowstore benchmarks\n\n");
+    s.push_str("Written by `cargo xtask bench` (rerun it to refresh). Every figure in a table was measured \
+                side by side in the same run, on the same machine and the same servers; figures are \
+                medians over the repetitions.\n\n");
+    s.push_str(&format!("Machine: {}\n\n", machine()));
+    s.push_str(&format!("Parameters: {:?}\n\n", bench.params));
+    for t in tables {
+        s.push_str(&t.markdown());
+    }
+    if !problems.is_empty() {
+        s.push_str("## Not measured in this run\n\n");
+        for p in problems {
+            s.push_str(p);
+            s.push('\n');
+        }
+    }
+    s
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {mem} RAM, {}, {rustc}",
+        std::env::consts::OS
+    )
+}
+
+/// `a / b` as `N.N×`.
+pub fn ratio(a: f64, b: f64) -> String {
+    if b == 0.0 {
+        "-".into()
+    } else {
+        format!("{:.1}×", a / b)
+    }
+}
+
+/// A number with thousands kept short.
+pub fn num(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
