@@ -161,9 +161,19 @@ pub fn flow_key(name: &str, t: &DateTime<Utc>) -> String {
     format!("{}/{}", flow_slug(name), timestamp_slug(t))
 }
 
-/// The first key segment for a flow name: its slug, or `flow` when the slug is empty.
+/// The longest flow slug used in keys: a file name or object-key segment stays well under the
+/// 255-byte limit of common filesystems. Longer slugs are cut at a `-` boundary where possible.
+pub const MAX_SLUG_LEN: usize = 120;
+
+/// The first key segment for a flow name: its slug (at most [`MAX_SLUG_LEN`] characters), or
+/// `flow` when the slug is empty.
 pub fn flow_slug(name: &str) -> String {
-    let slug = slugify(name);
+    let mut slug = slugify(name);
+    if slug.len() > MAX_SLUG_LEN {
+        slug.truncate(MAX_SLUG_LEN);
+        let trimmed = slug.trim_end_matches('-').len();
+        slug.truncate(trimmed);
+    }
     if slug.is_empty() {
         "flow".to_string()
     } else {
@@ -284,5 +294,13 @@ mod tests {
     #[test]
     fn empty_slug_gets_a_segment() {
         assert_eq!(flow_slug("!!!"), "flow");
+    }
+
+    #[test]
+    fn long_names_get_bounded_slugs() {
+        let name = "a".repeat(10_000);
+        assert_eq!(flow_slug(&name).len(), MAX_SLUG_LEN);
+        let name = format!("{}-{}", "b".repeat(MAX_SLUG_LEN - 1), "c".repeat(50));
+        assert_eq!(flow_slug(&name), "b".repeat(MAX_SLUG_LEN - 1));
     }
 }

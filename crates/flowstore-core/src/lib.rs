@@ -38,4 +38,4 @@ pub use flow::{FetchedFlow, FlowContent, FlowInput};
 pub use reference::StorageReference;
 pub use registry::{OpenContext, Registry};
 pub use secret::SecretSource;
-pub use storage::{FlowIndex, Storage, StoredVersion};
+pub use storage::{validate_flow_name, FlowIndex, Storage, StoredVersion};

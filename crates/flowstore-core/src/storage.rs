@@ -103,6 +103,38 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// The longest flow name flowstore accepts, in characters.
+pub const MAX_FLOW_NAME_CHARS: usize = 1000;
+
+/// Checks a flow name: non-empty, at most [`MAX_FLOW_NAME_CHARS`] characters, no control
+/// characters (NUL, newlines, escapes). Any other text is fine: keys use its slug.
+///
+/// Errors with [`Error::Config`] naming the problem.
+pub fn validate_flow_name(name: &str) -> Result<()> {
+    let chars = name.chars().count();
+    let problem = if name.trim().is_empty() {
+        Some("it is empty".to_string())
+    } else if chars > MAX_FLOW_NAME_CHARS {
+        Some(format!(
+            "it is {chars} characters long; at most {MAX_FLOW_NAME_CHARS} are allowed"
+        ))
+    } else {
+        name.chars()
+            .find(|c| c.is_control())
+            .map(|c| format!("it contains the control character {c:?}"))
+    };
+    match problem {
+        Some(p) => {
+            let shown: String = name.chars().take(60).collect();
+            Err(Error::config(format!(
+                "Invalid flow name {shown:?}{}: {p}. Use printable text.",
+                if chars > 60 { "…" } else { "" }
+            )))
+        }
+        None => Ok(()),
+    }
+}
+
 /// One stored version of a flow, as listed by [`Storage::list_versions`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StoredVersion {
@@ -166,8 +198,10 @@ impl FlowIndex {
         reference.labels = labels;
     }
 
-    /// Errors with [`Error::NameConflict`] if `name` is already present.
+    /// Errors with [`Error::Config`] for a name that cannot be a flow's (see [`validate_flow_name`])
+    /// and [`Error::NameConflict`] if `name` is already present.
     pub fn ensure_new(&self, name: &str) -> Result<()> {
+        validate_flow_name(name)?;
         if self.flows.contains_key(name) {
             return Err(Error::NameConflict {
                 name: name.to_string(),

@@ -270,6 +270,31 @@ impl Local {
     }
 }
 
+/// The largest flow `get_flow` loads into memory; larger ones are fetched with `get_flow_to_file`.
+pub const MAX_IN_MEMORY: u64 = 2 << 30;
+
+/// Refuses anything but a regular file of a size that fits in memory.
+fn check_readable_file(name: &str, location: &str, path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::io(format!("Flow \"{name}\": reading {}", path.display()), e))?;
+    let corrupt = |reason: String| Error::FlowCorrupt {
+        flow: name.to_string(),
+        location: location.to_string(),
+        reason,
+    };
+    if !meta.is_file() {
+        return Err(corrupt("it is not a regular file".to_string()));
+    }
+    if meta.len() > MAX_IN_MEMORY {
+        return Err(Error::config(format!(
+            "Flow \"{name}\" at {location} is {} bytes, more than the {MAX_IN_MEMORY} get_flow loads into memory; \
+             fetch it to a file instead (get_flow_to_file, or `flowstore fetch -o FILE`)",
+            meta.len()
+        )));
+    }
+    Ok(())
+}
+
 fn missing_path() -> Error {
     Error::config("A `path` must be provided to show where flow `.py` file is stored.")
 }
@@ -347,12 +372,14 @@ impl Storage for Local {
     async fn get_flow(&self, name: &str) -> Result<FetchedFlow> {
         let location = self.index.location(name)?.to_string();
         if self.stored_as_script {
+            check_readable_file(name, &location, Path::new(&location))?;
             let (source, path) = self.read_script(name, &location)?;
             return self
                 .index
                 .open_script(name, &location, None, source, Some(path));
         }
         let path = self.resolve_inside(name, &location)?;
+        check_readable_file(name, &location, &path)?;
         let bytes = tokio::fs::read(&path)
             .await
             .map_err(|e| Error::io(format!("Flow \"{name}\": reading {}", path.display()), e))?;
