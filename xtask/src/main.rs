@@ -8,6 +8,7 @@
 //! - `cargo xtask schema`: regenerates `schema/storage-reference.schema.json`.
 
 mod bench;
+mod fuzz;
 mod matrix;
 mod servers;
 
@@ -24,6 +25,7 @@ fn main() -> Result<()> {
         Some("test") => test(&root, &args[1..]),
         Some("schema") => schema(&root),
         Some("bench") => bench::run(&root, &args[1..]),
+        Some("fuzz") => fuzz::run(&root, &args[1..]),
         Some("install") => install(&root),
         _ => {
             eprintln!(
@@ -32,6 +34,7 @@ fn main() -> Result<()> {
                  test [--no-install] [-- ARGS]  install + start the real servers, run every test, print the matrix\n  \
                  install                     run .ci/install.d/*.sh (servers and tools the tests need)\n  \
                  bench [--reps N ...]          flowstore vs Prefect 1 vs the floor; writes BENCHMARKS.md\n  \
+                 fuzz [SECONDS]                run every cargo-fuzz target for SECONDS (default 30)\n  \
                  schema                      regenerate schema/storage-reference.schema.json"
             );
             std::process::exit(2);
