@@ -13,6 +13,8 @@
 //! `flowstore-skip: <test>: <reason>` straight to stderr (visible even under libtest's capture) —
 //! or fails, when `FLOWSTORE_REQUIRE_SERVERS=1` (set by `cargo xtask test`, which starts them).
 
+pub mod proxy;
+
 use std::io::Write as _;
 
 use async_trait::async_trait;
