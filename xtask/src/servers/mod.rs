@@ -29,12 +29,15 @@ pub const SERVERS: &[ServerSpec] = &[
 ];
 
 /// The processes started so far, their scratch directories, and the environment for the tests.
+// The helpers are used by the server modules listed in SERVERS.
+#[allow(dead_code)]
 pub struct Servers {
     root: PathBuf,
     children: Vec<(String, Child)>,
     env: BTreeMap<String, String>,
 }
 
+#[allow(dead_code)]
 impl Servers {
     /// A server set whose scratch directories live under `root` (emptied first).
     pub fn new(root: &Path) -> Result<Self> {
