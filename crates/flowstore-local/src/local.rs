@@ -75,6 +75,8 @@ pub struct Local {
     path: Option<PathBuf>,
     stored_as_script: bool,
     durable: bool,
+    /// Files and directories written since the last `build`, made durable there.
+    unsynced: std::collections::BTreeSet<PathBuf>,
     index: FlowIndex,
 }
 
@@ -92,6 +94,7 @@ impl Local {
             path: None,
             stored_as_script: false,
             durable: true,
+            unsynced: Default::default(),
             index: FlowIndex::default(),
         }
     }
@@ -110,8 +113,11 @@ impl Local {
         self
     }
 
-    /// Whether each write is fsynced before `add_flow` returns (default true). Off, a power loss
-    /// can lose a just-registered flow, but never leaves a partial or corrupt one.
+    /// Whether `build` makes the flows added since the last `build` durable (default true): one
+    /// `syncfs` on Linux, else an fsync of every file and directory written. A registration is
+    /// durable once `build` returns. A power loss before that can lose or truncate a flow (a
+    /// truncated one is refused by its digest, never loaded); a process crash never leaves a
+    /// partial flow either way, since flows are written under a temporary name and linked whole.
     pub fn durable(mut self, on: bool) -> Self {
         self.durable = on;
         self
@@ -158,6 +164,7 @@ impl Local {
             path: fields.path.map(PathBuf::from),
             stored_as_script: fields.stored_as_script,
             durable: true,
+            unsynced: Default::default(),
             index: FlowIndex::from_reference(reference),
         })
     }
@@ -230,12 +237,11 @@ impl Local {
     async fn write_serialized(&self, name: &str, bytes: Bytes) -> Result<String> {
         let directory = self.directory.clone();
         let name = name.to_string();
-        let durable = self.durable;
         tokio::task::spawn_blocking(move || {
             let mut last_err = None;
             for _ in 0..KEY_ATTEMPTS {
                 let dest = directory.join(key::new_flow_key(&name));
-                match atomic::write_new(&dest, &bytes, durable) {
+                match atomic::write_new(&dest, &bytes, false) {
                     Ok(()) => {
                         tracing::info!(flow = %name, path = %dest.display(), "stored flow");
                         return Ok(dest.display().to_string());
@@ -267,6 +273,28 @@ impl Local {
             )
         })?;
         Ok((Bytes::from(source), path))
+    }
+}
+
+/// Makes `paths` (written under `directory`) durable: one `syncfs` on Linux, else an fsync each.
+fn sync_all(directory: &Path, paths: &std::collections::BTreeSet<PathBuf>) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = paths;
+        atomic::sync_filesystem(directory).map_err(|e| {
+            Error::io(
+                format!("syncing the filesystem of {}", directory.display()),
+                e,
+            )
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = directory;
+        for p in paths {
+            atomic::sync_path(p).map_err(|e| Error::io(format!("syncing {}", p.display()), e))?;
+        }
+        Ok(())
     }
 }
 
@@ -360,13 +388,30 @@ impl Storage for Local {
         };
         let digest = sealed.digest();
         let location = self.write_serialized(&sealed.name, sealed.bytes).await?;
+        let path = Path::new(&location);
+        self.unsynced.insert(path.to_path_buf());
+        if let Some(dir) = path.parent() {
+            self.unsynced.insert(dir.to_path_buf());
+            if let Some(root) = dir.parent() {
+                self.unsynced.insert(root.to_path_buf());
+            }
+        }
         self.index
             .insert(&sealed.name, location.clone(), Some(digest))?;
         Ok(location)
     }
 
+    /// Makes every flow added since the last `build` durable (fsyncs their directories).
     async fn build(&mut self) -> Result<()> {
-        self.validate()
+        self.validate()?;
+        let paths = std::mem::take(&mut self.unsynced);
+        if self.durable && !paths.is_empty() {
+            let directory = self.directory.clone();
+            tokio::task::spawn_blocking(move || sync_all(&directory, &paths))
+                .await
+                .map_err(|e| Error::backend(TYPE_NAME, format!("sync task failed: {e}")))??;
+        }
+        Ok(())
     }
 
     async fn get_flow(&self, name: &str) -> Result<FetchedFlow> {
