@@ -64,11 +64,15 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     .with_context(|| format!("fetching flow \"{name}\""))?;
     spinner.finish_and_clear();
 
-    let verified = match (&fetched.content, reference.flow_digests.get(&name)) {
-        (FlowContent::Serialized(_), Some(_)) => "envelope and registration digest verified",
-        (FlowContent::Serialized(_), None) => "envelope digest verified",
-        (_, Some(_)) => "registration digest verified",
-        (_, None) => "no digest recorded",
+    let envelope = matches!(
+        fetched.content,
+        FlowContent::Serialized(_) | FlowContent::File { header: Some(_), .. }
+    );
+    let verified = match (envelope, reference.flow_digests.contains_key(&name)) {
+        (true, true) => "envelope and registration digest verified",
+        (true, false) => "envelope digest verified",
+        (false, true) => "registration digest verified",
+        (false, false) => "no digest recorded",
     };
     if out.json() {
         out.json_value(&serde_json::json!({
