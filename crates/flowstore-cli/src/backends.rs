@@ -3,16 +3,27 @@
 use anyhow::Context;
 use flowstore_core::{Registry, Storage, StorageReference};
 
-/// A registry with every backend this binary was built with.
-pub fn registry() -> Registry {
-    let mut registry = Registry::new();
+/// A registry with every backend this binary was built with, resolving secrets from the sources
+/// configured by `FLOWSTORE_SECRETS_FILE` / `FLOWSTORE_SECRETS_DIR` (then the environment).
+pub fn registry() -> anyhow::Result<Registry> {
+    let sources = flowstore_secrets::default_sources().context("configuring secret sources")?;
+    let mut registry = Registry::new().with_secrets(std::sync::Arc::new(sources));
     flowstore_local::register(&mut registry);
-    registry
+    Ok(registry)
+}
+
+/// Resolves the secrets a reference declares before anything is fetched, so a missing one is
+/// reported up front by name.
+pub fn resolve_declared(registry: &Registry, reference: &StorageReference) -> anyhow::Result<()> {
+    flowstore_secrets::resolve_all(&reference.secrets, registry.context().secrets.as_ref())
+        .map_err(flowstore_core::Error::from)
+        .context("resolving the secrets the storage declares")?;
+    Ok(())
 }
 
 /// Opens `--storage URL` (or Local at the default directory), in script mode for `script`.
 pub fn open_url(url: Option<&str>, script: Option<&str>) -> anyhow::Result<Box<dyn Storage>> {
-    let registry = registry();
+    let registry = registry()?;
     let default_url;
     let url = match url {
         Some(u) => u,

@@ -237,3 +237,49 @@ fn fetch_to_a_file_and_list_one_flow() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(&target).unwrap(), b"payload");
 }
+
+#[test]
+fn declared_secrets_are_resolved_before_fetching() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let flow = dir.path().join("f.flow");
+    std::fs::write(&flow, "x").unwrap();
+    let reference = dir.path().join("ref.json");
+    let out = flowstore(
+        &home,
+        &[
+            "register",
+            flow.to_str().unwrap(),
+            "--name",
+            "F",
+            "--out",
+            reference.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    let mut r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&reference).unwrap()).unwrap();
+    r["secrets"] = serde_json::json!(["FLOWSTORE_TEST_DECLARED_SECRET"]);
+    std::fs::write(&reference, r.to_string()).unwrap();
+
+    let out = flowstore(&home, &["fetch", reference.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(6));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Secret \"FLOWSTORE_TEST_DECLARED_SECRET\" was not found"),
+        "{err}"
+    );
+
+    // Found in a secrets directory configured through FLOWSTORE_SECRETS_DIR.
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("FLOWSTORE_TEST_DECLARED_SECRET"), "value").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowstore"))
+        .args(["fetch", reference.to_str().unwrap()])
+        .env("FLOWSTORE_HOME", &home)
+        .env("FLOWSTORE_SECRETS_DIR", &secrets)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("value"));
+}

@@ -8,6 +8,17 @@ pub enum Error {
     #[error(transparent)]
     Core(#[from] flowstore_core::Error),
 
+    /// A secret that should hold JSON does not (the value is never quoted).
+    #[error("Secret \"{name}\" is not valid JSON (error at line {line}, column {column}); store a JSON document in it")]
+    NotJson {
+        /// The secret's name.
+        name: String,
+        /// Line of the syntax error.
+        line: usize,
+        /// Column of the syntax error.
+        column: usize,
+    },
+
     /// A `${NAME}` template names something that is neither an environment variable nor a secret.
     #[error("Template value '{name}' does not refer to an environment variable or secret.")]
     UnknownTemplateName {

@@ -3,9 +3,12 @@
 //! Backends need credentials (git tokens, cloud keys, webhook headers) at fetch time, on the
 //! agent's machine, never in the storage reference. This crate is how they get them:
 //!
-//! - [`SecretSource`] (defined in `flowstore-core`) with the sources [`EnvSource`],
-//!   [`MapSource`] and [`ChainSource`];
+//! - [`SecretSource`] (defined in `flowstore-core`) with the sources [`EnvSource`], [`DirSource`]
+//!   (one file per secret, as Kubernetes and Docker mount them), [`FileSource`] (TOML or JSON),
+//!   [`MapSource`] and [`ChainSource`]; [`default_sources`] builds the chain configured by
+//!   `FLOWSTORE_SECRETS_FILE` and `FLOWSTORE_SECRETS_DIR`;
 //! - [`resolve`]: a backend credential by name — the secret sources first, then the environment;
+//! - [`resolve_json`]: a secret holding a JSON document, as a redacted [`SecretJson`];
 //! - [`render`]: `${NAME}` / `$NAME` templates in JSON-like request arguments;
 //! - [`redact`]: scrubs known secret values out of text before it reaches a log or an error.
 //!
@@ -18,13 +21,21 @@
 //! ```
 #![warn(missing_docs)]
 
+mod config;
 mod error;
+mod files;
+mod json;
 mod redact;
 mod sources;
 mod template;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
+pub use config::{default_sources, SecretsConfig};
 pub use error::Error;
+pub use files::{DirSource, FileSource};
 pub use flowstore_core::secret::{ExposeSecret, SecretSource, SecretString};
+pub use json::{resolve_json, SecretJson};
 pub use redact::{redact, Redactor};
 pub use sources::{ChainSource, EnvSource, MapSource};
 pub use template::{render, RenderedValue};
@@ -51,4 +62,25 @@ pub fn resolve_optional(
         return Ok(Some(v));
     }
     Ok(EnvSource::new().get(name)?)
+}
+
+/// Resolves every secret a storage declares (its reference's `secrets` list), as an agent does
+/// before fetching, into an in-memory source for the backend to use.
+///
+/// Errors on the first secret found nowhere, naming it and every place searched.
+///
+/// ```
+/// use flowstore_secrets::{resolve_all, MapSource, SecretSource};
+/// let declared = vec!["DB_PASSWORD".to_string()];
+/// let resolved = resolve_all(&declared, &MapSource::new().with("DB_PASSWORD", "pw")).unwrap();
+/// assert!(resolved.get("DB_PASSWORD").unwrap().is_some());
+/// assert!(resolve_all(&["NOT_SET_ANYWHERE_X".to_string()], &MapSource::new()).is_err());
+/// ```
+pub fn resolve_all(names: &[String], sources: &dyn SecretSource) -> Result<MapSource, Error> {
+    let mut resolved = MapSource::new();
+    for name in names {
+        let value = resolve(name, sources)?;
+        resolved.insert(name, value.expose_secret());
+    }
+    Ok(resolved)
 }

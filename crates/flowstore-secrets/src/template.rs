@@ -2,40 +2,12 @@
 
 use flowstore_core::secret::{ExposeSecret, SecretSource, SecretString};
 use serde_json::Value;
-use zeroize::Zeroize;
 
 use crate::error::Error;
+use crate::json::SecretJson;
 
-/// A rendered value: secret-typed. `Debug` prints `[REDACTED]`, the value is reached only through
-/// [`ExposeSecret`], and its strings are zeroized on drop.
-pub struct RenderedValue(Value);
-
-impl ExposeSecret<Value> for RenderedValue {
-    fn expose_secret(&self) -> &Value {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for RenderedValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RenderedValue([REDACTED])")
-    }
-}
-
-impl Drop for RenderedValue {
-    fn drop(&mut self) {
-        zeroize_value(&mut self.0);
-    }
-}
-
-fn zeroize_value(value: &mut Value) {
-    match value {
-        Value::String(s) => s.zeroize(),
-        Value::Array(items) => items.iter_mut().for_each(zeroize_value),
-        Value::Object(map) => map.values_mut().for_each(zeroize_value),
-        _ => {}
-    }
-}
+/// A rendered value: secret-typed (see [`SecretJson`]).
+pub type RenderedValue = SecretJson;
 
 /// Replaces `${NAME}` and `$NAME` (`$$` is a literal `$`) in every string value of `value`,
 /// nested too; keys and non-strings are untouched and `value` is not changed. Each name is looked
@@ -51,7 +23,7 @@ fn zeroize_value(value: &mut Value) {
 /// assert_eq!(args["headers"]["Authorization"], "Bearer ${FLOWSTORE_DOC_TOKEN}");
 /// ```
 pub fn render(value: &Value, sources: &dyn SecretSource) -> Result<RenderedValue, Error> {
-    Ok(RenderedValue(render_value(value, sources)?))
+    Ok(SecretJson::new(render_value(value, sources)?))
 }
 
 fn render_value(value: &Value, sources: &dyn SecretSource) -> Result<Value, Error> {

@@ -47,7 +47,9 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             ),
         },
     };
-    let storage = backends::registry().open(&reference).with_context(|| {
+    let registry = backends::registry()?;
+    backends::resolve_declared(&registry, &reference)?;
+    let storage = registry.open(&reference).with_context(|| {
         format!(
             "opening the {} storage of {}",
             reference.type_name, args.reference
@@ -66,7 +68,11 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
 
     let envelope = matches!(
         fetched.content,
-        FlowContent::Serialized(_) | FlowContent::File { header: Some(_), .. }
+        FlowContent::Serialized(_)
+            | FlowContent::File {
+                header: Some(_),
+                ..
+            }
     );
     let verified = match (envelope, reference.flow_digests.contains_key(&name)) {
         (true, true) => "envelope and registration digest verified",

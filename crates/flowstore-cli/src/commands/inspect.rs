@@ -17,7 +17,7 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         out.data(&reference.to_json_pretty());
         return Ok(());
     }
-    let registry = backends::registry();
+    let registry = backends::registry()?;
     let known = registry.types().contains(&reference.type_name.as_str());
     out.data(&format!(
         "Storage:  {}{}",
