@@ -19,6 +19,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod atomic;
 pub mod envelope;
 pub mod error;
 pub mod flow;

@@ -15,7 +15,6 @@
 //! ```
 #![warn(missing_docs)]
 
-mod atomic;
 mod error;
 pub mod local;
 pub mod module;

@@ -15,7 +15,7 @@ use flowstore_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::atomic;
+use flowstore_core::atomic;
 
 /// The reference type name.
 pub const TYPE_NAME: &str = "Local";

@@ -1,5 +1,6 @@
-//! Create-only, crash-safe file writes: a flow is either absent or complete, never half-written,
-//! and an existing file is never replaced.
+//! Create-only, crash-safe file writes for every backend that writes files (Local's flows, any
+//! backend's `get_flow_to_file`): a file is either absent or complete, never half-written, and an
+//! existing file is never replaced.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
