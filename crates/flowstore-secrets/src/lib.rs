@@ -38,7 +38,7 @@ pub use flowstore_core::secret::{ExposeSecret, SecretSource, SecretString};
 pub use json::{resolve_json, SecretJson};
 pub use redact::{redact, Redactor};
 pub use sources::{ChainSource, EnvSource, MapSource};
-pub use template::{render, RenderedValue};
+pub use template::{render, render_with_redactor, RenderedValue};
 
 /// Looks a secret up in `sources`, then in the environment variable of the same name (the
 /// reference system's order for backend credentials such as `GITHUB_ACCESS_TOKEN`).

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::json::SecretJson;
+use crate::redact::Redactor;
 
 /// A rendered value: secret-typed (see [`SecretJson`]).
 pub type RenderedValue = SecretJson;
@@ -23,36 +24,57 @@ pub type RenderedValue = SecretJson;
 /// assert_eq!(args["headers"]["Authorization"], "Bearer ${FLOWSTORE_DOC_TOKEN}");
 /// ```
 pub fn render(value: &Value, sources: &dyn SecretSource) -> Result<RenderedValue, Error> {
-    Ok(SecretJson::new(render_value(value, sources)?))
+    render_with_redactor(value, sources).map(|(v, _)| v)
 }
 
-fn render_value(value: &Value, sources: &dyn SecretSource) -> Result<Value, Error> {
+/// Like [`render`], also returning a [`Redactor`] that knows every value substituted, so a
+/// caller can scrub them from anything it reports (an HTTP error body that echoes a header).
+pub fn render_with_redactor(
+    value: &Value,
+    sources: &dyn SecretSource,
+) -> Result<(RenderedValue, Redactor), Error> {
+    let mut redactor = Redactor::new();
+    let rendered = render_value(value, sources, &mut redactor)?;
+    Ok((SecretJson::new(rendered), redactor))
+}
+
+fn render_value(
+    value: &Value,
+    sources: &dyn SecretSource,
+    used: &mut Redactor,
+) -> Result<Value, Error> {
     Ok(match value {
-        Value::String(s) => Value::String(render_str(s, sources)?),
+        Value::String(s) => Value::String(render_str(s, sources, used)?),
         Value::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|v| render_value(v, sources))
+                .map(|v| render_value(v, sources, used))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| Ok((k.clone(), render_value(v, sources)?)))
+                .map(|(k, v)| Ok((k.clone(), render_value(v, sources, used)?)))
                 .collect::<Result<_, Error>>()?,
         ),
         other => other.clone(),
     })
 }
 
-fn lookup(name: &str, sources: &dyn SecretSource) -> Result<SecretString, Error> {
-    if let Ok(v) = std::env::var(name) {
-        return Ok(SecretString::from(v));
-    }
-    sources
-        .get(name)?
-        .ok_or_else(|| Error::UnknownTemplateName {
-            name: name.to_string(),
-        })
+fn lookup(
+    name: &str,
+    sources: &dyn SecretSource,
+    used: &mut Redactor,
+) -> Result<SecretString, Error> {
+    let value = match std::env::var(name) {
+        Ok(v) => SecretString::from(v),
+        Err(_) => sources
+            .get(name)?
+            .ok_or_else(|| Error::UnknownTemplateName {
+                name: name.to_string(),
+            })?,
+    };
+    used.add(value.clone());
+    Ok(value)
 }
 
 fn is_name_char(c: char) -> bool {
@@ -60,7 +82,7 @@ fn is_name_char(c: char) -> bool {
 }
 
 /// Renders one string (single pass: a rendered value is never rendered again).
-fn render_str(s: &str, sources: &dyn SecretSource) -> Result<String, Error> {
+fn render_str(s: &str, sources: &dyn SecretSource, used: &mut Redactor) -> Result<String, Error> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -72,7 +94,7 @@ fn render_str(s: &str, sources: &dyn SecretSource) -> Result<String, Error> {
         } else if let Some(body) = after.strip_prefix('{') {
             match body.find('}') {
                 Some(end) if !body[..end].is_empty() && body[..end].chars().all(is_name_char) => {
-                    out.push_str(lookup(&body[..end], sources)?.expose_secret());
+                    out.push_str(lookup(&body[..end], sources, used)?.expose_secret());
                     rest = &body[end + 1..];
                 }
                 _ => {
@@ -88,7 +110,7 @@ fn render_str(s: &str, sources: &dyn SecretSource) -> Result<String, Error> {
                 out.push('$');
                 rest = after;
             } else {
-                out.push_str(lookup(&after[..len], sources)?.expose_secret());
+                out.push_str(lookup(&after[..len], sources, used)?.expose_secret());
                 rest = &after[len..];
             }
         }

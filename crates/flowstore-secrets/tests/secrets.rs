@@ -226,6 +226,18 @@ fn templates_render_nested_strings_only() {
 }
 
 #[test]
+fn render_with_redactor_knows_what_it_substituted() {
+    let sources = MapSource::new().with("TOKEN", "t0k3n-value");
+    let (_, redactor) =
+        flowstore_secrets::render_with_redactor(&json!({"h": "Bearer ${TOKEN}"}), &sources)
+            .unwrap();
+    assert_eq!(
+        redactor.redact("server said: bad token t0k3n-value"),
+        "server said: bad token ***"
+    );
+}
+
+#[test]
 fn template_edge_cases() {
     let sources = MapSource::new()
         .with("A", "${B}")
