@@ -460,15 +460,19 @@ impl StreamCheck {
         }
     }
 
-    /// Feeds the next chunk. Errors with [`Error::FlowCorrupt`] as soon as the header is known
-    /// to be wrong, or the payload grows past its recorded length.
-    pub fn update(&mut self, chunk: &[u8]) -> Result<()> {
+    /// Feeds the next chunk and returns the part of it that is payload (empty while the header is
+    /// still arriving), so a caller can write just the payload out. Errors with
+    /// [`Error::FlowCorrupt`] as soon as the header is known to be wrong, or the payload grows past
+    /// its recorded length.
+    pub fn update<'c>(&mut self, chunk: &'c [u8]) -> Result<&'c [u8]> {
         self.whole.update(chunk);
         self.total += chunk.len() as u64;
+        let mut payload_part = chunk;
         if self.parsed.is_some() {
             self.envelope_hasher.update(chunk);
             self.payload += chunk.len() as u64;
         } else {
+            let before = self.head.len();
             self.head.extend_from_slice(chunk);
             let newlines = self.head.iter().filter(|&&b| b == b'\n').take(2).count();
             if newlines < 2 {
@@ -480,7 +484,7 @@ impl StreamCheck {
                             .to_string(),
                     ));
                 }
-                return Ok(());
+                return Ok(&[]);
             }
             let (header, recorded, header_start, payload_start) =
                 parse_header(&self.head).map_err(|r| self.corrupt(r))?;
@@ -492,6 +496,7 @@ impl StreamCheck {
             }
             self.envelope_hasher.update(&self.head[header_start..]);
             self.payload = (self.head.len() - payload_start) as u64;
+            payload_part = &chunk[payload_start.saturating_sub(before).min(chunk.len())..];
             self.parsed = Some((header, recorded));
             self.head = Vec::new();
         }
@@ -504,7 +509,7 @@ impl StreamCheck {
                 return Err(self.corrupt(reason));
             }
         }
-        Ok(())
+        Ok(payload_part)
     }
 
     /// Checks length, digest and flow name once every chunk was fed.
@@ -624,9 +629,11 @@ mod tests {
         let sealed = seal_bytes("f", &[5u8; 10_000], &app());
         for chunk in [1usize, 7, 100, 4096, 20_000] {
             let mut c = StreamCheck::new("f", "loc");
+            let mut payload = Vec::new();
             for part in sealed.bytes.chunks(chunk) {
-                c.update(part).unwrap();
+                payload.extend_from_slice(c.update(part).unwrap());
             }
+            assert_eq!(payload, vec![5u8; 10_000], "chunk size {chunk}");
             assert_eq!(c.finish().unwrap().digest, sealed.digest());
         }
         for i in [0usize, 30, 100, sealed.bytes.len() - 1] {
@@ -635,7 +642,7 @@ mod tests {
             let mut c = StreamCheck::new("f", "loc");
             let r = b
                 .chunks(64)
-                .try_for_each(|p| c.update(p))
+                .try_for_each(|p| c.update(p).map(|_| ()))
                 .and_then(|_| c.finish().map(|_| ()));
             assert!(r.is_err(), "flip at {i} accepted");
         }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod nginx;
+
 /// A server to start: its name, the backends that need it, and its start function.
 pub struct ServerSpec {
     /// Short name (also the name of `.ci/install.d/<name>.sh`).
@@ -24,20 +26,19 @@ pub struct ServerSpec {
 }
 
 /// Every server, in start order. One line per server module.
-pub const SERVERS: &[ServerSpec] = &[
-    // ServerSpec { name: "s3", backends: &["s3"], start: s3::start },
-];
+pub const SERVERS: &[ServerSpec] = &[ServerSpec {
+    name: "nginx",
+    backends: &["webhook"],
+    start: nginx::start,
+}];
 
 /// The processes started so far, their scratch directories, and the environment for the tests.
-// The helpers are used by the server modules listed in SERVERS.
-#[allow(dead_code)]
 pub struct Servers {
     root: PathBuf,
     children: Vec<(String, Child)>,
     env: BTreeMap<String, String>,
 }
 
-#[allow(dead_code)]
 impl Servers {
     /// A server set whose scratch directories live under `root` (emptied first).
     pub fn new(root: &Path) -> Result<Self> {

@@ -1,0 +1,521 @@
+//! Webhook storage against a real web server: nginx with WebDAV PUT/GET on 127.0.0.1, started by
+//! `cargo xtask test` (`FLOWSTORE_TEST_WEBHOOK_URL`, and `FLOWSTORE_TEST_WEBHOOK_AUTH_URL` which
+//! demands `Authorization: Bearer $FLOWSTORE_TEST_WEBHOOK_TOKEN`).
+//!
+//! Two tests put a fault injector in front: the core testkit's TCP proxy (connection resets in
+//! front of nginx), and a minimal HTTP responder in this file that answers 500 twice before
+//! storing — it injects server errors, it does not stand in for the storage under test.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
+use flowstore_core::testkit::proxy::{Fault, FaultProxy};
+use flowstore_core::testkit::{skip, Harness, HarnessResult, Skip};
+use flowstore_core::{
+    Error, FlowContent, FlowInput, OpenContext, Registry, Storage, StorageReference,
+};
+use flowstore_secrets::test_support::assert_secret_absent;
+use flowstore_secrets::MapSource;
+use flowstore_webhook::{Retry, Webhook};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Env {
+    url: String,
+    auth_url: String,
+    token: String,
+}
+
+fn env() -> Result<Env, Skip> {
+    let get = |k: &str| {
+        std::env::var(k).map_err(|_| {
+            Skip(format!(
+                "{k} is not set: nginx is not running (start it with `cargo xtask test`)"
+            ))
+        })
+    };
+    Ok(Env {
+        url: get("FLOWSTORE_TEST_WEBHOOK_URL")?,
+        auth_url: get("FLOWSTORE_TEST_WEBHOOK_AUTH_URL")?,
+        token: get("FLOWSTORE_TEST_WEBHOOK_TOKEN")?,
+    })
+}
+
+macro_rules! need_server {
+    ($name:literal) => {
+        match env() {
+            Ok(e) => e,
+            Err(reason) => return skip($name, &reason),
+        }
+    };
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        flowstore_core::key::new_flow_key("t").replace('/', "-")
+    )
+}
+
+fn app() -> AppInfo {
+    AppInfo::new("webhook-tests", "1")
+}
+
+fn registry() -> Registry {
+    let mut r = Registry::new();
+    flowstore_webhook::register(&mut r);
+    r
+}
+
+fn fast_retry() -> Retry {
+    Retry {
+        max_retries: 3,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        timeout: Duration::from_secs(30),
+    }
+}
+
+struct WebhookHarness {
+    env: Env,
+    scripts: tempfile::TempDir,
+}
+
+#[flowstore_core::async_trait]
+impl Harness for WebhookHarness {
+    async fn storage(&self) -> Option<Box<dyn Storage>> {
+        let url = format!("{}/{}", self.env.url, unique("conformance"));
+        Some(Box::new(
+            Webhook::from_url(&url, &OpenContext::default()).unwrap(),
+        ))
+    }
+
+    async fn script_storage(&self, _flow: &str, source: &[u8]) -> Option<Box<dyn Storage>> {
+        let path = self.scripts.path().join(format!("{}.py", unique("script")));
+        std::fs::write(&path, source).unwrap();
+        let ctx = OpenContext {
+            script_path: Some(path.display().to_string()),
+            ..OpenContext::default()
+        };
+        let url = format!("{}/{}", self.env.url, unique("scripts"));
+        Some(Box::new(Webhook::from_url(&url, &ctx).unwrap()))
+    }
+
+    fn registry(&self) -> Registry {
+        registry()
+    }
+
+    async fn tamper(&self, reference: &StorageReference, flow: &str, bytes: Bytes) -> bool {
+        let url = &reference.flows[flow];
+        let resp = reqwest::Client::new()
+            .put(url)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "tamper PUT {url}: {}",
+            resp.status()
+        );
+        true
+    }
+
+    fn holds_one_flow(&self) -> bool {
+        true
+    }
+}
+
+async fn harness() -> HarnessResult<WebhookHarness> {
+    Ok(WebhookHarness {
+        env: env()?,
+        scripts: tempfile::tempdir().unwrap(),
+    })
+}
+
+flowstore_core::conformance_suite!(harness);
+
+#[tokio::test]
+async fn templated_url_and_header_from_env_and_secret() {
+    let e = need_server!("templated_url_and_header_from_env_and_secret");
+    // The URL's host comes from the environment, the token from a secret source.
+    let path = unique("templated");
+    let kwargs = json!({
+        "url": format!("${{FLOWSTORE_TEST_WEBHOOK_AUTH_URL}}/{path}"),
+        "headers": {"Authorization": "Bearer ${WEBHOOK_TEST_SECRET_TOKEN}"},
+        "timeout": 10,
+    });
+    let secrets = Arc::new(MapSource::new().with("WEBHOOK_TEST_SECRET_TOKEN", &e.token));
+    let mut s = Webhook::new(kwargs.clone(), "PUT", kwargs, "GET")
+        .unwrap()
+        .with_secrets(secrets.clone());
+    s.add_flow(seal("Templated", &"body", &app()).unwrap().into())
+        .await
+        .unwrap();
+    s.build().await.unwrap();
+    let reference = s.reference().unwrap();
+    let json = reference.to_json();
+    assert!(
+        json.contains("${WEBHOOK_TEST_SECRET_TOKEN}")
+            && json.contains("${FLOWSTORE_TEST_WEBHOOK_AUTH_URL}")
+    );
+    assert_secret_absent(&e.token, &json, "the reference");
+    assert_secret_absent(&e.token, &format!("{s:?}"), "Debug of the storage");
+    let agent = Registry::new().with_secrets(secrets);
+    let mut agent = agent;
+    flowstore_webhook::register(&mut agent);
+    let v: String = agent
+        .open(&reference)
+        .unwrap()
+        .get_flow("Templated")
+        .await
+        .unwrap()
+        .decode(&app())
+        .unwrap();
+    assert_eq!(v, "body");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_token_is_a_401_without_the_token_anywhere() {
+    let e = need_server!("wrong_token_is_a_401_without_the_token_anywhere");
+    let kwargs = json!({
+        "url": format!("{}/{}", e.auth_url, unique("wrong-token")),
+        "headers": {"Authorization": "Bearer ${WEBHOOK_WRONG_TOKEN}"},
+    });
+    let wrong = "not-the-token-c4n4ry";
+    let secrets = Arc::new(MapSource::new().with("WEBHOOK_WRONG_TOKEN", wrong));
+    let mut s = Webhook::new(kwargs.clone(), "PUT", kwargs, "GET")
+        .unwrap()
+        .with_secrets(secrets);
+    s.add_flow(seal("F", &1, &app()).unwrap().into())
+        .await
+        .unwrap();
+    let (result, logs) = {
+        let rt = tokio::runtime::Handle::current();
+        let fut = s.build();
+        let (r, logs) = flowstore_secrets::test_support::capture_logs(|| {
+            tokio::task::block_in_place(|| rt.block_on(fut))
+        });
+        (r, logs)
+    };
+    let err = result.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("401"), "{msg}");
+    assert!(
+        msg.contains("build request") && msg.contains("PUT"),
+        "{msg}"
+    );
+    for (what, text) in [
+        ("the error", msg),
+        ("the error's Debug", format!("{err:?}")),
+        ("logs", logs),
+    ] {
+        assert_secret_absent(wrong, &text, what);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_object_is_a_404() {
+    let e = need_server!("missing_object_is_a_404");
+    let url = format!("{}/{}", e.url, unique("never-stored"));
+    let reference = json!({
+        "type": "Webhook", "flows": {"Ghost": url},
+        "build_request_kwargs": {"url": url}, "build_request_http_method": "PUT",
+        "get_flow_request_kwargs": {"url": url}, "get_flow_request_http_method": "GET",
+    });
+    let err = registry()
+        .open_json(&reference.to_string())
+        .unwrap()
+        .get_flow("Ghost")
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("404") && msg.contains("get_flow request") && msg.contains(&url),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn post_to_a_webdav_server_fails_with_its_status() {
+    let e = need_server!("post_to_a_webdav_server_fails_with_its_status");
+    let kwargs = json!({"url": format!("{}/{}", e.url, unique("post"))});
+    let mut s = Webhook::new(kwargs.clone(), "POST", kwargs, "GET")
+        .unwrap()
+        .with_retry(fast_retry());
+    s.add_flow(seal("F", &1, &app()).unwrap().into())
+        .await
+        .unwrap();
+    let msg = s.build().await.unwrap_err().to_string();
+    // nginx serves POST only for existing static files: a clear status error, not a retry loop.
+    assert!(
+        msg.contains("POST") && msg.contains("404 Not Found"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn methods_other_than_get_patch_post_put_are_refused() {
+    for bad in ["DELETE", "HEAD", "TRACE", ""] {
+        let kwargs = json!({"url": "http://127.0.0.1:9/x"});
+        let err = Webhook::new(kwargs.clone(), bad, kwargs.clone(), "GET")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("\"{bad}\" is not supported")),
+            "{err}"
+        );
+        let reference = json!({
+            "type": "Webhook", "build_request_kwargs": kwargs, "build_request_http_method": "PUT",
+            "get_flow_request_kwargs": kwargs, "get_flow_request_http_method": bad,
+        });
+        assert!(registry().open_json(&reference.to_string()).is_err());
+    }
+    let err = Webhook::new(json!({}), "PUT", json!({"url": "x"}), "GET")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("build_request_kwargs needs a \"url\""),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn connection_resets_are_retried_against_nginx() {
+    let e = need_server!("connection_resets_are_retried_against_nginx");
+    let upstream: SocketAddr = e.url.trim_start_matches("http://").parse().unwrap();
+    let proxy = FaultProxy::start(upstream, vec![Fault::Reset, Fault::Reset]).await;
+    let url = format!("http://{}/{}", proxy.addr(), unique("resets"));
+    let mut s = Webhook::from_url(&url, &OpenContext::default())
+        .unwrap()
+        .with_retry(fast_retry());
+    s.add_flow(seal("F", &"survived", &app()).unwrap().into())
+        .await
+        .unwrap();
+    s.build().await.unwrap();
+    // A fresh agent (new connections): its first response is cut short, then it retries.
+    proxy.push([Fault::TruncateResponse(40)]);
+    let agent = registry().open(&s.reference().unwrap()).unwrap();
+    let v: String = agent.get_flow("F").await.unwrap().decode(&app()).unwrap();
+    assert_eq!(v, "survived");
+    assert_eq!(proxy.stats().faults_injected(), 3);
+}
+
+/// A minimal HTTP/1.1 responder that answers `500` to the first `failures` requests, then stores
+/// PUT bodies and serves them on GET. A fault injector for the retry test, not a storage mock.
+async fn flaky_server(failures: usize) -> (SocketAddr, Arc<Mutex<Vec<u16>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let store = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let seen = statuses.clone();
+    tokio::spawn(async move {
+        let mut served = 0usize;
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let (head_end, len) = loop {
+                let n = sock.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break (None, 0);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0usize);
+                    break (Some(i + 4), len);
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            while buf.len() < head_end + len {
+                let n = sock.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let is_put = buf.starts_with(b"PUT");
+            served += 1;
+            let (status, body) = if served <= failures {
+                (500, b"try again".to_vec())
+            } else if is_put {
+                *store.lock().unwrap() = buf[head_end..head_end + len].to_vec();
+                (201, Vec::new())
+            } else {
+                (200, store.lock().unwrap().clone())
+            };
+            seen.lock().unwrap().push(status);
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = sock.write_all(reply.as_bytes()).await;
+            let _ = sock.write_all(&body).await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    (addr, statuses)
+}
+
+#[tokio::test]
+async fn server_errors_twice_then_success_is_retried() {
+    let (addr, statuses) = flaky_server(2).await;
+    let kwargs = json!({"url": format!("http://{addr}/flow")});
+    let mut s = Webhook::new(kwargs.clone(), "PUT", kwargs, "GET")
+        .unwrap()
+        .with_retry(fast_retry());
+    s.add_flow(seal("F", &"after 500s", &app()).unwrap().into())
+        .await
+        .unwrap();
+    s.build().await.unwrap();
+    let v: String = s.get_flow("F").await.unwrap().decode(&app()).unwrap();
+    assert_eq!(v, "after 500s");
+    assert_eq!(*statuses.lock().unwrap(), vec![500, 500, 201, 200]);
+}
+
+#[tokio::test]
+async fn persistent_server_errors_fail_after_bounded_retries() {
+    let (addr, statuses) = flaky_server(100).await;
+    let kwargs = json!({"url": format!("http://{addr}/flow")});
+    let mut s = Webhook::new(kwargs.clone(), "PUT", kwargs, "GET")
+        .unwrap()
+        .with_retry(fast_retry());
+    s.add_flow(seal("F", &1, &app()).unwrap().into())
+        .await
+        .unwrap();
+    let msg = s.build().await.unwrap_err().to_string();
+    assert!(msg.contains("500") && msg.contains("try again"), "{msg}");
+    assert_eq!(statuses.lock().unwrap().len(), 4, "1 attempt + 3 retries");
+    assert!(
+        s.reference().unwrap().flow_digests.is_empty(),
+        "a failed build recorded a digest"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kwargs = json!({"url": format!("http://127.0.0.1:{port}/flow")});
+    let mut s = Webhook::new(kwargs.clone(), "PUT", kwargs, "GET")
+        .unwrap()
+        .with_retry(fast_retry());
+    s.add_flow(seal("F", &1, &app()).unwrap().into())
+        .await
+        .unwrap();
+    let err = s.build().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("failed after 4 attempt(s)") && msg.contains("could not connect"),
+        "{msg}"
+    );
+    assert!(matches!(err, Error::Backend { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_mib_script_streams_both_ways() {
+    let e = need_server!("hundred_mib_script_streams_both_ways");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("big.py");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&script).unwrap());
+        let block: Vec<u8> = (0..1u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        for i in 0..100u8 {
+            let mut b = block.clone();
+            b[0] = i;
+            f.write_all(&b).unwrap();
+        }
+    }
+    let ctx = OpenContext {
+        script_path: Some(script.display().to_string()),
+        ..OpenContext::default()
+    };
+    let mut s = Webhook::from_url(&format!("{}/{}", e.url, unique("big")), &ctx).unwrap();
+    s.add_flow(FlowInput::script("Big")).await.unwrap();
+    s.build().await.unwrap();
+    let out = dir.path().join("fetched.py");
+    let fetched = registry()
+        .open(&s.reference().unwrap())
+        .unwrap()
+        .get_flow_to_file("Big", &out)
+        .await
+        .unwrap();
+    assert_eq!(fetched.size(), 100 << 20);
+    assert!(matches!(
+        fetched.content,
+        FlowContent::File { header: None, .. }
+    ));
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&script).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_fetch_refuses_a_tampered_flow_and_leaves_no_file() {
+    let e = need_server!("streamed_fetch_refuses_a_tampered_flow_and_leaves_no_file");
+    let url = format!("{}/{}", e.url, unique("tampered"));
+    let mut s = Webhook::from_url(&url, &OpenContext::default()).unwrap();
+    s.add_flow(seal_bytes("F", &vec![1u8; 300_000], &app()).into())
+        .await
+        .unwrap();
+    s.build().await.unwrap();
+    let reference = s.reference().unwrap();
+    let mut bytes = seal_bytes("F", &vec![1u8; 300_000], &app()).bytes.to_vec();
+    bytes[200_000] = 2;
+    reqwest::Client::new()
+        .put(&reference.flows["F"])
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let err = registry()
+        .open(&reference)
+        .unwrap()
+        .get_flow_to_file("F", &out)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::FlowCorrupt { .. }), "{err:?}");
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "a temporary file was left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_flow_per_storage_and_data_is_overwritten_with_a_warning() {
+    let e = need_server!("one_flow_per_storage_and_data_is_overwritten_with_a_warning");
+    let kwargs = json!({"url": format!("{}/{}", e.url, unique("one")), "data": "ignored"});
+    let mut s = Webhook::new(kwargs.clone(), "PUT", json!({"url": kwargs["url"]}), "GET").unwrap();
+    s.add_flow(seal("First", &1, &app()).unwrap().into())
+        .await
+        .unwrap();
+    s.add_flow(seal("Second", &2, &app()).unwrap().into())
+        .await
+        .unwrap();
+    assert_eq!(s.flows().keys().collect::<Vec<_>>(), ["Second"]);
+    let rt = tokio::runtime::Handle::current();
+    let (r, logs) = flowstore_secrets::test_support::capture_logs(|| {
+        tokio::task::block_in_place(|| rt.block_on(s.build()))
+    });
+    r.unwrap();
+    assert!(logs.contains("\"data\" argument is overwritten"), "{logs}");
+    let v: i32 = s.get_flow("Second").await.unwrap().decode(&app()).unwrap();
+    assert_eq!(v, 2);
+}
