@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
     let mut check = flowstore_core::envelope::StreamCheck::new("f", "fuzz");
     let streamed = data
         .chunks(7)
-        .try_for_each(|c| check.update(c))
+        .try_for_each(|c| check.update(c).map(|_| ()))
         .and_then(|_| check.finish().map(|_| ()));
     assert_eq!(
         whole.is_ok(),
