@@ -9,6 +9,8 @@ pub fn registry() -> anyhow::Result<Registry> {
     let sources = flowstore_secrets::default_sources().context("configuring secret sources")?;
     let mut registry = Registry::new().with_secrets(std::sync::Arc::new(sources));
     flowstore_local::register(&mut registry);
+    #[cfg(feature = "webhook")]
+    flowstore_webhook::register(&mut registry);
     Ok(registry)
 }
 

@@ -283,3 +283,45 @@ fn declared_secrets_are_resolved_before_fetching() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!text(&out.stderr).contains("value"));
 }
+
+#[test]
+fn register_and_fetch_through_a_webhook_url() {
+    let Ok(base) = std::env::var("FLOWSTORE_TEST_WEBHOOK_URL") else {
+        flowstore_core::testkit::skip(
+            "register_and_fetch_through_a_webhook_url",
+            &flowstore_core::testkit::Skip(
+                "FLOWSTORE_TEST_WEBHOOK_URL is not set: nginx is not running".into(),
+            ),
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let flow = dir.path().join("f.flow");
+    std::fs::write(&flow, "over http").unwrap();
+    let reference = dir.path().join("ref.json");
+    let url = format!("{base}/cli-test");
+    let out = flowstore(
+        &home,
+        &[
+            "register",
+            flow.to_str().unwrap(),
+            "--name",
+            "Web Flow",
+            "--storage",
+            &url,
+            "--out",
+            reference.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["type"], "Webhook");
+    assert!(r["flows"]["Web Flow"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{url}/web-flow/")));
+    let out = flowstore(&home, &["fetch", reference.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "over http");
+}
