@@ -27,11 +27,13 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&root, &args[1..]),
         Some("fuzz") => fuzz::run(&root, &args[1..]),
         Some("install") => install(&root),
+        Some("serve") => serve(&root),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  test [--no-install] [-- ARGS]  install + start the real servers, run every test, print the matrix\n  \
+                 serve                         start every server and print its environment (for development)\n  \
                  install                     run .ci/install.d/*.sh (servers and tools the tests need)\n  \
                  bench [--reps N ...]          flowstore vs Prefect 1 vs the floor; writes BENCHMARKS.md\n  \
                  fuzz [SECONDS]                run every cargo-fuzz target for SECONDS (default 30)\n  \
@@ -65,6 +67,22 @@ fn install(root: &Path) -> Result<()> {
             bail!("{} failed ({status})", script.display());
         }
     }
+    Ok(())
+}
+
+/// Starts every server, prints `export` lines for their environment, and waits for Ctrl-C (or
+/// stdin to close) before stopping them: run the tests of one crate by hand against real servers.
+fn serve(root: &Path) -> Result<()> {
+    let mut servers = servers::Servers::new(&root.join("target/xtask-serve"))?;
+    for spec in servers::SERVERS {
+        (spec.start)(&mut servers).with_context(|| format!("starting {}", spec.name))?;
+    }
+    for (k, v) in servers.env() {
+        println!("export {k}='{v}'");
+    }
+    println!("# servers are running; press Enter or Ctrl-C to stop them");
+    let _ = std::io::stdin().read_line(&mut String::new());
+    servers.stop_all();
     Ok(())
 }
 

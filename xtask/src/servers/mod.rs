@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod azurite;
+pub mod fake_gcs;
+pub mod moto;
 pub mod nginx;
 
 /// A server to start: its name, the backends that need it, and its start function.
@@ -26,11 +29,28 @@ pub struct ServerSpec {
 }
 
 /// Every server, in start order. One line per server module.
-pub const SERVERS: &[ServerSpec] = &[ServerSpec {
-    name: "nginx",
-    backends: &["webhook"],
-    start: nginx::start,
-}];
+pub const SERVERS: &[ServerSpec] = &[
+    ServerSpec {
+        name: "nginx",
+        backends: &["webhook"],
+        start: nginx::start,
+    },
+    ServerSpec {
+        name: "moto",
+        backends: &["s3"],
+        start: moto::start,
+    },
+    ServerSpec {
+        name: "azurite",
+        backends: &["azure"],
+        start: azurite::start,
+    },
+    ServerSpec {
+        name: "fake_gcs",
+        backends: &["gcs"],
+        start: fake_gcs::start,
+    },
+];
 
 /// The processes started so far, their scratch directories, and the environment for the tests.
 pub struct Servers {

@@ -1,0 +1,446 @@
+//! The object-store engine S3, Azure and GCS share: staging at `add_flow`, create-only uploads
+//! at `build`, verified downloads, streaming to disk, and listing versions.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flowstore_core::envelope::{DigestBuilder, StreamCheck, MAGIC};
+use flowstore_core::{
+    atomic, key, Error as CoreError, FetchedFlow, FlowContent, FlowIndex, FlowInput, Result,
+    StoredVersion,
+};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use tokio::io::AsyncReadExt;
+
+/// Scripts larger than this upload with multipart (never held in memory whole).
+pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
+/// Part size of multipart uploads.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Fresh keys tried when a default key is already taken.
+const KEY_ATTEMPTS: usize = 8;
+/// The largest flow `get_flow` holds in memory.
+pub const MAX_IN_MEMORY: u64 = 2 << 30;
+
+/// What `add_flow` staged for `build`.
+#[derive(Debug, Clone)]
+enum Body {
+    Bytes(Bytes),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+struct Staged {
+    name: String,
+    body: Body,
+}
+
+/// Shared state of a cloud storage: where objects go and what was stored.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    /// Reference type name (`S3`, `Azure`, `GCS`).
+    pub backend: &'static str,
+    /// `s3://bucket`, `az://container`, `gs://bucket`: for logs and errors.
+    pub display: String,
+    pub store: Arc<dyn ObjectStore>,
+    /// Prefix from a storage URL, prepended to default keys.
+    pub prefix: Option<String>,
+    /// A fixed key (S3/GCS `key`, Azure `blob_name`).
+    pub fixed_key: Option<String>,
+    pub stored_as_script: bool,
+    pub local_script_path: Option<PathBuf>,
+    /// Azure's `overwrite` switch; everywhere else false.
+    pub overwrite: bool,
+    pub index: FlowIndex,
+    staged: Vec<Staged>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("backend", &self.backend)
+            .field("display", &self.display)
+            .field("prefix", &self.prefix)
+            .field("fixed_key", &self.fixed_key)
+            .field("stored_as_script", &self.stored_as_script)
+            .field("flows", &self.index.flows)
+            .finish()
+    }
+}
+
+impl Engine {
+    pub fn new(backend: &'static str, display: String, store: Arc<dyn ObjectStore>) -> Self {
+        Engine {
+            backend,
+            display,
+            store,
+            prefix: None,
+            fixed_key: None,
+            stored_as_script: false,
+            local_script_path: None,
+            overwrite: false,
+            index: FlowIndex::default(),
+            staged: Vec::new(),
+        }
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("{}/{key}", self.display)
+    }
+
+    fn default_key(&self, name: &str) -> String {
+        let key = key::new_flow_key(name);
+        match &self.prefix {
+            Some(p) if !p.is_empty() => format!("{}/{key}", p.trim_end_matches('/')),
+            _ => key,
+        }
+    }
+
+    fn error(&self, what: String, source: object_store::Error) -> CoreError {
+        let hint = match &source {
+            object_store::Error::NotFound { .. } => " (not found: check the bucket or container name and the key)",
+            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+                " (access denied: check the credentials)"
+            }
+            _ => "",
+        };
+        CoreError::Backend {
+            backend: self.backend.to_string(),
+            message: format!("{what}{hint}: {source}"),
+            source: None,
+        }
+    }
+
+    /// Stages a flow; the location is final (the upload happens at `build`).
+    pub fn add_flow(&mut self, flow: FlowInput, script_key_error: &str) -> Result<String> {
+        self.index.ensure_new(flow.name())?;
+        let name = flow.name().to_string();
+        let (body, key) = if self.stored_as_script {
+            match (&self.local_script_path, &self.fixed_key) {
+                (Some(path), key) => (
+                    Some(Body::File(path.clone())),
+                    key.clone().unwrap_or_else(|| self.default_key(&name)),
+                ),
+                // A key naming an already-uploaded script: nothing to upload.
+                (None, Some(key)) => (None, key.clone()),
+                (None, None) => return Err(CoreError::config(script_key_error)),
+            }
+        } else {
+            let FlowInput::Serialized(sealed) = flow else {
+                return Err(CoreError::config(format!(
+                    "Flow \"{name}\" is a script flow, but this {} storage stores serialized flows; \
+                     set stored_as_script with a local script path or key",
+                    self.backend
+                )));
+            };
+            let key = self.fixed_key.clone().unwrap_or_else(|| self.default_key(&name));
+            (Some(Body::Bytes(sealed.bytes)), key)
+        };
+        self.index.insert(&name, key.clone(), None)?;
+        if let Some(body) = body {
+            self.staged.push(Staged { name, body });
+        }
+        Ok(key)
+    }
+
+    /// Uploads everything staged, create-only; records digests.
+    pub async fn build(&mut self) -> Result<()> {
+        let staged = std::mem::take(&mut self.staged);
+        for (i, item) in staged.iter().enumerate() {
+            if let Err(e) = self.upload(item).await {
+                // Keep what was not uploaded staged, so a retried build picks it up.
+                self.staged = staged[i..].to_vec();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn upload(&mut self, item: &Staged) -> Result<()> {
+        let digest = match &item.body {
+            Body::Bytes(b) => flowstore_core::envelope::sha256_digest(b),
+            Body::File(p) => file_digest(p).await?,
+        };
+        let mut key = self.index.location(&item.name)?.to_string();
+        for attempt in 1..=KEY_ATTEMPTS {
+            match self.put(&key, &item.body).await {
+                Ok(()) => break,
+                Err(PutError::Exists) if self.fixed_key.is_none() && attempt < KEY_ATTEMPTS => {
+                    // Another writer took this default key in the same microsecond: take a fresh one.
+                    key = self.default_key(&item.name);
+                    self.index.flows.insert(item.name.clone(), key.clone());
+                }
+                Err(PutError::Exists) => {
+                    return Err(CoreError::AlreadyExists { location: self.url(&key) });
+                }
+                Err(PutError::Other(e)) => return Err(e),
+            }
+        }
+        tracing::info!(flow = %item.name, location = %self.url(&key), "uploaded flow");
+        self.index.digests.insert(item.name.clone(), digest);
+        Ok(())
+    }
+
+    async fn put(&self, key: &str, body: &Body) -> Result<(), PutError> {
+        let path = ObjectPath::from(key);
+        let mode = if self.overwrite { PutMode::Overwrite } else { PutMode::Create };
+        let exists_or = |e: object_store::Error, what: String| match e {
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => PutError::Exists,
+            other => PutError::Other(self.error(what, other)),
+        };
+        let small = match body {
+            Body::Bytes(b) => Some(b.clone()),
+            Body::File(p) => {
+                let len = tokio::fs::metadata(p)
+                    .await
+                    .map_err(|e| PutError::Other(CoreError::io(format!("reading script {}", p.display()), e)))?
+                    .len();
+                if len <= MULTIPART_THRESHOLD {
+                    Some(Bytes::from(tokio::fs::read(p).await.map_err(|e| {
+                        PutError::Other(CoreError::io(format!("reading script {}", p.display()), e))
+                    })?))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(bytes) = small {
+            let opts = PutOptions {
+                mode,
+                ..Default::default()
+            };
+            self.store
+                .put_opts(&path, PutPayload::from(bytes), opts)
+                .await
+                .map_err(|e| exists_or(e, format!("uploading to {}", self.url(key))))?;
+            return Ok(());
+        }
+        // Large script: multipart. A multipart upload cannot be create-only on every service, so
+        // the key is checked first (default keys are fresh; a fixed key races only with itself).
+        let Body::File(p) = body else { unreachable!("bytes bodies are small") };
+        if !self.overwrite {
+            match self.store.head(&path).await {
+                Ok(_) => return Err(PutError::Exists),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(PutError::Other(self.error(format!("checking {}", self.url(key)), e))),
+            }
+        }
+        let upload = self
+            .store
+            .put_multipart(&path)
+            .await
+            .map_err(|e| PutError::Other(self.error(format!("starting a multipart upload to {}", self.url(key)), e)))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut file = tokio::fs::File::open(p)
+            .await
+            .map_err(|e| PutError::Other(CoreError::io(format!("reading script {}", p.display()), e)))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .await
+                .map_err(|e| PutError::Other(CoreError::io(format!("reading script {}", p.display()), e)))?;
+            if n == 0 {
+                break;
+            }
+            writer
+                .wait_for_capacity(2)
+                .await
+                .map_err(|e| PutError::Other(self.error(format!("uploading to {}", self.url(key)), e)))?;
+            writer.write(&buf[..n]);
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|e| PutError::Other(self.error(format!("completing the upload to {}", self.url(key)), e)))?;
+        Ok(())
+    }
+
+    fn log_download(&self, key: &str, meta: &object_store::ObjectMeta) {
+        tracing::info!(
+            "Flow successfully downloaded. ETag: {}, LastModified: {}, VersionId: {}",
+            meta.e_tag.as_deref().unwrap_or("-"),
+            meta.last_modified.to_rfc3339(),
+            meta.version.as_deref().unwrap_or("-"),
+        );
+        tracing::debug!(location = %self.url(key), size = meta.size, "downloaded");
+    }
+
+    async fn open(&self, name: &str) -> Result<(String, object_store::GetResult)> {
+        let key = self.index.location(name)?.to_string();
+        tracing::info!("Downloading flow from {}", self.url(&key));
+        let result = self.store.get(&ObjectPath::from(key.as_str())).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => CoreError::Backend {
+                backend: self.backend.to_string(),
+                message: format!(
+                    "Flow not found in bucket: flow={key} bucket={} (it was deleted, or the reference points at another bucket)",
+                    self.display
+                ),
+                source: None,
+            },
+            other => self.error(format!("downloading {}", self.url(&key)), other),
+        })?;
+        Ok((key, result))
+    }
+
+    /// Downloads and verifies a flow in memory.
+    pub async fn get_flow(&self, name: &str) -> Result<FetchedFlow> {
+        let (key, result) = self.open(name).await?;
+        if result.meta.size > MAX_IN_MEMORY {
+            return Err(CoreError::config(format!(
+                "Flow \"{name}\" at {} is {} bytes; fetch it to a file (get_flow_to_file, or `flowstore fetch -o FILE`)",
+                self.url(&key),
+                result.meta.size
+            )));
+        }
+        let meta = result.meta.clone();
+        let bytes = result
+            .bytes()
+            .await
+            .map_err(|e| self.error(format!("downloading {}", self.url(&key)), e))?;
+        self.log_download(&key, &meta);
+        let revision = meta.e_tag.clone();
+        if self.stored_as_script {
+            self.index.open_script(name, &key, revision, bytes, None)
+        } else {
+            self.index.open_serialized(name, &key, revision, bytes)
+        }
+    }
+
+    /// Streams a flow to `dest`, verifying as it goes; `dest` appears only when all checks pass.
+    pub async fn get_flow_to_file(&self, name: &str, dest: &Path) -> Result<FetchedFlow> {
+        let (key, result) = self.open(name).await?;
+        let meta = result.meta.clone();
+        let mut stream = result.into_stream();
+        let mut out = atomic::NewFile::create(dest, true)
+            .map_err(|e| CoreError::io(format!("creating {}", dest.display()), e))?;
+        let mut whole = DigestBuilder::new();
+        let mut check = (!self.stored_as_script).then(|| StreamCheck::new(name, &key));
+        let mut size = 0u64;
+        let mut first = true;
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| self.error(format!("downloading {}", self.url(&key)), e))?
+        {
+            if first && check.is_some() && !chunk.starts_with(&MAGIC[..chunk.len().min(MAGIC.len())]) {
+                // Not an envelope (e.g. a Prefect 1 pickle): small; load it the usual way.
+                drop(out);
+                let fetched = self.get_flow(name).await?;
+                atomic::write_new(dest, fetched.bytes(), true)
+                    .map_err(|e| CoreError::io(format!("writing {}", dest.display()), e))?;
+                return Ok(fetched);
+            }
+            first = false;
+            whole.update(&chunk);
+            let payload: &[u8] = match check.as_mut() {
+                Some(c) => c.update(&chunk)?,
+                None => &chunk,
+            };
+            use std::io::Write;
+            out.file()
+                .write_all(payload)
+                .map_err(|e| CoreError::io(format!("writing {}", dest.display()), e))?;
+            size += payload.len() as u64;
+        }
+        self.index.verify_computed(name, &key, &whole.finish())?;
+        let header = match check {
+            Some(c) => c.finish()?.header,
+            None => None,
+        };
+        out.commit(dest)
+            .map_err(|e| CoreError::io(format!("writing {} (an existing file is never replaced)", dest.display()), e))?;
+        self.log_download(&key, &meta);
+        Ok(FetchedFlow {
+            name: name.to_string(),
+            location: key,
+            revision: meta.e_tag,
+            content: FlowContent::File {
+                path: dest.to_path_buf(),
+                size,
+                header,
+            },
+        })
+    }
+
+    /// Lists stored versions under the prefix (all flows, or one flow's slug), newest first.
+    pub async fn list_versions(&self, flow: Option<&str>) -> Result<Vec<StoredVersion>> {
+        let base = self.prefix.clone().unwrap_or_default();
+        let base = base.trim_end_matches('/').to_string();
+        let prefix = match flow {
+            Some(f) if base.is_empty() => Some(key::flow_slug(f)),
+            Some(f) => Some(format!("{base}/{}", key::flow_slug(f))),
+            None if base.is_empty() => None,
+            None => Some(base.clone()),
+        };
+        let prefix_path = prefix.as_deref().map(ObjectPath::from);
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(prefix_path.as_ref())
+            .try_collect()
+            .await
+            .map_err(|e| self.error(format!("listing {}", self.url(prefix.as_deref().unwrap_or(""))), e))?;
+        let mut versions = Vec::new();
+        let mut names: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for meta in metas {
+            let location = meta.location.to_string();
+            let rel = location.strip_prefix(&format!("{base}/")).unwrap_or(&location).to_string();
+            let Some((slug, version)) = rel.split_once('/') else { continue };
+            if version.contains('/') || version.starts_with('.') {
+                continue;
+            }
+            let flow_name = match names.get(&location) {
+                Some(n) => n.clone(),
+                None => {
+                    let head = self
+                        .store
+                        .get_range(&meta.location, 0..meta.size.min(4096))
+                        .await
+                        .ok();
+                    let n = head.and_then(|h| flowstore_core::envelope::peek_header(&h)).map(|h| h.flow);
+                    names.insert(location.clone(), n.clone());
+                    n
+                }
+            };
+            versions.push(StoredVersion {
+                flow: flow_name,
+                slug: slug.to_string(),
+                location,
+                size: Some(meta.size),
+                stored_at: Some(meta.last_modified),
+            });
+        }
+        versions.sort_by(|a, b| {
+            let v = |s: &StoredVersion| s.location.rsplit('/').next().unwrap_or("").to_string();
+            v(b).cmp(&v(a))
+        });
+        Ok(versions)
+    }
+}
+
+enum PutError {
+    Exists,
+    Other(CoreError),
+}
+
+/// `sha256:<hex>` of a file, read in chunks.
+async fn file_digest(path: &Path) -> Result<String> {
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| CoreError::io(format!("reading script {}", path.display()), e))?;
+    let mut digest = DigestBuilder::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| CoreError::io(format!("reading script {}", path.display()), e))?;
+        if n == 0 {
+            return Ok(digest.finish());
+        }
+        digest.update(&buf[..n]);
+    }
+}

@@ -1,0 +1,181 @@
+//! Google Cloud Storage.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use flowstore_core::secret::{NoSecrets, SecretSource};
+use flowstore_core::{Error as CoreError, FlowIndex, OpenContext, Result, StorageReference};
+use flowstore_secrets::ExposeSecret;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::retry::RetryPolicy;
+use crate::storage::{split_url, CloudStorage, Fields};
+
+/// The reference type name.
+pub const TYPE_NAME: &str = "GCS";
+
+/// A GCS emulator's address (e.g. `http://127.0.0.1:4443`), as Google's client libraries read it.
+pub const EMULATOR_ENV: &str = "STORAGE_EMULATOR_HOST";
+
+const SCRIPT_KEY_ERROR: &str = "A `key` must be provided to show where flow `.py` file is stored in GCS or provide a `local_script_path` pointing to a local script that contains the flow.";
+
+/// The backend fields of a `GCS` reference (Prefect 1's names; `prefix` is flowstore's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GcsFields {
+    /// The bucket.
+    pub bucket: String,
+    /// A fixed key (else `<slug>/<timestamp slug>`).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The Google Cloud project (informational: buckets are global).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Script mode.
+    #[serde(default)]
+    pub stored_as_script: bool,
+    /// The local script uploaded at build in script mode.
+    #[serde(default)]
+    pub local_script_path: Option<String>,
+    /// Key prefix for default keys (from `gs://bucket/prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+/// Builds GCS storage.
+///
+/// Credentials, in order: the `GCP_CREDENTIALS` secret (a service-account JSON document, from the
+/// secret sources then the environment), `GOOGLE_APPLICATION_CREDENTIALS` / `GOOGLE_SERVICE_ACCOUNT*`,
+/// then ambient credentials. With `STORAGE_EMULATOR_HOST` set, requests go to that emulator
+/// without OAuth.
+#[derive(Debug, Clone)]
+pub struct Gcs {
+    fields: GcsFields,
+    retry: RetryPolicy,
+    secrets: Arc<dyn SecretSource>,
+}
+
+impl Gcs {
+    /// GCS storage in `bucket`.
+    pub fn new(bucket: impl Into<String>) -> Self {
+        Gcs {
+            fields: GcsFields {
+                bucket: bucket.into(),
+                ..Default::default()
+            },
+            retry: RetryPolicy::default(),
+            secrets: Arc::new(NoSecrets),
+        }
+    }
+
+    /// A fixed key.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.fields.key = Some(key.into());
+        self
+    }
+
+    /// The project.
+    pub fn project(mut self, project: impl Into<String>) -> Self {
+        self.fields.project = Some(project.into());
+        self
+    }
+
+    /// Script mode: upload this local script at build.
+    pub fn script(mut self, local_script_path: impl Into<PathBuf>) -> Self {
+        self.fields.stored_as_script = true;
+        self.fields.local_script_path = Some(local_script_path.into().display().to_string());
+        self
+    }
+
+    /// Script mode without a local script: `key` names a script already uploaded.
+    pub fn stored_as_script(mut self, on: bool) -> Self {
+        self.fields.stored_as_script = on;
+        self
+    }
+
+    /// A prefix for default keys.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.fields.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Retry bounds.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Where the `GCP_CREDENTIALS` secret is looked up (then the environment).
+    pub fn secrets(mut self, secrets: Arc<dyn SecretSource>) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    /// The storage. Errors with [`CoreError::Config`] when the credentials cannot be used.
+    pub fn build(self) -> Result<CloudStorage> {
+        Ok(self.build_inner()?)
+    }
+
+    fn build_inner(self) -> Result<CloudStorage, Error> {
+        let emulator = std::env::var(EMULATOR_ENV).ok().filter(|v| !v.is_empty());
+        let mut b = GoogleCloudStorageBuilder::from_env()
+            .with_bucket_name(&self.fields.bucket)
+            .with_retry(self.retry.retry_config())
+            .with_client_options(self.retry.client_options(emulator.is_some()));
+        if let Some(host) = &emulator {
+            let base = if host.starts_with("http") { host.clone() } else { format!("http://{host}") };
+            let key = serde_json::json!({
+                "private_key": "", "private_key_id": "", "client_email": "emulator@localhost",
+                "disable_oauth": true, "gcs_base_url": base.trim_end_matches('/'),
+            });
+            b = b.with_service_account_key(key.to_string());
+        } else if flowstore_secrets::resolve_optional("GCP_CREDENTIALS", self.secrets.as_ref())?.is_some() {
+            let creds = flowstore_secrets::resolve_json("GCP_CREDENTIALS", self.secrets.as_ref())?;
+            b = b.with_service_account_key(creds.expose_secret().to_string());
+        }
+        let store = b.build().map_err(|e| Error::Client {
+            backend: TYPE_NAME,
+            message: e.to_string(),
+        })?;
+        let mut engine = Engine::new(TYPE_NAME, format!("gs://{}", self.fields.bucket), Arc::new(store));
+        engine.prefix = self.fields.prefix.clone();
+        engine.fixed_key = self.fields.key.clone();
+        engine.stored_as_script = self.fields.stored_as_script;
+        engine.local_script_path = self.fields.local_script_path.as_ref().map(PathBuf::from);
+        Ok(CloudStorage {
+            engine,
+            fields: Fields::Gcs(self.fields),
+            script_key_error: SCRIPT_KEY_ERROR,
+        })
+    }
+
+    /// Opens a `GCS` reference (Prefect 1's included).
+    pub fn from_reference(reference: &StorageReference, ctx: &OpenContext) -> Result<CloudStorage> {
+        let fields: GcsFields = reference.backend_fields()?;
+        let mut storage = Gcs {
+            fields,
+            retry: RetryPolicy::default(),
+            secrets: ctx.secrets.clone(),
+        }
+        .build()?;
+        storage.engine.index = FlowIndex::from_reference(reference);
+        Ok(storage)
+    }
+
+    /// Opens `gs://bucket/prefix`.
+    pub fn from_url(url: &str, ctx: &OpenContext) -> Result<CloudStorage> {
+        let (bucket, prefix) = split_url(url, &["gs"]).ok_or_else(|| {
+            CoreError::config(format!("GCS storage URL \"{url}\" must look like gs://bucket/prefix"))
+        })?;
+        let mut gcs = Gcs::new(bucket).secrets(ctx.secrets.clone());
+        if let Some(p) = prefix {
+            gcs = gcs.prefix(p);
+        }
+        if let Some(script) = &ctx.script_path {
+            gcs = gcs.script(script);
+        }
+        gcs.build()
+    }
+}
