@@ -149,25 +149,35 @@ impl Azure {
             }
         })?;
         let parts = parse_connection_string(conn.expose_secret());
-        let account = parts.get("accountname").cloned().ok_or_else(|| Error::Client {
-            backend: TYPE_NAME,
-            message: format!("the connection string in {secret_name} has no AccountName"),
-        })?;
+        let account = parts
+            .get("accountname")
+            .cloned()
+            .ok_or_else(|| Error::Client {
+                backend: TYPE_NAME,
+                message: format!("the connection string in {secret_name} has no AccountName"),
+            })?;
         let endpoint = match parts.get("blobendpoint") {
             Some(e) => e.trim_end_matches('/').to_string(),
             None => format!(
                 "{}://{account}.blob.{}",
-                parts.get("defaultendpointsprotocol").map(String::as_str).unwrap_or("https"),
-                parts.get("endpointsuffix").map(String::as_str).unwrap_or("core.windows.net")
+                parts
+                    .get("defaultendpointsprotocol")
+                    .map(String::as_str)
+                    .unwrap_or("https"),
+                parts
+                    .get("endpointsuffix")
+                    .map(String::as_str)
+                    .unwrap_or("core.windows.net")
             ),
         };
         let allow_http = endpoint.starts_with("http://");
-        let mut b = if parts.contains_key("accountkey") || parts.contains_key("sharedaccesssignature") {
-            MicrosoftAzureBuilder::new()
-        } else {
-            // Ambient credentials: managed identity, workload identity, AZURE_* variables.
-            MicrosoftAzureBuilder::from_env()
-        };
+        let mut b =
+            if parts.contains_key("accountkey") || parts.contains_key("sharedaccesssignature") {
+                MicrosoftAzureBuilder::new()
+            } else {
+                // Ambient credentials: managed identity, workload identity, AZURE_* variables.
+                MicrosoftAzureBuilder::from_env()
+            };
         b = b
             .with_account(&account)
             .with_container_name(&self.fields.container)
@@ -183,7 +193,11 @@ impl Azure {
             backend: TYPE_NAME,
             message: flowstore_secrets::redact(&e.to_string(), &[&conn]),
         })?;
-        let mut engine = Engine::new(TYPE_NAME, format!("az://{}", self.fields.container), Arc::new(store));
+        let mut engine = Engine::new(
+            TYPE_NAME,
+            format!("az://{}", self.fields.container),
+            Arc::new(store),
+        );
         engine.prefix = self.fields.prefix.clone();
         engine.fixed_key = self.fields.blob_name.clone();
         engine.stored_as_script = self.fields.stored_as_script;
@@ -213,7 +227,9 @@ impl Azure {
     /// `AZURE_STORAGE_CONNECTION_STRING`.
     pub fn from_url(url: &str, ctx: &OpenContext) -> Result<CloudStorage> {
         let (container, prefix) = split_url(url, &["az", "azure"]).ok_or_else(|| {
-            CoreError::config(format!("Azure storage URL \"{url}\" must look like az://container/prefix"))
+            CoreError::config(format!(
+                "Azure storage URL \"{url}\" must look like az://container/prefix"
+            ))
         })?;
         let mut azure = Azure::new(container).secrets(ctx.secrets.clone());
         if let Some(p) = prefix {

@@ -101,8 +101,11 @@ impl Engine {
 
     fn error(&self, what: String, source: object_store::Error) -> CoreError {
         let hint = match &source {
-            object_store::Error::NotFound { .. } => " (not found: check the bucket or container name and the key)",
-            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            object_store::Error::NotFound { .. } => {
+                " (not found: check the bucket or container name and the key)"
+            }
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => {
                 " (access denied: check the credentials)"
             }
             _ => "",
@@ -136,7 +139,10 @@ impl Engine {
                     self.backend
                 )));
             };
-            let key = self.fixed_key.clone().unwrap_or_else(|| self.default_key(&name));
+            let key = self
+                .fixed_key
+                .clone()
+                .unwrap_or_else(|| self.default_key(&name));
             (Some(Body::Bytes(sealed.bytes)), key)
         };
         self.index.insert(&name, key.clone(), None)?;
@@ -174,7 +180,9 @@ impl Engine {
                     self.index.flows.insert(item.name.clone(), key.clone());
                 }
                 Err(PutError::Exists) => {
-                    return Err(CoreError::AlreadyExists { location: self.url(&key) });
+                    return Err(CoreError::AlreadyExists {
+                        location: self.url(&key),
+                    });
                 }
                 Err(PutError::Other(e)) => return Err(e),
             }
@@ -186,9 +194,14 @@ impl Engine {
 
     async fn put(&self, key: &str, body: &Body) -> Result<(), PutError> {
         let path = ObjectPath::from(key);
-        let mode = if self.overwrite { PutMode::Overwrite } else { PutMode::Create };
+        let mode = if self.overwrite {
+            PutMode::Overwrite
+        } else {
+            PutMode::Create
+        };
         let exists_or = |e: object_store::Error, what: String| match e {
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => PutError::Exists,
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => PutError::Exists,
             other => PutError::Other(self.error(what, other)),
         };
         let small = match body {
@@ -196,7 +209,9 @@ impl Engine {
             Body::File(p) => {
                 let len = tokio::fs::metadata(p)
                     .await
-                    .map_err(|e| PutError::Other(CoreError::io(format!("reading script {}", p.display()), e)))?
+                    .map_err(|e| {
+                        PutError::Other(CoreError::io(format!("reading script {}", p.display()), e))
+                    })?
                     .len();
                 if len <= MULTIPART_THRESHOLD {
                     Some(Bytes::from(tokio::fs::read(p).await.map_err(|e| {
@@ -220,42 +235,46 @@ impl Engine {
         }
         // Large script: multipart. A multipart upload cannot be create-only on every service, so
         // the key is checked first (default keys are fresh; a fixed key races only with itself).
-        let Body::File(p) = body else { unreachable!("bytes bodies are small") };
+        let Body::File(p) = body else {
+            unreachable!("bytes bodies are small")
+        };
         if !self.overwrite {
             match self.store.head(&path).await {
                 Ok(_) => return Err(PutError::Exists),
                 Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(PutError::Other(self.error(format!("checking {}", self.url(key)), e))),
+                Err(e) => {
+                    return Err(PutError::Other(
+                        self.error(format!("checking {}", self.url(key)), e),
+                    ))
+                }
             }
         }
-        let upload = self
-            .store
-            .put_multipart(&path)
-            .await
-            .map_err(|e| PutError::Other(self.error(format!("starting a multipart upload to {}", self.url(key)), e)))?;
+        let upload = self.store.put_multipart(&path).await.map_err(|e| {
+            PutError::Other(self.error(
+                format!("starting a multipart upload to {}", self.url(key)),
+                e,
+            ))
+        })?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut file = tokio::fs::File::open(p)
-            .await
-            .map_err(|e| PutError::Other(CoreError::io(format!("reading script {}", p.display()), e)))?;
+        let mut file = tokio::fs::File::open(p).await.map_err(|e| {
+            PutError::Other(CoreError::io(format!("reading script {}", p.display()), e))
+        })?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = file
-                .read(&mut buf)
-                .await
-                .map_err(|e| PutError::Other(CoreError::io(format!("reading script {}", p.display()), e)))?;
+            let n = file.read(&mut buf).await.map_err(|e| {
+                PutError::Other(CoreError::io(format!("reading script {}", p.display()), e))
+            })?;
             if n == 0 {
                 break;
             }
-            writer
-                .wait_for_capacity(2)
-                .await
-                .map_err(|e| PutError::Other(self.error(format!("uploading to {}", self.url(key)), e)))?;
+            writer.wait_for_capacity(2).await.map_err(|e| {
+                PutError::Other(self.error(format!("uploading to {}", self.url(key)), e))
+            })?;
             writer.write(&buf[..n]);
         }
-        writer
-            .finish()
-            .await
-            .map_err(|e| PutError::Other(self.error(format!("completing the upload to {}", self.url(key)), e)))?;
+        writer.finish().await.map_err(|e| {
+            PutError::Other(self.error(format!("completing the upload to {}", self.url(key)), e))
+        })?;
         Ok(())
     }
 
@@ -326,7 +345,10 @@ impl Engine {
             .await
             .map_err(|e| self.error(format!("downloading {}", self.url(&key)), e))?
         {
-            if first && check.is_some() && !chunk.starts_with(&MAGIC[..chunk.len().min(MAGIC.len())]) {
+            if first
+                && check.is_some()
+                && !chunk.starts_with(&MAGIC[..chunk.len().min(MAGIC.len())])
+            {
                 // Not an envelope (e.g. a Prefect 1 pickle): small; load it the usual way.
                 drop(out);
                 let fetched = self.get_flow(name).await?;
@@ -351,8 +373,15 @@ impl Engine {
             Some(c) => c.finish()?.header,
             None => None,
         };
-        out.commit(dest)
-            .map_err(|e| CoreError::io(format!("writing {} (an existing file is never replaced)", dest.display()), e))?;
+        out.commit(dest).map_err(|e| {
+            CoreError::io(
+                format!(
+                    "writing {} (an existing file is never replaced)",
+                    dest.display()
+                ),
+                e,
+            )
+        })?;
         self.log_download(&key, &meta);
         Ok(FetchedFlow {
             name: name.to_string(),
@@ -382,13 +411,23 @@ impl Engine {
             .list(prefix_path.as_ref())
             .try_collect()
             .await
-            .map_err(|e| self.error(format!("listing {}", self.url(prefix.as_deref().unwrap_or(""))), e))?;
+            .map_err(|e| {
+                self.error(
+                    format!("listing {}", self.url(prefix.as_deref().unwrap_or(""))),
+                    e,
+                )
+            })?;
         let mut versions = Vec::new();
         let mut names: BTreeMap<String, Option<String>> = BTreeMap::new();
         for meta in metas {
             let location = meta.location.to_string();
-            let rel = location.strip_prefix(&format!("{base}/")).unwrap_or(&location).to_string();
-            let Some((slug, version)) = rel.split_once('/') else { continue };
+            let rel = location
+                .strip_prefix(&format!("{base}/"))
+                .unwrap_or(&location)
+                .to_string();
+            let Some((slug, version)) = rel.split_once('/') else {
+                continue;
+            };
             if version.contains('/') || version.starts_with('.') {
                 continue;
             }
@@ -400,7 +439,9 @@ impl Engine {
                         .get_range(&meta.location, 0..meta.size.min(4096))
                         .await
                         .ok();
-                    let n = head.and_then(|h| flowstore_core::envelope::peek_header(&h)).map(|h| h.flow);
+                    let n = head
+                        .and_then(|h| flowstore_core::envelope::peek_header(&h))
+                        .map(|h| h.flow);
                     names.insert(location.clone(), n.clone());
                     n
                 }

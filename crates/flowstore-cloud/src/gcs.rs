@@ -125,13 +125,19 @@ impl Gcs {
             .with_retry(self.retry.retry_config())
             .with_client_options(self.retry.client_options(emulator.is_some()));
         if let Some(host) = &emulator {
-            let base = if host.starts_with("http") { host.clone() } else { format!("http://{host}") };
+            let base = if host.starts_with("http") {
+                host.clone()
+            } else {
+                format!("http://{host}")
+            };
             let key = serde_json::json!({
                 "private_key": "", "private_key_id": "", "client_email": "emulator@localhost",
                 "disable_oauth": true, "gcs_base_url": base.trim_end_matches('/'),
             });
             b = b.with_service_account_key(key.to_string());
-        } else if flowstore_secrets::resolve_optional("GCP_CREDENTIALS", self.secrets.as_ref())?.is_some() {
+        } else if flowstore_secrets::resolve_optional("GCP_CREDENTIALS", self.secrets.as_ref())?
+            .is_some()
+        {
             let creds = flowstore_secrets::resolve_json("GCP_CREDENTIALS", self.secrets.as_ref())?;
             b = b.with_service_account_key(creds.expose_secret().to_string());
         }
@@ -139,7 +145,11 @@ impl Gcs {
             backend: TYPE_NAME,
             message: e.to_string(),
         })?;
-        let mut engine = Engine::new(TYPE_NAME, format!("gs://{}", self.fields.bucket), Arc::new(store));
+        let mut engine = Engine::new(
+            TYPE_NAME,
+            format!("gs://{}", self.fields.bucket),
+            Arc::new(store),
+        );
         engine.prefix = self.fields.prefix.clone();
         engine.fixed_key = self.fields.key.clone();
         engine.stored_as_script = self.fields.stored_as_script;
@@ -167,7 +177,9 @@ impl Gcs {
     /// Opens `gs://bucket/prefix`.
     pub fn from_url(url: &str, ctx: &OpenContext) -> Result<CloudStorage> {
         let (bucket, prefix) = split_url(url, &["gs"]).ok_or_else(|| {
-            CoreError::config(format!("GCS storage URL \"{url}\" must look like gs://bucket/prefix"))
+            CoreError::config(format!(
+                "GCS storage URL \"{url}\" must look like gs://bucket/prefix"
+            ))
         })?;
         let mut gcs = Gcs::new(bucket).secrets(ctx.secrets.clone());
         if let Some(p) = prefix {

@@ -42,16 +42,30 @@ use flowstore_core::{Registry, Storage};
 pub fn register(registry: &mut Registry) {
     #[cfg(feature = "s3")]
     registry
-        .register_type(s3::TYPE_NAME, |r, ctx| Ok(Box::new(S3::from_reference(r, ctx)?) as Box<dyn Storage>))
-        .register_scheme("s3", |u, ctx| Ok(Box::new(S3::from_url(u, ctx)?) as Box<dyn Storage>));
+        .register_type(s3::TYPE_NAME, |r, ctx| {
+            Ok(Box::new(S3::from_reference(r, ctx)?) as Box<dyn Storage>)
+        })
+        .register_scheme("s3", |u, ctx| {
+            Ok(Box::new(S3::from_url(u, ctx)?) as Box<dyn Storage>)
+        });
     #[cfg(feature = "azure")]
     registry
-        .register_type(azure::TYPE_NAME, |r, ctx| Ok(Box::new(Azure::from_reference(r, ctx)?) as Box<dyn Storage>))
-        .register_scheme("az", |u, ctx| Ok(Box::new(Azure::from_url(u, ctx)?) as Box<dyn Storage>))
-        .register_scheme("azure", |u, ctx| Ok(Box::new(Azure::from_url(u, ctx)?) as Box<dyn Storage>));
+        .register_type(azure::TYPE_NAME, |r, ctx| {
+            Ok(Box::new(Azure::from_reference(r, ctx)?) as Box<dyn Storage>)
+        })
+        .register_scheme("az", |u, ctx| {
+            Ok(Box::new(Azure::from_url(u, ctx)?) as Box<dyn Storage>)
+        })
+        .register_scheme("azure", |u, ctx| {
+            Ok(Box::new(Azure::from_url(u, ctx)?) as Box<dyn Storage>)
+        });
     #[cfg(feature = "gcs")]
     registry
-        .register_type(gcs::TYPE_NAME, |r, ctx| Ok(Box::new(Gcs::from_reference(r, ctx)?) as Box<dyn Storage>))
-        .register_scheme("gs", |u, ctx| Ok(Box::new(Gcs::from_url(u, ctx)?) as Box<dyn Storage>));
+        .register_type(gcs::TYPE_NAME, |r, ctx| {
+            Ok(Box::new(Gcs::from_reference(r, ctx)?) as Box<dyn Storage>)
+        })
+        .register_scheme("gs", |u, ctx| {
+            Ok(Box::new(Gcs::from_url(u, ctx)?) as Box<dyn Storage>)
+        });
     let _ = registry;
 }

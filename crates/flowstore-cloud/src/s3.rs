@@ -21,7 +21,11 @@ pub const TYPE_NAME: &str = "S3";
 const SCRIPT_KEY_ERROR: &str = "A `key` must be provided to show where flow `.py` file is stored in S3 or provide a `local_script_path` pointing to a local script that contains the flow.";
 
 /// Keys of `client_options` that would put a credential into the reference.
-const CREDENTIAL_OPTIONS: [&str; 3] = ["aws_access_key_id", "aws_secret_access_key", "aws_session_token"];
+const CREDENTIAL_OPTIONS: [&str; 3] = [
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+];
 
 /// The backend fields of an `S3` reference (Prefect 1's names; `prefix` is flowstore's).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -105,19 +109,25 @@ impl S3 {
 
     /// An S3-compatible endpoint (`client_options.endpoint_url`).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.fields.client_options.insert("endpoint_url".into(), Value::String(url.into()));
+        self.fields
+            .client_options
+            .insert("endpoint_url".into(), Value::String(url.into()));
         self
     }
 
     /// The region (`client_options.region_name`).
     pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.fields.client_options.insert("region_name".into(), Value::String(region.into()));
+        self.fields
+            .client_options
+            .insert("region_name".into(), Value::String(region.into()));
         self
     }
 
     /// Allows plain-HTTP endpoints (local servers).
     pub fn allow_http(mut self, on: bool) -> Self {
-        self.fields.client_options.insert("allow_http".into(), Value::Bool(on));
+        self.fields
+            .client_options
+            .insert("allow_http".into(), Value::Bool(on));
         self
     }
 
@@ -170,17 +180,24 @@ impl S3 {
             .with_retry(self.retry.retry_config())
             .with_client_options(self.retry.client_options(allow_http));
         if let Some(endpoint) = text("endpoint_url") {
-            b = b.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
+            b = b
+                .with_endpoint(endpoint)
+                .with_virtual_hosted_style_request(false);
         }
         match text("region_name") {
             Some(region) => b = b.with_region(region),
-            None if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() => {
+            None if std::env::var("AWS_REGION").is_err()
+                && std::env::var("AWS_DEFAULT_REGION").is_err() =>
+            {
                 b = b.with_region("us-east-1")
             }
             None => {}
         }
         let explicit = aws_credentials(self.secrets.as_ref())?;
-        if explicit.is_none() && text("endpoint_url").is_some() && std::env::var("AWS_ACCESS_KEY_ID").is_err() {
+        if explicit.is_none()
+            && text("endpoint_url").is_some()
+            && std::env::var("AWS_ACCESS_KEY_ID").is_err()
+        {
             // A custom endpoint without credentials is a local or anonymous server: send unsigned
             // requests rather than asking a cloud instance-metadata service for credentials.
             tracing::debug!("no S3 credentials for a custom endpoint: requests are unsigned");
@@ -189,7 +206,8 @@ impl S3 {
         if let Some(creds) = explicit {
             let c = creds.expose_secret();
             let field = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
-            let (Some(key), Some(secret)) = (field("ACCESS_KEY"), field("SECRET_ACCESS_KEY")) else {
+            let (Some(key), Some(secret)) = (field("ACCESS_KEY"), field("SECRET_ACCESS_KEY"))
+            else {
                 return Err(Error::Client {
                     backend: TYPE_NAME,
                     message: "the AWS_CREDENTIALS secret must be JSON with ACCESS_KEY and SECRET_ACCESS_KEY (and optionally SESSION_TOKEN)".into(),
@@ -207,7 +225,11 @@ impl S3 {
             backend: TYPE_NAME,
             message: e.to_string(),
         })?;
-        let mut engine = Engine::new(TYPE_NAME, format!("s3://{}", self.fields.bucket), Arc::new(store));
+        let mut engine = Engine::new(
+            TYPE_NAME,
+            format!("s3://{}", self.fields.bucket),
+            Arc::new(store),
+        );
         engine.prefix = self.fields.prefix.clone();
         engine.fixed_key = self.fields.key.clone();
         engine.stored_as_script = self.fields.stored_as_script;
@@ -236,13 +258,17 @@ impl S3 {
     /// (or `AWS_ENDPOINT`) and `AWS_ALLOW_HTTP`, and are recorded in the reference.
     pub fn from_url(url: &str, ctx: &OpenContext) -> Result<CloudStorage> {
         let (bucket, prefix) = split_url(url, &["s3"]).ok_or_else(|| {
-            CoreError::config(format!("S3 storage URL \"{url}\" must look like s3://bucket/prefix"))
+            CoreError::config(format!(
+                "S3 storage URL \"{url}\" must look like s3://bucket/prefix"
+            ))
         })?;
         let mut s3 = S3::new(bucket).secrets(ctx.secrets.clone());
         if let Some(p) = prefix {
             s3 = s3.prefix(p);
         }
-        if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")) {
+        if let Ok(endpoint) =
+            std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT"))
+        {
             s3 = s3.endpoint(endpoint);
         }
         if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true") {
@@ -256,9 +282,14 @@ impl S3 {
 }
 
 /// The `AWS_CREDENTIALS` secret as JSON, if it is set anywhere.
-fn aws_credentials(sources: &dyn SecretSource) -> Result<Option<flowstore_secrets::SecretJson>, Error> {
+fn aws_credentials(
+    sources: &dyn SecretSource,
+) -> Result<Option<flowstore_secrets::SecretJson>, Error> {
     match flowstore_secrets::resolve_optional("AWS_CREDENTIALS", sources)? {
         None => Ok(None),
-        Some(_) => Ok(Some(flowstore_secrets::resolve_json("AWS_CREDENTIALS", sources)?)),
+        Some(_) => Ok(Some(flowstore_secrets::resolve_json(
+            "AWS_CREDENTIALS",
+            sources,
+        )?)),
     }
 }

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use flowstore_core::{
-    async_trait, FetchedFlow, FlowIndex, FlowInput, Result, Storage, StorageReference, StoredVersion,
+    async_trait, FetchedFlow, FlowIndex, FlowInput, Result, Storage, StorageReference,
+    StoredVersion,
 };
 use serde::Serialize;
 
@@ -72,7 +73,9 @@ impl Storage for CloudStorage {
 
     fn reference(&self) -> Result<StorageReference> {
         let mut reference = StorageReference::new(self.engine.backend, &self.fields)?;
-        self.engine.index.fill_reference(&mut reference, self.labels());
+        self.engine
+            .index
+            .fill_reference(&mut reference, self.labels());
         Ok(reference)
     }
 
@@ -87,7 +90,9 @@ impl Storage for CloudStorage {
 
 /// Splits `scheme://bucket/prefix` into bucket and optional prefix.
 pub(crate) fn split_url<'a>(url: &'a str, schemes: &[&str]) -> Option<(&'a str, Option<&'a str>)> {
-    let rest = schemes.iter().find_map(|s| url.strip_prefix(&format!("{s}://")))?;
+    let rest = schemes
+        .iter()
+        .find_map(|s| url.strip_prefix(&format!("{s}://")))?;
     let (bucket, prefix) = match rest.split_once('/') {
         Some((b, p)) => (b, Some(p.trim_matches('/')).filter(|p| !p.is_empty())),
         None => (rest, None),

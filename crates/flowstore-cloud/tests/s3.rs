@@ -11,16 +11,24 @@ use flowstore_core::testkit::Skip;
 use flowstore_secrets::MapSource;
 use support::{closed_port, fast_retry, Case};
 
-const CREDS: &str = r#"{"ACCESS_KEY": "AKIAFLOWSTORETEST", "SECRET_ACCESS_KEY": "s3-s3cr3t-c4n4ry"}"#;
+const CREDS: &str =
+    r#"{"ACCESS_KEY": "AKIAFLOWSTORETEST", "SECRET_ACCESS_KEY": "s3-s3cr3t-c4n4ry"}"#;
 
 fn case() -> Result<Case, Skip> {
     let endpoint = std::env::var("FLOWSTORE_TEST_S3_ENDPOINT")
         .map_err(|_| Skip("FLOWSTORE_TEST_S3_ENDPOINT is not set: the S3 server is not running (cargo xtask test starts it)".into()))?;
-    let bucket = std::env::var("FLOWSTORE_TEST_S3_BUCKET").unwrap_or_else(|_| "flowstore-test".into());
+    let bucket =
+        std::env::var("FLOWSTORE_TEST_S3_BUCKET").unwrap_or_else(|_| "flowstore-test".into());
     let secrets = Arc::new(MapSource::new().with("AWS_CREDENTIALS", CREDS));
     let base = {
         let (endpoint, bucket, secrets) = (endpoint.clone(), bucket.clone(), secrets.clone());
-        move || S3::new(&bucket).endpoint(&endpoint).allow_http(true).secrets(secrets.clone()).retry(fast_retry())
+        move || {
+            S3::new(&bucket)
+                .endpoint(&endpoint)
+                .allow_http(true)
+                .secrets(secrets.clone())
+                .retry(fast_retry())
+        }
     };
     let b1 = base.clone();
     let b2 = base.clone();
@@ -40,7 +48,13 @@ fn case() -> Result<Case, Skip> {
             }
         }),
         wrong_bucket: Box::new(move || {
-            S3::new("flowstore-no-such-bucket").endpoint(&e2).allow_http(true).secrets(s2.clone()).retry(fast_retry()).build().unwrap()
+            S3::new("flowstore-no-such-bucket")
+                .endpoint(&e2)
+                .allow_http(true)
+                .secrets(s2.clone())
+                .retry(fast_retry())
+                .build()
+                .unwrap()
         }),
         server_down: Box::new(move || {
             S3::new("flowstore-test")
@@ -72,28 +86,49 @@ async fn credentials_in_client_options_are_refused() {
         "type": "S3", "bucket": "b", "flows": {},
         "client_options": {"aws_access_key_id": "AKIA", "aws_secret_access_key": "do-not-store"},
     });
-    let err = support::registry().open_json(&reference.to_string()).unwrap_err().to_string();
-    assert!(err.contains("client_options.aws_access_key_id") && err.contains("AWS_CREDENTIALS"), "{err}");
+    let err = support::registry()
+        .open_json(&reference.to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("client_options.aws_access_key_id") && err.contains("AWS_CREDENTIALS"),
+        "{err}"
+    );
     assert!(!err.contains("do-not-store"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefect1_reference_opens_and_fetches() {
     let Ok(c) = case() else {
-        return flowstore_core::testkit::skip("prefect1_reference_opens_and_fetches", &Skip("no S3 server".into()));
+        return flowstore_core::testkit::skip(
+            "prefect1_reference_opens_and_fetches",
+            &Skip("no S3 server".into()),
+        );
     };
     // A flow written the way Prefect 1.4 writes it (JSON with a base64 pickle) under its key.
-    let key = support::unique("prefect").replace('/', "-") + "/my-etl-flow/2026-11-24t03-18-11-800187-00-00";
+    let key = support::unique("prefect").replace('/', "-")
+        + "/my-etl-flow/2026-11-24t03-18-11-800187-00-00";
     let s = (c.fixed_key)(&key);
-    s.replace_object_for_tests(&key, bytes::Bytes::from_static(br#"{"flow": "gASVAAAAAAAAAAA=", "versions": {"prefect": "1.4.1"}}"#))
-        .await
-        .unwrap();
+    s.replace_object_for_tests(
+        &key,
+        bytes::Bytes::from_static(
+            br#"{"flow": "gASVAAAAAAAAAAA=", "versions": {"prefect": "1.4.1"}}"#,
+        ),
+    )
+    .await
+    .unwrap();
     let endpoint = std::env::var("FLOWSTORE_TEST_S3_ENDPOINT").unwrap();
     let reference = serde_json::json!({
         "__version__": "1.4.1", "type": "S3", "bucket": "flowstore-test", "key": null,
         "stored_as_script": false, "client_options": {"endpoint_url": endpoint, "region_name": "us-east-1"},
         "secrets": [], "flows": {"My ETL Flow": key},
     });
-    let f = c.registry().open_json(&reference.to_string()).unwrap().get_flow("My ETL Flow").await.unwrap();
+    let f = c
+        .registry()
+        .open_json(&reference.to_string())
+        .unwrap()
+        .get_flow("My ETL Flow")
+        .await
+        .unwrap();
     assert_eq!(f.form(), "prefect1-pickle");
 }

@@ -9,7 +9,8 @@ use super::Servers;
 /// The container the tests use.
 pub const CONTAINER: &str = "flowstore-test";
 /// Azurite's well-known development account key (public, documented by Microsoft).
-const DEV_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const DEV_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// Starts `azurite-blob` and exports `FLOWSTORE_TEST_AZURE_CONNECTION_STRING` and
 /// `FLOWSTORE_TEST_AZURE_CONTAINER`.
@@ -17,9 +18,17 @@ pub fn start(s: &mut Servers) -> Result<()> {
     let port = s.free_port()?;
     let dir = s.temp_dir("azurite")?;
     let mut cmd = Command::new("azurite-blob");
-    cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--silent", "--loose", "--skipApiVersionCheck"])
-        .arg("--location")
-        .arg(&dir);
+    cmd.args([
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        &port.to_string(),
+        "--silent",
+        "--loose",
+        "--skipApiVersionCheck",
+    ])
+    .arg("--location")
+    .arg(&dir);
     s.spawn("azurite", cmd)?;
     s.wait_for_port(port)?;
     let conn = format!(

@@ -12,16 +12,24 @@ use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
 use flowstore_core::testkit::{Harness, Skip};
 use flowstore_core::{Error, FlowContent, FlowInput, Registry, Storage, StorageReference};
 
+/// Makes a storage from one argument.
+pub type Make<A> = Box<dyn Fn(A) -> CloudStorage + Send + Sync>;
+/// Makes a script-mode storage under a prefix for a local script.
+pub type MakeScript = Box<dyn for<'a> Fn(&'a str, &'a Path) -> CloudStorage + Send + Sync>;
+/// Makes a script-mode storage naming an uploaded script, or fails as configured.
+pub type MakeScriptKey =
+    Box<dyn for<'a> Fn(Option<&'a str>) -> flowstore_core::Result<CloudStorage> + Send + Sync>;
+
 /// How one backend makes storages in its test bucket.
 pub struct Case {
     /// A storage in the test bucket, default keys under `prefix`.
     pub storage: Box<dyn Fn(&str) -> CloudStorage + Send + Sync>,
     /// Script mode uploading `path`, default keys under `prefix`.
-    pub script: Box<dyn Fn(&str, &Path) -> CloudStorage + Send + Sync>,
+    pub script: MakeScript,
     /// Serialized mode with a fixed key.
     pub fixed_key: Box<dyn Fn(&str) -> CloudStorage + Send + Sync>,
     /// Script mode naming an already-uploaded script by key (`None`: no key, no local path).
-    pub script_key: Box<dyn Fn(Option<&str>) -> flowstore_core::Result<CloudStorage> + Send + Sync>,
+    pub script_key: MakeScriptKey,
     /// A storage in a bucket that does not exist.
     pub wrong_bucket: Box<dyn Fn() -> CloudStorage + Send + Sync>,
     /// A storage whose server is down (a closed port), with small retry bounds.
@@ -52,7 +60,10 @@ pub fn registry() -> Registry {
 }
 
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}/{}", flowstore_core::key::new_flow_key("run").replace('/', "-"))
+    format!(
+        "{prefix}/{}",
+        flowstore_core::key::new_flow_key("run").replace('/', "-")
+    )
 }
 
 pub fn fast_retry() -> RetryPolicy {
@@ -64,7 +75,11 @@ pub fn fast_retry() -> RetryPolicy {
 }
 
 pub fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct CloudHarness {
@@ -79,7 +94,10 @@ impl Harness for CloudHarness {
     }
 
     async fn script_storage(&self, _flow: &str, source: &[u8]) -> Option<Box<dyn Storage>> {
-        let path = self.scripts.path().join(format!("{}.py", unique("s").replace('/', "-")));
+        let path = self
+            .scripts
+            .path()
+            .join(format!("{}.py", unique("s").replace('/', "-")));
         std::fs::write(&path, source).unwrap();
         Some(Box::new((self.case.script)(&unique("scripts"), &path)))
     }
@@ -90,7 +108,10 @@ impl Harness for CloudHarness {
 
     async fn tamper(&self, reference: &StorageReference, flow: &str, bytes: Bytes) -> bool {
         let storage = (self.case.storage)("tamper");
-        storage.replace_object_for_tests(&reference.flows[flow], bytes).await.unwrap();
+        storage
+            .replace_object_for_tests(&reference.flows[flow], bytes)
+            .await
+            .unwrap();
         true
     }
 
@@ -109,34 +130,57 @@ pub fn harness(case: Result<Case, Skip>) -> Result<CloudHarness, Skip> {
 pub async fn fixed_key_is_honoured_and_never_overwritten(case: &Case) {
     let key = unique("fixed");
     let mut a = (case.fixed_key)(&key);
-    let loc = a.add_flow(seal("F", &"first", &app()).unwrap().into()).await.unwrap();
+    let loc = a
+        .add_flow(seal("F", &"first", &app()).unwrap().into())
+        .await
+        .unwrap();
     assert_eq!(loc, key);
     a.build().await.unwrap();
     let mut b = (case.fixed_key)(&key);
-    b.add_flow(seal("F", &"second", &app()).unwrap().into()).await.unwrap();
+    b.add_flow(seal("F", &"second", &app()).unwrap().into())
+        .await
+        .unwrap();
     let err = b.build().await.unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
     assert!(err.to_string().contains(&key), "{err}");
-    let v: String = case.registry().open(&a.reference().unwrap()).unwrap().get_flow("F").await.unwrap().decode(&app()).unwrap();
+    let v: String = case
+        .registry()
+        .open(&a.reference().unwrap())
+        .unwrap()
+        .get_flow("F")
+        .await
+        .unwrap()
+        .decode(&app())
+        .unwrap();
     assert_eq!(v, "first", "the stored flow was overwritten");
 }
 
 pub async fn script_mode_with_a_key_only(case: &Case) {
     let err = (case.script_key)(None)
-        .and_then(|mut s| {
-            futures_block(s.add_flow(FlowInput::script("S")))
-        })
+        .and_then(|mut s| futures_block(s.add_flow(FlowInput::script("S"))))
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("A `") && err.contains("must be provided to show where flow `.py` file is stored"), "{err}");
+    assert!(
+        err.starts_with("A `")
+            && err.contains("must be provided to show where flow `.py` file is stored"),
+        "{err}"
+    );
     // A script uploaded before (here: by a script-mode storage with a fixed key) is fetched by key.
     let key = unique("uploaded-script");
     let s = (case.fixed_key)(&key);
-    s.replace_object_for_tests(&key, Bytes::from_static(b"print('already there')")).await.unwrap();
+    s.replace_object_for_tests(&key, Bytes::from_static(b"print('already there')"))
+        .await
+        .unwrap();
     let mut s = (case.script_key)(Some(&key)).unwrap();
     s.add_flow(FlowInput::script("S")).await.unwrap();
     s.build().await.unwrap();
-    let f = case.registry().open(&s.reference().unwrap()).unwrap().get_flow("S").await.unwrap();
+    let f = case
+        .registry()
+        .open(&s.reference().unwrap())
+        .unwrap()
+        .get_flow("S")
+        .await
+        .unwrap();
     assert_eq!(f.bytes().as_ref(), b"print('already there')");
 }
 
@@ -146,18 +190,25 @@ fn futures_block<F: std::future::Future>(f: F) -> F::Output {
 
 pub async fn wrong_bucket_is_named(case: &Case) {
     let mut s = (case.wrong_bucket)();
-    s.add_flow(seal("F", &1, &app()).unwrap().into()).await.unwrap();
+    s.add_flow(seal("F", &1, &app()).unwrap().into())
+        .await
+        .unwrap();
     let err = s.build().await.unwrap_err().to_string();
     assert!(err.contains("flowstore-no-such-bucket"), "{err}");
 }
 
 pub async fn server_down_fails_after_bounded_retries(case: &Case) {
     let mut s = (case.server_down)();
-    s.add_flow(seal("F", &1, &app()).unwrap().into()).await.unwrap();
+    s.add_flow(seal("F", &1, &app()).unwrap().into())
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let err = s.build().await.unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");
-    assert!(s.reference().unwrap().flow_digests.is_empty(), "a failed upload recorded a digest");
+    assert!(
+        s.reference().unwrap().flow_digests.is_empty(),
+        "a failed upload recorded a digest"
+    );
     // Bounded: the policy allows 2 retries within 5 s (no timed assertion on speed, only that it ended).
     eprintln!("server-down error after {:?}: {err}", started.elapsed());
 }
@@ -168,7 +219,9 @@ pub async fn hundred_mib_script_streams(case: &Case) {
     {
         use std::io::Write;
         let mut f = std::io::BufWriter::new(std::fs::File::create(&script).unwrap());
-        let block: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let block: Vec<u8> = (0..1u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         for i in 0..100u8 {
             let mut b = block.clone();
             b[7] = i;
@@ -190,28 +243,40 @@ pub async fn listing_is_newest_first(case: &Case) {
     let prefix = unique("listing");
     for v in 0..3 {
         let mut s = (case.storage)(&prefix);
-        s.add_flow(seal_bytes("Listed Flow", format!("v{v}").as_bytes(), &app()).into()).await.unwrap();
+        s.add_flow(seal_bytes("Listed Flow", format!("v{v}").as_bytes(), &app()).into())
+            .await
+            .unwrap();
         s.build().await.unwrap();
     }
     let s = (case.storage)(&prefix);
     let versions = s.list_versions(Some("Listed Flow")).await.unwrap();
     assert_eq!(versions.len(), 3, "{versions:?}");
     assert!(versions.windows(2).all(|w| w[0].location > w[1].location));
-    assert!(versions.iter().all(|v| v.flow.as_deref() == Some("Listed Flow")));
+    assert!(versions
+        .iter()
+        .all(|v| v.flow.as_deref() == Some("Listed Flow")));
 }
 
 pub async fn credentials_never_leak(case: &Case) {
-    let Some(secret) = &case.credential else { return };
+    let Some(secret) = &case.credential else {
+        return;
+    };
     let mut s = (case.storage)(&unique("hygiene"));
     let ((), logs) = flowstore_secrets::test_support::capture_logs(|| {
         futures_block(async {
-            s.add_flow(seal("F", &1, &app()).unwrap().into()).await.unwrap();
+            s.add_flow(seal("F", &1, &app()).unwrap().into())
+                .await
+                .unwrap();
             s.build().await.unwrap();
             s.get_flow("F").await.unwrap();
         })
     });
     let reference = s.reference().unwrap().to_json();
-    for (what, text) in [("the reference", reference), ("Debug", format!("{s:?}")), ("logs", logs)] {
+    for (what, text) in [
+        ("the reference", reference),
+        ("Debug", format!("{s:?}")),
+        ("logs", logs),
+    ] {
         flowstore_secrets::test_support::assert_secret_absent(secret, &text, what);
     }
 }

@@ -1,0 +1,206 @@
+//! Azure Blob storage against Azurite on 127.0.0.1 (started by `cargo xtask test`:
+//! `FLOWSTORE_TEST_AZURE_CONNECTION_STRING`, `FLOWSTORE_TEST_AZURE_CONTAINER`).
+
+mod support;
+
+use std::sync::Arc;
+
+use flowstore_cloud::Azure;
+use flowstore_core::envelope::seal;
+use flowstore_core::testkit::Skip;
+use flowstore_core::{Error, Storage};
+use flowstore_secrets::MapSource;
+use support::{app, closed_port, fast_retry, unique, Case};
+
+const SECRET: &str = "AZURE_TEST_CONNECTION";
+
+fn conn() -> Result<String, Skip> {
+    std::env::var("FLOWSTORE_TEST_AZURE_CONNECTION_STRING")
+        .map_err(|_| Skip("FLOWSTORE_TEST_AZURE_CONNECTION_STRING is not set: Azurite is not running (cargo xtask test starts it)".into()))
+}
+
+fn account_key(conn: &str) -> String {
+    conn.split(';')
+        .find_map(|p| p.strip_prefix("AccountKey="))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn case() -> Result<Case, Skip> {
+    let conn = conn()?;
+    let container =
+        std::env::var("FLOWSTORE_TEST_AZURE_CONTAINER").unwrap_or_else(|_| "flowstore-test".into());
+    let down = conn.replace(
+        conn.split("BlobEndpoint=")
+            .nth(1)
+            .unwrap_or("")
+            .split('/')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("/")
+            .as_str(),
+        &format!("http://127.0.0.1:{}", closed_port()),
+    );
+    let secrets = Arc::new(
+        MapSource::new()
+            .with(SECRET, &conn)
+            .with("AZURE_DOWN", &down),
+    );
+    let base = {
+        let (container, secrets) = (container.clone(), secrets.clone());
+        move || {
+            Azure::new(&container)
+                .connection_string_secret(SECRET)
+                .secrets(secrets.clone())
+                .retry(fast_retry())
+        }
+    };
+    let (b1, b2, b3, b4) = (base.clone(), base.clone(), base.clone(), base.clone());
+    let (s1, s2) = (secrets.clone(), secrets.clone());
+    Ok(Case {
+        storage: Box::new(move |p| b1().prefix(p).build().unwrap()),
+        script: Box::new(move |p, path| b2().prefix(p).script(path).build().unwrap()),
+        fixed_key: Box::new(move |k| b3().blob_name(k).build().unwrap()),
+        script_key: Box::new(move |k| {
+            let s = b4().stored_as_script(true);
+            match k {
+                Some(k) => s.blob_name(k).build(),
+                None => s.build(),
+            }
+        }),
+        wrong_bucket: Box::new(move || {
+            Azure::new("flowstore-no-such-bucket")
+                .connection_string_secret(SECRET)
+                .secrets(s1.clone())
+                .retry(fast_retry())
+                .build()
+                .unwrap()
+        }),
+        server_down: Box::new(move || {
+            Azure::new("flowstore-test")
+                .connection_string_secret("AZURE_DOWN")
+                .secrets(s2.clone())
+                .retry(fast_retry())
+                .build()
+                .unwrap()
+        }),
+        credential: Some(account_key(&conn)),
+        secrets,
+    })
+}
+
+cloud_tests!(
+    fixed_key_is_honoured_and_never_overwritten,
+    script_mode_with_a_key_only,
+    wrong_bucket_is_named,
+    server_down_fails_after_bounded_retries,
+    hundred_mib_script_streams,
+    listing_is_newest_first,
+    credentials_never_leak,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwrite_switch_replaces_an_existing_blob() {
+    let c = match case() {
+        Ok(c) => c,
+        Err(reason) => {
+            return flowstore_core::testkit::skip(
+                "overwrite_switch_replaces_an_existing_blob",
+                &reason,
+            )
+        }
+    };
+    let key = unique("overwrite");
+    let mut a = (c.fixed_key)(&key);
+    a.add_flow(seal("F", &"first", &app()).unwrap().into())
+        .await
+        .unwrap();
+    a.build().await.unwrap();
+    let conn = conn().unwrap();
+    let secrets = Arc::new(MapSource::new().with(SECRET, &conn));
+    let mut b = Azure::new(
+        std::env::var("FLOWSTORE_TEST_AZURE_CONTAINER").unwrap_or_else(|_| "flowstore-test".into()),
+    )
+    .connection_string_secret(SECRET)
+    .secrets(secrets)
+    .blob_name(&key)
+    .overwrite(true)
+    .build()
+    .unwrap();
+    b.add_flow(seal("F", &"second", &app()).unwrap().into())
+        .await
+        .unwrap();
+    b.build().await.unwrap();
+    let v: String = c
+        .registry()
+        .open(&b.reference().unwrap())
+        .unwrap()
+        .get_flow("F")
+        .await
+        .unwrap()
+        .decode(&app())
+        .unwrap();
+    assert_eq!(v, "second");
+    // The first registration's digest no longer matches: refused, not loaded.
+    let err = c
+        .registry()
+        .open(&a.reference().unwrap())
+        .unwrap()
+        .get_flow("F")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::FlowCorrupt { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_account_key_is_refused_without_echoing_it() {
+    let conn = match conn() {
+        Ok(c) => c,
+        Err(reason) => {
+            return flowstore_core::testkit::skip(
+                "a_wrong_account_key_is_refused_without_echoing_it",
+                &reason,
+            )
+        }
+    };
+    let wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk=";
+    let bad = conn.replace(&account_key(&conn), wrong_key);
+    let secrets = Arc::new(MapSource::new().with(SECRET, &bad));
+    let mut s = Azure::new("flowstore-test")
+        .connection_string_secret(SECRET)
+        .secrets(secrets)
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    s.add_flow(seal("F", &1, &app()).unwrap().into())
+        .await
+        .unwrap();
+    let err = s.build().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("403")
+            || msg.to_lowercase().contains("denied")
+            || msg.contains("Authorization"),
+        "{msg}"
+    );
+    flowstore_secrets::test_support::assert_secret_absent(wrong_key, &msg, "the error");
+    flowstore_secrets::test_support::assert_secret_absent(
+        wrong_key,
+        &format!("{err:?}"),
+        "the error's Debug",
+    );
+}
+
+#[tokio::test]
+async fn a_missing_connection_string_names_where_it_looked() {
+    let err = Azure::new("c")
+        .connection_string_secret("FLOWSTORE_NO_SUCH_CONNECTION_SECRET")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Azure connection string not provided")
+            && err.contains("FLOWSTORE_NO_SUCH_CONNECTION_SECRET"),
+        "{err}"
+    );
+}
