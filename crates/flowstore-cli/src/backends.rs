@@ -11,6 +11,8 @@ pub fn registry() -> anyhow::Result<Registry> {
     flowstore_local::register(&mut registry);
     #[cfg(feature = "webhook")]
     flowstore_webhook::register(&mut registry);
+    #[cfg(feature = "cloud")]
+    flowstore_cloud::register(&mut registry);
     Ok(registry)
 }
 

@@ -325,3 +325,56 @@ fn register_and_fetch_through_a_webhook_url() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "over http");
 }
+
+#[test]
+fn register_list_and_fetch_through_s3() {
+    let Ok(endpoint) = std::env::var("FLOWSTORE_TEST_S3_ENDPOINT") else {
+        flowstore_core::testkit::skip(
+            "register_list_and_fetch_through_s3",
+            &flowstore_core::testkit::Skip(
+                "FLOWSTORE_TEST_S3_ENDPOINT is not set: the S3 server is not running".into(),
+            ),
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let flow = dir.path().join("f.flow");
+    std::fs::write(&flow, "in a bucket").unwrap();
+    let reference = dir.path().join("ref.json");
+    let prefix = format!("cli-{}", std::process::id());
+    let url = format!("s3://flowstore-test/{prefix}");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flowstore"))
+            .args(args)
+            .env("FLOWSTORE_HOME", &home)
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "AKIAFLOWSTORECLI")
+            .env("AWS_SECRET_ACCESS_KEY", "cli-secret-value")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let out = run(&[
+            "register",
+            flow.to_str().unwrap(),
+            "--name",
+            "S3 Flow",
+            "--storage",
+            &url,
+            "--out",
+            reference.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(!text(&out.stdout).contains("cli-secret-value"));
+    }
+    let out = run(&["--json", "list", "--storage", &url, "--flow", "S3 Flow"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let versions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+    let out = run(&["fetch", reference.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "in a bucket");
+}
