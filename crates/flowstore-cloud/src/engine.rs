@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flowstore_core::envelope::{DigestBuilder, StreamCheck, MAGIC};
+use flowstore_core::sink::{file_digest, FlowFileSink};
 use flowstore_core::{
-    atomic, key, Error as CoreError, FetchedFlow, FlowContent, FlowIndex, FlowInput, Result,
-    StoredVersion,
+    key, Error as CoreError, FetchedFlow, FlowIndex, FlowInput, Result, StoredVersion,
 };
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
@@ -168,7 +167,14 @@ impl Engine {
     async fn upload(&mut self, item: &Staged) -> Result<()> {
         let digest = match &item.body {
             Body::Bytes(b) => flowstore_core::envelope::sha256_digest(b),
-            Body::File(p) => file_digest(p).await?,
+            Body::File(p) => {
+                let p = p.clone();
+                tokio::task::spawn_blocking(move || file_digest(&p))
+                    .await
+                    .map_err(|e| {
+                        CoreError::backend(self.backend, format!("digest task failed: {e}"))
+                    })??
+            }
         };
         let mut key = self.index.location(&item.name)?.to_string();
         for attempt in 1..=KEY_ATTEMPTS {
@@ -334,65 +340,17 @@ impl Engine {
         let (key, result) = self.open(name).await?;
         let meta = result.meta.clone();
         let mut stream = result.into_stream();
-        let mut out = atomic::NewFile::create(dest, true)
-            .map_err(|e| CoreError::io(format!("creating {}", dest.display()), e))?;
-        let mut whole = DigestBuilder::new();
-        let mut check = (!self.stored_as_script).then(|| StreamCheck::new(name, &key));
-        let mut size = 0u64;
-        let mut first = true;
+        let mut sink = FlowFileSink::create(&self.index, name, &key, dest, !self.stored_as_script)?;
         while let Some(chunk) = stream
             .try_next()
             .await
             .map_err(|e| self.error(format!("downloading {}", self.url(&key)), e))?
         {
-            if first
-                && check.is_some()
-                && !chunk.starts_with(&MAGIC[..chunk.len().min(MAGIC.len())])
-            {
-                // Not an envelope (e.g. a Prefect 1 pickle): small; load it the usual way.
-                drop(out);
-                let fetched = self.get_flow(name).await?;
-                atomic::write_new(dest, fetched.bytes(), true)
-                    .map_err(|e| CoreError::io(format!("writing {}", dest.display()), e))?;
-                return Ok(fetched);
-            }
-            first = false;
-            whole.update(&chunk);
-            let payload: &[u8] = match check.as_mut() {
-                Some(c) => c.update(&chunk)?,
-                None => &chunk,
-            };
-            use std::io::Write;
-            out.file()
-                .write_all(payload)
-                .map_err(|e| CoreError::io(format!("writing {}", dest.display()), e))?;
-            size += payload.len() as u64;
+            sink.push(&chunk)?;
         }
-        self.index.verify_computed(name, &key, &whole.finish())?;
-        let header = match check {
-            Some(c) => c.finish()?.header,
-            None => None,
-        };
-        out.commit(dest).map_err(|e| {
-            CoreError::io(
-                format!(
-                    "writing {} (an existing file is never replaced)",
-                    dest.display()
-                ),
-                e,
-            )
-        })?;
+        let fetched = sink.finish(meta.e_tag.clone())?;
         self.log_download(&key, &meta);
-        Ok(FetchedFlow {
-            name: name.to_string(),
-            location: key,
-            revision: meta.e_tag,
-            content: FlowContent::File {
-                path: dest.to_path_buf(),
-                size,
-                header,
-            },
-        })
+        Ok(fetched)
     }
 
     /// Lists stored versions under the prefix (all flows, or one flow's slug), newest first.
@@ -465,23 +423,4 @@ impl Engine {
 enum PutError {
     Exists,
     Other(CoreError),
-}
-
-/// `sha256:<hex>` of a file, read in chunks.
-async fn file_digest(path: &Path) -> Result<String> {
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| CoreError::io(format!("reading script {}", path.display()), e))?;
-    let mut digest = DigestBuilder::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .await
-            .map_err(|e| CoreError::io(format!("reading script {}", path.display()), e))?;
-        if n == 0 {
-            return Ok(digest.finish());
-        }
-        digest.update(&buf[..n]);
-    }
 }

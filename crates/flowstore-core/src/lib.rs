@@ -28,6 +28,7 @@ pub mod prefect1;
 pub mod reference;
 pub mod registry;
 pub mod secret;
+pub mod sink;
 pub mod storage;
 #[cfg(feature = "testkit")]
 pub mod testkit;

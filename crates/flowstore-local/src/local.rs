@@ -16,6 +16,7 @@ use flowstore_core::{
 use serde::{Deserialize, Serialize};
 
 use flowstore_core::atomic;
+use flowstore_core::sink::FlowFileSink;
 
 /// The reference type name.
 pub const TYPE_NAME: &str = "Local";
@@ -485,92 +486,21 @@ impl Local {
         source: &Path,
         dest: &Path,
     ) -> Result<FetchedFlow> {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let io_err = |what: &str, e| Error::io(format!("Flow \"{name}\": {what}"), e);
-        let file = std::fs::File::open(source)
-            .map_err(|e| io_err(&format!("reading {}", source.display()), e))?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut out = atomic::NewFile::create(dest, self.durable)
-            .map_err(|e| io_err(&format!("creating {}", dest.display()), e))?;
-        let mut whole = flowstore_core::envelope::DigestBuilder::new();
-        let mut check = None;
-        if !self.stored_as_script {
-            if !reader
-                .fill_buf()
-                .map_err(|e| io_err("reading", e))?
-                .starts_with(flowstore_core::envelope::MAGIC)
-            {
-                // Not an envelope (e.g. a Prefect 1 pickle): small, so load it the usual way.
-                drop(out);
-                let bytes = std::fs::read(source)
-                    .map_err(|e| io_err(&format!("reading {}", source.display()), e))?;
-                let fetched =
-                    self.index
-                        .open_serialized(name, location, None, Bytes::from(bytes))?;
-                atomic::write_new(dest, fetched.bytes(), self.durable).map_err(|e| {
-                    io_err(
-                        &format!(
-                            "writing {} (an existing file is never replaced)",
-                            dest.display()
-                        ),
-                        e,
-                    )
-                })?;
-                return Ok(fetched);
-            }
-            let mut c = flowstore_core::envelope::StreamCheck::new(name, location);
-            for _ in 0..2 {
-                let mut line = Vec::new();
-                (&mut reader)
-                    .take(flowstore_core::envelope::MAX_HEADER_LEN as u64)
-                    .read_until(b'\n', &mut line)
-                    .map_err(|e| io_err("reading the envelope header", e))?;
-                whole.update(&line);
-                c.update(&line)?;
-            }
-            check = Some(c);
-        }
+        use std::io::Read;
+        let mut file = std::fs::File::open(source)
+            .map_err(|e| Error::io(format!("Flow \"{name}\": reading {}", source.display()), e))?;
+        let mut sink =
+            FlowFileSink::create(&self.index, name, location, dest, !self.stored_as_script)?;
         let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
         loop {
-            let n = reader.read(&mut buf).map_err(|e| io_err("reading", e))?;
+            let n = file.read(&mut buf).map_err(|e| {
+                Error::io(format!("Flow \"{name}\": reading {}", source.display()), e)
+            })?;
             if n == 0 {
-                break;
+                return sink.finish(None);
             }
-            whole.update(&buf[..n]);
-            if let Some(c) = check.as_mut() {
-                c.update(&buf[..n])?;
-            }
-            out.file()
-                .write_all(&buf[..n])
-                .map_err(|e| io_err(&format!("writing {}", dest.display()), e))?;
-            size += n as u64;
+            sink.push(&buf[..n])?;
         }
-        self.index
-            .verify_computed(name, location, &whole.finish())?;
-        let header = match check {
-            Some(c) => c.finish()?.header,
-            None => None,
-        };
-        out.commit(dest).map_err(|e| {
-            io_err(
-                &format!(
-                    "writing {} (an existing file is never replaced)",
-                    dest.display()
-                ),
-                e,
-            )
-        })?;
-        Ok(FetchedFlow {
-            name: name.to_string(),
-            location: location.to_string(),
-            revision: None,
-            content: flowstore_core::FlowContent::File {
-                path: dest.to_path_buf(),
-                size,
-                header,
-            },
-        })
     }
 }
 

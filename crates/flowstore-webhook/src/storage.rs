@@ -7,15 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flowstore_core::envelope::{DigestBuilder, StreamCheck, MAGIC};
 use flowstore_core::secret::{NoSecrets, SecretSource};
+use flowstore_core::sink::{file_digest, FlowFileSink};
 use flowstore_core::{
-    async_trait, atomic, key, Error as CoreError, FetchedFlow, FlowContent, FlowIndex, FlowInput,
-    OpenContext, Result, Storage, StorageReference,
+    async_trait, key, Error as CoreError, FetchedFlow, FlowIndex, FlowInput, OpenContext, Result,
+    Storage, StorageReference,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 
 use crate::error::Error;
 use crate::method::HttpMethod;
@@ -273,7 +272,12 @@ impl Storage for Webhook {
                 (name, Body::Bytes(bytes), digest)
             }
             Staged::Script { name, path } => {
-                let digest = file_digest(&path).await?;
+                let p = path.clone();
+                let digest = tokio::task::spawn_blocking(move || file_digest(&p))
+                    .await
+                    .map_err(|e| {
+                        CoreError::backend(TYPE_NAME, format!("digest task failed: {e}"))
+                    })??;
                 (name, Body::File(path), digest)
             }
         };
@@ -353,12 +357,13 @@ impl Storage for Webhook {
     async fn get_flow_to_file(&self, name: &str, dest: &Path) -> Result<FetchedFlow> {
         let mut resp = self.fetch(name).await?;
         let location = self.index.location(name)?.to_string();
-        let mut out = atomic::NewFile::create(dest, true)
-            .map_err(|e| CoreError::io(format!("creating {}", dest.display()), e))?;
-        let mut whole = DigestBuilder::new();
-        let mut check = (!self.fields.stored_as_script).then(|| StreamCheck::new(name, &location));
-        let mut first = true;
-        let mut size = 0u64;
+        let mut sink = FlowFileSink::create(
+            &self.index,
+            name,
+            &location,
+            dest,
+            !self.fields.stored_as_script,
+        )?;
         while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Transport {
             what: "get_flow request",
             method: self
@@ -370,71 +375,8 @@ impl Storage for Webhook {
             attempts: 1,
             reason: format!("reading the body: {}", e.without_url()),
         })? {
-            if first
-                && check.is_some()
-                && !chunk.starts_with(&MAGIC[..chunk.len().min(MAGIC.len())])
-            {
-                return Err(CoreError::FlowCorrupt {
-                    flow: name.to_string(),
-                    location,
-                    reason: "the response is not a flowstore envelope".to_string(),
-                });
-            }
-            first = false;
-            whole.update(&chunk);
-            let payload: &[u8] = match check.as_mut() {
-                Some(c) => c.update(&chunk)?,
-                None => &chunk,
-            };
-            use std::io::Write;
-            out.file()
-                .write_all(payload)
-                .map_err(|e| CoreError::io(format!("writing {}", dest.display()), e))?;
-            size += payload.len() as u64;
+            sink.push(&chunk)?;
         }
-        self.index
-            .verify_computed(name, &location, &whole.finish())?;
-        let header = match check {
-            Some(c) => c.finish()?.header,
-            None => None,
-        };
-        out.commit(dest).map_err(|e| {
-            CoreError::io(
-                format!(
-                    "writing {} (an existing file is never replaced)",
-                    dest.display()
-                ),
-                e,
-            )
-        })?;
-        Ok(FetchedFlow {
-            name: name.to_string(),
-            location,
-            revision: None,
-            content: FlowContent::File {
-                path: dest.to_path_buf(),
-                size,
-                header,
-            },
-        })
-    }
-}
-
-/// `sha256:<hex>` of a file, read in chunks.
-async fn file_digest(path: &Path) -> Result<String> {
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| CoreError::io(format!("opening script {}", path.display()), e))?;
-    let mut digest = DigestBuilder::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .await
-            .map_err(|e| CoreError::io(format!("reading script {}", path.display()), e))?;
-        if n == 0 {
-            return Ok(digest.finish());
-        }
-        digest.update(&buf[..n]);
+        sink.finish(None)
     }
 }

@@ -9,11 +9,19 @@ use super::Servers;
 /// The bucket the tests use.
 pub const BUCKET: &str = "flowstore-test";
 
-/// Starts `moto_server` and exports `FLOWSTORE_TEST_S3_ENDPOINT` and `FLOWSTORE_TEST_S3_BUCKET`.
+/// Starts moto's server and exports `FLOWSTORE_TEST_S3_ENDPOINT` and `FLOWSTORE_TEST_S3_BUCKET`.
 pub fn start(s: &mut Servers) -> Result<()> {
     let port = s.free_port()?;
-    let mut cmd = Command::new("moto_server");
-    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    // `python3 -m moto.server` needs no console-script shim on PATH.
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-m",
+        "moto.server",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+    ]);
     s.spawn("moto", cmd)?;
     s.wait_for_port(port)?;
     let endpoint = format!("http://127.0.0.1:{port}");

@@ -3,7 +3,7 @@
 //! A backend implements [`Harness`] (how to make a fresh storage, how to alter stored bytes behind
 //! flowstore's back) and expands [`conformance_suite!`](crate::conformance_suite) in a test file:
 //!
-//! ```ignore
+//! ```text
 //! async fn harness() -> Result<MyHarness, flowstore_core::testkit::Skip> { ... }
 //! flowstore_core::conformance_suite!(harness);
 //! ```
