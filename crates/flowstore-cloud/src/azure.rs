@@ -10,6 +10,7 @@ use flowstore_secrets::ExposeSecret;
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::blobs::ObjectStoreBlobs;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::retry::RetryPolicy;
@@ -193,11 +194,13 @@ impl Azure {
             backend: TYPE_NAME,
             message: flowstore_secrets::redact(&e.to_string(), &[&conn]),
         })?;
-        let mut engine = Engine::new(
-            TYPE_NAME,
-            format!("az://{}", self.fields.container),
-            Arc::new(store),
-        );
+        let display = format!("az://{}", self.fields.container);
+        let blobs = ObjectStoreBlobs {
+            backend: TYPE_NAME,
+            display: display.clone(),
+            store: Arc::new(store),
+        };
+        let mut engine = Engine::new(TYPE_NAME, display, Arc::new(blobs));
         engine.prefix = self.fields.prefix.clone();
         engine.fixed_key = self.fields.blob_name.clone();
         engine.stored_as_script = self.fields.stored_as_script;

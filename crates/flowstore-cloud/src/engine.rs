@@ -5,20 +5,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use flowstore_core::sink::{file_digest, FlowFileSink};
 use flowstore_core::{
     key, Error as CoreError, FetchedFlow, FlowIndex, FlowInput, Result, StoredVersion,
 };
 use futures::TryStreamExt;
-use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
-use tokio::io::AsyncReadExt;
 
-/// Scripts larger than this upload with multipart (never held in memory whole).
-pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
-/// Part size of multipart uploads.
-const PART_SIZE: usize = 8 * 1024 * 1024;
+use crate::blobs::{BlobMeta, Blobs, GetError, PutError, MULTIPART_THRESHOLD};
+
 /// Fresh keys tried when a default key is already taken.
 const KEY_ATTEMPTS: usize = 8;
 /// The largest flow `get_flow` holds in memory.
@@ -44,7 +39,7 @@ pub(crate) struct Engine {
     pub backend: &'static str,
     /// `s3://bucket`, `az://container`, `gs://bucket`: for logs and errors.
     pub display: String,
-    pub store: Arc<dyn ObjectStore>,
+    pub blobs: Arc<dyn Blobs>,
     /// Prefix from a storage URL, prepended to default keys.
     pub prefix: Option<String>,
     /// A fixed key (S3/GCS `key`, Azure `blob_name`).
@@ -71,11 +66,11 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    pub fn new(backend: &'static str, display: String, store: Arc<dyn ObjectStore>) -> Self {
+    pub fn new(backend: &'static str, display: String, blobs: Arc<dyn Blobs>) -> Self {
         Engine {
             backend,
             display,
-            store,
+            blobs,
             prefix: None,
             fixed_key: None,
             stored_as_script: false,
@@ -95,24 +90,6 @@ impl Engine {
         match &self.prefix {
             Some(p) if !p.is_empty() => format!("{}/{key}", p.trim_end_matches('/')),
             _ => key,
-        }
-    }
-
-    fn error(&self, what: String, source: object_store::Error) -> CoreError {
-        let hint = match &source {
-            object_store::Error::NotFound { .. } => {
-                " (not found: check the bucket or container name and the key)"
-            }
-            object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => {
-                " (access denied: check the credentials)"
-            }
-            _ => "",
-        };
-        CoreError::Backend {
-            backend: self.backend.to_string(),
-            message: format!("{what}{hint}: {source}"),
-            source: None,
         }
     }
 
@@ -199,135 +176,68 @@ impl Engine {
     }
 
     async fn put(&self, key: &str, body: &Body) -> Result<(), PutError> {
-        let path = ObjectPath::from(key);
-        let mode = if self.overwrite {
-            PutMode::Overwrite
-        } else {
-            PutMode::Create
-        };
-        let exists_or = |e: object_store::Error, what: String| match e {
-            object_store::Error::AlreadyExists { .. }
-            | object_store::Error::Precondition { .. } => PutError::Exists,
-            other => PutError::Other(self.error(what, other)),
-        };
-        let small = match body {
-            Body::Bytes(b) => Some(b.clone()),
+        match body {
+            Body::Bytes(b) => self.blobs.put(key, b.clone(), self.overwrite).await,
             Body::File(p) => {
-                let len = tokio::fs::metadata(p)
+                let read_err = |e| {
+                    PutError::Other(CoreError::io(format!("reading script {}", p.display()), e))
+                };
+                let len = tokio::fs::metadata(p).await.map_err(read_err)?.len();
+                if len > MULTIPART_THRESHOLD {
+                    return self.blobs.put_file(key, p, self.overwrite).await;
+                }
+                let bytes = tokio::fs::read(p).await.map_err(read_err)?;
+                self.blobs
+                    .put(key, Bytes::from(bytes), self.overwrite)
                     .await
-                    .map_err(|e| {
-                        PutError::Other(CoreError::io(format!("reading script {}", p.display()), e))
-                    })?
-                    .len();
-                if len <= MULTIPART_THRESHOLD {
-                    Some(Bytes::from(tokio::fs::read(p).await.map_err(|e| {
-                        PutError::Other(CoreError::io(format!("reading script {}", p.display()), e))
-                    })?))
-                } else {
-                    None
-                }
-            }
-        };
-        if let Some(bytes) = small {
-            let opts = PutOptions {
-                mode,
-                ..Default::default()
-            };
-            self.store
-                .put_opts(&path, PutPayload::from(bytes), opts)
-                .await
-                .map_err(|e| exists_or(e, format!("uploading to {}", self.url(key))))?;
-            return Ok(());
-        }
-        // Large script: multipart. A multipart upload cannot be create-only on every service, so
-        // the key is checked first (default keys are fresh; a fixed key races only with itself).
-        let Body::File(p) = body else {
-            unreachable!("bytes bodies are small")
-        };
-        if !self.overwrite {
-            match self.store.head(&path).await {
-                Ok(_) => return Err(PutError::Exists),
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => {
-                    return Err(PutError::Other(
-                        self.error(format!("checking {}", self.url(key)), e),
-                    ))
-                }
             }
         }
-        let upload = self.store.put_multipart(&path).await.map_err(|e| {
-            PutError::Other(self.error(
-                format!("starting a multipart upload to {}", self.url(key)),
-                e,
-            ))
-        })?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut file = tokio::fs::File::open(p).await.map_err(|e| {
-            PutError::Other(CoreError::io(format!("reading script {}", p.display()), e))
-        })?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buf).await.map_err(|e| {
-                PutError::Other(CoreError::io(format!("reading script {}", p.display()), e))
-            })?;
-            if n == 0 {
-                break;
-            }
-            writer.wait_for_capacity(2).await.map_err(|e| {
-                PutError::Other(self.error(format!("uploading to {}", self.url(key)), e))
-            })?;
-            writer.write(&buf[..n]);
-        }
-        writer.finish().await.map_err(|e| {
-            PutError::Other(self.error(format!("completing the upload to {}", self.url(key)), e))
-        })?;
-        Ok(())
     }
 
-    fn log_download(&self, key: &str, meta: &object_store::ObjectMeta) {
+    fn log_download(&self, key: &str, meta: &BlobMeta) {
         tracing::info!(
             "Flow successfully downloaded. ETag: {}, LastModified: {}, VersionId: {}",
-            meta.e_tag.as_deref().unwrap_or("-"),
+            meta.etag.as_deref().unwrap_or("-"),
             meta.last_modified.to_rfc3339(),
             meta.version.as_deref().unwrap_or("-"),
         );
         tracing::debug!(location = %self.url(key), size = meta.size, "downloaded");
     }
 
-    async fn open(&self, name: &str) -> Result<(String, object_store::GetResult)> {
+    async fn open(&self, name: &str) -> Result<(String, BlobMeta, crate::blobs::ChunkStream)> {
         let key = self.index.location(name)?.to_string();
         tracing::info!("Downloading flow from {}", self.url(&key));
-        let result = self.store.get(&ObjectPath::from(key.as_str())).await.map_err(|e| match e {
-            object_store::Error::NotFound { .. } => CoreError::Backend {
+        match self.blobs.get(&key).await {
+            Ok((meta, stream)) => Ok((key, meta, stream)),
+            Err(GetError::NotFound) => Err(CoreError::Backend {
                 backend: self.backend.to_string(),
                 message: format!(
                     "Flow not found in bucket: flow={key} bucket={} (it was deleted, or the reference points at another bucket)",
                     self.display
                 ),
                 source: None,
-            },
-            other => self.error(format!("downloading {}", self.url(&key)), other),
-        })?;
-        Ok((key, result))
+            }),
+            Err(GetError::Other(e)) => Err(e),
+        }
     }
 
     /// Downloads and verifies a flow in memory.
     pub async fn get_flow(&self, name: &str) -> Result<FetchedFlow> {
-        let (key, result) = self.open(name).await?;
-        if result.meta.size > MAX_IN_MEMORY {
+        let (key, meta, mut stream) = self.open(name).await?;
+        if meta.size > MAX_IN_MEMORY {
             return Err(CoreError::config(format!(
                 "Flow \"{name}\" at {} is {} bytes; fetch it to a file (get_flow_to_file, or `flowstore fetch -o FILE`)",
                 self.url(&key),
-                result.meta.size
+                meta.size
             )));
         }
-        let meta = result.meta.clone();
-        let bytes = result
-            .bytes()
-            .await
-            .map_err(|e| self.error(format!("downloading {}", self.url(&key)), e))?;
+        let mut buf = BytesMut::with_capacity(meta.size as usize);
+        while let Some(chunk) = stream.try_next().await? {
+            buf.extend_from_slice(&chunk);
+        }
+        let bytes = buf.freeze();
         self.log_download(&key, &meta);
-        let revision = meta.e_tag.clone();
+        let revision = meta.etag.clone();
         if self.stored_as_script {
             self.index.open_script(name, &key, revision, bytes, None)
         } else {
@@ -337,18 +247,12 @@ impl Engine {
 
     /// Streams a flow to `dest`, verifying as it goes; `dest` appears only when all checks pass.
     pub async fn get_flow_to_file(&self, name: &str, dest: &Path) -> Result<FetchedFlow> {
-        let (key, result) = self.open(name).await?;
-        let meta = result.meta.clone();
-        let mut stream = result.into_stream();
+        let (key, meta, mut stream) = self.open(name).await?;
         let mut sink = FlowFileSink::create(&self.index, name, &key, dest, !self.stored_as_script)?;
-        while let Some(chunk) = stream
-            .try_next()
-            .await
-            .map_err(|e| self.error(format!("downloading {}", self.url(&key)), e))?
-        {
+        while let Some(chunk) = stream.try_next().await? {
             sink.push(&chunk)?;
         }
-        let fetched = sink.finish(meta.e_tag.clone())?;
+        let fetched = sink.finish(meta.etag.clone())?;
         self.log_download(&key, &meta);
         Ok(fetched)
     }
@@ -363,22 +267,11 @@ impl Engine {
             None if base.is_empty() => None,
             None => Some(base.clone()),
         };
-        let prefix_path = prefix.as_deref().map(ObjectPath::from);
-        let metas: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(prefix_path.as_ref())
-            .try_collect()
-            .await
-            .map_err(|e| {
-                self.error(
-                    format!("listing {}", self.url(prefix.as_deref().unwrap_or(""))),
-                    e,
-                )
-            })?;
+        let metas = self.blobs.list(prefix.as_deref()).await?;
         let mut versions = Vec::new();
         let mut names: BTreeMap<String, Option<String>> = BTreeMap::new();
         for meta in metas {
-            let location = meta.location.to_string();
+            let location = meta.key.clone();
             let rel = location
                 .strip_prefix(&format!("{base}/"))
                 .unwrap_or(&location)
@@ -392,11 +285,7 @@ impl Engine {
             let flow_name = match names.get(&location) {
                 Some(n) => n.clone(),
                 None => {
-                    let head = self
-                        .store
-                        .get_range(&meta.location, 0..meta.size.min(4096))
-                        .await
-                        .ok();
+                    let head = self.blobs.head_bytes(&meta.key, meta.size.min(4096)).await;
                     let n = head
                         .and_then(|h| flowstore_core::envelope::peek_header(&h))
                         .map(|h| h.flow);
@@ -418,9 +307,4 @@ impl Engine {
         });
         Ok(versions)
     }
-}
-
-enum PutError {
-    Exists,
-    Other(CoreError),
 }

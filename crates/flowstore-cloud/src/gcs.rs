@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::gcs_json::GcsJsonBlobs;
 use crate::retry::RetryPolicy;
 use crate::storage::{split_url, CloudStorage, Fields};
 
@@ -46,13 +47,15 @@ pub struct GcsFields {
 
 /// Builds GCS storage.
 ///
-/// Credentials, in order: the `GCP_CREDENTIALS` secret (a service-account JSON document, from the
-/// secret sources then the environment), `GOOGLE_APPLICATION_CREDENTIALS` / `GOOGLE_SERVICE_ACCOUNT*`,
-/// then ambient credentials. With `STORAGE_EMULATOR_HOST` set, requests go to that emulator
-/// without OAuth.
+/// Talks to the GCS JSON API (create-only media uploads, resumable uploads streamed from disk),
+/// with bearer tokens from `object_store`'s GCP credential chain: the `GCP_CREDENTIALS` secret (a
+/// service-account JSON document, from the secret sources then the environment),
+/// `GOOGLE_APPLICATION_CREDENTIALS` / `GOOGLE_SERVICE_ACCOUNT*`, then ambient credentials. With
+/// `STORAGE_EMULATOR_HOST` set, requests go to that emulator without OAuth.
 #[derive(Debug, Clone)]
 pub struct Gcs {
     fields: GcsFields,
+    emulator: Option<String>,
     retry: RetryPolicy,
     secrets: Arc<dyn SecretSource>,
 }
@@ -65,6 +68,7 @@ impl Gcs {
                 bucket: bucket.into(),
                 ..Default::default()
             },
+            emulator: None,
             retry: RetryPolicy::default(),
             secrets: Arc::new(NoSecrets),
         }
@@ -101,6 +105,12 @@ impl Gcs {
         self
     }
 
+    /// Talks to a GCS emulator at `url` without OAuth (instead of `STORAGE_EMULATOR_HOST`).
+    pub fn emulator(mut self, url: impl Into<String>) -> Self {
+        self.emulator = Some(url.into());
+        self
+    }
+
     /// Retry bounds.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
@@ -119,37 +129,58 @@ impl Gcs {
     }
 
     fn build_inner(self) -> Result<CloudStorage, Error> {
-        let emulator = std::env::var(EMULATOR_ENV).ok().filter(|v| !v.is_empty());
-        let mut b = GoogleCloudStorageBuilder::from_env()
-            .with_bucket_name(&self.fields.bucket)
-            .with_retry(self.retry.retry_config())
-            .with_client_options(self.retry.client_options(emulator.is_some()));
-        if let Some(host) = &emulator {
-            let base = if host.starts_with("http") {
-                host.clone()
-            } else {
-                format!("http://{host}")
-            };
-            let key = serde_json::json!({
-                "private_key": "", "private_key_id": "", "client_email": "emulator@localhost",
-                "disable_oauth": true, "gcs_base_url": base.trim_end_matches('/'),
-            });
-            b = b.with_service_account_key(key.to_string());
-        } else if flowstore_secrets::resolve_optional("GCP_CREDENTIALS", self.secrets.as_ref())?
-            .is_some()
-        {
-            let creds = flowstore_secrets::resolve_json("GCP_CREDENTIALS", self.secrets.as_ref())?;
-            b = b.with_service_account_key(creds.expose_secret().to_string());
-        }
-        let store = b.build().map_err(|e| Error::Client {
-            backend: TYPE_NAME,
-            message: e.to_string(),
-        })?;
-        let mut engine = Engine::new(
-            TYPE_NAME,
-            format!("gs://{}", self.fields.bucket),
-            Arc::new(store),
-        );
+        let emulator = self
+            .emulator
+            .clone()
+            .or_else(|| std::env::var(EMULATOR_ENV).ok().filter(|v| !v.is_empty()));
+        let (base, credentials) = match &emulator {
+            Some(host) => {
+                let base = if host.starts_with("http") {
+                    host.clone()
+                } else {
+                    format!("http://{host}")
+                };
+                (base.trim_end_matches('/').to_string(), None)
+            }
+            None => {
+                // object_store's GCP credential chain supplies the bearer tokens.
+                let mut b =
+                    GoogleCloudStorageBuilder::from_env().with_bucket_name(&self.fields.bucket);
+                if flowstore_secrets::resolve_optional("GCP_CREDENTIALS", self.secrets.as_ref())?
+                    .is_some()
+                {
+                    let creds =
+                        flowstore_secrets::resolve_json("GCP_CREDENTIALS", self.secrets.as_ref())?;
+                    b = b.with_service_account_key(creds.expose_secret().to_string());
+                }
+                let store = b.build().map_err(|e| Error::Client {
+                    backend: TYPE_NAME,
+                    message: e.to_string(),
+                })?;
+                (
+                    "https://storage.googleapis.com".to_string(),
+                    Some(store.credentials().clone()),
+                )
+            }
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(self.retry.request_timeout)
+            .build()
+            .map_err(|e| Error::Client {
+                backend: TYPE_NAME,
+                message: format!("cannot create the HTTP client: {e}"),
+            })?;
+        let display = format!("gs://{}", self.fields.bucket);
+        let blobs = GcsJsonBlobs {
+            display: display.clone(),
+            bucket: self.fields.bucket.clone(),
+            base,
+            client,
+            credentials,
+            retry: self.retry,
+        };
+        let mut engine = Engine::new(TYPE_NAME, display, Arc::new(blobs));
         engine.prefix = self.fields.prefix.clone();
         engine.fixed_key = self.fields.key.clone();
         engine.stored_as_script = self.fields.stored_as_script;
@@ -166,6 +197,7 @@ impl Gcs {
         let fields: GcsFields = reference.backend_fields()?;
         let mut storage = Gcs {
             fields,
+            emulator: None,
             retry: RetryPolicy::default(),
             secrets: ctx.secrets.clone(),
         }

@@ -13,6 +13,7 @@
 //! `gs://` URL schemes.
 #![warn(missing_docs)]
 
+mod blobs;
 mod engine;
 mod error;
 mod retry;
@@ -22,12 +23,15 @@ mod storage;
 pub mod azure;
 #[cfg(feature = "gcs")]
 pub mod gcs;
+#[cfg(feature = "gcs")]
+mod gcs_json;
 #[cfg(feature = "s3")]
 pub mod s3;
 
 #[cfg(feature = "azure")]
 pub use azure::Azure;
-pub use engine::{MAX_IN_MEMORY, MULTIPART_THRESHOLD};
+pub use blobs::MULTIPART_THRESHOLD;
+pub use engine::MAX_IN_MEMORY;
 pub use error::Error;
 #[cfg(feature = "gcs")]
 pub use gcs::Gcs;

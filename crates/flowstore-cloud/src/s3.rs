@@ -10,6 +10,7 @@ use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::blobs::ObjectStoreBlobs;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::retry::RetryPolicy;
@@ -225,11 +226,13 @@ impl S3 {
             backend: TYPE_NAME,
             message: e.to_string(),
         })?;
-        let mut engine = Engine::new(
-            TYPE_NAME,
-            format!("s3://{}", self.fields.bucket),
-            Arc::new(store),
-        );
+        let display = format!("s3://{}", self.fields.bucket);
+        let blobs = ObjectStoreBlobs {
+            backend: TYPE_NAME,
+            display: display.clone(),
+            store: Arc::new(store),
+        };
+        let mut engine = Engine::new(TYPE_NAME, display, Arc::new(blobs));
         engine.prefix = self.fields.prefix.clone();
         engine.fixed_key = self.fields.key.clone();
         engine.stored_as_script = self.fields.stored_as_script;

@@ -36,13 +36,7 @@ impl CloudStorage {
     /// prove altered flows are refused. Not for production use.
     #[doc(hidden)]
     pub async fn replace_object_for_tests(&self, key: &str, bytes: bytes::Bytes) -> Result<()> {
-        use object_store::ObjectStoreExt;
-        self.engine
-            .store
-            .put(&object_store::path::Path::from(key), bytes.into())
-            .await
-            .map(|_| ())
-            .map_err(|e| flowstore_core::Error::backend(self.engine.backend, e.to_string()))
+        self.engine.blobs.replace(key, bytes).await
     }
 }
 

@@ -1,9 +1,6 @@
-//! GCS storage against a GCS emulator on 127.0.0.1 (`FLOWSTORE_TEST_GCS_ENDPOINT`,
-//! `FLOWSTORE_TEST_GCS_BUCKET`). Compiled only with the experimental `gcs` feature: the emulator
-//! available here (fake-gcs-server) accepts XML-API uploads only as signed-URL uploads, and
-//! object_store's GCS client uploads through the XML API, so these tests do not pass against it
-//! yet and `cargo xtask test` does not run them.
-#![cfg(feature = "gcs")]
+//! GCS storage against fake-gcs-server on 127.0.0.1 (started by `cargo xtask test`:
+//! `FLOWSTORE_TEST_GCS_ENDPOINT`, `FLOWSTORE_TEST_GCS_BUCKET`). The emulator does not check
+//! credentials, so wrong credentials cannot be tested here; Azure's tests cover that path.
 
 mod support;
 
@@ -17,7 +14,8 @@ use support::{fast_retry, Case};
 fn case() -> Result<Case, Skip> {
     let endpoint = std::env::var("FLOWSTORE_TEST_GCS_ENDPOINT")
         .map_err(|_| Skip("FLOWSTORE_TEST_GCS_ENDPOINT is not set: fake-gcs-server is not running (cargo xtask test starts it)".into()))?;
-    // The way Google's own clients find an emulator; flowstore reads it too.
+    // The way Google's own clients find an emulator; flowstore reads it too (agents opening
+    // references in these tests find the emulator through it).
     std::env::set_var(flowstore_cloud::gcs::EMULATOR_ENV, &endpoint);
     let bucket =
         std::env::var("FLOWSTORE_TEST_GCS_BUCKET").unwrap_or_else(|_| "flowstore-test".into());
@@ -44,20 +42,11 @@ fn case() -> Result<Case, Skip> {
                 .unwrap()
         }),
         server_down: Box::new(|| {
-            // Only this closure changes the emulator address, and only for its own build.
-            let saved = std::env::var(flowstore_cloud::gcs::EMULATOR_ENV).ok();
-            std::env::set_var(
-                flowstore_cloud::gcs::EMULATOR_ENV,
-                format!("http://127.0.0.1:{}", support::closed_port()),
-            );
-            let s = Gcs::new("flowstore-test")
+            Gcs::new("flowstore-test")
+                .emulator(format!("http://127.0.0.1:{}", support::closed_port()))
                 .retry(fast_retry())
                 .build()
-                .unwrap();
-            if let Some(v) = saved {
-                std::env::set_var(flowstore_cloud::gcs::EMULATOR_ENV, v);
-            }
-            s
+                .unwrap()
         }),
         credential: None,
         secrets: Arc::new(MapSource::new()),

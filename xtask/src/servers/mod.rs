@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub mod azurite;
+pub mod fake_gcs;
 pub mod moto;
 pub mod nginx;
 
@@ -43,6 +44,11 @@ pub const SERVERS: &[ServerSpec] = &[
         name: "azurite",
         backends: &["azure"],
         start: azurite::start,
+    },
+    ServerSpec {
+        name: "fake_gcs",
+        backends: &["gcs"],
+        start: fake_gcs::start,
     },
 ];
 

@@ -1,0 +1,228 @@
+//! The few blob operations the engine needs, and their implementation on `object_store`
+//! (S3, Azure). GCS implements them on its JSON API (see `gcs_json`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use flowstore_core::Error as CoreError;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use tokio::io::AsyncReadExt;
+
+/// Scripts larger than this upload in parts / as a stream (never held in memory whole).
+pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
+const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// What a stored object is.
+#[derive(Debug, Clone)]
+pub(crate) struct BlobMeta {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: DateTime<Utc>,
+    pub etag: Option<String>,
+    pub version: Option<String>,
+}
+
+/// An object's bytes as they arrive.
+pub(crate) type ChunkStream = BoxStream<'static, Result<Bytes, CoreError>>;
+
+/// Why an upload did not happen.
+pub(crate) enum PutError {
+    /// An object is already there (create-only upload refused).
+    Exists,
+    /// Anything else, described.
+    Other(CoreError),
+}
+
+/// Why a download did not happen.
+pub(crate) enum GetError {
+    NotFound,
+    Other(CoreError),
+}
+
+/// Blob operations on one bucket or container.
+#[flowstore_core::async_trait]
+pub(crate) trait Blobs: Send + Sync {
+    /// Uploads small bytes; create-only unless `overwrite`.
+    async fn put(&self, key: &str, bytes: Bytes, overwrite: bool) -> Result<(), PutError>;
+    /// Uploads a large file streamed from disk; create-only unless `overwrite`.
+    async fn put_file(&self, key: &str, path: &Path, overwrite: bool) -> Result<(), PutError>;
+    /// The object's metadata and bytes.
+    async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), GetError>;
+    /// The first `n` bytes of an object (for listings), if it can be read.
+    async fn head_bytes(&self, key: &str, n: u64) -> Option<Bytes>;
+    /// Every object under `prefix`.
+    async fn list(&self, prefix: Option<&str>) -> Result<Vec<BlobMeta>, CoreError>;
+    /// Writes bytes, replacing what is there (tests that alter stored flows).
+    async fn replace(&self, key: &str, bytes: Bytes) -> Result<(), CoreError>;
+}
+
+/// [`Blobs`] on an `object_store` client.
+pub(crate) struct ObjectStoreBlobs {
+    pub backend: &'static str,
+    pub display: String,
+    pub store: Arc<dyn ObjectStore>,
+}
+
+impl ObjectStoreBlobs {
+    fn error(&self, what: String, source: object_store::Error) -> CoreError {
+        let hint = match &source {
+            object_store::Error::NotFound { .. } => {
+                " (not found: check the bucket or container name and the key)"
+            }
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => {
+                " (access denied: check the credentials)"
+            }
+            _ => "",
+        };
+        CoreError::Backend {
+            backend: self.backend.to_string(),
+            message: format!("{what}{hint}: {source}"),
+            source: None,
+        }
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("{}/{key}", self.display)
+    }
+
+    fn put_error(&self, e: object_store::Error, key: &str) -> PutError {
+        match e {
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => PutError::Exists,
+            other => PutError::Other(self.error(format!("uploading to {}", self.url(key)), other)),
+        }
+    }
+}
+
+fn meta(m: object_store::ObjectMeta) -> BlobMeta {
+    BlobMeta {
+        key: m.location.to_string(),
+        size: m.size,
+        last_modified: m.last_modified,
+        etag: m.e_tag,
+        version: m.version,
+    }
+}
+
+#[flowstore_core::async_trait]
+impl Blobs for ObjectStoreBlobs {
+    async fn put(&self, key: &str, bytes: Bytes, overwrite: bool) -> Result<(), PutError> {
+        let opts = PutOptions {
+            mode: if overwrite {
+                PutMode::Overwrite
+            } else {
+                PutMode::Create
+            },
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&ObjectPath::from(key), PutPayload::from(bytes), opts)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.put_error(e, key))
+    }
+
+    /// Multipart upload. A multipart upload cannot be create-only on every service, so the key
+    /// is checked first (default keys are fresh; a fixed key races only with itself).
+    async fn put_file(&self, key: &str, path: &Path, overwrite: bool) -> Result<(), PutError> {
+        let location = ObjectPath::from(key);
+        if !overwrite {
+            match self.store.head(&location).await {
+                Ok(_) => return Err(PutError::Exists),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(PutError::Other(
+                        self.error(format!("checking {}", self.url(key)), e),
+                    ))
+                }
+            }
+        }
+        let upload = self
+            .store
+            .put_multipart(&location)
+            .await
+            .map_err(|e| self.put_error(e, key))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let read_err = |e| {
+            PutError::Other(CoreError::io(
+                format!("reading script {}", path.display()),
+                e,
+            ))
+        };
+        let mut file = tokio::fs::File::open(path).await.map_err(read_err)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).await.map_err(read_err)?;
+            if n == 0 {
+                break;
+            }
+            writer
+                .wait_for_capacity(2)
+                .await
+                .map_err(|e| self.put_error(e, key))?;
+            writer.write(&buf[..n]);
+        }
+        writer
+            .finish()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.put_error(e, key))
+    }
+
+    async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), GetError> {
+        let result = self
+            .store
+            .get(&ObjectPath::from(key))
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => GetError::NotFound,
+                other => {
+                    GetError::Other(self.error(format!("downloading {}", self.url(key)), other))
+                }
+            })?;
+        let m = meta(result.meta.clone());
+        let backend = self.backend;
+        let url = self.url(key);
+        let stream = result
+            .into_stream()
+            .map_err(move |e| CoreError::Backend {
+                backend: backend.to_string(),
+                message: format!("downloading {url}: {e}"),
+                source: None,
+            })
+            .boxed();
+        Ok((m, stream))
+    }
+
+    async fn head_bytes(&self, key: &str, n: u64) -> Option<Bytes> {
+        self.store
+            .get_range(&ObjectPath::from(key), 0..n)
+            .await
+            .ok()
+    }
+
+    async fn list(&self, prefix: Option<&str>) -> Result<Vec<BlobMeta>, CoreError> {
+        let p = prefix.map(ObjectPath::from);
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(p.as_ref())
+            .try_collect()
+            .await
+            .map_err(|e| self.error(format!("listing {}", self.url(prefix.unwrap_or(""))), e))?;
+        Ok(metas.into_iter().map(meta).collect())
+    }
+
+    async fn replace(&self, key: &str, bytes: Bytes) -> Result<(), CoreError> {
+        self.store
+            .put(&ObjectPath::from(key), bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(format!("writing {}", self.url(key)), e))
+    }
+}
