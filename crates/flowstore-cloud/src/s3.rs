@@ -46,7 +46,8 @@ pub struct S3Fields {
     /// flowstore's `allow_http`. Credentials are refused here (they would be stored).
     #[serde(default)]
     pub client_options: Map<String, Value>,
-    /// Upload settings: `ContentType` is honoured; others are ignored with a warning.
+    /// Upload settings (boto3 `ExtraArgs` in Prefect 1): kept in the reference, not applied yet
+    /// (a warning says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_options: Option<Value>,
     /// Key prefix for default keys (from `s3://bucket/prefix`).
