@@ -13,6 +13,8 @@ pub fn registry() -> anyhow::Result<Registry> {
     flowstore_webhook::register(&mut registry);
     #[cfg(feature = "cloud")]
     flowstore_cloud::register(&mut registry);
+    #[cfg(feature = "git")]
+    flowstore_git::register(&mut registry);
     Ok(registry)
 }
 

@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 
 pub mod azurite;
 pub mod fake_gcs;
+pub mod git;
 pub mod moto;
 pub mod nginx;
 
@@ -44,6 +45,11 @@ pub const SERVERS: &[ServerSpec] = &[
         name: "azurite",
         backends: &["azure"],
         start: azurite::start,
+    },
+    ServerSpec {
+        name: "git",
+        backends: &["git"],
+        start: git::start,
     },
     ServerSpec {
         name: "fake_gcs",

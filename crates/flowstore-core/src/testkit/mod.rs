@@ -129,7 +129,9 @@ pub async fn round_trip_serialized(h: &dyn Harness) {
 
 /// Script round trip: the script's source comes back byte for byte.
 pub async fn round_trip_script(h: &dyn Harness) {
-    let source = b"def main():\n    print('hello from a script flow')\n".to_vec();
+    // A script names the flow it defines (backends that check the file defines it rely on that).
+    let source =
+        b"with Flow(\"Script Flow\") as flow:\n    print('hello from a script flow')\n".to_vec();
     let Some(mut storage) = h.script_storage("Script Flow", &source).await else {
         return not_applicable("round_trip_script", "the backend has no script mode");
     };

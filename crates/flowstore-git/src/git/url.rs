@@ -1,0 +1,193 @@
+//! Building the clone URL the way the reference system does, keeping the credentials apart from
+//! the URL so they never reach a log, an error or a reference.
+
+use flowstore_core::secret::{ExposeSecret, SecretSource, SecretString};
+use flowstore_core::Error as CoreError;
+use flowstore_secrets::Redactor;
+
+use super::fields::GitFields;
+
+/// Where to clone from and how to authenticate.
+pub(crate) struct CloneTarget {
+    /// The URL without credentials: safe to log and to key the cache by.
+    pub url: String,
+    /// Username and password/token for HTTP basic auth, if any.
+    pub credentials: Option<(String, SecretString)>,
+    /// Scrubs the credentials from anything reported.
+    pub redactor: Redactor,
+}
+
+impl std::fmt::Debug for CloneTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloneTarget")
+            .field("url", &self.url)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(u, _)| (u, "***")),
+            )
+            .finish()
+    }
+}
+
+/// The clone target for `fields`, resolving secrets from `sources` (then the environment).
+///
+/// Errors: neither `repo` nor a clone-URL secret; a named secret found nowhere; a clone-URL
+/// secret that is not a URL (never quoted).
+pub(crate) fn clone_target(
+    fields: &GitFields,
+    sources: &dyn SecretSource,
+) -> Result<CloneTarget, CoreError> {
+    let mut redactor = Redactor::new();
+    if let Some(secret) = &fields.git_clone_url_secret_name {
+        let full = flowstore_secrets::resolve(secret, sources)?;
+        redactor.add(full.clone());
+        let mut parsed = url::Url::parse(full.expose_secret()).map_err(|_| {
+            CoreError::config(format!("The clone URL in secret \"{secret}\" is not a URL"))
+        })?;
+        let credentials = if parsed.username().is_empty() && parsed.password().is_none() {
+            None
+        } else {
+            let user = percent_decode(parsed.username());
+            let pass = percent_decode(parsed.password().unwrap_or(""));
+            redactor.add(SecretString::from(pass.clone()));
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            Some((user, SecretString::from(pass)))
+        };
+        return Ok(CloneTarget {
+            url: parsed.to_string(),
+            credentials,
+            redactor,
+        });
+    }
+    let repo = fields.repo.as_deref().ok_or_else(|| {
+        CoreError::config("Either `repo` or `git_clone_url_secret_name` must be provided")
+    })?;
+    let host = &fields.repo_host;
+    if fields.use_ssh {
+        if fields.git_token_secret_name.is_some() {
+            tracing::warn!("use_ssh is set: the git token secret is ignored");
+        }
+        return Ok(CloneTarget {
+            url: format!("ssh://git@{host}/{repo}.git"),
+            credentials: None,
+            redactor,
+        });
+    }
+    let scheme = fields.repo_scheme.as_deref().unwrap_or("https");
+    let url = format!("{scheme}://{host}/{repo}.git");
+    let credentials = match &fields.git_token_secret_name {
+        None => None,
+        Some(name) => {
+            let token = flowstore_secrets::resolve(name, sources)?;
+            redactor.add(token.clone());
+            if fields.format_access_token {
+                let user = fields
+                    .git_token_username
+                    .clone()
+                    .unwrap_or_else(|| repo.split('/').next().unwrap_or(repo).to_string());
+                Some((user, token))
+            } else {
+                // `https://{token}@host/…`: the token is the username, with no password.
+                Some((
+                    token.expose_secret().to_string(),
+                    SecretString::from(String::new()),
+                ))
+            }
+        }
+    };
+    Ok(CloneTarget {
+        url,
+        credentials,
+        redactor,
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowstore_secrets::MapSource;
+
+    fn fields(repo: Option<&str>) -> GitFields {
+        GitFields {
+            flow_path: "flow.py".into(),
+            repo: repo.map(str::to_string),
+            ..GitFields::default()
+        }
+    }
+
+    #[test]
+    fn builds_the_reference_systems_urls_without_credentials_in_them() {
+        let src = MapSource::new()
+            .with("TOKEN", "t0k3n")
+            .with("URL", "https://u:p%40ss@dev.example/org/_git/repo");
+        let t = clone_target(&fields(Some("org/repo")), &src).unwrap();
+        assert_eq!(t.url, "https://github.com/org/repo.git");
+        assert!(
+            t.credentials.is_none(),
+            "no token: plain URL, never https://@host"
+        );
+
+        let mut f = fields(Some("org/repo"));
+        f.git_token_secret_name = Some("TOKEN".into());
+        let t = clone_target(&f, &src).unwrap();
+        assert_eq!(t.url, "https://github.com/org/repo.git");
+        let (user, token) = t.credentials.unwrap();
+        assert_eq!((user.as_str(), token.expose_secret()), ("org", "t0k3n"));
+        f.git_token_username = Some("oauth2".into());
+        assert_eq!(
+            clone_target(&f, &src).unwrap().credentials.unwrap().0,
+            "oauth2"
+        );
+        f.format_access_token = false;
+        assert_eq!(
+            clone_target(&f, &src).unwrap().credentials.unwrap().0,
+            "t0k3n"
+        );
+
+        let mut f = fields(None);
+        f.git_clone_url_secret_name = Some("URL".into());
+        let t = clone_target(&f, &src).unwrap();
+        assert_eq!(t.url, "https://dev.example/org/_git/repo");
+        assert_eq!(t.credentials.as_ref().unwrap().1.expose_secret(), "p@ss");
+        assert_eq!(
+            t.redactor.redact("failed: https://u:p@ss@dev"),
+            "failed: https://u:***@dev"
+        );
+        assert!(!format!("{t:?}").contains("p@ss"));
+
+        let mut f = fields(Some("org/repo"));
+        f.use_ssh = true;
+        assert_eq!(
+            clone_target(&f, &src).unwrap().url,
+            "ssh://git@github.com/org/repo.git"
+        );
+
+        let err = clone_target(&fields(None), &src).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "Either `repo` or `git_clone_url_secret_name` must be provided"
+        );
+    }
+}

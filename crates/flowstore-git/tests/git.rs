@@ -1,0 +1,575 @@
+//! Git storage against real git servers on 127.0.0.1, started by `cargo xtask test`: `git daemon`
+//! (`FLOWSTORE_TEST_GIT_DAEMON`) and smart HTTP through `git http-backend` behind nginx with basic
+//! auth (`FLOWSTORE_TEST_GIT_HTTP`, user/token in `FLOWSTORE_TEST_GIT_USER`/`_TOKEN`), serving the
+//! bare repositories the tests create under `FLOWSTORE_TEST_GIT_ROOT`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flowstore_core::testkit::{skip, Harness, HarnessResult, Skip};
+use flowstore_core::{
+    Error, FlowContent, FlowInput, OpenContext, Registry, Storage, StorageReference,
+};
+use flowstore_git::git::{Git, Progress};
+use flowstore_secrets::test_support::{assert_secret_absent, capture_logs};
+use flowstore_secrets::MapSource;
+
+struct Env {
+    root: PathBuf,
+    daemon: String,
+    http: String,
+    user: String,
+    token: String,
+}
+
+fn env() -> Result<Env, Skip> {
+    // Storages opened from references use the default cache: keep it inside this test run.
+    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| tempfile::tempdir().unwrap());
+    std::env::set_var(flowstore_git::git::CACHE_ENV, cache.path());
+    let get = |k: &str| {
+        std::env::var(k).map_err(|_| {
+            Skip(format!(
+                "{k} is not set: the git servers are not running (cargo xtask test starts them)"
+            ))
+        })
+    };
+    Ok(Env {
+        root: PathBuf::from(get("FLOWSTORE_TEST_GIT_ROOT")?),
+        daemon: get("FLOWSTORE_TEST_GIT_DAEMON")?,
+        http: get("FLOWSTORE_TEST_GIT_HTTP")?,
+        user: get("FLOWSTORE_TEST_GIT_USER")?,
+        token: get("FLOWSTORE_TEST_GIT_TOKEN")?,
+    })
+}
+
+macro_rules! need_servers {
+    ($name:literal) => {
+        match env() {
+            Ok(e) => e,
+            Err(reason) => return skip($name, &reason),
+        }
+    };
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.email=t@flowstore.test",
+            "-c",
+            "user.name=flowstore tests",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A repository served by both servers: a work tree that pushes to `<root>/<name>.git`.
+struct TestRepo {
+    name: String,
+    work: tempfile::TempDir,
+}
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+impl TestRepo {
+    fn new(env: &Env, files: &[(&str, &str)]) -> TestRepo {
+        let name = format!(
+            "org/repo-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let bare = env.root.join(format!("{name}.git"));
+        std::fs::create_dir_all(&bare).unwrap();
+        git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+        let work = tempfile::tempdir().unwrap();
+        git(work.path(), &["init", "-q", "-b", "main"]);
+        git(
+            work.path(),
+            &["remote", "add", "origin", bare.to_str().unwrap()],
+        );
+        let repo = TestRepo { name, work };
+        repo.commit(files, "first");
+        repo
+    }
+
+    /// Commits files and pushes; returns the commit SHA.
+    fn commit(&self, files: &[(&str, &str)], msg: &str) -> String {
+        for (path, content) in files {
+            let p = self.work.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        git(self.work.path(), &["add", "-A"]);
+        git(self.work.path(), &["commit", "-q", "-m", msg]);
+        let branch = git(self.work.path(), &["rev-parse", "--abbrev-ref", "HEAD"]);
+        git(self.work.path(), &["push", "-q", "origin", &branch]);
+        git(self.work.path(), &["rev-parse", "HEAD"])
+    }
+
+    fn daemon(&self, env: &Env, flow_path: &str, cache: &Path) -> Git {
+        Git::new(&self.name, flow_path)
+            .host(&env.daemon)
+            .scheme("git")
+            .cache_dir(cache)
+    }
+
+    fn http(&self, env: &Env, flow_path: &str, cache: &Path, token_secret: &str) -> Git {
+        Git::new(format!("git/{}", self.name), flow_path)
+            .host(&env.http)
+            .scheme("http")
+            .git_token_secret_name(token_secret)
+            .git_token_username(&env.user)
+            .cache_dir(cache)
+    }
+}
+
+fn source(name: &str) -> String {
+    format!("with Flow(\"{name}\") as flow:\n    pass\n")
+}
+
+fn registry(secrets: Arc<MapSource>) -> Registry {
+    let mut r = Registry::new().with_secrets(secrets);
+    flowstore_git::register(&mut r);
+    r
+}
+
+async fn fetch_text(storage: &dyn Storage, name: &str) -> (String, String) {
+    let f = storage
+        .get_flow(name)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        String::from_utf8_lossy(f.bytes()).into_owned(),
+        f.revision.unwrap(),
+    )
+}
+
+struct GitHarness {
+    env: Env,
+    cache: tempfile::TempDir,
+    repos: std::sync::Mutex<Vec<TestRepo>>,
+}
+
+#[flowstore_core::async_trait]
+impl Harness for GitHarness {
+    async fn storage(&self) -> Option<Box<dyn Storage>> {
+        None
+    }
+
+    async fn script_storage(&self, _flow: &str, source: &[u8]) -> Option<Box<dyn Storage>> {
+        let repo = TestRepo::new(
+            &self.env,
+            &[("flows/flow.py", std::str::from_utf8(source).unwrap())],
+        );
+        let storage = repo.daemon(&self.env, "flows/flow.py", self.cache.path());
+        self.repos.lock().unwrap().push(repo);
+        Some(Box::new(storage))
+    }
+
+    fn registry(&self) -> Registry {
+        registry(Arc::new(MapSource::new()))
+    }
+
+    /// A commit's content cannot be altered in place (content addressing).
+    async fn tamper(&self, _reference: &StorageReference, _flow: &str, _bytes: Bytes) -> bool {
+        false
+    }
+}
+
+async fn harness() -> HarnessResult<GitHarness> {
+    Ok(GitHarness {
+        env: env()?,
+        cache: tempfile::tempdir().unwrap(),
+        repos: Default::default(),
+    })
+}
+
+flowstore_core::conformance_suite!(harness);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branch_tag_and_exact_commit() {
+    let e = need_servers!("branch_tag_and_exact_commit");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(&e, &[("flow.py", &source("F v1"))]);
+    let first = git(repo.work.path(), &["rev-parse", "HEAD"]);
+    git(repo.work.path(), &["tag", "v1"]);
+    git(repo.work.path(), &["push", "-q", "origin", "v1"]);
+    let second = repo.commit(&[("flow.py", &source("F v2"))], "second");
+    git(repo.work.path(), &["checkout", "-q", "-b", "release/2.0"]);
+    let third = repo.commit(&[("flow.py", &source("F v3"))], "third");
+
+    for (storage, want_text, want_sha) in [
+        (repo.daemon(&e, "flow.py", cache.path()), "F v2", &second),
+        (
+            repo.daemon(&e, "flow.py", cache.path()).branch("main"),
+            "F v2",
+            &second,
+        ),
+        (
+            repo.daemon(&e, "flow.py", cache.path())
+                .branch("release/2.0"),
+            "F v3",
+            &third,
+        ),
+        (
+            repo.daemon(&e, "flow.py", cache.path()).tag("v1"),
+            "F v1",
+            &first,
+        ),
+        (
+            repo.daemon(&e, "flow.py", cache.path())
+                .commit(first.clone()),
+            "F v1",
+            &first,
+        ),
+    ] {
+        let mut s = storage;
+        s.add_flow(FlowInput::script("F")).await.unwrap();
+        let (text, sha) = fetch_text(&s, "F").await;
+        assert!(text.contains(want_text), "{want_text}: {text}");
+        assert_eq!(&sha, want_sha);
+    }
+    let err = Git::new("o/r", "f.py")
+        .branch("a")
+        .tag("b")
+        .add_flow(FlowInput::script("F"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Please provide only one of the following parameters: `branch_name`, `tag`, `commit`"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_edit_reaches_unpinned_fetches_but_not_pinned_ones() {
+    let e = need_servers!("a_pushed_edit_reaches_unpinned_fetches_but_not_pinned_ones");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(&e, &[("flow.py", &source("P"))]);
+    let mut unpinned = repo.daemon(&e, "flow.py", cache.path()).branch("main");
+    unpinned.add_flow(FlowInput::script("P")).await.unwrap();
+    unpinned.build().await.unwrap();
+    let mut pinned = repo
+        .daemon(&e, "flow.py", cache.path())
+        .branch("main")
+        .pin(true);
+    pinned.add_flow(FlowInput::script("P")).await.unwrap();
+    pinned.build().await.unwrap();
+    let pinned_ref = pinned.reference().unwrap();
+    assert!(pinned_ref.fields["commit"].is_string() && pinned_ref.fields["pinned_from"] == "main");
+    assert!(pinned_ref.flow_digests.contains_key("P"));
+
+    repo.commit(
+        &[("flow.py", &format!("{}# edited\n", source("P")))],
+        "edit",
+    );
+    let r = registry(Arc::new(MapSource::new()));
+    let (text, _) = fetch_text(&*r.open(&unpinned.reference().unwrap()).unwrap(), "P").await;
+    assert!(text.contains("# edited"), "unpinned fetch missed the edit");
+    let (text, sha) = fetch_text(&*r.open(&pinned_ref).unwrap(), "P").await;
+    assert!(!text.contains("# edited"), "pinned fetch saw the edit");
+    assert_eq!(sha, pinned_ref.fields["commit"].as_str().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flow_can_read_files_beside_it() {
+    let e = need_servers!("the_flow_can_read_files_beside_it");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(
+        &e,
+        &[
+            ("flows/hello.py", &source("Hello")),
+            ("flows/person.txt", "Marvin"),
+        ],
+    );
+    let mut s = repo.daemon(&e, "flows/hello.py", cache.path());
+    s.add_flow(FlowInput::script("Hello")).await.unwrap();
+    let f = s.get_flow("Hello").await.unwrap();
+    let FlowContent::Script {
+        path: Some(path), ..
+    } = &f.content
+    else {
+        panic!("{f:?}")
+    };
+    assert_eq!(
+        std::fs::read_to_string(path.parent().unwrap().join("person.txt")).unwrap(),
+        "Marvin"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_over_smart_http_and_a_wrong_token_refused_without_echo() {
+    let e = need_servers!("token_over_smart_http_and_a_wrong_token_refused_without_echo");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(&e, &[("flow.py", &source("H"))]);
+    let good = Arc::new(MapSource::new().with("GIT_TEST_TOKEN", &e.token));
+    let mut s = repo
+        .http(&e, "flow.py", cache.path(), "GIT_TEST_TOKEN")
+        .secrets(good.clone());
+    s.add_flow(FlowInput::script("H")).await.unwrap();
+    let reference = s.reference().unwrap();
+    assert_secret_absent(&e.token, &reference.to_json(), "the reference");
+    let (text, _) = fetch_text(&*registry(good).open(&reference).unwrap(), "H").await;
+    assert!(text.contains("Flow(\"H\")"));
+
+    let wrong = "wrong-t0ken-c4n4ry";
+    let bad = Arc::new(MapSource::new().with("GIT_TEST_TOKEN", wrong));
+    let agent = registry(bad).open(&reference).unwrap();
+    let rt = tokio::runtime::Handle::current();
+    let (result, logs) =
+        capture_logs(|| tokio::task::block_in_place(|| rt.block_on(agent.get_flow("H"))));
+    let err = result.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("authentication failed") || msg.contains("401"),
+        "{msg}"
+    );
+    for (what, text) in [
+        ("error", msg),
+        ("Debug", format!("{err:?} {agent:?}")),
+        ("logs", logs),
+    ] {
+        assert_secret_absent(wrong, &text, what);
+    }
+    // No token at all: a clear error, never `https://@host`.
+    let mut none = Git::new(format!("git/{}", repo.name), "flow.py")
+        .host(&e.http)
+        .scheme("http")
+        .cache_dir(cache.path());
+    none.add_flow(FlowInput::script("H")).await.unwrap();
+    let msg = none.get_flow("H").await.unwrap_err().to_string();
+    assert!(msg.contains("none are configured"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_url_from_a_secret() {
+    let e = need_servers!("clone_url_from_a_secret");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(&e, &[("flow.py", &source("U"))]);
+    let url = format!(
+        "http://{}:{}@{}/git/{}.git",
+        e.user, e.token, e.http, repo.name
+    );
+    let secrets = Arc::new(MapSource::new().with("MY_REPO_CLONE_URL", &url));
+    let mut s = Git::from_clone_url_secret("MY_REPO_CLONE_URL", "flow.py")
+        .cache_dir(cache.path())
+        .secrets(secrets);
+    s.add_flow(FlowInput::script("U")).await.unwrap();
+    let (text, _) = fetch_text(&s, "U").await;
+    assert!(text.contains("\"U\""));
+    assert_secret_absent(&e.token, &s.reference().unwrap().to_json(), "the reference");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_hit_costs_no_transfer_and_a_new_commit_only_its_objects() {
+    let e = need_servers!("cache_hit_costs_no_transfer_and_a_new_commit_only_its_objects");
+    let cache = tempfile::tempdir().unwrap();
+    let files: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("lib/m{i}.py"), format!("x = {i}\n")))
+        .collect();
+    let mut all: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let src = source("C");
+    all.push(("flow.py", &src));
+    let repo = TestRepo::new(&e, &all);
+    let received = Arc::new(AtomicUsize::new(0));
+    let r2 = received.clone();
+    let hook: flowstore_git::git::ProgressHook =
+        Arc::new(move |p: Progress| r2.store(p.received_objects, Ordering::SeqCst));
+    let mut s = repo
+        .daemon(&e, "flow.py", cache.path())
+        .branch("main")
+        .with_progress(hook);
+    s.add_flow(FlowInput::script("C")).await.unwrap();
+
+    s.get_flow("C").await.unwrap();
+    let first = received.swap(0, Ordering::SeqCst);
+    assert!(first > 200, "first fetch received {first} objects");
+    s.get_flow("C").await.unwrap();
+    let second = received.swap(0, Ordering::SeqCst);
+    assert_eq!(second, 0, "an unchanged ref transferred {second} objects");
+    repo.commit(&[("flow.py", &format!("{src}# v2\n"))], "v2");
+    let (text, _) = fetch_text(&s, "C").await;
+    assert!(text.contains("# v2"));
+    let third = received.swap(0, Ordering::SeqCst);
+    assert!(
+        third > 0 && third < 10,
+        "an incremental fetch received {third} objects"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_fetches_of_one_repo_share_the_cache_safely() {
+    let e = need_servers!("concurrent_fetches_of_one_repo_share_the_cache_safely");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(&e, &[("flow.py", &source("Z"))]);
+    let mut s = repo.daemon(&e, "flow.py", cache.path());
+    s.add_flow(FlowInput::script("Z")).await.unwrap();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.get_flow("Z").await.map(|f| f.revision) })
+        })
+        .collect();
+    let mut shas = Vec::new();
+    for t in tasks {
+        shas.push(t.await.unwrap().unwrap());
+    }
+    shas.dedup();
+    assert_eq!(shas.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shallow_fetch_of_a_large_repository_skips_its_history() {
+    let e = need_servers!("shallow_fetch_of_a_large_repository_skips_its_history");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(&e, &[("flow.py", &source("Big Repo"))]);
+    // 3,000 files and 2,000 commits, generated with fast-import.
+    let mut stream = String::new();
+    for c in 0..2000 {
+        stream.push_str(&format!(
+            "commit refs/heads/main\ncommitter t <t@t> {} +0000\ndata 3\nc{:02}\n",
+            1_700_000_000 + c,
+            c % 100
+        ));
+        if c == 0 {
+            stream.push_str("from refs/heads/main^0\n");
+        }
+        let files = if c == 0 { 3000 } else { 2 };
+        for f in 0..files {
+            let content = format!("v{c}-{f}\n");
+            stream.push_str(&format!(
+                "M 644 inline data/f{}.txt\ndata {}\n{content}\n",
+                (f + c) % 3000,
+                content.len()
+            ));
+        }
+    }
+    let mut child = Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(repo.work.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stream.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    git(repo.work.path(), &["push", "-q", "-f", "origin", "main"]);
+    let total: usize = git(repo.work.path(), &["count-objects", "-v"])
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("in-pack: ")
+                .or_else(|| l.strip_prefix("count: "))
+        })
+        .map(|n| n.parse::<usize>().unwrap())
+        .sum();
+
+    let received = Arc::new(AtomicUsize::new(0));
+    let r2 = received.clone();
+    let hook: flowstore_git::git::ProgressHook =
+        Arc::new(move |p: Progress| r2.store(p.received_objects, Ordering::SeqCst));
+    let mut s = repo.daemon(&e, "flow.py", cache.path()).with_progress(hook);
+    s.add_flow(FlowInput::script("Big Repo")).await.unwrap();
+    let t = std::time::Instant::now();
+    s.get_flow("Big Repo").await.unwrap();
+    let first = t.elapsed();
+    let shallow = received.swap(0, Ordering::SeqCst);
+    let t = std::time::Instant::now();
+    s.get_flow("Big Repo").await.unwrap();
+    let cached = t.elapsed();
+    assert!(
+        shallow < total / 2,
+        "a depth-1 fetch received {shallow} of the repository's {total} objects"
+    );
+    eprintln!("large repo: {total} objects; first fetch {first:?} ({shallow} objects), cached fetch {cached:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_name_the_repo_ref_file_and_flow() {
+    let e = need_servers!("errors_name_the_repo_ref_file_and_flow");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(&e, &[("flow.py", &source("E"))]);
+    let cases: Vec<(Git, &str, &str)> = vec![
+        (
+            Git::new("org/no-such-repo", "flow.py")
+                .host(&e.daemon)
+                .scheme("git")
+                .cache_dir(cache.path()),
+            "E",
+            "no-such-repo",
+        ),
+        (
+            repo.daemon(&e, "flow.py", cache.path()).branch("nope"),
+            "E",
+            "Branch \"nope\" not found",
+        ),
+        (
+            repo.daemon(&e, "flow.py", cache.path()).tag("v9"),
+            "E",
+            "Tag \"v9\" not found",
+        ),
+        (
+            repo.daemon(&e, "missing.py", cache.path()),
+            "E",
+            "File missing.py not found",
+        ),
+        (
+            repo.daemon(&e, "flow.py", cache.path()),
+            "Other Flow",
+            "Flow \"Other Flow\" not found in file flow.py",
+        ),
+        (
+            repo.daemon(&e, "flow.py", cache.path())
+                .commit("0123456789012345678901234567890123456789"),
+            "E",
+            "Commit 0123456789012345678901234567890123456789 not found",
+        ),
+    ];
+    for (mut s, name, needle) in cases {
+        s.add_flow(FlowInput::script(name)).await.unwrap();
+        let err = s.get_flow(name).await.unwrap_err();
+        assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_urls_open_through_the_registry() {
+    let e = need_servers!("git_urls_open_through_the_registry");
+    let repo = TestRepo::new(&e, &[("flows/x.py", &source("X"))]);
+    let r = registry(Arc::new(MapSource::new()));
+    let url = format!("git://{}/{}.git#branch=main&pin=true", e.daemon, repo.name);
+    let mut s = r.open_url_script(&url, "flows/x.py").unwrap();
+    s.add_flow(FlowInput::script("X")).await.unwrap();
+    s.build().await.unwrap();
+    let reference = s.reference().unwrap();
+    assert_eq!(reference.type_name, "Git");
+    assert_eq!(reference.fields["repo_host"], e.daemon.as_str());
+    let f = r.open(&reference).unwrap().get_flow("X").await.unwrap();
+    assert_eq!(f.revision.as_deref(), reference.fields["commit"].as_str());
+    assert!(r
+        .open_url_script("git+https://h/o/r.git#nope=1", "f.py")
+        .is_err());
+    let _ = OpenContext::default();
+}
