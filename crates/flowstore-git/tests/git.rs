@@ -573,3 +573,160 @@ async fn git_urls_open_through_the_registry() {
         .is_err());
     let _ = OpenContext::default();
 }
+
+struct Ssh {
+    host: String,
+    user: String,
+    key: String,
+    known_hosts: String,
+}
+
+fn ssh_env() -> Result<Ssh, Skip> {
+    let get = |k: &str| {
+        std::env::var(k).map_err(|_| {
+            Skip(format!(
+                "{k} is not set: sshd is not running (cargo xtask test starts it)"
+            ))
+        })
+    };
+    Ok(Ssh {
+        host: get("FLOWSTORE_TEST_GIT_SSH")?,
+        user: get("FLOWSTORE_TEST_GIT_SSH_USER")?,
+        key: get("FLOWSTORE_TEST_GIT_SSH_KEY")?,
+        known_hosts: get("FLOWSTORE_TEST_GIT_KNOWN_HOSTS")?,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_with_a_key_and_known_hosts_checking() {
+    let (e, ssh) = match (env(), ssh_env()) {
+        (Ok(e), Ok(s)) => (e, s),
+        (Err(r), _) | (_, Err(r)) => return skip("ssh_with_a_key_and_known_hosts_checking", &r),
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(&e, &[("flow.py", &source("S"))]);
+    // ssh://user@host:port/<absolute path of the bare repository>.git
+    let path = e.root.join(&repo.name);
+    let repo_path = path.to_str().unwrap().trim_start_matches('/');
+    let make = |known_hosts: &str| {
+        Git::new(repo_path, "flow.py")
+            .host(&ssh.host)
+            .ssh(
+                &ssh.user,
+                Some(ssh.key.clone()),
+                Some(known_hosts.to_string()),
+            )
+            .cache_dir(cache.path())
+    };
+    let mut s = make(&ssh.known_hosts);
+    s.add_flow(FlowInput::script("S")).await.unwrap();
+    let (text, _) = fetch_text(&s, "S").await;
+    assert!(text.contains("Flow(\"S\")"));
+
+    // A host missing from known_hosts is refused, unless the storage opts out.
+    let empty = cache.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let fresh_cache = tempfile::tempdir().unwrap();
+    let mut s = make(empty.to_str().unwrap()).cache_dir(fresh_cache.path());
+    s.add_flow(FlowInput::script("S")).await.unwrap();
+    let msg = s.get_flow("S").await.unwrap_err().to_string();
+    assert!(
+        msg.contains("is not in") && msg.contains("ssh-keyscan"),
+        "{msg}"
+    );
+    let mut s = make(empty.to_str().unwrap())
+        .cache_dir(fresh_cache.path())
+        .ssh_accept_unknown_host(true);
+    s.add_flow(FlowInput::script("S")).await.unwrap();
+    s.get_flow("S").await.unwrap();
+
+    // A changed key is refused even with the opt-out for unknown hosts.
+    let other = cache.path().join("other_known_hosts");
+    let port = ssh.host.rsplit(':').next().unwrap();
+    std::fs::write(&other, format!("[127.0.0.1]:{port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBogusBogusBogusBogusBogusBogusBogusBogusBog\n")).unwrap();
+    let mut s = make(other.to_str().unwrap())
+        .cache_dir(tempfile::tempdir().unwrap().path())
+        .ssh_accept_unknown_host(true);
+    s.add_flow(FlowInput::script("S")).await.unwrap();
+    let msg = s.get_flow("S").await.unwrap_err().to_string();
+    assert!(msg.contains("does not match"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparse_checkout_writes_only_the_flow_directory_and_listed_paths() {
+    let e = need_servers!("sparse_checkout_writes_only_the_flow_directory_and_listed_paths");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(
+        &e,
+        &[
+            ("flows/f.py", &source("Sp")),
+            ("flows/data.csv", "a,b"),
+            ("shared/util.py", "u = 1"),
+            ("big/blob.bin", "x"),
+        ],
+    );
+    let mut s = repo
+        .daemon(&e, "flows/f.py", cache.path())
+        .sparse_paths(vec!["shared/".into()]);
+    s.add_flow(FlowInput::script("Sp")).await.unwrap();
+    let f = s.get_flow("Sp").await.unwrap();
+    let FlowContent::Script {
+        path: Some(path), ..
+    } = &f.content
+    else {
+        panic!()
+    };
+    let root = path.parent().unwrap().parent().unwrap();
+    assert!(root.join("flows/data.csv").exists() && root.join("shared/util.py").exists());
+    assert!(
+        !root.join("big/blob.bin").exists(),
+        "a path outside the sparse set was written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submodules_on_request() {
+    let e = need_servers!("submodules_on_request");
+    let cache = tempfile::tempdir().unwrap();
+    let lib = TestRepo::new(&e, &[("helpers.py", "def help(): pass\n")]);
+    let app = TestRepo::new(&e, &[("flow.py", &source("Sub"))]);
+    let lib_url = format!("git://{}/{}.git", e.daemon, lib.name);
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &lib_url,
+            "vendor/lib",
+        ])
+        .current_dir(app.work.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.commit(&[], "add submodule");
+
+    let mut without = app.daemon(&e, "flow.py", cache.path());
+    without.add_flow(FlowInput::script("Sub")).await.unwrap();
+    let f = without.get_flow("Sub").await.unwrap();
+    let FlowContent::Script { path: Some(p), .. } = &f.content else {
+        panic!()
+    };
+    assert!(!p.parent().unwrap().join("vendor/lib/helpers.py").exists());
+
+    let mut with = app.daemon(&e, "flow.py", cache.path()).submodules(true);
+    with.add_flow(FlowInput::script("Sub")).await.unwrap();
+    let f = with.get_flow("Sub").await.unwrap();
+    let FlowContent::Script { path: Some(p), .. } = &f.content else {
+        panic!()
+    };
+    assert_eq!(
+        std::fs::read_to_string(p.parent().unwrap().join("vendor/lib/helpers.py")).unwrap(),
+        "def help(): pass\n"
+    );
+}

@@ -18,6 +18,7 @@ pub mod fake_gcs;
 pub mod git;
 pub mod moto;
 pub mod nginx;
+pub mod sshd;
 
 /// A server to start: its name, the backends that need it, and its start function.
 pub struct ServerSpec {
@@ -50,6 +51,11 @@ pub const SERVERS: &[ServerSpec] = &[
         name: "git",
         backends: &["git"],
         start: git::start,
+    },
+    ServerSpec {
+        name: "sshd",
+        backends: &["git"],
+        start: sshd::start,
     },
     ServerSpec {
         name: "fake_gcs",

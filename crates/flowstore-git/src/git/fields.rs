@@ -64,6 +64,19 @@ pub struct GitFields {
     /// The branch or tag a pinned commit was resolved from (informational).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned_from: Option<String>,
+    /// ssh: the private key file (else ssh-agent when `SSH_AUTH_SOCK` is set, else
+    /// `~/.ssh/id_ed25519` or `~/.ssh/id_rsa`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key_path: Option<String>,
+    /// ssh: the known-hosts file the server's key is checked against (default `~/.ssh/known_hosts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts_path: Option<String>,
+    /// ssh: accept a host whose key is not in the known-hosts file (default false: refused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ssh_accept_unknown_host: bool,
+    /// Also check out the repository's submodules (default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub submodules: bool,
     /// Sparse checkout: only the flow's directory and these paths are written out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sparse_paths: Vec<String>,
@@ -88,6 +101,10 @@ impl Default for GitFields {
             repo_scheme: None,
             pin: false,
             pinned_from: None,
+            ssh_key_path: None,
+            known_hosts_path: None,
+            ssh_accept_unknown_host: false,
+            submodules: false,
             sparse_paths: Vec::new(),
         }
     }

@@ -8,6 +8,7 @@
 
 mod cache;
 mod fields;
+mod known_hosts;
 mod url;
 
 use std::path::PathBuf;
@@ -134,6 +135,33 @@ impl Git {
         self
     }
 
+    /// Clone over ssh, authenticating with this key file (else ssh-agent or `~/.ssh/id_*`), the
+    /// server checked against `known_hosts` (default `~/.ssh/known_hosts`).
+    pub fn ssh(
+        mut self,
+        user: impl Into<String>,
+        key_path: Option<String>,
+        known_hosts: Option<String>,
+    ) -> Self {
+        self.fields.use_ssh = true;
+        self.fields.git_token_username = Some(user.into());
+        self.fields.ssh_key_path = key_path;
+        self.fields.known_hosts_path = known_hosts;
+        self
+    }
+
+    /// Accept an ssh host whose key is not in the known-hosts file (off by default).
+    pub fn ssh_accept_unknown_host(mut self, on: bool) -> Self {
+        self.fields.ssh_accept_unknown_host = on;
+        self
+    }
+
+    /// Also check out submodules.
+    pub fn submodules(mut self, on: bool) -> Self {
+        self.fields.submodules = on;
+        self
+    }
+
     /// Only write the flow's directory and these paths out of the commit.
     pub fn sparse_paths(mut self, paths: Vec<String>) -> Self {
         self.fields.sparse_paths = paths;
@@ -249,6 +277,7 @@ impl Git {
             self.fields.clone_depth,
             self.progress.clone(),
         );
+        let submodules = self.fields.submodules;
         tokio::task::spawn_blocking(move || {
             cache::checkout(
                 &cache_dir,
@@ -256,6 +285,7 @@ impl Git {
                 &target,
                 depth,
                 &sparse,
+                submodules,
                 progress.as_ref(),
             )
         })

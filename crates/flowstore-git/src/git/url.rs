@@ -7,12 +7,24 @@ use flowstore_secrets::Redactor;
 
 use super::fields::GitFields;
 
+/// How to authenticate over ssh and check the server.
+#[derive(Debug, Clone)]
+pub(crate) struct SshAuth {
+    pub user: String,
+    pub key_path: Option<std::path::PathBuf>,
+    pub known_hosts: std::path::PathBuf,
+    pub accept_unknown_host: bool,
+    pub port: u16,
+}
+
 /// Where to clone from and how to authenticate.
 pub(crate) struct CloneTarget {
     /// The URL without credentials: safe to log and to key the cache by.
     pub url: String,
     /// Username and password/token for HTTP basic auth, if any.
     pub credentials: Option<(String, SecretString)>,
+    /// ssh settings, for ssh URLs.
+    pub ssh: Option<SshAuth>,
     /// Scrubs the credentials from anything reported.
     pub redactor: Redactor,
 }
@@ -54,9 +66,12 @@ pub(crate) fn clone_target(
             let _ = parsed.set_password(None);
             Some((user, SecretString::from(pass)))
         };
+        let ssh =
+            (parsed.scheme() == "ssh").then(|| ssh_auth(fields, parsed.username(), parsed.port()));
         return Ok(CloneTarget {
             url: parsed.to_string(),
             credentials,
+            ssh,
             redactor,
         });
     }
@@ -68,9 +83,15 @@ pub(crate) fn clone_target(
         if fields.git_token_secret_name.is_some() {
             tracing::warn!("use_ssh is set: the git token secret is ignored");
         }
+        let user = fields
+            .git_token_username
+            .clone()
+            .unwrap_or_else(|| "git".to_string());
+        let port = host.rsplit_once(':').and_then(|(_, p)| p.parse().ok());
         return Ok(CloneTarget {
-            url: format!("ssh://git@{host}/{repo}.git"),
+            url: format!("ssh://{user}@{host}/{repo}.git"),
             credentials: None,
+            ssh: Some(ssh_auth(fields, &user, port)),
             redactor,
         });
     }
@@ -99,8 +120,27 @@ pub(crate) fn clone_target(
     Ok(CloneTarget {
         url,
         credentials,
+        ssh: None,
         redactor,
     })
+}
+
+fn ssh_auth(fields: &GitFields, user: &str, port: Option<u16>) -> SshAuth {
+    SshAuth {
+        user: if user.is_empty() {
+            "git".to_string()
+        } else {
+            user.to_string()
+        },
+        key_path: fields.ssh_key_path.as_ref().map(std::path::PathBuf::from),
+        known_hosts: fields
+            .known_hosts_path
+            .as_ref()
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(super::known_hosts::default_path),
+        accept_unknown_host: fields.ssh_accept_unknown_host,
+        port: port.unwrap_or(22),
+    }
 }
 
 fn percent_decode(s: &str) -> String {
