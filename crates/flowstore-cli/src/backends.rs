@@ -7,7 +7,9 @@ use flowstore_core::{Registry, Storage, StorageReference};
 /// configured by `FLOWSTORE_SECRETS_FILE` / `FLOWSTORE_SECRETS_DIR` (then the environment).
 pub fn registry() -> anyhow::Result<Registry> {
     let sources = flowstore_secrets::default_sources().context("configuring secret sources")?;
-    let mut registry = Registry::new().with_secrets(std::sync::Arc::new(sources));
+    let mut registry = Registry::new()
+        .with_secrets(std::sync::Arc::new(sources))
+        .with_progress(crate::output::progress_reporter());
     flowstore_local::register(&mut registry);
     #[cfg(feature = "webhook")]
     flowstore_webhook::register(&mut registry);

@@ -101,3 +101,24 @@ pub fn human_size(n: u64) -> String {
         format!("{v:.1} {}", UNITS[unit])
     }
 }
+
+/// A progress callback drawing one bar on stderr (hidden when stderr is not a terminal, as
+/// indicatif does); backends call it during clones and large transfers.
+pub fn progress_reporter() -> flowstore_core::ProgressFn {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    std::sync::Arc::new(move |p: flowstore_core::Progress| {
+        if let Some(total) = p.total {
+            bar.set_length(total);
+        }
+        bar.set_message(p.what);
+        bar.set_position(p.done);
+        if p.total.is_some_and(|t| p.done >= t && t > 0) {
+            bar.finish_and_clear();
+        }
+    })
+}

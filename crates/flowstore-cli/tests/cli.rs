@@ -378,3 +378,83 @@ fn register_list_and_fetch_through_s3() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "in a bucket");
 }
+
+#[test]
+fn register_and_fetch_a_git_flow_printing_the_commit() {
+    let (Ok(root), Ok(daemon)) = (
+        std::env::var("FLOWSTORE_TEST_GIT_ROOT"),
+        std::env::var("FLOWSTORE_TEST_GIT_DAEMON"),
+    ) else {
+        flowstore_core::testkit::skip(
+            "register_and_fetch_a_git_flow_printing_the_commit",
+            &flowstore_core::testkit::Skip(
+                "FLOWSTORE_TEST_GIT_ROOT is not set: the git servers are not running".into(),
+            ),
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let git = |cwd: &std::path::Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.email=t@t", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    };
+    let name = format!("cli/repo-{}", std::process::id());
+    let bare = std::path::Path::new(&root).join(format!("{name}.git"));
+    std::fs::create_dir_all(&bare).unwrap();
+    git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("flows")).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        work.join("flows/etl.py"),
+        "with Flow(\"Git ETL\") as flow: pass\n",
+    )
+    .unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "flow"]);
+    git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let sha = git(&work, &["rev-parse", "HEAD"]);
+
+    let home = dir.path().join("home");
+    let reference = dir.path().join("ref.json");
+    let url = format!("git://{daemon}/{name}.git#branch=main&pin=true");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flowstore"))
+            .args(args)
+            .env("FLOWSTORE_HOME", &home)
+            .env("FLOWSTORE_GIT_CACHE", dir.path().join("cache"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "register",
+        "flows/etl.py",
+        "--name",
+        "Git ETL",
+        "--script",
+        "--storage",
+        &url,
+        "--out",
+        reference.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["type"].as_str(), r["commit"].as_str()),
+        (Some("Git"), Some(sha.as_str()))
+    );
+    let out = run(&["fetch", reference.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("at {sha}")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("Git ETL"));
+}

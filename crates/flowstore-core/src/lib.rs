@@ -38,6 +38,6 @@ pub use envelope::{AppInfo, Envelope, SealedFlow};
 pub use error::{Error, Result};
 pub use flow::{FetchedFlow, FlowContent, FlowInput};
 pub use reference::StorageReference;
-pub use registry::{OpenContext, Registry};
+pub use registry::{OpenContext, Progress, ProgressFn, Registry};
 pub use secret::SecretSource;
 pub use storage::{validate_flow_name, FlowIndex, Storage, StoredVersion};

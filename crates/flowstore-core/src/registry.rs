@@ -18,15 +18,41 @@ use crate::reference::StorageReference;
 use crate::secret::{NoSecrets, SecretSource};
 use crate::storage::Storage;
 
-/// What a backend gets when it is opened: where to find secrets, and (for URL openers) whether
-/// to open in script mode.
-#[derive(Debug, Clone)]
+/// Progress of long work (a clone, an upload): what, how far, out of how much when known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// What is progressing (`objects received`, `bytes uploaded`).
+    pub what: &'static str,
+    /// How far it is.
+    pub done: u64,
+    /// The total, when known.
+    pub total: Option<u64>,
+}
+
+/// A callback told about [`Progress`] (the CLI draws a progress bar with it).
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// What a backend gets when it is opened: where to find secrets, where to report progress, and
+/// (for URL openers) whether to open in script mode.
+#[derive(Clone)]
 pub struct OpenContext {
     /// Secret sources for credentials and declared secrets.
     pub secrets: Arc<dyn SecretSource>,
     /// For URL openers: open in script mode for this script (a local file for Local/S3/GCS/Azure
     /// uploads, a path inside the repository for Git). `None`: serialized mode.
     pub script_path: Option<String>,
+    /// Where backends report progress of long work, if anywhere.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for OpenContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenContext")
+            .field("secrets", &self.secrets)
+            .field("script_path", &self.script_path)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl Default for OpenContext {
@@ -34,6 +60,7 @@ impl Default for OpenContext {
         OpenContext {
             secrets: Arc::new(NoSecrets),
             script_path: None,
+            progress: None,
         }
     }
 }
@@ -72,6 +99,12 @@ impl Registry {
     /// Sets the secret sources handed to every backend opened through this registry.
     pub fn with_secrets(mut self, secrets: Arc<dyn SecretSource>) -> Self {
         self.context.secrets = secrets;
+        self
+    }
+
+    /// Sets the progress callback handed to every backend opened through this registry.
+    pub fn with_progress(mut self, progress: ProgressFn) -> Self {
+        self.context.progress = Some(progress);
         self
     }
 

@@ -730,3 +730,16 @@ async fn submodules_on_request() {
         "def help(): pass\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_path_that_links_out_of_the_checkout_is_refused() {
+    let e = need_servers!("a_flow_path_that_links_out_of_the_checkout_is_refused");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(&e, &[("README", "x")]);
+    std::os::unix::fs::symlink("/etc/hostname", repo.work.path().join("flow.py")).unwrap();
+    repo.commit(&[], "a link out");
+    let mut s = repo.daemon(&e, "flow.py", cache.path());
+    s.add_flow(FlowInput::script("hostname")).await.unwrap();
+    let err = s.get_flow("hostname").await.unwrap_err();
+    assert!(matches!(err, Error::OutsideStorage { .. }), "{err:?}");
+}

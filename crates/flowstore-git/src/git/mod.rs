@@ -203,6 +203,7 @@ impl Git {
         fields.validate()?;
         let mut git = Self::from_fields(fields).secrets(ctx.secrets.clone());
         git.index = FlowIndex::from_reference(reference);
+        git.progress = ctx.progress.clone().map(progress_hook);
         Ok(git)
     }
 
@@ -293,9 +294,19 @@ impl Git {
         .map_err(|e| CoreError::backend(TYPE_NAME, format!("checkout task failed: {e}")))?
     }
 
-    /// Reads the flow file at a checkout, checking the flow is defined in it.
+    /// Reads the flow file at a checkout, checking the flow is defined in it and the path stays
+    /// inside the checkout (no `..`, no symlink out of it).
     fn read_flow(&self, name: &str, co: &cache::Checkout) -> Result<(Bytes, PathBuf)> {
         let path = co.dir.join(&self.fields.flow_path);
+        if let (Ok(real), Ok(root)) = (path.canonicalize(), co.dir.canonicalize()) {
+            if !real.starts_with(&root) {
+                return Err(CoreError::OutsideStorage {
+                    flow: name.to_string(),
+                    location: self.fields.flow_path.clone(),
+                    root: format!("the checkout of commit {}", co.commit),
+                });
+            }
+        }
         let source = std::fs::read(&path).map_err(|_| CoreError::Backend {
             backend: TYPE_NAME.into(),
             message: format!(
@@ -377,6 +388,17 @@ impl Storage for Git {
         self.index.fill_reference(&mut reference, self.labels());
         Ok(reference)
     }
+}
+
+/// Adapts a registry progress callback to clone progress.
+fn progress_hook(f: flowstore_core::ProgressFn) -> ProgressHook {
+    Arc::new(move |p: Progress| {
+        f(flowstore_core::Progress {
+            what: "objects received",
+            done: p.received_objects as u64,
+            total: Some(p.total_objects as u64),
+        })
+    })
 }
 
 /// Registers the `Git` type and the `git+https`, `git+http`, `git+ssh` and `git` URL schemes.
