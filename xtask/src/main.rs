@@ -26,6 +26,7 @@ fn main() -> Result<()> {
         Some("schema") => schema(&root),
         Some("bench") => bench::run(&root, &args[1..]),
         Some("fuzz") => fuzz::run(&root, &args[1..]),
+        Some("stress") => stress(&root, &args[1..]),
         Some("install") => install(&root),
         Some("serve") => serve(&root),
         _ => {
@@ -37,6 +38,7 @@ fn main() -> Result<()> {
                  install                     run .ci/install.d/*.sh (servers and tools the tests need)\n  \
                  bench [--reps N ...]          flowstore vs Prefect 1 vs the floor; writes BENCHMARKS.md\n  \
                  fuzz [SECONDS]                run every cargo-fuzz target for SECONDS (default 30)\n  \
+                 stress                        the reliability suites with more trials (FLOWSTORE_STRESS=1)\n  \
                  schema                      regenerate schema/storage-reference.schema.json"
             );
             std::process::exit(2);
@@ -97,10 +99,34 @@ fn schema(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask stress`: the reliability suites with FLOWSTORE_STRESS=1 (50 SIGKILL trials per
+/// backend, more fault rounds), against the real servers.
+fn stress(root: &Path, args: &[String]) -> Result<()> {
+    let mut full: Vec<String> = args.to_vec();
+    full.push("--".into());
+    for a in [
+        "-p",
+        "flowstore-cli",
+        "--test",
+        "reliability",
+        "--test",
+        "reliability_servers",
+    ] {
+        full.push(a.into());
+    }
+    std::env::set_var("FLOWSTORE_STRESS", "1");
+    test(root, &full)
+}
+
 fn test(root: &Path, args: &[String]) -> Result<()> {
     let (ours, cargo_args) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),
         None => (args, &[][..]),
+    };
+    let scope: Vec<String> = if cargo_args.iter().any(|a| a == "-p") {
+        Vec::new()
+    } else {
+        vec!["--workspace".to_string()]
     };
     if !ours.iter().any(|a| a == "--no-install") {
         install(root)?;
@@ -131,12 +157,21 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     eprintln!("xtask: running the suite");
     let log_path = root.join("target/xtask-test.log");
     let mut cmd = Command::new("cargo");
-    cmd.args(["test", "--workspace", "--no-fail-fast"])
+    cmd.arg("test")
+        .args(&scope)
+        .arg("--no-fail-fast")
         .args(cargo_args)
+        // Every test's own output is shown, so the canary scan below sees it all.
+        .args(["--", "--nocapture"])
         .env("FLOWSTORE_REQUIRE_SERVERS", "1")
         .envs(servers.env())
         .stdin(Stdio::null());
     let outcome = matrix::run_and_collect(cmd, &log_path);
+    let server_secrets: Vec<(String, String)> = servers
+        .env()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     servers.stop_all();
     let (results, success) = outcome?;
 
@@ -146,13 +181,86 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
         println!("server {name} failed to start: {err}");
     }
     let totals = matrix::totals(&results);
+    let canaries = canary_hits(&log_path, servers_env_secrets(&server_secrets))?;
+    println!("secret canaries found in the test output: {canaries}");
     println!("full log: {}", log_path.display());
     println!(
         "{} passed, {} failed, {} skipped",
         totals.passed, totals.failed, totals.skipped
     );
-    if !success || totals.failed > 0 || !server_failures.is_empty() {
+    if !success || totals.failed > 0 || !server_failures.is_empty() || canaries > 0 {
         bail!("the suite failed");
     }
     Ok(())
+}
+
+/// The secret values the servers were given (tokens, keys): canaries that must never show up in
+/// anything the tests print.
+fn servers_env_secrets(env: &[(String, String)]) -> Vec<String> {
+    let mut values = Vec::new();
+    for (k, v) in env {
+        if k.contains("TOKEN") || k.ends_with("_KEY") || k.contains("SECRET") {
+            values.push(v.clone());
+        }
+        if let Some(key) = v.split(';').find_map(|p| p.strip_prefix("AccountKey=")) {
+            values.push(key.to_string());
+        }
+    }
+    // The canary values the tests themselves plant (they all contain this marker).
+    values.push("c4n4ry".to_string());
+    values.retain(|v| v.len() >= 6);
+    values
+}
+
+/// Counts lines of the test log that contain a canary.
+fn canary_hits(log: &Path, canaries: Vec<String>) -> Result<usize> {
+    let text =
+        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+    let hits = text
+        .lines()
+        .filter(|l| canaries.iter().any(|c| l.contains(c.as_str())))
+        .count();
+    if hits > 0 {
+        for l in text
+            .lines()
+            .filter(|l| canaries.iter().any(|c| l.contains(c.as_str())))
+            .take(5)
+        {
+            eprintln!("canary hit: {}", l.chars().take(200).collect::<String>());
+        }
+    }
+    Ok(hits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canaries_in_the_log_are_counted() {
+        let dir = std::env::temp_dir().join(format!("xtask-canary-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("log");
+        std::fs::write(
+            &log,
+            "ok line\nerror: token flowstore-git-test-token leaked\nAccountKey abc123secret\n",
+        )
+        .unwrap();
+        let env = vec![
+            (
+                "FLOWSTORE_TEST_GIT_TOKEN".to_string(),
+                "flowstore-git-test-token".to_string(),
+            ),
+            (
+                "FLOWSTORE_TEST_AZURE_CONNECTION_STRING".to_string(),
+                "AccountName=a;AccountKey=abc123secret;".to_string(),
+            ),
+            (
+                "FLOWSTORE_TEST_S3_ENDPOINT".to_string(),
+                "http://127.0.0.1:1".to_string(),
+            ),
+        ];
+        assert_eq!(canary_hits(&log, servers_env_secrets(&env)).unwrap(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
