@@ -130,7 +130,7 @@ fn sigkill_during_registration_never_leaves_a_partial_flow() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let big = dir.path().join("big.flow");
-    let payload: Vec<u8> = (0..24u32 << 20)
+    let payload: Vec<u8> = (0..8u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     std::fs::write(&big, &payload).unwrap();
@@ -143,7 +143,7 @@ fn sigkill_during_registration_never_leaves_a_partial_flow() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(jitter.next(120)));
+        std::thread::sleep(Duration::from_millis(jitter.next(400)));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }
