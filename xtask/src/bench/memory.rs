@@ -56,7 +56,7 @@ fn make_file(path: &Path, mib: usize) -> Result<()> {
     Ok(())
 }
 
-/// Measures register and fetch of a `memory_mib` script on Local (S3 is added with its backend).
+/// Measures register and fetch of a `memory_mib` script on Local and S3.
 pub fn run(b: &Bench) -> Result<Table> {
     let cli = release_cli(b)?;
     let dir = b.scratch.join("memory");
@@ -96,6 +96,41 @@ pub fn run(b: &Bench) -> Result<Table> {
         &env,
     )?;
     let ser_fetch = peak_rss_kib(&[&cli, "--json", "fetch", &sr, "-o", &o2], &env)?;
+    // S3 (moto): the script streamed up with multipart and down to a file.
+    let mut servers = crate::servers::Servers::new(&b.scratch.join("servers-memory"))?;
+    crate::servers::moto::start(&mut servers)?;
+    let endpoint = servers.env()["FLOWSTORE_TEST_S3_ENDPOINT"].clone();
+    let s3_env = [
+        ("FLOWSTORE_HOME", home.as_str()),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "AKIABENCH"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let s3_ref = dir.join("s3.json");
+    let s3_out = dir.join("s3-fetched.py");
+    let _ = std::fs::remove_file(&s3_ref);
+    let _ = std::fs::remove_file(&s3_out);
+    let (sr3, so3) = (s3_ref.display().to_string(), s3_out.display().to_string());
+    let s3_register = peak_rss_kib(
+        &[
+            &cli,
+            "--json",
+            "register",
+            &s,
+            "--name",
+            "Big",
+            "--script",
+            "--storage",
+            "s3://flowstore-test/memory",
+            "--out",
+            &sr3,
+        ],
+        &s3_env,
+    )?;
+    let s3_fetch = peak_rss_kib(&[&cli, "--json", "fetch", &sr3, "-o", &so3], &s3_env)?;
+    servers.stop_all();
     let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
     Ok(Table {
         title: format!("4. Memory: a {} MiB flow through the CLI", b.params.memory_mib),
@@ -107,6 +142,7 @@ pub fn run(b: &Bench) -> Result<Table> {
         rows: vec![
             vec!["Local, script".into(), mib(register), mib(fetch)],
             vec!["Local, serialized".into(), mib(ser_register), mib(ser_fetch)],
+            vec!["S3 (moto), script".into(), mib(s3_register), mib(s3_fetch)],
         ],
     })
 }

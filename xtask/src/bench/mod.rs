@@ -89,6 +89,9 @@ pub struct Table {
 impl Table {
     fn markdown(&self) -> String {
         let mut s = format!("## {}\n\n{}\n\n", self.title, self.note);
+        if self.header.is_empty() {
+            return s;
+        }
         s.push_str(&format!("| {} |\n", self.header.join(" | ")));
         s.push_str(&format!("|{}\n", "---|".repeat(self.header.len())));
         for r in &self.rows {
@@ -166,11 +169,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut tables = Vec::new();
     let mut problems = Vec::new();
     type Section = fn(&Bench) -> Result<Table>;
-    let all: [(&str, Section); 4] = [
+    let all: [(&str, Section); 6] = [
         ("local", sections::local),
+        ("s3", sections::s3),
+        ("git", sections::git),
         ("memory", memory::run),
+        ("docker", sections::docker),
         ("footprint", footprint::run),
-        ("servers", sections::servers_note),
     ];
     for (name, section) in all {
         eprintln!("xtask bench: {name}");

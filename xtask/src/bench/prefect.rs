@@ -14,7 +14,7 @@ pub fn python(bench: &Bench) -> Result<PathBuf> {
     let ready = Command::new(&py)
         .args([
             "-c",
-            "import prefect, boto3; assert prefect.__version__ == '1.4.1'",
+            "import prefect, boto3, dulwich; assert prefect.__version__ == '1.4.1'",
         ])
         .output()
         .is_ok_and(|o| o.status.success());
@@ -37,7 +37,7 @@ pub fn python(bench: &Bench) -> Result<PathBuf> {
         );
     }
     let status = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "prefect==1.4.1", "boto3"])
+        .args(["install", "-q", "prefect==1.4.1", "boto3", "dulwich"])
         .status()
         .context("running pip")?;
     if !status.success() {
