@@ -46,8 +46,8 @@ pub fn local(b: &Bench) -> Result<Table> {
         title: format!("1. Local storage: {} serialized flows of {} B", p.local_flows, p.small_size),
         note: format!(
             "In-process, interpreter start-up excluded. flowstore seals each flow in a SHA-256 envelope, writes it \
-             create-only (temp file + hard link) and verifies two digests on fetch; \"durable\" also fsyncs every \
-             flow and its directory. Prefect 1.4.1 `Local` pickles with cloudpickle and writes without fsync \
+             create-only (temp file + hard link) and verifies two digests on fetch; \"durable\" (the default) also makes \
+             the registration durable at build with one syncfs. Prefect 1.4.1 `Local` pickles with cloudpickle and writes without fsync \
              (its stored flow was {} B). Flows per second; ratios are flowstore ÷ Prefect.",
             pf["stored_bytes"]
         ),

@@ -63,27 +63,12 @@ pub fn start(s: &mut Servers) -> Result<()> {
     }
 
     std::fs::write(dir.join("htpasswd"), format!("{USER}:{{PLAIN}}{TOKEN}\n"))?;
-    std::fs::create_dir_all(dir.join("tmp"))?;
     let http_port = s.free_port()?;
     let d = dir.display();
     let r = repos.display();
     let sk = sock.display();
-    let conf = format!(
-        r#"daemon off;
-worker_processes 1;
-user root;
-pid {d}/nginx.pid;
-error_log {d}/nginx-error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/tmp/body;
-  proxy_temp_path {d}/tmp/proxy;
-  fastcgi_temp_path {d}/tmp/fastcgi;
-  uwsgi_temp_path {d}/tmp/uwsgi;
-  scgi_temp_path {d}/tmp/scgi;
-  client_max_body_size 0;
-  server {{
+    let server = format!(
+        r#"  server {{
     listen 127.0.0.1:{http_port};
     location ~ ^/git(/.*)$ {{
       auth_basic "git";
@@ -101,20 +86,9 @@ http {{
       fastcgi_param GIT_PROTOCOL $http_git_protocol;
     }}
   }}
-}}
 "#
     );
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf)?;
-    let mut nginx = Command::new("nginx");
-    nginx
-        .arg("-c")
-        .arg(&conf_path)
-        .arg("-p")
-        .arg(&dir)
-        .arg("-e")
-        .arg(dir.join("nginx-error.log"));
-    s.spawn("git-http-nginx", nginx)?;
+    super::nginx::spawn(s, "git-http-nginx", &dir.join("nginx"), &server)?;
     s.wait_for_port(http_port)?;
 
     s.set_env("FLOWSTORE_TEST_GIT_ROOT", repos.display().to_string());

@@ -19,6 +19,48 @@ pub fn start(s: &mut Servers) -> Result<()> {
     }
     let (open, auth) = (s.free_port()?, s.free_port()?);
     let d = dir.display();
+    let servers = format!(
+        r#"  server {{
+    listen 127.0.0.1:{open};
+    root {d}/open;
+    location / {{ dav_methods PUT DELETE; create_full_put_path on; }}
+  }}
+  server {{
+    listen 127.0.0.1:{auth};
+    root {d}/auth;
+    location / {{
+      if ($http_authorization != "Bearer {TOKEN}") {{ return 401; }}
+      dav_methods PUT DELETE;
+      create_full_put_path on;
+    }}
+  }}
+"#
+    );
+    spawn(s, "nginx", &dir, &servers)?;
+    s.wait_for_port(open)?;
+    s.wait_for_port(auth)?;
+    s.set_env(
+        "FLOWSTORE_TEST_WEBHOOK_URL",
+        format!("http://127.0.0.1:{open}"),
+    );
+    s.set_env(
+        "FLOWSTORE_TEST_WEBHOOK_AUTH_URL",
+        format!("http://127.0.0.1:{auth}"),
+    );
+    s.set_env("FLOWSTORE_TEST_WEBHOOK_TOKEN", TOKEN);
+    Ok(())
+}
+
+/// Writes an nginx configuration around `server_blocks` (foreground, root, every temp path and
+/// log inside `dir`) and starts nginx with it under `name`.
+pub fn spawn(
+    s: &mut Servers,
+    name: &str,
+    dir: &std::path::Path,
+    server_blocks: &str,
+) -> Result<()> {
+    std::fs::create_dir_all(dir.join("tmp"))?;
+    let d = dir.display();
     let conf = format!(
         r#"daemon off;
 worker_processes 1;
@@ -34,21 +76,7 @@ http {{
   uwsgi_temp_path {d}/tmp/uwsgi;
   scgi_temp_path {d}/tmp/scgi;
   client_max_body_size 0;
-  server {{
-    listen 127.0.0.1:{open};
-    root {d}/open;
-    location / {{ dav_methods PUT DELETE; create_full_put_path on; }}
-  }}
-  server {{
-    listen 127.0.0.1:{auth};
-    root {d}/auth;
-    location / {{
-      if ($http_authorization != "Bearer {TOKEN}") {{ return 401; }}
-      dav_methods PUT DELETE;
-      create_full_put_path on;
-    }}
-  }}
-}}
+{server_blocks}}}
 "#
     );
     let conf_path = dir.join("nginx.conf");
@@ -57,20 +85,9 @@ http {{
     cmd.arg("-c")
         .arg(&conf_path)
         .arg("-p")
-        .arg(&dir)
+        .arg(dir)
         .arg("-e")
         .arg(dir.join("error.log"));
-    s.spawn("nginx", cmd)?;
-    s.wait_for_port(open)?;
-    s.wait_for_port(auth)?;
-    s.set_env(
-        "FLOWSTORE_TEST_WEBHOOK_URL",
-        format!("http://127.0.0.1:{open}"),
-    );
-    s.set_env(
-        "FLOWSTORE_TEST_WEBHOOK_AUTH_URL",
-        format!("http://127.0.0.1:{auth}"),
-    );
-    s.set_env("FLOWSTORE_TEST_WEBHOOK_TOKEN", TOKEN);
+    s.spawn(name, cmd)?;
     Ok(())
 }
