@@ -27,6 +27,9 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&root, &args[1..]),
         Some("fuzz") => fuzz::run(&root, &args[1..]),
         Some("stress") => stress(&root, &args[1..]),
+        Some("fake-apis") => {
+            servers::fake_apis::serve(args.get(1).context("fake-apis PORT")?.parse()?)
+        }
         Some("install") => install(&root),
         Some("serve") => serve(&root),
         _ => {

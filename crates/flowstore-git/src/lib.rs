@@ -2,9 +2,17 @@
 //!
 //! - [`git::Git`] (feature `git`): clones a repository (shallow, cached) and loads a script flow
 //!   committed in it, with its neighbour files.
-//! - `GitHub`, `GitLab`, `Bitbucket`, `CodeCommit` (REST APIs): not built yet.
+//! - [`api`]: `GitHub`, `GitLab`, `Bitbucket`, `CodeCommit` (features of the same names) fetch one
+//!   flow file through the host's REST API.
 #![warn(missing_docs)]
 
+#[cfg(any(
+    feature = "github",
+    feature = "gitlab",
+    feature = "bitbucket",
+    feature = "codecommit"
+))]
+pub mod api;
 mod error;
 #[cfg(feature = "git")]
 pub mod git;
@@ -15,5 +23,12 @@ pub use error::Error;
 pub fn register(registry: &mut flowstore_core::Registry) {
     #[cfg(feature = "git")]
     git::register(registry);
+    #[cfg(any(
+        feature = "github",
+        feature = "gitlab",
+        feature = "bitbucket",
+        feature = "codecommit"
+    ))]
+    api::register(registry);
     let _ = registry;
 }

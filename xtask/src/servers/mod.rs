@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub mod azurite;
+pub mod fake_apis;
 pub mod fake_gcs;
 pub mod git;
 pub mod moto;
 pub mod nginx;
+pub mod sigv4;
 pub mod sshd;
 
 /// A server to start: its name, the backends that need it, and its start function.
@@ -58,11 +60,36 @@ pub const SERVERS: &[ServerSpec] = &[
         start: sshd::start,
     },
     ServerSpec {
+        name: "fake_apis",
+        backends: &["github", "gitlab", "bitbucket", "codecommit"],
+        start: start_fake_apis,
+    },
+    ServerSpec {
         name: "fake_gcs",
         backends: &["gcs"],
         start: fake_gcs::start,
     },
 ];
+
+/// Starts this xtask binary's `fake-apis` server (GitHub, GitLab, Bitbucket, CodeCommit) and
+/// exports its address and the credentials it accepts.
+fn start_fake_apis(s: &mut Servers) -> Result<()> {
+    let port = s.free_port()?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["fake-apis", &port.to_string()]);
+    s.spawn("fake-apis", cmd)?;
+    s.wait_for_port(port)?;
+    let base = format!("http://127.0.0.1:{port}");
+    s.set_env("FLOWSTORE_TEST_FAKE_APIS", base);
+    s.set_env("FLOWSTORE_TEST_GITHUB_TOKEN", fake_apis::GITHUB_TOKEN);
+    s.set_env("FLOWSTORE_TEST_GITLAB_TOKEN", fake_apis::GITLAB_TOKEN);
+    s.set_env("FLOWSTORE_TEST_BBS_TOKEN", fake_apis::BBS_TOKEN);
+    s.set_env("FLOWSTORE_TEST_BBC_USER", fake_apis::BBC_USER);
+    s.set_env("FLOWSTORE_TEST_BBC_PASSWORD", fake_apis::BBC_PASSWORD);
+    s.set_env("FLOWSTORE_TEST_AWS_KEY", fake_apis::AWS_KEY);
+    s.set_env("FLOWSTORE_TEST_AWS_SECRET", fake_apis::AWS_SECRET);
+    Ok(())
+}
 
 /// The processes started so far, their scratch directories, and the environment for the tests.
 pub struct Servers {

@@ -1,0 +1,633 @@
+//! Local servers that answer as the GitHub, GitLab, Bitbucket (Server and Cloud) and CodeCommit
+//! APIs do, per their public API documentation — no real server of these runs on a laptop. One
+//! process (`cargo xtask fake-apis PORT`) serves all four on one port, strictly: a wrong path,
+//! a missing or wrong auth header, a wrong encoding or a bad SigV4 signature gets the provider's
+//! error. Tests seed repositories with `POST /_fake/seed`.
+//!
+//! Paths served:
+//! - GitHub: `GET /github/repos/{owner}/{repo}`, `GET /github/repos/{o}/{r}/commits/{ref}`,
+//!   `GET /github/repos/{o}/{r}/contents/{path}?ref={sha}`; `Authorization: Bearer|token <t>`;
+//!   404 `{"message": "Not Found"}`; rate limit: 403 with `x-ratelimit-remaining: 0` and
+//!   `x-ratelimit-reset`.
+//! - GitLab: `GET /gitlab/api/v4/projects/{url-encoded path}`, `…/repository/files/{url-encoded
+//!   path}?ref=`; `PRIVATE-TOKEN`; 401 `{"message": "401 Unauthorized"}`.
+//! - Bitbucket Server: `GET /bbs/rest/api/1.0/projects/{p}/repos/{r}/raw/{path}?at=`,
+//!   `…/repos/{r}/default-branch`; `Authorization: Bearer`.
+//! - Bitbucket Cloud: `GET /bbc/2.0/repositories/{ws}/{r}`, `…/refs/branches`, `…/refs/tags`
+//!   (paginated, 2 per page, `next` links), `…/src/{sha}/{path}`; basic auth; 429 once per
+//!   `/_fake/throttle` request.
+//! - CodeCommit: `POST /codecommit/` with `X-Amz-Target: CodeCommit_20150413.GetFile`, SigV4
+//!   (service `codecommit`, region `us-east-1`) verified with the test secret.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+/// The tokens the fake accepts.
+pub const GITHUB_TOKEN: &str = "ghp_fake_github_token";
+/// See [`GITHUB_TOKEN`].
+pub const GITLAB_TOKEN: &str = "glpat-fake-gitlab-token";
+/// See [`GITHUB_TOKEN`].
+pub const BBS_TOKEN: &str = "bbs-fake-bearer-token";
+/// Bitbucket Cloud username and app password.
+pub const BBC_USER: &str = "flowstore";
+/// See [`BBC_USER`].
+pub const BBC_PASSWORD: &str = "bbc-fake-app-password";
+/// CodeCommit access key and secret.
+pub const AWS_KEY: &str = "AKIAFAKECODECOMMIT";
+/// See [`AWS_KEY`].
+pub const AWS_SECRET: &str = "fake/codecommit/secret/key";
+
+#[derive(Default, Clone)]
+struct Repo {
+    default_branch: String,
+    branches: BTreeMap<String, String>,
+    tags: BTreeMap<String, String>,
+    /// commit sha → path → content
+    commits: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Default)]
+struct State {
+    repos: BTreeMap<String, Repo>,
+    throttle: usize,
+    rate_limited: bool,
+}
+
+struct Request {
+    method: String,
+    path: String,
+    query: BTreeMap<String, String>,
+    raw_query: String,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn json_resp(status: u16, v: Value) -> Response {
+    Response {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: v.to_string().into_bytes(),
+    }
+}
+
+fn pct_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else if b[i] == b'+' {
+            out.push(b' ');
+            i += 1;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn b64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = s.as_bytes();
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<Request> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    let (path, raw_query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target, String::new()),
+    };
+    let query = raw_query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Some((pct_decode(k)?, pct_decode(v)?))
+        })
+        .collect();
+    Some(Request {
+        method,
+        path,
+        query,
+        raw_query,
+        headers,
+        body,
+    })
+}
+
+fn write_response(stream: &mut TcpStream, r: Response) {
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+        r.status,
+        r.body.len()
+    );
+    for (k, v) in r.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&r.body);
+}
+
+/// Serves forever on 127.0.0.1:`port` (the `fake-apis` subcommand).
+pub fn serve(port: u16) -> Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port))?;
+    let state = Arc::new(Mutex::new(State::default()));
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let state = state.clone();
+        std::thread::spawn(move || {
+            if let Some(req) = read_request(&mut stream) {
+                let resp = route(&state, &req, port);
+                write_response(&mut stream, resp);
+            }
+        });
+    }
+    Ok(())
+}
+
+fn route(state: &Mutex<State>, req: &Request, port: u16) -> Response {
+    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    if req.path == "/_fake/seed" && req.method == "POST" {
+        let Ok(v) = serde_json::from_slice::<Value>(&req.body) else {
+            return json_resp(400, json!({"error": "bad seed"}));
+        };
+        let name = v["repo"].as_str().unwrap_or_default().to_string();
+        let strings = |k: &str| -> BTreeMap<String, String> {
+            v[k].as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(a, b)| (a.clone(), b.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let commits = v["commits"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(sha, files)| {
+                        (
+                            sha.clone(),
+                            files
+                                .as_object()
+                                .map(|f| {
+                                    f.iter()
+                                        .map(|(p, c)| {
+                                            (p.clone(), c.as_str().unwrap_or_default().to_string())
+                                        })
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        st.repos.insert(
+            name,
+            Repo {
+                default_branch: v["default_branch"].as_str().unwrap_or("main").to_string(),
+                branches: strings("branches"),
+                tags: strings("tags"),
+                commits,
+            },
+        );
+        return json_resp(200, json!({"ok": true}));
+    }
+    if req.path == "/_fake/throttle" {
+        st.throttle += 1;
+        return json_resp(200, json!({"throttle": st.throttle}));
+    }
+    if req.path == "/_fake/rate-limit" {
+        st.rate_limited = !st.rate_limited;
+        return json_resp(200, json!({"rate_limited": st.rate_limited}));
+    }
+    if let Some(rest) = req.path.strip_prefix("/github/") {
+        return github(&mut st, req, rest);
+    }
+    if let Some(rest) = req.path.strip_prefix("/gitlab/api/v4/") {
+        return gitlab(&st, req, rest);
+    }
+    if let Some(rest) = req.path.strip_prefix("/bbs/rest/api/1.0/") {
+        return bitbucket_server(&st, req, rest);
+    }
+    if let Some(rest) = req.path.strip_prefix("/bbc/2.0/") {
+        return bitbucket_cloud(&mut st, req, rest, port);
+    }
+    if req.path == "/codecommit/" {
+        return codecommit(&st, req, port);
+    }
+    json_resp(404, json!({"message": "Not Found"}))
+}
+
+fn resolve(repo: &Repo, r: &str) -> Option<String> {
+    if repo.commits.contains_key(r) {
+        return Some(r.to_string());
+    }
+    let r = r
+        .strip_prefix("refs/heads/")
+        .or_else(|| r.strip_prefix("refs/tags/"))
+        .unwrap_or(r);
+    repo.branches.get(r).or_else(|| repo.tags.get(r)).cloned()
+}
+
+fn github(st: &mut State, req: &Request, rest: &str) -> Response {
+    let auth = req
+        .headers
+        .get("authorization")
+        .map(String::as_str)
+        .unwrap_or("");
+    let authed =
+        auth == format!("Bearer {GITHUB_TOKEN}") || auth == format!("token {GITHUB_TOKEN}");
+    if !auth.is_empty() && !authed {
+        return json_resp(
+            401,
+            json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
+        );
+    }
+    if st.rate_limited {
+        let mut r = json_resp(
+            403,
+            json!({"message": "API rate limit exceeded for 127.0.0.1."}),
+        );
+        r.headers.push(("x-ratelimit-remaining".into(), "0".into()));
+        r.headers
+            .push(("x-ratelimit-reset".into(), "4102444800".into()));
+        return r;
+    }
+    let not_found = || {
+        json_resp(
+            404,
+            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
+        )
+    };
+    if req.method != "GET"
+        || !req
+            .headers
+            .get("accept")
+            .is_some_and(|a| a.contains("application/vnd.github"))
+    {
+        return json_resp(
+            415,
+            json!({"message": "Unsupported Media Type: send Accept: application/vnd.github+json"}),
+        );
+    }
+    let Some(rest) = rest.strip_prefix("repos/") else {
+        return not_found();
+    };
+    let mut seg = rest.splitn(4, '/');
+    let (Some(owner), Some(name)) = (seg.next(), seg.next()) else {
+        return not_found();
+    };
+    let key = format!("{owner}/{name}");
+    // Private repositories: visible only with the token, as GitHub answers 404 (not 401) otherwise.
+    let Some(repo) = st.repos.get(&key).filter(|_| authed) else {
+        return not_found();
+    };
+    match (seg.next(), seg.next()) {
+        (None, _) => json_resp(
+            200,
+            json!({"full_name": key, "default_branch": repo.default_branch, "private": true}),
+        ),
+        (Some("commits"), Some(r)) => {
+            let Some(r) = pct_decode(r) else {
+                return not_found();
+            };
+            match resolve(repo, &r) {
+                Some(sha) => json_resp(200, json!({"sha": sha})),
+                None => json_resp(
+                    422,
+                    json!({"message": format!("No commit found for SHA: {r}")}),
+                ),
+            }
+        }
+        (Some("contents"), Some(path)) => {
+            let Some(path) = pct_decode(path) else {
+                return not_found();
+            };
+            let sha = req
+                .query
+                .get("ref")
+                .cloned()
+                .unwrap_or_else(|| repo.branches[&repo.default_branch].clone());
+            match repo.commits.get(&sha).and_then(|c| c.get(&path)) {
+                Some(content) => json_resp(
+                    200,
+                    json!({"type": "file", "encoding": "base64", "path": path, "content": b64(content), "sha": "blob"}),
+                ),
+                None => not_found(),
+            }
+        }
+        _ => not_found(),
+    }
+}
+
+fn gitlab(st: &State, req: &Request, rest: &str) -> Response {
+    match req.headers.get("private-token") {
+        Some(t) if t == GITLAB_TOKEN => {}
+        _ => return json_resp(401, json!({"message": "401 Unauthorized"})),
+    }
+    let Some(rest) = rest.strip_prefix("projects/") else {
+        return json_resp(404, json!({"error": "404 Not Found"}));
+    };
+    // The project id or path is one URL-encoded segment (org%2Frepo): a raw slash is a 404.
+    let (project, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let Some(project) = pct_decode(project) else {
+        return json_resp(400, json!({"error": "bad encoding"}));
+    };
+    let Some(repo) = st.repos.get(&project) else {
+        return json_resp(404, json!({"message": "404 Project Not Found"}));
+    };
+    if tail.is_empty() {
+        return json_resp(
+            200,
+            json!({"path_with_namespace": project, "default_branch": repo.default_branch}),
+        );
+    }
+    let Some(file) = tail.strip_prefix("repository/files/") else {
+        return json_resp(404, json!({"error": "404 Not Found"}));
+    };
+    if file.contains('/') {
+        return json_resp(404, json!({"error": "404 Not Found"}));
+    }
+    let Some(path) = pct_decode(file) else {
+        return json_resp(400, json!({"error": "bad encoding"}));
+    };
+    let Some(r) = req.query.get("ref") else {
+        return json_resp(400, json!({"error": "ref is missing"}));
+    };
+    let Some(sha) = resolve(repo, r) else {
+        return json_resp(404, json!({"message": "404 Commit Not Found"}));
+    };
+    match repo.commits.get(&sha).and_then(|c| c.get(&path)) {
+        Some(c) => json_resp(
+            200,
+            json!({"file_path": path, "encoding": "base64", "content": b64(c), "ref": r, "commit_id": sha, "last_commit_id": sha}),
+        ),
+        None => json_resp(404, json!({"message": "404 File Not Found"})),
+    }
+}
+
+fn bitbucket_server(st: &State, req: &Request, rest: &str) -> Response {
+    if req.headers.get("authorization").map(String::as_str) != Some(&format!("Bearer {BBS_TOKEN}"))
+    {
+        return json_resp(
+            401,
+            json!({"errors": [{"message": "Authentication failed. Please check your credentials and try again."}]}),
+        );
+    }
+    let seg: Vec<&str> = rest.splitn(6, '/').collect();
+    let not_found = || {
+        json_resp(
+            404,
+            json!({"errors": [{"message": "Repository does not exist."}]}),
+        )
+    };
+    if seg.len() < 5 || seg[0] != "projects" || seg[2] != "repos" {
+        return not_found();
+    }
+    let Some(repo) = st.repos.get(&format!("{}/{}", seg[1], seg[3])) else {
+        return not_found();
+    };
+    match (seg[4], seg.get(5)) {
+        ("default-branch", None) => json_resp(
+            200,
+            json!({"id": format!("refs/heads/{}", repo.default_branch), "displayId": repo.default_branch}),
+        ),
+        ("raw", Some(path)) => {
+            let Some(path) = pct_decode(path) else {
+                return not_found();
+            };
+            let r = req
+                .query
+                .get("at")
+                .cloned()
+                .unwrap_or_else(|| repo.default_branch.clone());
+            match resolve(repo, &r)
+                .and_then(|sha| repo.commits.get(&sha))
+                .and_then(|c| c.get(&path))
+            {
+                Some(c) => Response {
+                    status: 200,
+                    headers: vec![("content-type".into(), "text/plain".into())],
+                    body: c.clone().into_bytes(),
+                },
+                None => json_resp(
+                    404,
+                    json!({"errors": [{"message": format!("The path \"{path}\" does not exist at revision \"{r}\"")}]}),
+                ),
+            }
+        }
+        _ => not_found(),
+    }
+}
+
+fn bitbucket_cloud(st: &mut State, req: &Request, rest: &str, port: u16) -> Response {
+    let expected = format!("Basic {}", b64(&format!("{BBC_USER}:{BBC_PASSWORD}")));
+    if req.headers.get("authorization") != Some(&expected) {
+        return json_resp(
+            401,
+            json!({"type": "error", "error": {"message": "Access denied"}}),
+        );
+    }
+    if st.throttle > 0 {
+        st.throttle -= 1;
+        let mut r = json_resp(
+            429,
+            json!({"type": "error", "error": {"message": "Rate limit for this resource has been exceeded"}}),
+        );
+        r.headers.push(("retry-after".into(), "1".into()));
+        return r;
+    }
+    let seg: Vec<&str> = rest.splitn(6, '/').collect();
+    let not_found = || {
+        json_resp(
+            404,
+            json!({"type": "error", "error": {"message": "Repository not found"}}),
+        )
+    };
+    if seg.len() < 3 || seg[0] != "repositories" {
+        return not_found();
+    }
+    let key = format!("{}/{}", seg[1], seg[2]);
+    let Some(repo) = st.repos.get(&key) else {
+        return not_found();
+    };
+    match (
+        seg.get(3).copied(),
+        seg.get(4).copied(),
+        seg.get(5).copied(),
+    ) {
+        (None, _, _) => json_resp(
+            200,
+            json!({"full_name": key, "mainbranch": {"type": "branch", "name": repo.default_branch}}),
+        ),
+        (Some("refs"), Some(kind @ ("branches" | "tags")), None) => {
+            let all: Vec<(&String, &String)> = if kind == "branches" {
+                repo.branches.iter().collect()
+            } else {
+                repo.tags.iter().collect()
+            };
+            let page: usize = req
+                .query
+                .get("page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1);
+            let per = 2;
+            let values: Vec<Value> = all
+                .iter()
+                .skip((page - 1) * per)
+                .take(per)
+                .map(|(n, sha)| json!({"name": n, "target": {"hash": sha}}))
+                .collect();
+            let mut body =
+                json!({"pagelen": per, "page": page, "size": all.len(), "values": values});
+            if page * per < all.len() {
+                body["next"] = json!(format!(
+                    "http://127.0.0.1:{port}/bbc/2.0/repositories/{key}/refs/{kind}?page={}",
+                    page + 1
+                ));
+            }
+            json_resp(200, body)
+        }
+        (Some("src"), Some(sha), Some(path)) => {
+            let Some(path) = pct_decode(path) else {
+                return not_found();
+            };
+            match repo.commits.get(sha).and_then(|c| c.get(&path)) {
+                Some(c) => Response {
+                    status: 200,
+                    headers: vec![("content-type".into(), "text/plain".into())],
+                    body: c.clone().into_bytes(),
+                },
+                None => json_resp(
+                    404,
+                    json!({"type": "error", "error": {"message": "No such file or directory"}}),
+                ),
+            }
+        }
+        _ => not_found(),
+    }
+}
+
+fn codecommit(st: &State, req: &Request, port: u16) -> Response {
+    let err = |status: u16, kind: &str, msg: &str| {
+        json_resp(status, json!({"__type": kind, "message": msg}))
+    };
+    if req.method != "POST"
+        || req.headers.get("x-amz-target").map(String::as_str)
+            != Some("CodeCommit_20150413.GetFile")
+    {
+        return err(400, "UnknownOperationException", "unknown operation");
+    }
+    if let Err(e) = crate::servers::sigv4::verify(
+        &req.method,
+        &req.path,
+        &req.raw_query,
+        &req.headers,
+        &req.body,
+        AWS_KEY,
+        AWS_SECRET,
+        "codecommit",
+        &format!("127.0.0.1:{port}"),
+    ) {
+        return err(403, "InvalidSignatureException", &e);
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&req.body) else {
+        return err(400, "SerializationException", "bad JSON");
+    };
+    let (Some(name), Some(path)) = (v["repositoryName"].as_str(), v["filePath"].as_str()) else {
+        return err(
+            400,
+            "ValidationException",
+            "repositoryName and filePath are required",
+        );
+    };
+    let Some(repo) = st.repos.get(name) else {
+        return err(
+            400,
+            "RepositoryDoesNotExistException",
+            &format!("{name} does not exist"),
+        );
+    };
+    let spec = v["commitSpecifier"]
+        .as_str()
+        .unwrap_or(&repo.default_branch)
+        .to_string();
+    let Some(sha) = resolve(repo, &spec) else {
+        return err(
+            400,
+            "CommitDoesNotExistException",
+            &format!("{spec} does not exist"),
+        );
+    };
+    match repo.commits.get(&sha).and_then(|c| c.get(path)) {
+        Some(c) => json_resp(
+            200,
+            json!({"blobId": "b", "commitId": sha, "fileContent": b64(c), "fileMode": "NORMAL", "filePath": path, "fileSize": c.len()}),
+        ),
+        None => err(
+            400,
+            "FileDoesNotExistException",
+            &format!("{path} does not exist at {sha}"),
+        ),
+    }
+}
