@@ -60,6 +60,17 @@ async fn text(s: &mut Bitbucket) -> (String, String) {
     )
 }
 
+async fn harness() -> flowstore_core::testkit::HarnessResult<fake_apis::ApiHarness<Bitbucket>> {
+    Ok(fake_apis::ApiHarness {
+        fake: fake_apis::fake()?,
+        make: |fake, repo, path| server(fake, repo, path, None, &env("FLOWSTORE_TEST_BBS_TOKEN")),
+        secrets: secrets(&env("FLOWSTORE_TEST_BBS_TOKEN"), ""),
+        repo_prefix: "CONF",
+    })
+}
+
+flowstore_core::conformance_suite!(harness);
+
 #[tokio::test]
 async fn server_default_branch_refs_and_errors() {
     let fake = need_fake!("server_default_branch_refs_and_errors");

@@ -28,6 +28,18 @@ fn storage(fake: &Fake, repo: &str, path: &str, commit: Option<&str>, secret: &s
     .secrets(Arc::new(MapSource::new().with("AWS_CREDENTIALS", &creds)))
 }
 
+async fn harness() -> flowstore_core::testkit::HarnessResult<fake_apis::ApiHarness<CodeCommit>> {
+    let creds = serde_json::json!({"ACCESS_KEY": env("FLOWSTORE_TEST_AWS_KEY"), "SECRET_ACCESS_KEY": env("FLOWSTORE_TEST_AWS_SECRET")}).to_string();
+    Ok(fake_apis::ApiHarness {
+        fake: fake_apis::fake()?,
+        make: |fake, repo, path| storage(fake, repo, path, None, &env("FLOWSTORE_TEST_AWS_SECRET")),
+        secrets: Arc::new(MapSource::new().with("AWS_CREDENTIALS", &creds)),
+        repo_prefix: "",
+    })
+}
+
+flowstore_core::conformance_suite!(harness);
+
 #[tokio::test]
 async fn get_file_by_sha_branch_tag_and_full_ref_with_sigv4() {
     let fake = need_fake!("get_file_by_sha_branch_tag_and_full_ref_with_sigv4");

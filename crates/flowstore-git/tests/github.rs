@@ -5,10 +5,8 @@ mod fake_apis;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use fake_apis::{env, need_fake, registry, repo_name, Fake, SHA1, SHA2, SHA3};
-use flowstore_core::testkit::{Harness, HarnessResult};
-use flowstore_core::{Error, FlowInput, Registry, Storage, StorageReference};
+use flowstore_core::{Error, FlowInput, Storage};
 use flowstore_git::api::github::{GitHub, GitHubFields};
 use flowstore_secrets::MapSource;
 
@@ -27,36 +25,13 @@ fn storage(fake: &Fake, repo: &str, path: &str, git_ref: Option<&str>) -> GitHub
     .secrets(secrets())
 }
 
-struct GitHubHarness(Fake);
-
-#[flowstore_core::async_trait]
-impl Harness for GitHubHarness {
-    async fn storage(&self) -> Option<Box<dyn Storage>> {
-        None
-    }
-    async fn script_storage(&self, flow: &str, source: &[u8]) -> Option<Box<dyn Storage>> {
-        let repo = repo_name("conformance");
-        let body = String::from_utf8_lossy(source).to_string();
-        self.0
-            .post(
-                "/_fake/seed",
-                serde_json::json!({"repo": repo, "default_branch": "main", "branches": {"main": SHA2}, "tags": {},
-                    "commits": {SHA2: {"flows/flow.py": body}}}),
-            )
-            .await;
-        let _ = flow;
-        Some(Box::new(storage(&self.0, &repo, "flows/flow.py", None)))
-    }
-    fn registry(&self) -> Registry {
-        registry(secrets())
-    }
-    async fn tamper(&self, _r: &StorageReference, _f: &str, _b: Bytes) -> bool {
-        false
-    }
-}
-
-async fn harness() -> HarnessResult<GitHubHarness> {
-    Ok(GitHubHarness(fake_apis::fake()?))
+async fn harness() -> flowstore_core::testkit::HarnessResult<fake_apis::ApiHarness<GitHub>> {
+    Ok(fake_apis::ApiHarness {
+        fake: fake_apis::fake()?,
+        make: |fake, repo, path| storage(fake, repo, path, None),
+        secrets: secrets(),
+        repo_prefix: "conformance",
+    })
 }
 
 flowstore_core::conformance_suite!(harness);

@@ -21,6 +21,19 @@ fn storage(fake: &Fake, repo: &str, path: &str, git_ref: Option<&str>, token: &s
     .secrets(Arc::new(MapSource::new().with("GL_TOKEN", token)))
 }
 
+async fn harness() -> flowstore_core::testkit::HarnessResult<fake_apis::ApiHarness<GitLab>> {
+    Ok(fake_apis::ApiHarness {
+        fake: fake_apis::fake()?,
+        make: |fake, repo, path| {
+            storage(fake, repo, path, None, &env("FLOWSTORE_TEST_GITLAB_TOKEN"))
+        },
+        secrets: Arc::new(MapSource::new().with("GL_TOKEN", &env("FLOWSTORE_TEST_GITLAB_TOKEN"))),
+        repo_prefix: "conformance",
+    })
+}
+
+flowstore_core::conformance_suite!(harness);
+
 #[tokio::test]
 async fn default_branch_refs_and_encoded_paths_on_a_self_hosted_host() {
     let fake = need_fake!("default_branch_refs_and_encoded_paths_on_a_self_hosted_host");

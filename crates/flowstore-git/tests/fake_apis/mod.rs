@@ -76,6 +76,15 @@ impl Fake {
         self.post("/_fake/seed", seed).await;
     }
 
+    /// Seeds a repository whose default branch `main` (at SHA2) holds one file.
+    pub async fn seed_source(&self, repo: &str, path: &str, source: &[u8]) {
+        let seed = json!({
+            "repo": repo, "default_branch": "main", "branches": {"main": SHA2}, "tags": {},
+            "commits": {SHA2: {path: String::from_utf8_lossy(source)}},
+        });
+        self.post("/_fake/seed", seed).await;
+    }
+
     /// Replaces the content a commit holds (to prove a pinned fetch refuses changed bytes).
     pub async fn reseed_commit(&self, repo: &str, sha: &str, path: &str, content: &str) {
         let seed = json!({
@@ -111,3 +120,44 @@ macro_rules! need_fake {
     };
 }
 pub(crate) use need_fake;
+
+/// The conformance harness for an API storage: `make(fake, repo, path)` builds the storage.
+pub struct ApiHarness<S: flowstore_core::Storage + 'static> {
+    pub fake: Fake,
+    pub make: fn(&Fake, &str, &str) -> S,
+    pub secrets: Arc<MapSource>,
+    pub repo_prefix: &'static str,
+}
+
+#[flowstore_core::async_trait]
+impl<S: flowstore_core::Storage + 'static> flowstore_core::testkit::Harness for ApiHarness<S> {
+    async fn storage(&self) -> Option<Box<dyn flowstore_core::Storage>> {
+        None
+    }
+    async fn script_storage(
+        &self,
+        _flow: &str,
+        source: &[u8],
+    ) -> Option<Box<dyn flowstore_core::Storage>> {
+        let repo = repo_name(self.repo_prefix);
+        let repo = if self.repo_prefix.is_empty() {
+            repo.trim_start_matches('/').replace('/', "-")
+        } else {
+            repo
+        };
+        self.fake.seed_source(&repo, "flows/flow.py", source).await;
+        Some(Box::new((self.make)(&self.fake, &repo, "flows/flow.py")))
+    }
+    fn registry(&self) -> Registry {
+        registry(self.secrets.clone())
+    }
+    /// A commit's content is fixed; changing the fake's bytes is covered by the pinned-digest tests.
+    async fn tamper(
+        &self,
+        _r: &flowstore_core::StorageReference,
+        _f: &str,
+        _b: bytes::Bytes,
+    ) -> bool {
+        false
+    }
+}
