@@ -173,9 +173,20 @@ impl Servers {
         &self.env
     }
 
-    /// Kills exactly the processes this set started.
+    /// Stops exactly the processes this set started: SIGTERM so servers can stop their own
+    /// children, then SIGKILL for any still running after 3 s.
     pub fn stop_all(&mut self) {
+        for (_, child) in &self.children {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
         for (_, child) in &mut self.children {
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -63,6 +63,7 @@ pub fn spawn(
     let d = dir.display();
     let conf = format!(
         r#"daemon off;
+master_process off;
 worker_processes 1;
 user root;
 pid {d}/nginx.pid;
