@@ -17,6 +17,8 @@ pub fn registry() -> anyhow::Result<Registry> {
     flowstore_cloud::register(&mut registry);
     #[cfg(feature = "git")]
     flowstore_git::register(&mut registry);
+    #[cfg(feature = "docker")]
+    flowstore_docker::register(&mut registry);
     Ok(registry)
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub mod azurite;
+pub mod docker;
 pub mod fake_apis;
 pub mod fake_gcs;
 pub mod git;
@@ -63,6 +64,11 @@ pub const SERVERS: &[ServerSpec] = &[
         name: "fake_apis",
         backends: &["github", "gitlab", "bitbucket", "codecommit"],
         start: start_fake_apis,
+    },
+    ServerSpec {
+        name: "docker",
+        backends: &["docker"],
+        start: docker::start,
     },
     ServerSpec {
         name: "fake_gcs",

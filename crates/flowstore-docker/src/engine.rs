@@ -1,0 +1,186 @@
+//! Engine builds through `bollard`: a generated Dockerfile and build context, `docker build` with
+//! no network, a health-check step that verifies every flow's SHA-256 inside the image (and runs
+//! the user's load command), then tag, push, and removal of the local image.
+
+use std::collections::HashMap;
+
+use bollard::auth::DockerCredentials;
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptions,
+};
+use bollard::Docker as Engine;
+use bytes::Bytes;
+use flowstore_core::secret::ExposeSecret;
+use flowstore_core::Error as CoreError;
+use futures::StreamExt;
+
+use crate::storage::{Docker, BUILD_FAILED};
+
+fn err(message: String) -> CoreError {
+    CoreError::backend("Docker", message)
+}
+
+/// Connects to `base_url`, `DOCKER_HOST`, or the local socket.
+pub async fn connect(base_url: Option<&str>) -> Result<Engine, CoreError> {
+    let host = base_url
+        .map(str::to_string)
+        .or_else(|| std::env::var("DOCKER_HOST").ok());
+    let engine = match host.as_deref() {
+        Some(h) if h.starts_with("unix://") => {
+            Engine::connect_with_unix(h, 300, bollard::API_DEFAULT_VERSION)
+        }
+        Some(h) => Engine::connect_with_http(h, 300, bollard::API_DEFAULT_VERSION),
+        None => Engine::connect_with_local_defaults(),
+    }
+    .map_err(|e| err(format!("connecting to the Docker Engine: {e}")))?;
+    engine
+        .negotiate_version()
+        .await
+        .map_err(|e| err(format!("talking to the Docker Engine: {e}")))
+}
+
+/// The generated Dockerfile.
+pub fn dockerfile(s: &Docker) -> String {
+    let b = &s.build;
+    let dir = s.fields.directory.trim_end_matches('/');
+    let mut lines = Vec::new();
+    match &b.dockerfile {
+        Some(custom) => lines.push(custom.clone()),
+        None => lines.push(format!(
+            "FROM {}",
+            b.base_image.as_deref().unwrap_or("python:3-slim")
+        )),
+    }
+    for (k, v) in &b.env_vars {
+        lines.push(format!(
+            "ENV {k}={}",
+            serde_json::to_string(v).unwrap_or_default()
+        ));
+    }
+    if !b.dependencies.is_empty() {
+        lines.push(format!(
+            "RUN {}",
+            b.install_command
+                .replace("{packages}", &b.dependencies.join(" "))
+        ));
+    }
+    lines.push("COPY layer/ /".to_string());
+    for c in &b.extra_dockerfile_commands {
+        lines.push(c.clone());
+    }
+    let mut check = format!("RUN sha256sum -c {dir}/flows.sha256");
+    if let Some(load) = &b.load_command {
+        check.push_str(&format!(" && {load}"));
+    }
+    lines.push(check);
+    lines.join("\n") + "\n"
+}
+
+fn context(s: &Docker) -> Result<Bytes, CoreError> {
+    let mut tar_bytes = Vec::new();
+    {
+        let mut t = tar::Builder::new(&mut tar_bytes);
+        let mut add = |path: &str, content: &[u8]| -> std::io::Result<()> {
+            let mut h = tar::Header::new_ustar();
+            h.set_mode(0o644);
+            h.set_size(content.len() as u64);
+            h.set_mtime(0);
+            h.set_cksum();
+            t.append_data(&mut h, path, content)
+        };
+        let io = |e| CoreError::io("writing the build context", e);
+        add("Dockerfile", dockerfile(s).as_bytes()).map_err(io)?;
+        for (path, content, _) in s.layer_files()? {
+            add(&format!("layer/{}", path.trim_start_matches('/')), &content).map_err(io)?;
+        }
+        t.finish().map_err(io)?;
+    }
+    Ok(Bytes::from(tar_bytes))
+}
+
+/// Builds, tags and pushes; returns the pushed manifest digest (`None` without a registry).
+pub async fn build_and_push(
+    s: &Docker,
+    name: &str,
+    tag: &str,
+) -> Result<Option<String>, CoreError> {
+    let engine = connect(s.build.base_url.as_deref()).await?;
+    let image = s.image_ref().expect("named before building");
+    let mut opts = BuildImageOptionsBuilder::new()
+        .dockerfile("Dockerfile")
+        .t(&image)
+        .rm(true)
+        .forcerm(true)
+        .networkmode("none");
+    if !s.build.build_args.is_empty() {
+        opts = opts.buildargs(
+            &s.build
+                .build_args
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        );
+    }
+    let mut stream = engine.build_image(opts.build(), None, Some(bollard::body_full(context(s)?)));
+    let mut log = String::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(line) = info.stream.as_deref().filter(|l| !l.trim().is_empty()) {
+                    tracing::info!(target: "flowstore_docker::build", "{}", line.trim_end());
+                    log.push_str(line);
+                }
+                if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                    return Err(err(format!("{BUILD_FAILED}\n{e}\n{}", tail(&log))));
+                }
+            }
+            Err(e) => return Err(err(format!("{BUILD_FAILED}\n{e}\n{}", tail(&log)))),
+        }
+    }
+    let Some(registry_url) = &s.fields.registry_url else {
+        tracing::warn!(image = %image, "no registry_url: the image stays local and is not pushed");
+        return Ok(None);
+    };
+    let creds = s.registry_auth()?.map(|(u, p)| DockerCredentials {
+        username: Some(u),
+        password: Some(p.expose_secret().to_string()),
+        serveraddress: Some(registry_url.clone()),
+        ..Default::default()
+    });
+    let repo = image
+        .rsplit_once(':')
+        .map(|(r, _)| r)
+        .unwrap_or(&image)
+        .to_string();
+    let mut push = engine.push_image(
+        &repo,
+        Some(PushImageOptionsBuilder::new().tag(tag).build()),
+        creds,
+    );
+    while let Some(item) = push.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                    return Err(err(format!("pushing {image}: {e}")));
+                }
+                if let Some(status) = info.status {
+                    tracing::debug!(target: "flowstore_docker::push", "{status}");
+                }
+            }
+            Err(e) => return Err(err(format!("pushing {image}: {e}"))),
+        }
+    }
+    let reg = crate::registry::Registry::new(registry_url, s.registry_auth()?);
+    let (_, digest) = reg.manifest(name, tag).await?;
+    if !s.build.local_image {
+        let _ = engine
+            .remove_image(&image, None::<RemoveImageOptions>, None)
+            .await;
+    }
+    Ok(Some(digest))
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}

@@ -1,0 +1,424 @@
+//! Docker storage against a real Docker Engine and real registries on 127.0.0.1, started by
+//! `cargo xtask test` (`FLOWSTORE_TEST_DOCKER_HOST`, `FLOWSTORE_TEST_REGISTRY`, and
+//! `FLOWSTORE_TEST_REGISTRY_AUTH` with htpasswd auth). No image is pulled from the internet: the
+//! tests build a busybox base image from Debian's busybox-static and push it themselves.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateImageOptionsBuilder, LogsOptionsBuilder, WaitContainerOptions,
+};
+use bytes::Bytes;
+use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
+use flowstore_core::testkit::{skip, Harness, HarnessResult, Skip};
+use flowstore_core::{Registry as Types, Storage, StorageReference};
+use flowstore_docker::registry::{self, Registry};
+use flowstore_docker::{layer, BuildConfig, BuildMode, Docker, BUILD_FAILED};
+use flowstore_secrets::MapSource;
+use futures::StreamExt;
+use serde_json::json;
+
+struct Env {
+    registry: String,
+    registry_auth: String,
+    user: String,
+    password: String,
+    docker_host: String,
+}
+
+fn env() -> Result<Env, Skip> {
+    let get = |k: &str| {
+        std::env::var(k).map_err(|_| Skip(format!("{k} is not set: the Docker Engine and registries are not running (cargo xtask test starts them)")))
+    };
+    Ok(Env {
+        registry: get("FLOWSTORE_TEST_REGISTRY")?,
+        registry_auth: get("FLOWSTORE_TEST_REGISTRY_AUTH")?,
+        user: get("FLOWSTORE_TEST_REGISTRY_USER")?,
+        password: get("FLOWSTORE_TEST_REGISTRY_PASSWORD")?,
+        docker_host: get("FLOWSTORE_TEST_DOCKER_HOST")?,
+    })
+}
+
+macro_rules! need {
+    ($name:literal) => {
+        match env() {
+            Ok(e) => e,
+            Err(reason) => return skip($name, &reason),
+        }
+    };
+}
+
+fn app() -> AppInfo {
+    AppInfo::new("docker-tests", "1")
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        flowstore_core::key::new_flow_key("i").replace('/', "-")
+    )
+}
+
+/// Pushes a one-layer busybox image (`sh`, `cat`, `sha256sum`, `false` as copies of the static
+/// busybox, which dispatches on its name) to `registry` as `base/busybox:1`; returns its reference.
+async fn base_image(
+    registry_host: &str,
+    auth: Option<(String, flowstore_core::secret::SecretString)>,
+) -> String {
+    let busybox = std::fs::read("/bin/busybox")
+        .expect("busybox-static is installed (.ci/install.d/docker.sh)");
+    let files: Vec<(String, Vec<u8>, u32)> = ["sh", "cat", "sha256sum", "false", "ls"]
+        .iter()
+        .map(|n| (format!("/bin/{n}"), busybox.clone(), 0o755))
+        .collect();
+    let l = layer::build(&files).unwrap();
+    let reg = Registry::new(registry_host, auth);
+    let layer_size = l.gz.len();
+    let layer_digest = reg.push_blob("base/busybox", l.gz).await.unwrap();
+    let config = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [l.diff_id]},
+        "history": [{"created_by": "flowstore tests: busybox"}],
+    });
+    let config = Bytes::from(serde_json::to_vec(&config).unwrap());
+    let config_size = config.len();
+    let config_digest = reg.push_blob("base/busybox", config).await.unwrap();
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": registry::MANIFEST,
+        "config": {"mediaType": registry::CONFIG, "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": registry::LAYER, "digest": layer_digest, "size": layer_size}],
+    });
+    reg.push_manifest("base/busybox", "1", &manifest)
+        .await
+        .unwrap();
+    format!("{registry_host}/base/busybox:1")
+}
+
+fn types() -> Types {
+    let mut r = Types::new();
+    flowstore_docker::register(&mut r);
+    r
+}
+
+async fn run_in_image(e: &Env, image: &str, cmd: &[&str]) -> (i64, String) {
+    let engine = flowstore_docker::engine::connect(Some(&e.docker_host))
+        .await
+        .unwrap();
+    let (repo, tag) = image.rsplit_once(':').unwrap();
+    let mut pull = engine.create_image(
+        Some(
+            CreateImageOptionsBuilder::new()
+                .from_image(repo)
+                .tag(tag)
+                .build(),
+        ),
+        None,
+        None,
+    );
+    while let Some(p) = pull.next().await {
+        p.unwrap();
+    }
+    let container = engine
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            ContainerCreateBody {
+                image: Some(image.to_string()),
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                host_config: Some(HostConfig {
+                    network_mode: Some("none".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    engine
+        .start_container(
+            &container.id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let mut wait = engine.wait_container(&container.id, None::<WaitContainerOptions>);
+    let mut code = -1;
+    while let Some(w) = wait.next().await {
+        code = match w {
+            Ok(r) => r.status_code,
+            Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => code,
+            Err(e) => panic!("{e}"),
+        };
+    }
+    let mut logs = engine.logs(
+        &container.id,
+        Some(LogsOptionsBuilder::new().stdout(true).stderr(true).build()),
+    );
+    let mut out = String::new();
+    while let Some(l) = logs.next().await {
+        out.push_str(&l.unwrap().to_string());
+    }
+    let _ = engine
+        .remove_container(
+            &container.id,
+            None::<bollard::query_parameters::RemoveContainerOptions>,
+        )
+        .await;
+    (code, out)
+}
+
+fn daemonless(e: &Env, base: &str) -> Docker {
+    Docker::new(
+        Some(&e.registry),
+        BuildConfig {
+            mode: BuildMode::Daemonless,
+            base_image: Some(base.to_string()),
+            ..Default::default()
+        },
+    )
+}
+
+struct DockerHarness {
+    env: Env,
+    base: String,
+}
+
+#[flowstore_core::async_trait]
+impl Harness for DockerHarness {
+    async fn storage(&self) -> Option<Box<dyn Storage>> {
+        // One image name for every storage: each registration gets its own timestamp tag.
+        Some(Box::new(
+            daemonless(&self.env, &self.base).image("conformance", None),
+        ))
+    }
+    async fn script_storage(&self, _f: &str, _s: &[u8]) -> Option<Box<dyn Storage>> {
+        None
+    }
+    fn registry(&self) -> Types {
+        types()
+    }
+    /// An image is addressed by its manifest digest: its content cannot be changed in place.
+    async fn tamper(&self, _r: &StorageReference, _f: &str, _b: Bytes) -> bool {
+        false
+    }
+    fn large_flow_size(&self) -> usize {
+        8 * 1024 * 1024
+    }
+}
+
+async fn harness() -> HarnessResult<DockerHarness> {
+    let env = env()?;
+    let base = base_image(&env.registry, None).await;
+    Ok(DockerHarness { env, base })
+}
+
+flowstore_core::conformance_suite!(harness);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonless_build_runs_in_docker_and_fetches_outside_by_digest() {
+    let e = need!("daemonless_build_runs_in_docker_and_fetches_outside_by_digest");
+    let base = base_image(&e.registry, None).await;
+    let mut s = daemonless(&e, &base).image(&unique("daemonless"), Some("v1"));
+    s.add_flow(
+        seal("ETL", &vec!["extract", "load"], &app())
+            .unwrap()
+            .into(),
+    )
+    .await
+    .unwrap();
+    let t = std::time::Instant::now();
+    s.build().await.unwrap();
+    eprintln!("daemonless build+push of one flow: {:?}", t.elapsed());
+    let reference = s.reference().unwrap();
+    let digest = reference.fields["image_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(digest.starts_with("sha256:"));
+    let v: Vec<String> = types()
+        .open(&reference)
+        .unwrap()
+        .get_flow("ETL")
+        .await
+        .unwrap()
+        .decode(&app())
+        .unwrap();
+    assert_eq!(v, ["extract", "load"]);
+    let (code, out) = run_in_image(
+        &e,
+        &s.image_ref().unwrap(),
+        &["sha256sum", "-c", "/opt/flowstore/flows.sha256"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("/opt/flowstore/flows/etl.flow: OK"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_build_pushes_and_the_container_reads_the_flow() {
+    let e = need!("engine_build_pushes_and_the_container_reads_the_flow");
+    let base = base_image(&e.registry, None).await;
+    let host_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(host_file.path(), "Marvin").unwrap();
+    let mut files = BTreeMap::new();
+    files.insert(
+        host_file.path().display().to_string(),
+        "/opt/flowstore/person.txt".to_string(),
+    );
+    let mut env_vars = BTreeMap::new();
+    env_vars.insert("GREETING".to_string(), "hello".to_string());
+    let build = BuildConfig {
+        mode: BuildMode::Engine,
+        base_image: Some(base),
+        files,
+        env_vars,
+        load_command: Some("cat /opt/flowstore/person.txt".into()),
+        base_url: Some(e.docker_host.clone()),
+        ..Default::default()
+    };
+    let sealed = seal_bytes("Engine Flow", b"engine payload", &app());
+    let mut s = Docker::new(Some(&e.registry), build).image(&unique("engine"), None);
+    s.add_flow(sealed.clone().into()).await.unwrap();
+    let t = std::time::Instant::now();
+    s.build().await.unwrap_or_else(|err| panic!("{err}"));
+    eprintln!("engine build+push of one flow: {:?}", t.elapsed());
+    let reference = s.reference().unwrap();
+    let f = types()
+        .open(&reference)
+        .unwrap()
+        .get_flow("Engine Flow")
+        .await
+        .unwrap();
+    assert_eq!(f.bytes().as_ref(), b"engine payload");
+    let (code, out) = run_in_image(
+        &e,
+        &s.image_ref().unwrap(),
+        &["cat", "/opt/flowstore/flows/engine-flow.flow"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(out.as_bytes(), sealed.bytes.as_ref());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_health_check_fails_the_build() {
+    let e = need!("a_failing_health_check_fails_the_build");
+    let base = base_image(&e.registry, None).await;
+    let build = BuildConfig {
+        mode: BuildMode::Engine,
+        base_image: Some(base),
+        load_command: Some("false".into()),
+        base_url: Some(e.docker_host.clone()),
+        ..Default::default()
+    };
+    let mut s = Docker::new(Some(&e.registry), build).image(&unique("unhealthy"), None);
+    s.add_flow(seal_bytes("F", b"x", &app()).into())
+        .await
+        .unwrap();
+    let msg = s.build().await.unwrap_err().to_string();
+    assert!(msg.contains(BUILD_FAILED), "{msg}");
+    assert!(s.reference().unwrap().fields["image_digest"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_credentials_wrong_registry_and_daemon_only_options() {
+    let e = need!("registry_credentials_wrong_registry_and_daemon_only_options");
+    let creds = Some((
+        e.user.clone(),
+        flowstore_core::secret::SecretString::from(e.password.clone()),
+    ));
+    let base = base_image(&e.registry_auth, creds).await;
+    let secrets = Arc::new(
+        MapSource::new()
+            .with("REG_USER", &e.user)
+            .with("REG_PASS", &e.password)
+            .with("BAD_PASS", "wrong-c4n4ry"),
+    );
+    let make = |pass: &str| {
+        Docker::new(
+            Some(&e.registry_auth),
+            BuildConfig {
+                mode: BuildMode::Daemonless,
+                base_image: Some(base.clone()),
+                registry_credentials: Some(("REG_USER".into(), pass.into())),
+                ..Default::default()
+            },
+        )
+        .secrets(secrets.clone())
+        .image(&unique("auth"), None)
+    };
+    let mut ok = make("REG_PASS");
+    ok.add_flow(seal_bytes("F", b"x", &app()).into())
+        .await
+        .unwrap();
+    ok.build().await.unwrap();
+    let mut bad = make("BAD_PASS");
+    bad.add_flow(seal_bytes("F", b"x", &app()).into())
+        .await
+        .unwrap();
+    let err = bad.build().await.unwrap_err();
+    assert!(
+        err.to_string().contains("401") && err.to_string().contains("credentials"),
+        "{err}"
+    );
+    assert!(!format!("{err} {err:?} {bad:?}").contains("c4n4ry"));
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut nowhere = Docker::new(
+        Some(&format!("127.0.0.1:{closed}")),
+        BuildConfig {
+            mode: BuildMode::Daemonless,
+            base_image: Some(format!("127.0.0.1:{closed}/base/busybox:1")),
+            ..Default::default()
+        },
+    );
+    nowhere
+        .add_flow(seal_bytes("F", b"x", &app()).into())
+        .await
+        .unwrap();
+    let msg = nowhere.build().await.unwrap_err().to_string();
+    assert!(msg.contains(&format!("127.0.0.1:{closed}")), "{msg}");
+
+    let mut refused = Docker::new(
+        Some(&e.registry),
+        BuildConfig {
+            mode: BuildMode::Daemonless,
+            base_image: Some(base.clone()),
+            extra_dockerfile_commands: vec!["RUN echo hi".into()],
+            ..Default::default()
+        },
+    );
+    refused
+        .add_flow(seal_bytes("F", b"x", &app()).into())
+        .await
+        .unwrap();
+    let msg = refused.build().await.unwrap_err().to_string();
+    assert!(
+        msg.contains("extra_dockerfile_commands need a Docker Engine"),
+        "{msg}"
+    );
+    let both = Docker::new(
+        None,
+        BuildConfig {
+            base_image: Some("a".into()),
+            dockerfile: Some("FROM b".into()),
+            ..Default::default()
+        },
+    );
+    let mut both = both;
+    both.add_flow(seal_bytes("F", b"x", &app()).into())
+        .await
+        .unwrap();
+    assert!(both
+        .build()
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("Only one of `base_image` and `dockerfile`"));
+}

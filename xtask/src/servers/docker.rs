@@ -1,0 +1,86 @@
+//! A Docker Engine (Debian's docker.io; vfs storage, no iptables, no bridge) and the CNCF
+//! distribution registry (Debian's docker-registry), once open and once with htpasswd auth.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::Servers;
+
+/// The registry user and password of the authenticated registry.
+pub const USER: &str = "flowstore";
+/// See [`USER`].
+pub const PASSWORD: &str = "flowstore-registry-password";
+
+fn registry(s: &mut Servers, name: &str, auth: bool) -> Result<u16> {
+    let dir = s.temp_dir(name)?;
+    let port = s.free_port()?;
+    let mut conf = format!(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        dir.join("data").display()
+    );
+    if auth {
+        let out = Command::new("htpasswd")
+            .args(["-Bbn", USER, PASSWORD])
+            .output()
+            .context("running htpasswd (apache2-utils)")?;
+        if !out.status.success() {
+            bail!("htpasswd failed");
+        }
+        std::fs::write(dir.join("htpasswd"), out.stdout)?;
+        conf.push_str(&format!(
+            "auth:\n  htpasswd:\n    realm: flowstore\n    path: {}\n",
+            dir.join("htpasswd").display()
+        ));
+    }
+    std::fs::write(dir.join("config.yml"), conf)?;
+    let mut cmd = Command::new("docker-registry");
+    cmd.arg("serve").arg(dir.join("config.yml"));
+    s.spawn(name, cmd)?;
+    s.wait_for_port(port)?;
+    Ok(port)
+}
+
+/// Starts both registries and dockerd; exports `FLOWSTORE_TEST_REGISTRY`,
+/// `FLOWSTORE_TEST_REGISTRY_AUTH` (+ `_USER`/`_PASSWORD`) and `FLOWSTORE_TEST_DOCKER_HOST`.
+pub fn start(s: &mut Servers) -> Result<()> {
+    let open = registry(s, "registry", false)?;
+    let auth = registry(s, "registry-auth", true)?;
+    s.set_env("FLOWSTORE_TEST_REGISTRY", format!("127.0.0.1:{open}"));
+    s.set_env("FLOWSTORE_TEST_REGISTRY_AUTH", format!("127.0.0.1:{auth}"));
+    s.set_env("FLOWSTORE_TEST_REGISTRY_USER", USER);
+    s.set_env("FLOWSTORE_TEST_REGISTRY_PASSWORD", PASSWORD);
+
+    // dockerd: short paths (unix socket length limit), everything in a scratch directory.
+    let dir = std::path::PathBuf::from(format!("/tmp/fsd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let sock = dir.join("d.sock");
+    let mut cmd = Command::new("dockerd");
+    cmd.args([
+        "--iptables=false",
+        "--ip6tables=false",
+        "--bridge=none",
+        "--storage-driver=vfs",
+    ])
+    .arg("--data-root")
+    .arg(dir.join("data"))
+    .arg("--exec-root")
+    .arg(dir.join("exec"))
+    .arg("--pidfile")
+    .arg(dir.join("d.pid"))
+    .arg("-H")
+    .arg(format!("unix://{}", sock.display()));
+    s.spawn("dockerd", cmd)?;
+    for _ in 0..300 {
+        if sock.exists() {
+            s.set_env(
+                "FLOWSTORE_TEST_DOCKER_HOST",
+                format!("unix://{}", sock.display()),
+            );
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bail!("dockerd did not create {} within 30 s", sock.display())
+}
