@@ -20,17 +20,41 @@ fn err(message: String) -> CoreError {
     CoreError::backend("Docker", message)
 }
 
-/// Connects to `base_url`, `DOCKER_HOST`, or the local socket.
+/// Connects to `base_url`, `DOCKER_HOST`, or the local socket; over TLS with `DOCKER_CERT_PATH`
+/// when `DOCKER_TLS_VERIFY` is set.
 pub async fn connect(base_url: Option<&str>) -> Result<Engine, CoreError> {
+    connect_tls(base_url, None).await
+}
+
+/// [`connect`] with explicit TLS files for a `tcp://`/`https://` host.
+pub async fn connect_tls(
+    base_url: Option<&str>,
+    tls: Option<&crate::TlsFiles>,
+) -> Result<Engine, CoreError> {
     let host = base_url
         .map(str::to_string)
         .or_else(|| std::env::var("DOCKER_HOST").ok());
-    let engine = match host.as_deref() {
-        Some(h) if h.starts_with("unix://") => {
+    let env_tls = std::env::var_os("DOCKER_TLS_VERIFY")
+        .filter(|v| !v.is_empty())
+        .and(std::env::var_os("DOCKER_CERT_PATH"))
+        .map(|d| {
+            let d = std::path::PathBuf::from(d);
+            crate::TlsFiles {
+                key: d.join("key.pem"),
+                cert: d.join("cert.pem"),
+                ca: d.join("ca.pem"),
+            }
+        });
+    let tls = tls.cloned().or(env_tls);
+    let engine = match (host.as_deref(), tls) {
+        (Some(h), _) if h.starts_with("unix://") => {
             Engine::connect_with_unix(h, 300, bollard::API_DEFAULT_VERSION)
         }
-        Some(h) => Engine::connect_with_http(h, 300, bollard::API_DEFAULT_VERSION),
-        None => Engine::connect_with_local_defaults(),
+        (Some(h), Some(t)) => {
+            Engine::connect_with_ssl(h, &t.key, &t.cert, &t.ca, 300, bollard::API_DEFAULT_VERSION)
+        }
+        (Some(h), None) => Engine::connect_with_http(h, 300, bollard::API_DEFAULT_VERSION),
+        (None, _) => Engine::connect_with_local_defaults(),
     }
     .map_err(|e| err(format!("connecting to the Docker Engine: {e}")))?;
     engine
@@ -104,7 +128,7 @@ pub async fn build_and_push(
     name: &str,
     tag: &str,
 ) -> Result<Option<String>, CoreError> {
-    let engine = connect(s.build.base_url.as_deref()).await?;
+    let engine = connect_tls(s.build.base_url.as_deref(), s.build.tls.as_ref()).await?;
     let image = s.image_ref().expect("named before building");
     let mut opts = BuildImageOptionsBuilder::new()
         .dockerfile("Dockerfile")

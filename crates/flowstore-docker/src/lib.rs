@@ -16,7 +16,9 @@ pub mod layer;
 pub mod registry;
 mod storage;
 
-pub use storage::{BuildConfig, BuildMode, Docker, DockerFields, BUILD_FAILED, TYPE_NAME};
+pub use storage::{
+    BuildConfig, BuildMode, Docker, DockerFields, TlsFiles, BUILD_FAILED, TYPE_NAME,
+};
 
 use flowstore_core::{Registry as Types, Storage};
 

@@ -65,6 +65,17 @@ pub enum BuildMode {
     Daemonless,
 }
 
+/// TLS files for a remote Docker Engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Client key (PEM).
+    pub key: PathBuf,
+    /// Client certificate (PEM).
+    pub cert: PathBuf,
+    /// CA certificate (PEM).
+    pub ca: PathBuf,
+}
+
 /// Build settings (not stored in the reference).
 #[derive(Debug, Clone)]
 pub struct BuildConfig {
@@ -90,6 +101,9 @@ pub struct BuildConfig {
     pub local_image: bool,
     /// The Docker host (default `DOCKER_HOST`, else the local socket).
     pub base_url: Option<String>,
+    /// TLS client key, certificate and CA files for a `tcp://`/`https://` Docker host (default:
+    /// `DOCKER_CERT_PATH/{key,cert,ca}.pem` when `DOCKER_TLS_VERIFY` is set).
+    pub tls: Option<TlsFiles>,
     /// Build arguments (Engine).
     pub build_args: BTreeMap<String, String>,
     /// Secrets holding the registry username and password, if it needs them.
@@ -110,6 +124,7 @@ impl Default for BuildConfig {
             load_command: None,
             local_image: false,
             base_url: None,
+            tls: None,
             build_args: BTreeMap::new(),
             registry_credentials: None,
         }
@@ -200,9 +215,15 @@ impl Docker {
         })
     }
 
+    /// Registry credentials: the configured secrets, else the `auths` entry of
+    /// `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`) for the registry, else none.
     pub(crate) fn registry_auth(&self) -> Result<Option<(String, SecretString)>> {
         match &self.build.registry_credentials {
-            None => Ok(None),
+            None => Ok(self
+                .fields
+                .registry_url
+                .as_deref()
+                .and_then(docker_config_auth)),
             Some((u, p)) => {
                 let user = flowstore_secrets::resolve(u, self.secrets.as_ref())
                     .map_err(CoreError::from)?;
@@ -382,6 +403,26 @@ impl Docker {
             source: None,
         })
     }
+}
+
+/// Credentials for `registry` from the Docker CLI's config file (`auths.<registry>.auth`, base64
+/// `user:password`), if there are any.
+fn docker_config_auth(registry: &str) -> Option<(String, SecretString)> {
+    use base64::Engine as _;
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))?;
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
+    let auth = config["auths"][registry]["auth"].as_str()?;
+    let decoded = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(auth)
+            .ok()?,
+    )
+    .ok()?;
+    let (user, pass) = decoded.split_once(':')?;
+    Some((user.to_string(), SecretString::from(pass.to_string())))
 }
 
 #[async_trait]

@@ -422,3 +422,44 @@ async fn registry_credentials_wrong_registry_and_daemon_only_options() {
         .to_string()
         .contains("Only one of `base_image` and `dockerfile`"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_credentials_from_the_docker_cli_config() {
+    use base64::Engine as _;
+    let e = need!("registry_credentials_from_the_docker_cli_config");
+    let creds = Some((
+        e.user.clone(),
+        flowstore_core::secret::SecretString::from(e.password.clone()),
+    ));
+    let base = base_image(&e.registry_auth, creds).await;
+    let dir = tempfile::tempdir().unwrap();
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", e.user, e.password));
+    std::fs::write(
+        dir.path().join("config.json"),
+        json!({"auths": {e.registry_auth.clone(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    // Only this test sets DOCKER_CONFIG; the other tests' registries have no entry in it.
+    std::env::set_var("DOCKER_CONFIG", dir.path());
+    let mut s = Docker::new(
+        Some(&e.registry_auth),
+        BuildConfig {
+            mode: BuildMode::Daemonless,
+            base_image: Some(base),
+            ..Default::default()
+        },
+    )
+    .image(&unique("config-auth"), None);
+    s.add_flow(seal_bytes("F", b"via docker config", &app()).into())
+        .await
+        .unwrap();
+    s.build().await.unwrap();
+    let f = types()
+        .open(&s.reference().unwrap())
+        .unwrap()
+        .get_flow("F")
+        .await
+        .unwrap();
+    assert_eq!(f.bytes().as_ref(), b"via docker config");
+}

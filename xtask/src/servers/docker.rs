@@ -52,7 +52,7 @@ pub fn start(s: &mut Servers) -> Result<()> {
     s.set_env("FLOWSTORE_TEST_REGISTRY_PASSWORD", PASSWORD);
 
     // dockerd: short paths (unix socket length limit), everything in a scratch directory.
-    let dir = std::path::PathBuf::from(format!("/tmp/fsd-{}", std::process::id()));
+    let dir = std::path::PathBuf::from("/tmp/flowstore-dockerd");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let sock = dir.join("d.sock");
