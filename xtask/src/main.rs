@@ -126,6 +126,22 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
         Some(i) => (&args[..i], &args[i + 1..]),
         None => (args, &[][..]),
     };
+    if let Some(other) = ours.iter().find(|a| *a != "--no-install") {
+        if other != "--help" && other != "-h" {
+            eprintln!("xtask test: unknown option {other}");
+        }
+        eprintln!(
+            "usage: cargo xtask test [--no-install] [-- ARGS]\n\n\
+             Installs the servers (.ci/install.d, unless --no-install), starts them on 127.0.0.1,\n\
+             runs `cargo test --workspace ARGS` against them and prints the matrix per backend.\n\
+             Example: cargo xtask test --no-install -- -p flowstore-docker"
+        );
+        std::process::exit(if other == "--help" || other == "-h" {
+            0
+        } else {
+            2
+        });
+    }
     let scope: Vec<String> = if cargo_args.iter().any(|a| a == "-p") {
         Vec::new()
     } else {

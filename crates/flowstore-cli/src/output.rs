@@ -70,10 +70,11 @@ impl Output {
     }
 }
 
-/// Logs through `tracing` to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` wins.
+/// Logs through `tracing` to stderr: warnings (and a Docker build's output) by default, `-v`
+/// info, `-vv` debug; `RUST_LOG` wins.
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,flowstore_docker::build=info",
         1 => "info",
         _ => "debug",
     };

@@ -458,3 +458,94 @@ fn register_and_fetch_a_git_flow_printing_the_commit() {
     );
     assert!(text(&out.stdout).contains("Git ETL"));
 }
+
+/// `docker://` registration through the binary: a daemonless build pushed to the real registry
+/// started by `cargo xtask test`, fetched back from outside the image (just the flow's layer, by
+/// digest), in serialized and script mode.
+#[cfg(feature = "docker")]
+#[test]
+fn register_and_fetch_through_a_docker_registry() {
+    let Ok(registry) = std::env::var("FLOWSTORE_TEST_REGISTRY") else {
+        flowstore_core::testkit::skip(
+            "register_and_fetch_through_a_docker_registry",
+            &flowstore_core::testkit::Skip(
+                "FLOWSTORE_TEST_REGISTRY is not set: the registry is not running".into(),
+            ),
+        );
+        return;
+    };
+    // A base image made of one file, pushed without any daemon.
+    let base = format!("{registry}/cli-base:1");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(
+            flowstore_docker::registry::Registry::new(&registry, None).push_files_image(
+                "cli-base",
+                "1",
+                &[("/etc/motd".into(), b"base".to_vec(), 0o644)],
+                serde_json::json!({"Env": ["PATH=/bin"]}),
+            ),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let url = format!(
+        "docker://{registry}/cli-{}?mode=daemonless&base_image={base}",
+        std::process::id()
+    );
+    let flow = dir.path().join("f.flow");
+    std::fs::write(&flow, "in an image").unwrap();
+    let script = dir.path().join("etl.py");
+    std::fs::write(&script, "with Flow(\"Docker Script\") as flow: pass\n").unwrap();
+    for (file, name, script_mode, expected) in [
+        (&flow, "Docker Flow", false, "in an image"),
+        (
+            &script,
+            "Docker Script",
+            true,
+            "with Flow(\"Docker Script\") as flow: pass\n",
+        ),
+    ] {
+        let reference = dir.path().join(format!("{name}.json"));
+        let mut args = vec![
+            "register",
+            file.to_str().unwrap(),
+            "--name",
+            name,
+            "--storage",
+            &url,
+            "--out",
+            reference.to_str().unwrap(),
+        ];
+        if script_mode {
+            args.push("--script");
+        }
+        let out = flowstore(&home, &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["type"], "Docker");
+        assert_eq!(r["stored_as_script"], script_mode);
+        assert!(r["image_digest"].as_str().unwrap().starts_with("sha256:"));
+        let out = flowstore(&home, &["fetch", reference.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), expected);
+    }
+    let bad = format!("docker://{registry}/cli?colour=red");
+    let out = flowstore(
+        &home,
+        &[
+            "register",
+            flow.to_str().unwrap(),
+            "--name",
+            "x",
+            "--storage",
+            &bad,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown option \"colour\""),
+        "{}",
+        text(&out.stderr)
+    );
+}

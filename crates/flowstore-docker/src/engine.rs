@@ -11,26 +11,27 @@ use bollard::query_parameters::{
 use bollard::Docker as Engine;
 use bytes::Bytes;
 use flowstore_core::secret::ExposeSecret;
-use flowstore_core::Error as CoreError;
+use flowstore_core::Progress;
 use futures::StreamExt;
 
-use crate::storage::{Docker, BUILD_FAILED};
+use crate::error::{Error, Result};
+use crate::storage::Docker;
 
-fn err(message: String) -> CoreError {
-    CoreError::backend("Docker", message)
+fn engine_error(what: impl Into<String>, message: impl std::fmt::Display) -> Error {
+    Error::Engine {
+        what: what.into(),
+        message: message.to_string(),
+    }
 }
 
 /// Connects to `base_url`, `DOCKER_HOST`, or the local socket; over TLS with `DOCKER_CERT_PATH`
 /// when `DOCKER_TLS_VERIFY` is set.
-pub async fn connect(base_url: Option<&str>) -> Result<Engine, CoreError> {
+pub async fn connect(base_url: Option<&str>) -> Result<Engine> {
     connect_tls(base_url, None).await
 }
 
 /// [`connect`] with explicit TLS files for a `tcp://`/`https://` host.
-pub async fn connect_tls(
-    base_url: Option<&str>,
-    tls: Option<&crate::TlsFiles>,
-) -> Result<Engine, CoreError> {
+pub async fn connect_tls(base_url: Option<&str>, tls: Option<&crate::TlsFiles>) -> Result<Engine> {
     let host = base_url
         .map(str::to_string)
         .or_else(|| std::env::var("DOCKER_HOST").ok());
@@ -56,11 +57,11 @@ pub async fn connect_tls(
         (Some(h), None) => Engine::connect_with_http(h, 300, bollard::API_DEFAULT_VERSION),
         (None, _) => Engine::connect_with_local_defaults(),
     }
-    .map_err(|e| err(format!("connecting to the Docker Engine: {e}")))?;
+    .map_err(|e| engine_error("connecting", e))?;
     engine
         .negotiate_version()
         .await
-        .map_err(|e| err(format!("talking to the Docker Engine: {e}")))
+        .map_err(|e| engine_error("negotiating the API version", e))
 }
 
 /// The generated Dockerfile.
@@ -100,7 +101,7 @@ pub fn dockerfile(s: &Docker) -> String {
     lines.join("\n") + "\n"
 }
 
-fn context(s: &Docker) -> Result<Bytes, CoreError> {
+fn context(s: &Docker) -> Result<Bytes> {
     let mut tar_bytes = Vec::new();
     {
         let mut t = tar::Builder::new(&mut tar_bytes);
@@ -112,7 +113,7 @@ fn context(s: &Docker) -> Result<Bytes, CoreError> {
             h.set_cksum();
             t.append_data(&mut h, path, content)
         };
-        let io = |e| CoreError::io("writing the build context", e);
+        let io = |e| flowstore_core::Error::io("writing the build context", e);
         add("Dockerfile", dockerfile(s).as_bytes()).map_err(io)?;
         for (path, content, _) in s.layer_files()? {
             add(&format!("layer/{}", path.trim_start_matches('/')), &content).map_err(io)?;
@@ -122,12 +123,22 @@ fn context(s: &Docker) -> Result<Bytes, CoreError> {
     Ok(Bytes::from(tar_bytes))
 }
 
+/// `Step 3/7 : RUN …` → (3, 7): how far a classic-builder build is.
+fn build_step(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim_start().strip_prefix("Step ")?;
+    let (fraction, _) = rest.split_once(' ')?;
+    let (done, total) = fraction.split_once('/')?;
+    Some((done.parse().ok()?, total.parse().ok()?))
+}
+
 /// Builds, tags and pushes; returns the pushed manifest digest (`None` without a registry).
-pub async fn build_and_push(
-    s: &Docker,
-    name: &str,
-    tag: &str,
-) -> Result<Option<String>, CoreError> {
+/// Build steps and pushed layers are reported to the storage's progress callback; every build
+/// line goes to `tracing` (target `flowstore_docker::build`).
+///
+/// Errors with [`Error::BuildFailed`] (the daemon's text and the tail of the build output) when
+/// a step fails, health check included; [`Error::Engine`] when the daemon is unreachable or
+/// refuses the push.
+pub async fn build_and_push(s: &Docker, name: &str, tag: &str) -> Result<Option<String>> {
     let engine = connect_tls(s.build.base_url.as_deref(), s.build.tls.as_ref()).await?;
     let image = s.image_ref().expect("named before building");
     let mut opts = BuildImageOptionsBuilder::new()
@@ -147,18 +158,30 @@ pub async fn build_and_push(
     }
     let mut stream = engine.build_image(opts.build(), None, Some(bollard::body_full(context(s)?)));
     let mut log = String::new();
+    let failed = |daemon: String, log: &str| Error::BuildFailed {
+        image: image.clone(),
+        daemon,
+        log_tail: tail(log),
+    };
     while let Some(item) = stream.next().await {
         match item {
             Ok(info) => {
                 if let Some(line) = info.stream.as_deref().filter(|l| !l.trim().is_empty()) {
                     tracing::info!(target: "flowstore_docker::build", "{}", line.trim_end());
+                    if let Some((done, total)) = build_step(line) {
+                        s.report(Progress {
+                            what: "build steps",
+                            done,
+                            total: Some(total),
+                        });
+                    }
                     log.push_str(line);
                 }
                 if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                    return Err(err(format!("{BUILD_FAILED}\n{e}\n{}", tail(&log))));
+                    return Err(failed(e, &log));
                 }
             }
-            Err(e) => return Err(err(format!("{BUILD_FAILED}\n{e}\n{}", tail(&log)))),
+            Err(e) => return Err(failed(e.to_string(), &log)),
         }
     }
     let Some(registry_url) = &s.fields.registry_url else {
@@ -181,25 +204,38 @@ pub async fn build_and_push(
         Some(PushImageOptionsBuilder::new().tag(tag).build()),
         creds,
     );
+    let pushing = format!("pushing {image}");
+    let mut layers_done = 0;
     while let Some(item) = push.next().await {
         match item {
             Ok(info) => {
                 if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                    return Err(err(format!("pushing {image}: {e}")));
+                    return Err(engine_error(pushing, e));
                 }
                 if let Some(status) = info.status {
+                    if status == "Pushed" || status == "Layer already exists" {
+                        layers_done += 1;
+                        s.report(Progress {
+                            what: "layers pushed",
+                            done: layers_done,
+                            total: None,
+                        });
+                    }
                     tracing::debug!(target: "flowstore_docker::push", "{status}");
                 }
             }
-            Err(e) => return Err(err(format!("pushing {image}: {e}"))),
+            Err(e) => return Err(engine_error(pushing, e)),
         }
     }
     let reg = crate::registry::Registry::new(registry_url, s.registry_auth()?);
     let (_, digest) = reg.manifest(name, tag).await?;
     if !s.build.local_image {
-        let _ = engine
+        if let Err(e) = engine
             .remove_image(&image, None::<RemoveImageOptions>, None)
-            .await;
+            .await
+        {
+            tracing::warn!(image = %image, error = %e, "pushed, but the local image could not be removed");
+        }
     }
     Ok(Some(digest))
 }

@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use flowstore_core::secret::{ExposeSecret, SecretString};
-use flowstore_core::Error as CoreError;
+
+use crate::error::{Error, Result};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -38,10 +39,6 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-fn err(message: String) -> CoreError {
-    CoreError::backend("Docker", message)
-}
-
 impl Registry {
     /// A client for the registry at `host` (`127.0.0.1:5000`, or with a scheme); plain HTTP for
     /// loopback hosts, HTTPS otherwise.
@@ -55,7 +52,10 @@ impl Registry {
         };
         Registry {
             base,
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(15))
+                .build()
+                .expect("a default HTTP client builds"),
             auth,
         }
     }
@@ -68,11 +68,15 @@ impl Registry {
         }
     }
 
-    async fn check(
-        &self,
-        what: &str,
-        resp: reqwest::Response,
-    ) -> Result<reqwest::Response, CoreError> {
+    fn error(&self, what: &str, message: String) -> Error {
+        Error::Registry {
+            registry: self.base.clone(),
+            what: what.to_string(),
+            message,
+        }
+    }
+
+    async fn check(&self, what: &str, resp: reqwest::Response) -> Result<reqwest::Response> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -83,43 +87,51 @@ impl Registry {
             404 => " (not found: check the registry URL and image name)",
             _ => "",
         };
-        Err(err(format!(
-            "{what} at {}: {status}{hint}: {}",
-            self.base,
-            body.chars().take(200).collect::<String>()
-        )))
+        Err(self.error(
+            what,
+            format!(
+                "{status}{hint}: {}",
+                body.chars().take(200).collect::<String>()
+            ),
+        ))
     }
 
-    async fn send(
-        &self,
-        what: &str,
-        rb: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, CoreError> {
+    async fn send(&self, what: &str, rb: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let resp = rb
             .send()
             .await
-            .map_err(|e| err(format!("{what} at {}: {}", self.base, e.without_url())))?;
+            .map_err(|e| self.error(what, e.without_url().to_string()))?;
         self.check(what, resp).await
     }
 
-    /// Uploads a blob unless the registry has it; returns its digest.
-    pub async fn push_blob(&self, name: &str, bytes: Bytes) -> Result<String, CoreError> {
-        let d = digest(&bytes);
+    /// Whether the repository `name` has the blob `digest` (a `HEAD` request).
+    pub async fn has_blob(&self, name: &str, digest: &str) -> Result<bool> {
         let head = self
             .req(
                 reqwest::Method::HEAD,
-                &format!("{}/v2/{name}/blobs/{d}", self.base),
+                &format!("{}/v2/{name}/blobs/{digest}", self.base),
             )
             .send()
             .await
             .map_err(|e| {
-                err(format!(
-                    "checking blob {d} at {}: {}",
-                    self.base,
-                    e.without_url()
-                ))
+                self.error(
+                    &format!("checking blob {digest}"),
+                    e.without_url().to_string(),
+                )
             })?;
-        if head.status().is_success() {
+        match head.status().as_u16() {
+            401 | 403 => Err(self
+                .check(&format!("checking blob {digest}"), head)
+                .await
+                .expect_err("an error status")),
+            _ => Ok(head.status().is_success()),
+        }
+    }
+
+    /// Uploads a blob unless the registry has it; returns its digest.
+    pub async fn push_blob(&self, name: &str, bytes: Bytes) -> Result<String> {
+        let d = digest(&bytes);
+        if self.has_blob(name, &d).await? {
             return Ok(d);
         }
         let start = self
@@ -135,7 +147,12 @@ impl Registry {
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| err("the registry gave no upload location".into()))?
+            .ok_or_else(|| {
+                self.error(
+                    "starting an upload",
+                    "the registry gave no upload location".into(),
+                )
+            })?
             .to_string();
         let url = if location.starts_with("http") {
             location
@@ -153,13 +170,49 @@ impl Registry {
         Ok(d)
     }
 
+    /// Pushes a one-layer image holding `files` (absolute image path, contents, mode) as
+    /// `name:tag`, with `config` as the image config's `config` section (`Env`, `Cmd`, …); returns
+    /// the manifest digest. A base image made without any daemon or download (tests, scratch
+    /// images for static binaries).
+    ///
+    /// Errors as [`Registry::push_blob`] and [`Registry::push_manifest`] do.
+    pub async fn push_files_image(
+        &self,
+        name: &str,
+        tag: &str,
+        files: &[(String, Vec<u8>, u32)],
+        config: Value,
+    ) -> Result<String> {
+        let layer = crate::layer::build(files)
+            .map_err(|e| flowstore_core::Error::io("building the image layer", e))?;
+        let layer_size = layer.gz.len();
+        let layer_digest = self.push_blob(name, layer.gz).await?;
+        let image_config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": config,
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+            "history": [{"created_by": "flowstore: push_files_image"}],
+        });
+        let image_config = Bytes::from(serde_json::to_vec(&image_config).expect("JSON serializes"));
+        let config_size = image_config.len();
+        let config_digest = self.push_blob(name, image_config).await?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": {"mediaType": CONFIG, "digest": config_digest, "size": config_size},
+            "layers": [{"mediaType": LAYER, "digest": layer_digest, "size": layer_size}],
+        });
+        self.push_manifest(name, tag, &manifest).await
+    }
+
     /// Puts a manifest under `reference` (a tag); returns its digest.
     pub async fn push_manifest(
         &self,
         name: &str,
         reference: &str,
         manifest: &Value,
-    ) -> Result<String, CoreError> {
+    ) -> Result<String> {
         let body = serde_json::to_vec(manifest).expect("manifests serialize");
         let d = digest(&body);
         self.send(
@@ -176,11 +229,7 @@ impl Registry {
     }
 
     /// A manifest by tag or digest, with its digest (checked when `reference` is a digest).
-    pub async fn manifest(
-        &self,
-        name: &str,
-        reference: &str,
-    ) -> Result<(Value, String), CoreError> {
+    pub async fn manifest(&self, name: &str, reference: &str) -> Result<(Value, String)> {
         let resp = self
             .send(
                 "reading the manifest",
@@ -197,20 +246,26 @@ impl Registry {
         let body = resp
             .bytes()
             .await
-            .map_err(|e| err(format!("reading the manifest: {}", e.without_url())))?;
+            .map_err(|e| self.error("reading the manifest", e.without_url().to_string()))?;
         let d = digest(&body);
         if reference.starts_with("sha256:") && d != reference {
-            return Err(err(format!(
-                "manifest {reference} of {name} came back with digest {d}: refusing it"
-            )));
+            return Err(Error::DigestMismatch {
+                registry: self.base.clone(),
+                what: format!("manifest {reference} of {name}"),
+                actual: d,
+            });
         }
-        let v = serde_json::from_slice(&body)
-            .map_err(|e| err(format!("the manifest of {name} is not JSON: {e}")))?;
+        let v = serde_json::from_slice(&body).map_err(|e| {
+            self.error(
+                &format!("reading the manifest {reference} of {name}"),
+                format!("it is not JSON: {e}"),
+            )
+        })?;
         Ok((v, d))
     }
 
     /// A blob by digest, verified.
-    pub async fn blob(&self, name: &str, d: &str) -> Result<Bytes, CoreError> {
+    pub async fn blob(&self, name: &str, d: &str) -> Result<Bytes> {
         let resp = self
             .send(
                 "reading a blob",
@@ -223,11 +278,14 @@ impl Registry {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| err(format!("reading blob {d}: {}", e.without_url())))?;
-        if digest(&bytes) != d {
-            return Err(err(format!(
-                "blob {d} of {name} came back with other bytes: refusing it"
-            )));
+            .map_err(|e| self.error(&format!("reading blob {d}"), e.without_url().to_string()))?;
+        let actual = digest(&bytes);
+        if actual != d {
+            return Err(Error::DigestMismatch {
+                registry: self.base.clone(),
+                what: format!("blob {d} of {name}"),
+                actual,
+            });
         }
         Ok(bytes)
     }

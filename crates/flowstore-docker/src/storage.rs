@@ -7,12 +7,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use flowstore_core::secret::{NoSecrets, SecretSource, SecretString};
 use flowstore_core::{
-    async_trait, key, Error as CoreError, FetchedFlow, FlowIndex, FlowInput, OpenContext, Result,
-    Storage, StorageReference,
+    async_trait, key, Error as CoreError, FetchedFlow, FlowIndex, FlowInput, OpenContext, Progress,
+    ProgressFn, Result, Storage, StorageReference,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::error::Error;
 use crate::layer;
 use crate::registry::{self, Registry};
 
@@ -141,6 +142,8 @@ pub struct Docker {
     pub(crate) secrets: Arc<dyn SecretSource>,
     /// Opened from a reference: it describes a built image and cannot build another.
     pub(crate) built: bool,
+    /// Told how far a build or push is.
+    pub(crate) progress: Option<ProgressFn>,
 }
 
 impl std::fmt::Debug for Docker {
@@ -171,6 +174,34 @@ impl Docker {
             staged: Vec::new(),
             secrets: Arc::new(NoSecrets),
             built: false,
+            progress: None,
+        }
+    }
+
+    /// Reports build steps and pushed layers to `progress` (the CLI draws a bar with it).
+    pub fn with_progress(mut self, progress: ProgressFn) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Stores flows as scripts: `path` is the script's path inside the image. When `path` is a
+    /// destination in `files`, the script's SHA-256 is recorded at registration, checked by the
+    /// build's health check and again by `get_flow`.
+    pub fn script(mut self, path: &str) -> Self {
+        self.fields.stored_as_script = true;
+        self.fields.path = Some(path.to_string());
+        self
+    }
+
+    /// Builds into `directory` inside the image instead of `/opt/flowstore`.
+    pub fn directory(mut self, directory: &str) -> Self {
+        self.fields.directory = directory.to_string();
+        self
+    }
+
+    pub(crate) fn report(&self, progress: Progress) {
+        if let Some(report) = &self.progress {
+            report(progress);
         }
     }
 
@@ -212,12 +243,13 @@ impl Docker {
             staged: Vec::new(),
             secrets: ctx.secrets.clone(),
             built: true,
+            progress: ctx.progress.clone(),
         })
     }
 
     /// Registry credentials: the configured secrets, else the `auths` entry of
     /// `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`) for the registry, else none.
-    pub(crate) fn registry_auth(&self) -> Result<Option<(String, SecretString)>> {
+    pub(crate) fn registry_auth(&self) -> crate::Result<Option<(String, SecretString)>> {
         match &self.build.registry_credentials {
             None => Ok(self
                 .fields
@@ -225,25 +257,23 @@ impl Docker {
                 .as_deref()
                 .and_then(docker_config_auth)),
             Some((u, p)) => {
-                let user = flowstore_secrets::resolve(u, self.secrets.as_ref())
-                    .map_err(CoreError::from)?;
-                let pass = flowstore_secrets::resolve(p, self.secrets.as_ref())
-                    .map_err(CoreError::from)?;
+                let user = flowstore_secrets::resolve(u, self.secrets.as_ref())?;
+                let pass = flowstore_secrets::resolve(p, self.secrets.as_ref())?;
                 use flowstore_core::secret::ExposeSecret;
                 Ok(Some((user.expose_secret().to_string(), pass)))
             }
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self) -> crate::Result<()> {
         if self.build.base_image.is_some() && self.build.dockerfile.is_some() {
-            return Err(CoreError::config(
+            return Err(Error::config(
                 "Only one of `base_image` and `dockerfile` can be provided.",
             ));
         }
         for host in self.build.files.keys() {
             if !std::path::Path::new(host).is_absolute() {
-                return Err(CoreError::config(format!("Provided paths {host} are not absolute file paths, please provide absolute paths only.")));
+                return Err(Error::config(format!("Provided paths {host} are not absolute file paths, please provide absolute paths only.")));
             }
         }
         if self.build.mode == BuildMode::Daemonless {
@@ -257,13 +287,13 @@ impl Docker {
                 (self.build.load_command.is_some(), "a load command"),
             ];
             if let Some((_, what)) = needs_daemon.iter().find(|(on, _)| *on) {
-                return Err(CoreError::config(format!(
+                return Err(Error::config(format!(
                     "{what} need a Docker Engine to run; the daemonless build only adds a layer of files. Use BuildMode::Engine."
                 )));
             }
             if self.build.base_image.is_none() {
-                return Err(CoreError::config(
-                    "the daemonless build needs a base_image in a registry",
+                return Err(Error::config(
+                    "the daemonless build needs a base_image in a registry (registry/name:tag)",
                 ));
             }
         }
@@ -279,7 +309,8 @@ impl Docker {
         )
     }
 
-    /// The files of the flows layer: each flow, the `files`, and a `sha256sum -c` checklist.
+    /// The files of the flows layer: each flow, the `files`, and a `sha256sum -c` checklist of
+    /// all of them (the build's health check).
     pub(crate) fn layer_files(&self) -> Result<Vec<(String, Vec<u8>, u32)>> {
         let mut files = Vec::new();
         let mut checklist = String::new();
@@ -293,6 +324,10 @@ impl Docker {
         for (host, image) in &self.build.files {
             let content =
                 std::fs::read(host).map_err(|e| CoreError::io(format!("reading {host}"), e))?;
+            checklist.push_str(&format!(
+                "{}  {image}\n",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&content))
+            ));
             files.push((image.clone(), content, 0o644));
         }
         files.push((
@@ -312,10 +347,10 @@ impl Docker {
         registry_url: &str,
         name: &str,
         tag: &str,
-    ) -> Result<String> {
+    ) -> crate::Result<String> {
         let base = self.build.base_image.clone().expect("validated");
         let (base_host, rest) = base.split_once('/').ok_or_else(|| {
-            CoreError::config(format!("base_image {base} must be registry/name:tag"))
+            Error::config(format!("base_image {base} must be registry/name:tag: the daemonless build reads it from a registry"))
         })?;
         let (base_name, base_tag) = rest.rsplit_once(':').unwrap_or((rest, "latest"));
         let auth = self.registry_auth()?;
@@ -328,18 +363,31 @@ impl Docker {
             .to_string();
         let mut config: Value = serde_json::from_slice(&src.blob(base_name, &config_digest).await?)
             .map_err(|e| {
-                CoreError::backend(TYPE_NAME, format!("the base image config is not JSON: {e}"))
+                Error::config(format!("the config of base image {base} is not JSON: {e}"))
             })?;
         let mut layers = manifest["layers"].as_array().cloned().unwrap_or_default();
-        for l in &layers {
+        let total = Some(layers.len() as u64 + 2);
+        for (i, l) in layers.iter().enumerate() {
             let d = l["digest"].as_str().unwrap_or_default();
-            let blob = src.blob(base_name, d).await?;
-            dst.push_blob(name, blob).await?;
+            if !dst.has_blob(name, d).await? {
+                let blob = src.blob(base_name, d).await?;
+                dst.push_blob(name, blob).await?;
+            }
+            self.report(Progress {
+                what: "blobs pushed",
+                done: i as u64 + 1,
+                total,
+            });
         }
         let built = layer::build(&self.layer_files()?)
             .map_err(|e| CoreError::io("building the flows layer", e))?;
         let layer_size = built.gz.len();
         let layer_digest = dst.push_blob(name, built.gz).await?;
+        self.report(Progress {
+            what: "blobs pushed",
+            done: layers.len() as u64 + 1,
+            total,
+        });
         if let Some(ids) = config["rootfs"]["diff_ids"].as_array_mut() {
             ids.push(json!(built.diff_id));
         }
@@ -362,6 +410,11 @@ impl Docker {
         let config_bytes = Bytes::from(serde_json::to_vec(&config).expect("config serializes"));
         let config_size = config_bytes.len();
         let config_digest = dst.push_blob(name, config_bytes).await?;
+        self.report(Progress {
+            what: "blobs pushed",
+            done: layers.len() as u64 + 2,
+            total,
+        });
         layers.push(
             json!({"mediaType": registry::LAYER, "digest": layer_digest, "size": layer_size}),
         );
@@ -374,14 +427,25 @@ impl Docker {
         dst.push_manifest(name, tag, &manifest).await
     }
 
+    /// Script mode: the script's SHA-256 when `path` is a destination in `files` (the host file is
+    /// read now), so the health check and `get_flow` can check it.
+    fn script_digest(&self, path: &str) -> crate::Result<Option<String>> {
+        let Some((host, _)) = self.build.files.iter().find(|(_, image)| *image == path) else {
+            return Ok(None);
+        };
+        let bytes =
+            std::fs::read(host).map_err(|e| CoreError::io(format!("reading script {host}"), e))?;
+        Ok(Some(flowstore_core::envelope::sha256_digest(&bytes)))
+    }
+
     /// Reads a flow out of the pushed image: the manifest by digest, the layers newest first.
-    async fn fetch_outside(&self, name: &str, location: &str) -> Result<Bytes> {
+    async fn fetch_outside(&self, name: &str, location: &str) -> crate::Result<Bytes> {
         let (Some(registry_url), Some(image), Some(digest)) = (
             &self.fields.registry_url,
             &self.fields.image_name,
             &self.fields.image_digest,
         ) else {
-            return Err(CoreError::config(format!(
+            return Err(Error::config(format!(
                 "Flow \"{name}\" is in a local image that was not pushed; run it inside the image (its file is {location})"
             )));
         };
@@ -397,11 +461,9 @@ impl Docker {
                 return Ok(Bytes::from(content));
             }
         }
-        Err(CoreError::Backend {
-            backend: TYPE_NAME.into(),
-            message: format!("Flow file {location} is not in image {image}@{digest}"),
-            source: None,
-        })
+        Err(Error::config(format!(
+            "Flow file {location} of flow \"{name}\" is not in image {image}@{digest}: check the reference's `directory` and `path`"
+        )))
     }
 }
 
@@ -445,15 +507,24 @@ impl Storage for Docker {
         self.index.ensure_new(flow.name())?;
         let name = flow.name().to_string();
         let location = match (flow, self.fields.stored_as_script) {
-            (_, true) => self.fields.path.clone().ok_or_else(|| CoreError::config("A `path` must be provided to show where flow `.py` file is stored in the image."))?,
+            (_, true) => {
+                let path = self.fields.path.clone().ok_or_else(|| CoreError::config("A `path` must be provided to show where flow `.py` file is stored in the image."))?;
+                if let Some(digest) = self.script_digest(&path)? {
+                    self.index.digests.insert(name.clone(), digest);
+                }
+                path
+            }
             (FlowInput::Serialized(sealed), false) => {
                 let location = self.flow_location(&name);
-                self.staged.push((name.clone(), location.clone(), sealed.bytes.clone()));
+                self.staged
+                    .push((name.clone(), location.clone(), sealed.bytes.clone()));
                 self.index.digests.insert(name.clone(), sealed.digest());
                 location
             }
             (FlowInput::Script { .. }, false) => {
-                return Err(CoreError::config(format!("Flow \"{name}\" is a script flow: set stored_as_script and `path`")))
+                return Err(CoreError::config(format!(
+                    "Flow \"{name}\" is a script flow: set stored_as_script and `path`"
+                )))
             }
         };
         self.index.flows.insert(name, location.clone());
@@ -517,7 +588,17 @@ impl Storage for Docker {
                     .map_err(|e| CoreError::io(format!("reading {location}"), e))?,
             )
         } else {
-            self.fetch_outside(name, &location).await?
+            self.fetch_outside(name, &location)
+                .await
+                .map_err(|e| match e {
+                    // The image's bytes changed behind the registry's back: a tampered flow.
+                    e @ Error::DigestMismatch { .. } => CoreError::FlowCorrupt {
+                        flow: name.to_string(),
+                        location: location.clone(),
+                        reason: e.to_string(),
+                    },
+                    other => other.into(),
+                })?
         };
         let revision = self.fields.image_digest.clone();
         if self.fields.stored_as_script {

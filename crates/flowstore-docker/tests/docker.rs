@@ -14,7 +14,7 @@ use bytes::Bytes;
 use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
 use flowstore_core::testkit::{skip, Harness, HarnessResult, Skip};
 use flowstore_core::{Registry as Types, Storage, StorageReference};
-use flowstore_docker::registry::{self, Registry};
+use flowstore_docker::registry::Registry;
 use flowstore_docker::{layer, BuildConfig, BuildMode, Docker, BUILD_FAILED};
 use flowstore_secrets::MapSource;
 use futures::StreamExt;
@@ -73,25 +73,13 @@ async fn base_image(
         .iter()
         .map(|n| (format!("/bin/{n}"), busybox.clone(), 0o755))
         .collect();
-    let l = layer::build(&files).unwrap();
-    let reg = Registry::new(registry_host, auth);
-    let layer_size = l.gz.len();
-    let layer_digest = reg.push_blob("base/busybox", l.gz).await.unwrap();
-    let config = json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [l.diff_id]},
-        "history": [{"created_by": "flowstore tests: busybox"}],
-    });
-    let config = Bytes::from(serde_json::to_vec(&config).unwrap());
-    let config_size = config.len();
-    let config_digest = reg.push_blob("base/busybox", config).await.unwrap();
-    let manifest = json!({
-        "schemaVersion": 2, "mediaType": registry::MANIFEST,
-        "config": {"mediaType": registry::CONFIG, "digest": config_digest, "size": config_size},
-        "layers": [{"mediaType": registry::LAYER, "digest": layer_digest, "size": layer_size}],
-    });
-    reg.push_manifest("base/busybox", "1", &manifest)
+    Registry::new(registry_host, auth)
+        .push_files_image(
+            "base/busybox",
+            "1",
+            &files,
+            json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}),
+        )
         .await
         .unwrap();
     format!("{registry_host}/base/busybox:1")
@@ -183,6 +171,10 @@ fn daemonless(e: &Env, base: &str) -> Docker {
 struct DockerHarness {
     env: Env,
     base: String,
+    /// Host copies of the scripts baked into script-mode images.
+    scripts: tempfile::TempDir,
+    /// The open registry's filesystem store (`FLOWSTORE_TEST_REGISTRY_DATA`).
+    registry_data: Option<std::path::PathBuf>,
 }
 
 #[flowstore_core::async_trait]
@@ -193,15 +185,55 @@ impl Harness for DockerHarness {
             daemonless(&self.env, &self.base).image("conformance", None),
         ))
     }
-    async fn script_storage(&self, _f: &str, _s: &[u8]) -> Option<Box<dyn Storage>> {
-        None
+    /// The script is copied into the image by `files`; its digest is recorded at registration.
+    async fn script_storage(&self, _flow: &str, source: &[u8]) -> Option<Box<dyn Storage>> {
+        let host = self.scripts.path().join(format!("{}.py", unique("script")));
+        std::fs::write(&host, source).unwrap();
+        let image_path = "/opt/flowstore/flows/script.py";
+        let build = BuildConfig {
+            mode: BuildMode::Daemonless,
+            base_image: Some(self.base.clone()),
+            files: BTreeMap::from([(host.to_string_lossy().into_owned(), image_path.into())]),
+            ..Default::default()
+        };
+        Some(Box::new(
+            Docker::new(Some(&self.env.registry), build)
+                .image("conformance-script", None)
+                .script(image_path),
+        ))
     }
     fn registry(&self) -> Types {
         types()
     }
-    /// An image is addressed by its manifest digest: its content cannot be changed in place.
-    async fn tamper(&self, _r: &StorageReference, _f: &str, _b: Bytes) -> bool {
-        false
+    /// Rewrites the flow's layer in the registry's own filesystem store (as someone with access
+    /// to the registry's disk or bucket could): the manifest still names the old digest.
+    async fn tamper(&self, r: &StorageReference, flow: &str, bytes: Bytes) -> bool {
+        let Some(data) = &self.registry_data else {
+            return false;
+        };
+        let image = r.fields["image_name"].as_str().unwrap();
+        let digest = r.fields["image_digest"].as_str().unwrap();
+        let (manifest, _) = Registry::new(&self.env.registry, None)
+            .manifest(image, digest)
+            .await
+            .unwrap();
+        let flow_layer = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let hex = flow_layer.trim_start_matches("sha256:");
+        let blob = data.join(format!(
+            "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ));
+        assert!(
+            blob.is_file(),
+            "the registry stores {flow_layer} at {}",
+            blob.display()
+        );
+        let forged = layer::build(&[(r.flows[flow].clone(), bytes.to_vec(), 0o644)]).unwrap();
+        std::fs::write(blob, &forged.gz).unwrap();
+        true
     }
     fn large_flow_size(&self) -> usize {
         8 * 1024 * 1024
@@ -211,7 +243,12 @@ impl Harness for DockerHarness {
 async fn harness() -> HarnessResult<DockerHarness> {
     let env = env()?;
     let base = base_image(&env.registry, None).await;
-    Ok(DockerHarness { env, base })
+    Ok(DockerHarness {
+        env,
+        base,
+        scripts: tempfile::tempdir().unwrap(),
+        registry_data: std::env::var_os("FLOWSTORE_TEST_REGISTRY_DATA").map(Into::into),
+    })
 }
 
 flowstore_core::conformance_suite!(harness);

@@ -174,7 +174,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         ("s3", sections::s3),
         ("git", sections::git),
         ("memory", memory::run),
-        ("docker", sections::docker),
+        ("docker", sections::docker_build),
         ("footprint", footprint::run),
     ];
     for (name, section) in all {

@@ -12,7 +12,8 @@ pub const USER: &str = "flowstore";
 /// See [`USER`].
 pub const PASSWORD: &str = "flowstore-registry-password";
 
-fn registry(s: &mut Servers, name: &str, auth: bool) -> Result<u16> {
+/// Starts a registry; returns its port and its filesystem store.
+fn registry(s: &mut Servers, name: &str, auth: bool) -> Result<(u16, std::path::PathBuf)> {
     let dir = s.temp_dir(name)?;
     let port = s.free_port()?;
     let mut conf = format!(
@@ -38,15 +39,20 @@ fn registry(s: &mut Servers, name: &str, auth: bool) -> Result<u16> {
     cmd.arg("serve").arg(dir.join("config.yml"));
     s.spawn(name, cmd)?;
     s.wait_for_port(port)?;
-    Ok(port)
+    Ok((port, dir.join("data")))
 }
 
 /// Starts both registries and dockerd; exports `FLOWSTORE_TEST_REGISTRY`,
 /// `FLOWSTORE_TEST_REGISTRY_AUTH` (+ `_USER`/`_PASSWORD`) and `FLOWSTORE_TEST_DOCKER_HOST`.
 pub fn start(s: &mut Servers) -> Result<()> {
-    let open = registry(s, "registry", false)?;
-    let auth = registry(s, "registry-auth", true)?;
+    let (open, open_data) = registry(s, "registry", false)?;
+    let (auth, _) = registry(s, "registry-auth", true)?;
     s.set_env("FLOWSTORE_TEST_REGISTRY", format!("127.0.0.1:{open}"));
+    // Its filesystem store, for tests that alter an image behind the registry's back.
+    s.set_env(
+        "FLOWSTORE_TEST_REGISTRY_DATA",
+        open_data.display().to_string(),
+    );
     s.set_env("FLOWSTORE_TEST_REGISTRY_AUTH", format!("127.0.0.1:{auth}"));
     s.set_env("FLOWSTORE_TEST_REGISTRY_USER", USER);
     s.set_env("FLOWSTORE_TEST_REGISTRY_PASSWORD", PASSWORD);

@@ -1,0 +1,77 @@
+//! Benchmark driver for `cargo xtask bench` (Docker section): one flow built into an image and
+//! pushed to a local registry, daemonless vs Engine, medians of REPS. Prints one JSON object.
+//!
+//! `cargo run --release -p flowstore-docker --example bench_docker -- REGISTRY DOCKER_HOST REPS`
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use flowstore_core::envelope::{seal_bytes, AppInfo};
+use flowstore_core::Storage;
+use flowstore_docker::registry::{self, Registry};
+use flowstore_docker::{layer, BuildConfig, BuildMode, Docker};
+use serde_json::json;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let a: Vec<String> = std::env::args().collect();
+    let (reg_host, docker_host, reps) = (a[1].clone(), a[2].clone(), a[3].parse::<usize>()?);
+    // A busybox base image, pushed once.
+    let busybox = std::fs::read("/bin/busybox")?;
+    let files: Vec<(String, Vec<u8>, u32)> = ["sh", "cat", "sha256sum"]
+        .iter()
+        .map(|n| (format!("/bin/{n}"), busybox.clone(), 0o755))
+        .collect();
+    let l = layer::build(&files)?;
+    let reg = Registry::new(&reg_host, None);
+    let size = l.gz.len();
+    let ld = reg.push_blob("bench/base", l.gz).await?;
+    let config = Bytes::from(serde_json::to_vec(
+        &json!({"architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/bin"]}, "rootfs": {"type": "layers", "diff_ids": [l.diff_id]}}),
+    )?);
+    let cs = config.len();
+    let cd = reg.push_blob("bench/base", config).await?;
+    reg.push_manifest(
+        "bench/base",
+        "1",
+        &json!({"schemaVersion": 2, "mediaType": registry::MANIFEST,
+        "config": {"mediaType": registry::CONFIG, "digest": cd, "size": cs},
+        "layers": [{"mediaType": registry::LAYER, "digest": ld, "size": size}]}),
+    )
+    .await?;
+    let base = format!("{reg_host}/bench/base:1");
+    let app = AppInfo::new("bench", "1");
+    let mut times = [Vec::new(), Vec::new()];
+    for rep in 0..reps {
+        for (i, mode) in [BuildMode::Daemonless, BuildMode::Engine]
+            .into_iter()
+            .enumerate()
+        {
+            let build = BuildConfig {
+                mode,
+                base_image: Some(base.clone()),
+                base_url: Some(docker_host.clone()),
+                ..Default::default()
+            };
+            let mut s = Docker::new(Some(&reg_host), build)
+                .image(&format!("bench/flow-{i}-{rep}"), Some("v1"));
+            s.add_flow(seal_bytes("Bench Flow", &vec![7u8; 64 * 1024], &app).into())
+                .await?;
+            let t = Instant::now();
+            s.build().await?;
+            times[i].push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let [d, e] = times;
+    println!(
+        "{}",
+        json!({"daemonless_ms": median(d), "engine_ms": median(e)})
+    );
+    Ok(())
+}
