@@ -12,6 +12,10 @@ use sha2::{Digest, Sha256};
 pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// Docker's schema-2 manifest (accepted when reading base images).
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// An OCI image index (a multi-platform image).
+pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker's manifest list (a multi-platform image).
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// An image config.
 pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// A gzipped layer.
@@ -206,7 +210,8 @@ impl Registry {
         self.push_manifest(name, tag, &manifest).await
     }
 
-    /// Puts a manifest under `reference` (a tag); returns its digest.
+    /// Puts a manifest (or an index) under `reference` (a tag), typed by its `mediaType`; returns
+    /// its digest.
     pub async fn push_manifest(
         &self,
         name: &str,
@@ -221,7 +226,10 @@ impl Registry {
                 reqwest::Method::PUT,
                 &format!("{}/v2/{name}/manifests/{reference}", self.base),
             )
-            .header(reqwest::header::CONTENT_TYPE, MANIFEST)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                manifest["mediaType"].as_str().unwrap_or(MANIFEST),
+            )
             .body(body),
         )
         .await?;
@@ -239,7 +247,7 @@ impl Registry {
                 )
                 .header(
                     reqwest::header::ACCEPT,
-                    format!("{MANIFEST}, {DOCKER_MANIFEST}"),
+                    format!("{MANIFEST}, {DOCKER_MANIFEST}, {INDEX}, {DOCKER_MANIFEST_LIST}"),
                 ),
             )
             .await?;
@@ -262,6 +270,45 @@ impl Registry {
             )
         })?;
         Ok((v, d))
+    }
+
+    /// The image manifest of `name:reference` for `os`/`architecture`: the manifest itself for a
+    /// single-platform image; for an index (multi-platform image), the entry for that platform,
+    /// read by its digest. Returns the manifest and its digest.
+    ///
+    /// Errors with [`Error::Registry`] naming the platforms the index has when none matches.
+    pub async fn platform_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        os: &str,
+        architecture: &str,
+    ) -> Result<(Value, String)> {
+        let (manifest, digest) = self.manifest(name, reference).await?;
+        let Some(entries) = manifest["manifests"].as_array() else {
+            return Ok((manifest, digest));
+        };
+        let platform = |e: &Value| {
+            format!(
+                "{}/{}",
+                e["platform"]["os"].as_str().unwrap_or("?"),
+                e["platform"]["architecture"].as_str().unwrap_or("?")
+            )
+        };
+        let wanted = format!("{os}/{architecture}");
+        match entries.iter().find(|e| platform(e) == wanted) {
+            Some(entry) => {
+                let d = entry["digest"].as_str().unwrap_or_default();
+                self.manifest(name, d).await
+            }
+            None => Err(self.error(
+                &format!("choosing a platform of {name}:{reference}"),
+                format!(
+                    "the image has no {wanted} variant (it has: {})",
+                    entries.iter().map(platform).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
     }
 
     /// A blob by digest, verified.

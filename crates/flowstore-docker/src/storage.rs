@@ -109,6 +109,21 @@ pub struct BuildConfig {
     pub build_args: BTreeMap<String, String>,
     /// Secrets holding the registry username and password, if it needs them.
     pub registry_credentials: Option<(String, String)>,
+    /// Daemonless: the architecture picked from a multi-platform base image (default: this
+    /// machine's, as Docker names it: `amd64`, `arm64`, …).
+    pub platform: String,
+}
+
+/// This machine's architecture as OCI platforms name it.
+fn host_architecture() -> String {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+    .to_string()
 }
 
 impl Default for BuildConfig {
@@ -128,6 +143,7 @@ impl Default for BuildConfig {
             tls: None,
             build_args: BTreeMap::new(),
             registry_credentials: None,
+            platform: host_architecture(),
         }
     }
 }
@@ -356,7 +372,9 @@ impl Docker {
         let auth = self.registry_auth()?;
         let src = Registry::new(base_host, auth.clone());
         let dst = Registry::new(registry_url, auth);
-        let (manifest, _) = src.manifest(base_name, base_tag).await?;
+        let (manifest, _) = src
+            .platform_manifest(base_name, base_tag, "linux", &self.build.platform)
+            .await?;
         let config_digest = manifest["config"]["digest"]
             .as_str()
             .unwrap_or_default()

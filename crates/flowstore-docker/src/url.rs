@@ -17,6 +17,7 @@
 //! | `load_command=CMD` | run in the image at build to prove the flows load |
 //! | `local_image=true` | keep the local image after pushing |
 //! | `base_url=unix:///…` | the Docker Engine (default `DOCKER_HOST`, else the local socket) |
+//! | `platform=arm64` | the variant of a multi-platform base image (daemonless; default: this machine's) |
 //! | `username_secret=NAME&password_secret=NAME` | registry credentials from the secret sources |
 //!
 //! In script mode (the context's script path) the script is copied to `{directory}/flows/` and
@@ -100,6 +101,7 @@ pub fn open(url: &str, ctx: &OpenContext) -> Result<Docker> {
             "load_command" => build.load_command = Some(value),
             "local_image" => build.local_image = value.is_empty() || value == "true",
             "base_url" => build.base_url = Some(value),
+            "platform" => build.platform = value,
             "username_secret" => credentials.0 = Some(value),
             "password_secret" => credentials.1 = Some(value),
             other => return Err(bad(format!("unknown option \"{other}\""))),

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
 use flowstore_core::testkit::{skip, Harness, HarnessResult, Skip};
 use flowstore_core::{Registry as Types, Storage, StorageReference};
-use flowstore_docker::registry::Registry;
+use flowstore_docker::registry::{self, Registry};
 use flowstore_docker::{layer, BuildConfig, BuildMode, Docker, BUILD_FAILED};
 use flowstore_secrets::MapSource;
 use futures::StreamExt;
@@ -67,6 +67,15 @@ async fn base_image(
     registry_host: &str,
     auth: Option<(String, flowstore_core::secret::SecretString)>,
 ) -> String {
+    busybox_image(registry_host, auth, "base/busybox").await
+}
+
+/// [`base_image`] in repository `repo`, tag `1`.
+async fn busybox_image(
+    registry_host: &str,
+    auth: Option<(String, flowstore_core::secret::SecretString)>,
+    repo: &str,
+) -> String {
     let busybox = std::fs::read("/bin/busybox")
         .expect("busybox-static is installed (.ci/install.d/docker.sh)");
     let files: Vec<(String, Vec<u8>, u32)> = ["sh", "cat", "sha256sum", "false", "ls"]
@@ -75,14 +84,14 @@ async fn base_image(
         .collect();
     Registry::new(registry_host, auth)
         .push_files_image(
-            "base/busybox",
+            repo,
             "1",
             &files,
             json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}),
         )
         .await
         .unwrap();
-    format!("{registry_host}/base/busybox:1")
+    format!("{registry_host}/{repo}:1")
 }
 
 fn types() -> Types {
@@ -499,4 +508,75 @@ async fn registry_credentials_from_the_docker_cli_config() {
         .await
         .unwrap();
     assert_eq!(f.bytes().as_ref(), b"via docker config");
+}
+
+/// A multi-platform base image (an OCI index, as most public base images are): the daemonless
+/// build picks this machine's variant, and names the variants when none matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonless_build_on_a_multi_platform_base_picks_the_platform() {
+    let e = need!("daemonless_build_on_a_multi_platform_base_picks_the_platform");
+    // The single-platform image goes into the index's repository first (tag 1, replaced below).
+    busybox_image(&e.registry, None, "base/multi").await;
+    let reg = Registry::new(&e.registry, None);
+    let (single, digest) = reg.manifest("base/multi", "1").await.unwrap();
+    let size = serde_json::to_vec(&single).unwrap().len();
+    let arch = BuildConfig::default().platform;
+    let entry = |a: &str| {
+        json!({"mediaType": registry::MANIFEST, "digest": digest, "size": size,
+               "platform": {"os": "linux", "architecture": a}})
+    };
+    let index = json!({"schemaVersion": 2, "mediaType": registry::INDEX,
+                       "manifests": [entry("s390x"), entry(&arch)]});
+    let index_digest = reg.push_manifest("base/multi", "1", &index).await.unwrap();
+    let (back, _) = reg.manifest("base/multi", &index_digest).await.unwrap();
+    assert!(back["manifests"].is_array(), "the registry holds an index");
+
+    let base = format!("{}/base/multi:1", e.registry);
+    let mut s = daemonless(&e, &base).image(&unique("multi"), None);
+    s.add_flow(seal_bytes("Multi", b"on any platform", &app()).into())
+        .await
+        .unwrap();
+    s.build().await.unwrap();
+    let reference = s.reference().unwrap();
+    let (built, _) = reg
+        .manifest(
+            reference.fields["image_name"].as_str().unwrap(),
+            reference.fields["image_digest"].as_str().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        built["layers"].as_array().unwrap().len(),
+        2,
+        "the base variant's layer plus the flows layer"
+    );
+    let fetched = types()
+        .open(&reference)
+        .unwrap()
+        .get_flow("Multi")
+        .await
+        .unwrap();
+    assert_eq!(fetched.bytes().as_ref(), b"on any platform");
+
+    let mut other = Docker::new(
+        Some(&e.registry),
+        BuildConfig {
+            mode: BuildMode::Daemonless,
+            base_image: Some(base.clone()),
+            platform: "riscv64".into(),
+            ..Default::default()
+        },
+    )
+    .image(&unique("multi"), None);
+    other
+        .add_flow(seal_bytes("Multi", b"x", &app()).into())
+        .await
+        .unwrap();
+    let err = other.build().await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "has no linux/riscv64 variant (it has: linux/s390x, linux/{arch})"
+        )),
+        "{err}"
+    );
 }
