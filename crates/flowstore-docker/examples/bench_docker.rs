@@ -5,11 +5,10 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use flowstore_core::envelope::{seal_bytes, AppInfo};
 use flowstore_core::Storage;
-use flowstore_docker::registry::{self, Registry};
-use flowstore_docker::{layer, BuildConfig, BuildMode, Docker};
+use flowstore_docker::registry::Registry;
+use flowstore_docker::{BuildConfig, BuildMode, Docker};
 use serde_json::json;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -27,24 +26,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|n| (format!("/bin/{n}"), busybox.clone(), 0o755))
         .collect();
-    let l = layer::build(&files)?;
-    let reg = Registry::new(&reg_host, None);
-    let size = l.gz.len();
-    let ld = reg.push_blob("bench/base", l.gz).await?;
-    let config = Bytes::from(serde_json::to_vec(
-        &json!({"architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/bin"]}, "rootfs": {"type": "layers", "diff_ids": [l.diff_id]}}),
-    )?);
-    let cs = config.len();
-    let cd = reg.push_blob("bench/base", config).await?;
-    reg.push_manifest(
-        "bench/base",
-        "1",
-        &json!({"schemaVersion": 2, "mediaType": registry::MANIFEST,
-        "config": {"mediaType": registry::CONFIG, "digest": cd, "size": cs},
-        "layers": [{"mediaType": registry::LAYER, "digest": ld, "size": size}]}),
-    )
-    .await?;
+    Registry::new(&reg_host, None)
+        .push_files_image("bench/base", "1", &files, json!({"Env": ["PATH=/bin"]}))
+        .await?;
     let base = format!("{reg_host}/bench/base:1");
     let app = AppInfo::new("bench", "1");
     let mut times = [Vec::new(), Vec::new()];

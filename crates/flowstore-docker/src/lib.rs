@@ -36,6 +36,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod auth;
 #[cfg(feature = "engine")]
 pub mod engine;
 mod error;

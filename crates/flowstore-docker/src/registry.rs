@@ -1,5 +1,9 @@
 //! A small client for the OCI distribution API: push blobs and manifests, read them back by
-//! digest. Basic auth (htpasswd registries); credentials never leave the request headers.
+//! digest. Basic auth (htpasswd registries) and the registry token flow ([`crate::auth`]: Docker
+//! Hub, GHCR, `auth: token` registries); credentials and tokens never leave the request headers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use flowstore_core::secret::{ExposeSecret, SecretString};
@@ -32,6 +36,8 @@ pub struct Registry {
     base: String,
     client: reqwest::Client,
     auth: Option<(String, SecretString)>,
+    /// Bearer tokens from the registry's token server, by repository.
+    tokens: Arc<Mutex<HashMap<String, SecretString>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -61,14 +67,65 @@ impl Registry {
                 .build()
                 .expect("a default HTTP client builds"),
             auth,
+            tokens: Arc::default(),
         }
     }
 
     fn req(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let rb = self.client.request(method, url);
-        match &self.auth {
-            Some((u, p)) => rb.basic_auth(u, Some(p.expose_secret())),
-            None => rb,
+        self.client.request(method, url)
+    }
+
+    /// Sends a request for repository `repo` with its token (or the basic credentials); on a
+    /// `401` with a Bearer challenge, gets a token for the challenge's scope and sends it again
+    /// (twice at most: a pull token is upgraded to push the same way).
+    async fn execute(
+        &self,
+        what: &str,
+        repo: &str,
+        mut rb: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let mut token_fetches = 0;
+        loop {
+            let again = rb.try_clone();
+            let token = self
+                .tokens
+                .lock()
+                .expect("token cache lock")
+                .get(repo)
+                .cloned();
+            let authed = match (&token, &self.auth) {
+                (Some(t), _) => rb.bearer_auth(t.expose_secret()),
+                (None, Some((u, p))) => rb.basic_auth(u, Some(p.expose_secret())),
+                (None, None) => rb,
+            };
+            let resp = authed
+                .send()
+                .await
+                .map_err(|e| self.error(what, e.without_url().to_string()))?;
+            let challenge = (resp.status() == reqwest::StatusCode::UNAUTHORIZED)
+                .then(|| resp.headers().get(reqwest::header::WWW_AUTHENTICATE))
+                .flatten()
+                .and_then(|h| h.to_str().ok())
+                .and_then(crate::auth::BearerChallenge::parse);
+            match (challenge, again) {
+                (Some(challenge), Some(again)) if token_fetches < 2 => {
+                    token_fetches += 1;
+                    let token = crate::auth::fetch_token(
+                        &self.client,
+                        &self.base,
+                        &challenge,
+                        self.auth.as_ref(),
+                    )
+                    .await?;
+                    tracing::debug!(registry = %self.base, repo, scope = ?challenge.scope, "got a registry token");
+                    self.tokens
+                        .lock()
+                        .expect("token cache lock")
+                        .insert(repo.to_string(), token);
+                    rb = again;
+                }
+                _ => return Ok(resp),
+            }
         }
     }
 
@@ -100,34 +157,31 @@ impl Registry {
         ))
     }
 
-    async fn send(&self, what: &str, rb: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = rb
-            .send()
-            .await
-            .map_err(|e| self.error(what, e.without_url().to_string()))?;
+    async fn send(
+        &self,
+        what: &str,
+        repo: &str,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let resp = self.execute(what, repo, rb).await?;
         self.check(what, resp).await
     }
 
     /// Whether the repository `name` has the blob `digest` (a `HEAD` request).
     pub async fn has_blob(&self, name: &str, digest: &str) -> Result<bool> {
+        let what = format!("checking blob {digest}");
         let head = self
-            .req(
-                reqwest::Method::HEAD,
-                &format!("{}/v2/{name}/blobs/{digest}", self.base),
+            .execute(
+                &what,
+                name,
+                self.req(
+                    reqwest::Method::HEAD,
+                    &format!("{}/v2/{name}/blobs/{digest}", self.base),
+                ),
             )
-            .send()
-            .await
-            .map_err(|e| {
-                self.error(
-                    &format!("checking blob {digest}"),
-                    e.without_url().to_string(),
-                )
-            })?;
+            .await?;
         match head.status().as_u16() {
-            401 | 403 => Err(self
-                .check(&format!("checking blob {digest}"), head)
-                .await
-                .expect_err("an error status")),
+            401 | 403 => Err(self.check(&what, head).await.expect_err("an error status")),
             _ => Ok(head.status().is_success()),
         }
     }
@@ -141,6 +195,7 @@ impl Registry {
         let start = self
             .send(
                 "starting an upload",
+                name,
                 self.req(
                     reqwest::Method::POST,
                     &format!("{}/v2/{name}/blobs/uploads/", self.base),
@@ -166,6 +221,7 @@ impl Registry {
         let sep = if url.contains('?') { '&' } else { '?' };
         self.send(
             "uploading a blob",
+            name,
             self.req(reqwest::Method::PUT, &format!("{url}{sep}digest={d}"))
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .body(bytes),
@@ -222,6 +278,7 @@ impl Registry {
         let d = digest(&body);
         self.send(
             "pushing the manifest",
+            name,
             self.req(
                 reqwest::Method::PUT,
                 &format!("{}/v2/{name}/manifests/{reference}", self.base),
@@ -241,6 +298,7 @@ impl Registry {
         let resp = self
             .send(
                 "reading the manifest",
+                name,
                 self.req(
                     reqwest::Method::GET,
                     &format!("{}/v2/{name}/manifests/{reference}", self.base),
@@ -316,6 +374,7 @@ impl Registry {
         let resp = self
             .send(
                 "reading a blob",
+                name,
                 self.req(
                     reqwest::Method::GET,
                     &format!("{}/v2/{name}/blobs/{d}", self.base),

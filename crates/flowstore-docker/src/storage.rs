@@ -55,6 +55,13 @@ pub struct DockerFields {
     /// The flowstore version that built the image.
     #[serde(default)]
     pub flowstore_version: Option<String>,
+    /// The name (never the value) of the secret holding the registry username, so an agent can
+    /// read a private registry with its own secret sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_username_secret: Option<String>,
+    /// The name of the secret holding the registry password or token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_password_secret: Option<String>,
 }
 
 /// How the image is built.
@@ -172,8 +179,13 @@ impl std::fmt::Debug for Docker {
 }
 
 impl Docker {
-    /// Docker storage pushing to `registry_url` (`None`: local image only).
+    /// Docker storage pushing to `registry_url` (`None`: local image only). The names of
+    /// `build.registry_credentials` go into the reference (never their values).
     pub fn new(registry_url: Option<&str>, build: BuildConfig) -> Self {
+        let (registry_username_secret, registry_password_secret) = build
+            .registry_credentials
+            .clone()
+            .map_or((None, None), |(u, p)| (Some(u), Some(p)));
         Docker {
             fields: DockerFields {
                 registry_url: registry_url.map(str::to_string),
@@ -184,9 +196,19 @@ impl Docker {
                 path: None,
                 stored_as_script: false,
                 flowstore_version: Some(flowstore_core::envelope::FLOWSTORE_VERSION.to_string()),
+                registry_username_secret,
+                registry_password_secret,
+            },
+            index: FlowIndex {
+                // Declared, so an agent resolves them (and names a missing one) before fetching.
+                secrets: build
+                    .registry_credentials
+                    .iter()
+                    .flat_map(|(u, p)| [u.clone(), p.clone()])
+                    .collect(),
+                ..FlowIndex::default()
             },
             build,
-            index: FlowIndex::default(),
             staged: Vec::new(),
             secrets: Arc::new(NoSecrets),
             built: false,
@@ -252,9 +274,16 @@ impl Docker {
     /// Opens a `Docker` reference.
     pub fn from_reference(reference: &StorageReference, ctx: &OpenContext) -> Result<Self> {
         let fields: DockerFields = reference.backend_fields()?;
+        let build = BuildConfig {
+            registry_credentials: fields
+                .registry_username_secret
+                .clone()
+                .zip(fields.registry_password_secret.clone()),
+            ..BuildConfig::default()
+        };
         Ok(Docker {
             fields,
-            build: BuildConfig::default(),
+            build,
             index: FlowIndex::from_reference(reference),
             staged: Vec::new(),
             secrets: ctx.secrets.clone(),

@@ -23,6 +23,8 @@ use serde_json::json;
 struct Env {
     registry: String,
     registry_auth: String,
+    /// A registry in token mode (`auth: token`) with its token server.
+    registry_token: String,
     user: String,
     password: String,
     docker_host: String,
@@ -35,6 +37,7 @@ fn env() -> Result<Env, Skip> {
     Ok(Env {
         registry: get("FLOWSTORE_TEST_REGISTRY")?,
         registry_auth: get("FLOWSTORE_TEST_REGISTRY_AUTH")?,
+        registry_token: get("FLOWSTORE_TEST_REGISTRY_TOKEN")?,
         user: get("FLOWSTORE_TEST_REGISTRY_USER")?,
         password: get("FLOWSTORE_TEST_REGISTRY_PASSWORD")?,
         docker_host: get("FLOWSTORE_TEST_DOCKER_HOST")?,
@@ -579,4 +582,77 @@ async fn daemonless_build_on_a_multi_platform_base_picks_the_platform() {
         )),
         "{err}"
     );
+}
+
+/// A registry that authenticates with the registry token flow (as Docker Hub and GHCR do): the
+/// client gets a token from the token server with the credentials, then pushes and pulls with it.
+/// An agent holding only the reference and its own secret sources fetches the flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_flow_registry_through_its_token_server() {
+    let e = need!("a_token_flow_registry_through_its_token_server");
+    use flowstore_core::secret::SecretString;
+    // No credentials: the token server refuses, and the error says where and what to check.
+    let err = Registry::new(&e.registry_token, None)
+        .manifest("base/busybox", "1")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("getting a token from http://127.0.0.1:"),
+        "{err}"
+    );
+    assert!(err.contains("401") && err.contains("credentials"), "{err}");
+    let wrong = Registry::new(
+        &e.registry_token,
+        Some((e.user.clone(), SecretString::from("wr0ng-t0ken-c4n4ry"))),
+    )
+    .manifest("base/busybox", "1")
+    .await
+    .unwrap_err();
+    assert!(!format!("{wrong} {wrong:?}").contains("c4n4ry"), "{wrong}");
+
+    let creds = Some((e.user.clone(), SecretString::from(e.password.clone())));
+    let base = base_image(&e.registry_token, creds).await;
+    let secrets = Arc::new(
+        MapSource::new()
+            .with("REG_USER", &e.user)
+            .with("REG_PASS", &e.password),
+    );
+    let mut s = Docker::new(
+        Some(&e.registry_token),
+        BuildConfig {
+            mode: BuildMode::Daemonless,
+            base_image: Some(base),
+            registry_credentials: Some(("REG_USER".into(), "REG_PASS".into())),
+            ..Default::default()
+        },
+    )
+    .secrets(secrets.clone())
+    .image(&unique("token"), None);
+    s.add_flow(seal_bytes("Token Flow", b"behind a token server", &app()).into())
+        .await
+        .unwrap();
+    s.build().await.unwrap();
+    let reference = s.reference().unwrap();
+    assert_eq!(reference.secrets, ["REG_USER", "REG_PASS"]);
+    assert!(!reference.to_json().contains(&e.password));
+
+    let mut agent = Types::new().with_secrets(secrets);
+    flowstore_docker::register(&mut agent);
+    let fetched = agent
+        .open(&reference)
+        .unwrap()
+        .get_flow("Token Flow")
+        .await
+        .unwrap();
+    assert_eq!(fetched.bytes().as_ref(), b"behind a token server");
+    // Without the secrets the agent is told which one is missing.
+    let err = types()
+        .open(&reference)
+        .unwrap()
+        .get_flow("Token Flow")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("REG_USER"), "{err}");
 }

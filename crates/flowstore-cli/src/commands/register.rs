@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use flowstore_core::envelope::{seal_bytes, AppInfo};
+use flowstore_core::envelope::{peek_header, seal_file, AppInfo};
 use flowstore_core::FlowInput;
 
 use crate::backends;
@@ -22,7 +22,8 @@ pub struct Args {
     #[arg(long)]
     script: bool,
     /// Where to store it: file:///dir, s3://bucket/prefix, az://container/prefix,
-    /// gs://bucket/prefix, git+https://host/org/repo.git#branch=main, … (default: Local at
+    /// gs://bucket/prefix, git+https://host/org/repo.git#branch=main,
+    /// docker://registry:5000/name?mode=daemonless&base_image=…, … (default: Local at
     /// $FLOWSTORE_HOME/flows or ~/.flowstore/flows).
     #[arg(long)]
     storage: Option<String>,
@@ -46,11 +47,12 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let (input, size) = if args.script {
         (FlowInput::script(&args.name), None)
     } else {
-        let bytes = std::fs::read(&args.file)
-            .with_context(|| format!("reading flow file {}", args.file))?;
         let app = AppInfo::new("flowstore-cli", env!("CARGO_PKG_VERSION"));
-        let size = bytes.len() as u64;
-        (seal_bytes(&args.name, &bytes, &app).into(), Some(size))
+        // Read straight into the envelope: the flow is in memory once.
+        let sealed = seal_file(&args.name, std::path::Path::new(&args.file), &app)
+            .with_context(|| format!("reading flow file {}", args.file))?;
+        let size = peek_header(&sealed.bytes).map(|h| h.length);
+        (sealed.into(), size)
     };
 
     let spinner = out.spinner(&format!(
