@@ -134,6 +134,20 @@ fn sigkill_during_registration_never_leaves_a_partial_flow() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     std::fs::write(&big, &payload).unwrap();
+    // One registration runs to the end: it is a complete version the checks below must find
+    // intact, and its duration sets the kill window (up to 1.5x it), so on a fast or a slow machine
+    // some trials are killed mid-write and some finish.
+    let started = std::time::Instant::now();
+    let first = flowstore(&home)
+        .args(["register", big.to_str().unwrap(), "--name", "Big Flow"])
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let window = (started.elapsed().as_millis() as u64 * 3 / 2).max(20);
     let mut jitter = Jitter(0x5eed);
     let mut killed = 0;
     for _ in 0..trials {
@@ -143,7 +157,7 @@ fn sigkill_during_registration_never_leaves_a_partial_flow() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(jitter.next(400)));
+        std::thread::sleep(Duration::from_millis(jitter.next(window)));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }
@@ -161,6 +175,10 @@ fn sigkill_during_registration_never_leaves_a_partial_flow() {
     let versions = rt
         .block_on(storage.list_versions(Some("Big Flow")))
         .unwrap();
+    assert!(
+        !versions.is_empty(),
+        "the uninterrupted registration is listed"
+    );
     for v in &versions {
         let bytes = std::fs::read(&v.location).unwrap();
         let env = Envelope::open("Big Flow", &v.location, bytes.into())
@@ -178,7 +196,7 @@ fn sigkill_during_registration_never_leaves_a_partial_flow() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!(
-        "sigkill trials: {trials}, interrupted: {killed}, complete versions left: {}",
+        "sigkill trials: {trials} (kill window {window} ms), interrupted: {killed}, complete versions listed: {} (all intact, incl. the uninterrupted one), partial versions listed: 0",
         versions.len()
     );
 }

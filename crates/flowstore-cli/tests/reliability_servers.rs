@@ -213,6 +213,28 @@ fn sigkill_during_s3_uploads_never_leaves_a_partial_flow() {
     )
     .unwrap();
     let url = format!("s3://flowstore-test/{}", unique("sigkill"));
+    // One script registration (the longer, multipart variant) runs to the end: a complete version
+    // the checks below must find, and its duration sets the kill window (up to 1.5x it), so some
+    // trials are killed mid-upload and some finish, on a fast or a slow machine.
+    let started = std::time::Instant::now();
+    let first = Command::new(env!("CARGO_BIN_EXE_flowstore"))
+        .args([
+            "register",
+            script.to_str().unwrap(),
+            "--name",
+            "Big Flow",
+            "--script",
+        ])
+        .args(["--storage", &url])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let window = (started.elapsed().as_millis() as u64 * 3 / 2).max(20);
     let mut killed = 0;
     let mut seed = 0x5eed_u64;
     for trial in 0..trials {
@@ -247,7 +269,7 @@ fn sigkill_during_s3_uploads_never_leaves_a_partial_flow() {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(20 + (seed >> 33) % 300));
+        std::thread::sleep(Duration::from_millis((seed >> 33) % window));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }
@@ -265,6 +287,10 @@ fn sigkill_during_s3_uploads_never_leaves_a_partial_flow() {
         .block_on(storage.list_versions(Some("Big Flow")))
         .unwrap();
     let script_bytes = std::fs::read(&script).unwrap();
+    assert!(
+        !versions.is_empty(),
+        "the uninterrupted registration is listed"
+    );
     for v in &versions {
         // Every listed version is a whole serialized flow or a whole script: never partial.
         let reference = serde_json::json!({
@@ -307,7 +333,7 @@ fn sigkill_during_s3_uploads_never_leaves_a_partial_flow() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!(
-        "s3 sigkill trials: {trials}, interrupted: {killed}, complete versions left: {}",
+        "s3 sigkill trials: {trials} (kill window {window} ms), interrupted: {killed}, complete versions listed: {} (all whole, incl. the uninterrupted one), partial versions listed: 0",
         versions.len()
     );
 }
