@@ -198,17 +198,19 @@ impl Blobs for GcsJsonBlobs {
                 .unwrap_or(0),
             bytes.len()
         );
-        let mut body = Vec::with_capacity(bytes.len() + 256);
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n",
-                serde_json::json!({ "name": key })
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(&bytes);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let body = Bytes::from(body);
+        // Sent as three chunks (metadata part, the flow's bytes, closing boundary) so the flow is
+        // not copied into a second buffer: a large serialized flow is in memory once.
+        let head = Bytes::from(format!(
+            "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n",
+            serde_json::json!({ "name": key })
+        ));
+        let tail = Bytes::from(format!("\r\n--{boundary}--\r\n"));
+        let length = head.len() + bytes.len() + tail.len();
+        let body = move || {
+            reqwest::Body::wrap_stream(futures::stream::iter(
+                [head.clone(), bytes.clone(), tail.clone()].map(Ok::<_, std::io::Error>),
+            ))
+        };
         let resp = self
             .send(&what, || {
                 let mut q = vec![("uploadType", "multipart")];
@@ -223,7 +225,8 @@ impl Blobs for GcsJsonBlobs {
                         reqwest::header::CONTENT_TYPE,
                         format!("multipart/related; boundary={boundary}"),
                     )
-                    .body(body.clone());
+                    .header(reqwest::header::CONTENT_LENGTH, length)
+                    .body(body());
                 async move { Ok(rb) }
             })
             .await
