@@ -514,8 +514,10 @@ impl Docker {
     }
 }
 
-/// Credentials for `registry` from the Docker CLI's config file (`auths.<registry>.auth`, base64
-/// `user:password`), if there are any.
+/// Credentials for `registry` from the Docker CLI's config file (`~/.docker/config.json`, or
+/// `$DOCKER_CONFIG/config.json`), as the Docker CLI finds them: the registry's credential helper
+/// (`credHelpers`), else the default store (`credsStore`), else an inline `auths` entry (base64
+/// `user:password`). None when there is no config or no entry.
 fn docker_config_auth(registry: &str) -> Option<(String, SecretString)> {
     use base64::Engine as _;
     let dir = std::env::var_os("DOCKER_CONFIG")
@@ -523,7 +525,20 @@ fn docker_config_auth(registry: &str) -> Option<(String, SecretString)> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))?;
     let config: Value =
         serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
-    let auth = config["auths"][registry]["auth"].as_str()?;
+    let helper = config["credHelpers"][registry]
+        .as_str()
+        .or(config["credsStore"].as_str());
+    if let Some(found) = helper.and_then(|h| credential_helper(h, registry)) {
+        return Some(found);
+    }
+    let auths = &config["auths"];
+    let auth = [
+        registry.to_string(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+    ]
+    .iter()
+    .find_map(|k| auths[k]["auth"].as_str())?;
     let decoded = String::from_utf8(
         base64::engine::general_purpose::STANDARD
             .decode(auth)
@@ -532,6 +547,45 @@ fn docker_config_auth(registry: &str) -> Option<(String, SecretString)> {
     .ok()?;
     let (user, pass) = decoded.split_once(':')?;
     Some((user.to_string(), SecretString::from(pass.to_string())))
+}
+
+/// Runs `docker-credential-<helper> get` with the registry on stdin (the Docker credential helper
+/// protocol) and reads `{"Username": …, "Secret": …}` from its stdout. A helper that is missing or
+/// fails is logged (without its output) and skipped.
+fn credential_helper(helper: &str, registry: &str) -> Option<(String, SecretString)> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let program = format!("docker-credential-{helper}");
+    let run = || -> std::io::Result<std::process::Output> {
+        let mut child = Command::new(&program)
+            .arg("get")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(registry.as_bytes())?;
+        child.wait_with_output()
+    };
+    let out = match run() {
+        Ok(out) if out.status.success() => out,
+        Ok(out) => {
+            tracing::warn!(helper = %program, registry, status = %out.status, "the Docker credential helper found no credentials");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(helper = %program, registry, error = %e, "the Docker credential helper could not be run");
+            return None;
+        }
+    };
+    let answer: Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((
+        answer["Username"].as_str()?.to_string(),
+        SecretString::from(answer["Secret"].as_str()?.to_string()),
+    ))
 }
 
 #[async_trait]

@@ -511,6 +511,40 @@ async fn registry_credentials_from_the_docker_cli_config() {
         .await
         .unwrap();
     assert_eq!(f.bytes().as_ref(), b"via docker config");
+
+    // A credential helper named for the registry wins over a (wrong) inline entry: the Docker
+    // credential-helper protocol, with a helper program on PATH that answers for this registry only.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-flowstoretest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{}\" ] || exit 3\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{}\",\"Secret\":\"{}\"}}' \"$server\"\n",
+            e.registry_auth, e.user, e.password
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wrong = base64::engine::general_purpose::STANDARD.encode(format!("{}:wrong", e.user));
+    std::fs::write(
+        dir.path().join("config.json"),
+        json!({"auths": {e.registry_auth.clone(): {"auth": wrong}},
+               "credHelpers": {e.registry_auth.clone(): "flowstoretest"}})
+        .to_string(),
+    )
+    .unwrap();
+    // Prepending a directory leaves every other program where it was for the other tests.
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::env::set_var("PATH", format!("{}:{path}", bin.display()));
+    let f = types()
+        .open(&s.reference().unwrap())
+        .unwrap()
+        .get_flow("F")
+        .await
+        .unwrap();
+    assert_eq!(f.bytes().as_ref(), b"via docker config");
 }
 
 /// A multi-platform base image (an OCI index, as most public base images are): the daemonless
