@@ -33,6 +33,7 @@ for i in range(n):
     flows.append(f)
 
 reg, fetch = [], []
+dirs = []  # removed after the timed work, as the flowstore driver does
 for rep in range(reps):
     d = tempfile.mkdtemp(prefix="prefect-bench-")
     t0 = time.perf_counter()
@@ -47,6 +48,8 @@ for rep in range(reps):
     reg.append(n / (t1 - t0))
     fetch.append(n / (t2 - t1))
     sample = os.path.getsize(storage.flows[flows[0].name])
+    dirs.append(d)
+for d in dirs:
     shutil.rmtree(d)
 
 med = lambda v: sorted(v)[len(v) // 2]

@@ -8,6 +8,13 @@ fn f(v: &serde_json::Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(f64::NAN)
 }
 
+/// Lets the filesystem settle between timed runs: each run deletes thousands of files, and on a
+/// disk mounted with `discard` (this VM's) that slows the next run's first writes.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+}
+
 /// Section 1: Local storage, N small serialized flows, register then fetch, in-process.
 pub fn local(b: &Bench) -> Result<Table> {
     let p = &b.params;
@@ -20,8 +27,11 @@ pub fn local(b: &Bench) -> Result<Table> {
             b.scratch.join("local").display().to_string(),
         ]
     };
+    settle();
     let durable = b.run_example("flowstore-local", "bench_local", &args(true), &[])?;
+    settle();
     let fast = b.run_example("flowstore-local", "bench_local", &args(false), &[])?;
+    settle();
     let pf = prefect::run_script(
         b,
         "prefect_local.py",
@@ -212,9 +222,19 @@ pub fn git(b: &Bench) -> Result<Table> {
         )?;
         Ok(f(&v, "ms"))
     };
+    let url = format!("git://{host}/bench/big.git");
+    // One untimed clone first, so every system below meets a server with a warm page cache.
+    let warmup = b.scratch.join("git-warmup");
+    let _ = std::fs::remove_dir_all(&warmup);
+    let st = std::process::Command::new("git")
+        .args(["clone", "-q", "--depth", "1", &url])
+        .arg(&warmup)
+        .status()?;
+    anyhow::ensure!(st.success(), "warm-up git clone failed");
     let (mut first, mut warm, mut after) = (vec![], vec![], vec![]);
     for rep in 0..b.params.reps.min(3) {
         let _ = std::fs::remove_dir_all(&cache);
+        settle();
         first.push(phase("first")?);
         warm.push(phase("warm")?);
         std::fs::write(
@@ -228,7 +248,7 @@ pub fn git(b: &Bench) -> Result<Table> {
         )?;
         after.push(phase("after")?);
     }
-    let url = format!("git://{host}/bench/big.git");
+    settle();
     let pf = prefect::run_script(
         b,
         "prefect_git.py",
@@ -239,6 +259,7 @@ pub fn git(b: &Bench) -> Result<Table> {
     for _ in 0..3 {
         let dest = b.scratch.join("git-floor");
         let _ = std::fs::remove_dir_all(&dest);
+        settle();
         let t = std::time::Instant::now();
         let st = std::process::Command::new("git")
             .args(["clone", "-q", "--depth", "1", &url])
