@@ -68,10 +68,15 @@ pub fn run_and_collect(mut cmd: Command, log_path: &Path) -> Result<(Results, bo
     Ok((parser.finish(), status.success()))
 }
 
+/// The words libtest ends a `test name ... ` line with.
+const OUTCOMES: [&str; 3] = ["ok", "FAILED", "ignored"];
+
 #[derive(Default)]
 struct Parser {
     results: Results,
     current: Option<String>,
+    /// A `test name ...` line whose outcome was pushed to a later line by another test's output.
+    awaiting_outcome: Option<String>,
     /// Per current binary: conformance `ok`s to turn into n/a or skip.
     pending_na: usize,
     pending_skip_conformance: usize,
@@ -97,24 +102,37 @@ impl Parser {
                 self.pending_skip_own += 1;
             }
         } else if let Some(rest) = t.strip_prefix("test ") {
-            let Some((name, outcome)) = rest.rsplit_once(" ... ") else {
+            let Some((name, outcome)) = rest.rsplit_once(" ...").map(|(n, o)| (n, o.trim())) else {
                 return;
             };
-            let Some(row_name) = &self.current else {
+            if outcome.is_empty() {
+                self.awaiting_outcome = Some(name.to_string());
                 return;
-            };
-            let row = self.results.entry(row_name.clone()).or_default();
-            let cell = if name.contains("conformance::") {
-                &mut row.conformance
-            } else {
-                &mut row.own
-            };
-            match outcome.split_whitespace().next().unwrap_or("") {
-                "ok" => cell.passed += 1,
-                "FAILED" => cell.failed += 1,
-                "ignored" => cell.skipped += 1,
-                _ => {}
             }
+            self.outcome(name, outcome);
+        } else if OUTCOMES.contains(&t.split_whitespace().next().unwrap_or("")) {
+            if let Some(name) = self.awaiting_outcome.take() {
+                self.outcome(&name, t);
+            }
+        }
+    }
+
+    /// Counts one test's outcome (`ok`, `FAILED`, `ignored`) in the current binary's row.
+    fn outcome(&mut self, name: &str, outcome: &str) {
+        let Some(row_name) = &self.current else {
+            return;
+        };
+        let row = self.results.entry(row_name.clone()).or_default();
+        let cell = if name.contains("conformance::") {
+            &mut row.conformance
+        } else {
+            &mut row.own
+        };
+        match outcome.split_whitespace().next().unwrap_or("") {
+            "ok" => cell.passed += 1,
+            "FAILED" => cell.failed += 1,
+            "ignored" => cell.skipped += 1,
+            _ => {}
         }
     }
 
@@ -277,5 +295,22 @@ mod tests {
         );
         assert_eq!((s3.own.passed, s3.own.skipped), (0, 1));
         assert!(render(&r).contains("| s3 "));
+    }
+
+    #[test]
+    fn an_outcome_pushed_to_a_later_line_by_a_marker_still_counts() {
+        let mut p = Parser::default();
+        for line in [
+            "     Running tests/gitlab.rs (target/debug/deps/gitlab-e4a8)",
+            "test conformance::many_flows ... ",
+            "flowstore-not-applicable: large_flow: read-only",
+            "ok",
+            "test conformance::large_flow ... ok",
+        ] {
+            p.line(line);
+        }
+        let r = p.finish();
+        let c = &r["gitlab"].conformance;
+        assert_eq!((c.passed, c.not_applicable), (1, 1));
     }
 }

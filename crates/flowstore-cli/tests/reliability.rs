@@ -2,23 +2,18 @@
 //! `flowstore` processes: concurrent registrations never collide, a registering process killed
 //! with SIGKILL never leaves a partial flow, and hostile names and references get clear errors.
 //!
-//! `FLOWSTORE_STRESS=1` (set by `cargo xtask stress`) raises the trial counts.
+//! `FLOWSTORE_STRESS=1` (set by `cargo xtask stress`) raises the trial counts (see `common`).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use flowstore_core::envelope::{seal_bytes, AppInfo, Envelope};
+use flowstore_core::envelope::{seal_bytes, Envelope};
 use flowstore_core::{Error, Registry, Storage};
 use flowstore_local::Local;
 
-fn stress() -> bool {
-    std::env::var("FLOWSTORE_STRESS").is_ok_and(|v| v == "1")
-}
-
-fn app() -> AppInfo {
-    AppInfo::new("reliability", "1")
-}
+mod common;
+use common::{app, kill_window, stress, Jitter};
 
 fn registry() -> Registry {
     let mut r = Registry::new();
@@ -30,18 +25,6 @@ fn flowstore(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_flowstore"));
     c.env("FLOWSTORE_HOME", home).env_remove("RUST_LOG");
     c
-}
-
-/// A small deterministic pseudo-random sequence (no dependency needed for jitter).
-struct Jitter(u64);
-impl Jitter {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -134,20 +117,12 @@ fn sigkill_during_registration_never_leaves_a_partial_flow() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     std::fs::write(&big, &payload).unwrap();
-    // One registration runs to the end: it is a complete version the checks below must find
-    // intact, and its duration sets the kill window (up to 1.5x it), so on a fast or a slow machine
-    // some trials are killed mid-write and some finish.
-    let started = std::time::Instant::now();
-    let first = flowstore(&home)
-        .args(["register", big.to_str().unwrap(), "--name", "Big Flow"])
-        .output()
-        .unwrap();
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    let window = (started.elapsed().as_millis() as u64 * 3 / 2).max(20);
+    let window = kill_window(flowstore(&home).args([
+        "register",
+        big.to_str().unwrap(),
+        "--name",
+        "Big Flow",
+    ]));
     let mut jitter = Jitter(0x5eed);
     let mut killed = 0;
     for _ in 0..trials {

@@ -4,7 +4,7 @@
 //! and git smart-HTTP, injected by the testkit's TCP proxy. Every outcome is either the right flow
 //! or a clear error — never a wrong or partial one.
 //!
-//! `FLOWSTORE_STRESS=1` (set by `cargo xtask stress`) raises the trial counts.
+//! `FLOWSTORE_STRESS=1` (set by `cargo xtask stress`) raises the trial counts (see `common`).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -12,18 +12,13 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowstore_core::envelope::{seal_bytes, AppInfo, Envelope};
+use flowstore_core::envelope::{seal_bytes, Envelope};
 use flowstore_core::testkit::proxy::{Fault, FaultProxy};
 use flowstore_core::testkit::{skip, Skip};
 use flowstore_core::{FlowInput, Registry, Storage, StorageReference};
 
-fn stress() -> bool {
-    std::env::var("FLOWSTORE_STRESS").is_ok_and(|v| v == "1")
-}
-
-fn app() -> AppInfo {
-    AppInfo::new("reliability", "1")
-}
+mod common;
+use common::{app, kill_window, stress, Jitter};
 
 fn var(k: &str) -> Result<String, Skip> {
     std::env::var(k).map_err(|_| {
@@ -213,30 +208,21 @@ fn sigkill_during_s3_uploads_never_leaves_a_partial_flow() {
     )
     .unwrap();
     let url = format!("s3://flowstore-test/{}", unique("sigkill"));
-    // One script registration (the longer, multipart variant) runs to the end: a complete version
-    // the checks below must find, and its duration sets the kill window (up to 1.5x it), so some
-    // trials are killed mid-upload and some finish, on a fast or a slow machine.
-    let started = std::time::Instant::now();
-    let first = Command::new(env!("CARGO_BIN_EXE_flowstore"))
-        .args([
-            "register",
-            script.to_str().unwrap(),
-            "--name",
-            "Big Flow",
-            "--script",
-        ])
-        .args(["--storage", &url])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
+    // The longer, multipart variant sets the kill window.
+    let window = kill_window(
+        Command::new(env!("CARGO_BIN_EXE_flowstore"))
+            .args([
+                "register",
+                script.to_str().unwrap(),
+                "--name",
+                "Big Flow",
+                "--script",
+            ])
+            .args(["--storage", &url])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
     );
-    let window = (started.elapsed().as_millis() as u64 * 3 / 2).max(20);
     let mut killed = 0;
-    let mut seed = 0x5eed_u64;
+    let mut jitter = Jitter(0x5eed);
     for trial in 0..trials {
         // Alternate serialized (single PUT) and a 18 MiB script (multipart upload).
         let args: Vec<&str> = if trial % 2 == 0 {
@@ -266,10 +252,7 @@ fn sigkill_during_s3_uploads_never_leaves_a_partial_flow() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis((seed >> 33) % window));
+        std::thread::sleep(Duration::from_millis(jitter.next(window)));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }

@@ -244,3 +244,15 @@ fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::build_step;
+
+    #[test]
+    fn build_steps_are_read_from_the_classic_builder_output() {
+        assert_eq!(build_step("Step 3/7 : RUN sha256sum -c x"), Some((3, 7)));
+        assert_eq!(build_step(" ---> Running in 1234"), None);
+        assert_eq!(build_step("Step x/7 : FROM y"), None);
+    }
+}

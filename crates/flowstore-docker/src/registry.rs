@@ -137,24 +137,30 @@ impl Registry {
         }
     }
 
+    /// `resp` if it succeeded, else [`Registry::status_error`].
     async fn check(&self, what: &str, resp: reqwest::Response) -> Result<reqwest::Response> {
-        let status = resp.status();
-        if status.is_success() {
+        if resp.status().is_success() {
             return Ok(resp);
         }
+        Err(self.status_error(what, resp).await)
+    }
+
+    /// The error for a failed response: its status, a hint, and the start of the registry's text.
+    async fn status_error(&self, what: &str, resp: reqwest::Response) -> Error {
+        let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         let hint = match status.as_u16() {
             401 | 403 => " (authentication failed: check the registry credentials)",
             404 => " (not found: check the registry URL and image name)",
             _ => "",
         };
-        Err(self.error(
+        self.error(
             what,
             format!(
                 "{status}{hint}: {}",
                 body.chars().take(200).collect::<String>()
             ),
-        ))
+        )
     }
 
     async fn send(
@@ -181,7 +187,7 @@ impl Registry {
             )
             .await?;
         match head.status().as_u16() {
-            401 | 403 => Err(self.check(&what, head).await.expect_err("an error status")),
+            401 | 403 => Err(self.status_error(&what, head).await),
             _ => Ok(head.status().is_success()),
         }
     }

@@ -114,7 +114,8 @@ pub struct BuildConfig {
     pub tls: Option<TlsFiles>,
     /// Build arguments (Engine).
     pub build_args: BTreeMap<String, String>,
-    /// Secrets holding the registry username and password, if it needs them.
+    /// Names of the secrets holding the registry username and password, if it needs them
+    /// ([`Docker::new`] moves them into the reference fields).
     pub registry_credentials: Option<(String, String)>,
     /// Daemonless: the architecture picked from a multi-platform base image (default: this
     /// machine's, as Docker names it: `amd64`, `arm64`, …).
@@ -181,9 +182,11 @@ impl std::fmt::Debug for Docker {
 impl Docker {
     /// Docker storage pushing to `registry_url` (`None`: local image only). The names of
     /// `build.registry_credentials` go into the reference (never their values).
-    pub fn new(registry_url: Option<&str>, build: BuildConfig) -> Self {
-        let (registry_username_secret, registry_password_secret) = build
-            .registry_credentials
+    pub fn new(registry_url: Option<&str>, mut build: BuildConfig) -> Self {
+        // The secret names live in the reference fields from here on: one copy, read by
+        // `registry_auth` both when building and when an agent opens the reference.
+        let credentials = build.registry_credentials.take();
+        let (registry_username_secret, registry_password_secret) = credentials
             .clone()
             .map_or((None, None), |(u, p)| (Some(u), Some(p)));
         Docker {
@@ -201,11 +204,7 @@ impl Docker {
             },
             index: FlowIndex {
                 // Declared, so an agent resolves them (and names a missing one) before fetching.
-                secrets: build
-                    .registry_credentials
-                    .iter()
-                    .flat_map(|(u, p)| [u.clone(), p.clone()])
-                    .collect(),
+                secrets: credentials.into_iter().flat_map(|(u, p)| [u, p]).collect(),
                 ..FlowIndex::default()
             },
             build,
@@ -274,16 +273,9 @@ impl Docker {
     /// Opens a `Docker` reference.
     pub fn from_reference(reference: &StorageReference, ctx: &OpenContext) -> Result<Self> {
         let fields: DockerFields = reference.backend_fields()?;
-        let build = BuildConfig {
-            registry_credentials: fields
-                .registry_username_secret
-                .clone()
-                .zip(fields.registry_password_secret.clone()),
-            ..BuildConfig::default()
-        };
         Ok(Docker {
             fields,
-            build,
+            build: BuildConfig::default(),
             index: FlowIndex::from_reference(reference),
             staged: Vec::new(),
             secrets: ctx.secrets.clone(),
@@ -292,10 +284,15 @@ impl Docker {
         })
     }
 
-    /// Registry credentials: the configured secrets, else the `auths` entry of
-    /// `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`) for the registry, else none.
+    /// Registry credentials: the secrets the reference names, else the Docker CLI's config for the
+    /// registry (see [`docker_config_auth`]), else none.
     pub(crate) fn registry_auth(&self) -> crate::Result<Option<(String, SecretString)>> {
-        match &self.build.registry_credentials {
+        let names = self
+            .fields
+            .registry_username_secret
+            .as_ref()
+            .zip(self.fields.registry_password_secret.as_ref());
+        match names {
             None => Ok(self
                 .fields
                 .registry_url
@@ -357,24 +354,31 @@ impl Docker {
     /// The files of the flows layer: each flow, the `files`, and a `sha256sum -c` checklist of
     /// all of them (the build's health check).
     pub(crate) fn layer_files(&self) -> Result<Vec<(String, Vec<u8>, u32)>> {
-        let mut files = Vec::new();
-        let mut checklist = String::new();
-        for (_, location, bytes) in &self.staged {
-            checklist.push_str(&format!(
-                "{}  {location}\n",
-                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
-            ));
-            files.push((location.clone(), bytes.to_vec(), 0o644));
-        }
+        let mut files: Vec<(String, Vec<u8>, u32)> = self
+            .staged
+            .iter()
+            .map(|(_, location, bytes)| (location.clone(), bytes.to_vec(), 0o644))
+            .collect();
         for (host, image) in &self.build.files {
             let content =
                 std::fs::read(host).map_err(|e| CoreError::io(format!("reading {host}"), e))?;
-            checklist.push_str(&format!(
-                "{}  {image}\n",
-                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&content))
-            ));
+            // A script registered from this file must go into the image as it was registered.
+            for (flow, location) in &self.index.flows {
+                if location == image {
+                    self.index.verify_digest(flow, host, &content)?;
+                }
+            }
             files.push((image.clone(), content, 0o644));
         }
+        let checklist: String = files
+            .iter()
+            .map(|(path, content, _)| {
+                format!(
+                    "{}  {path}\n",
+                    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content))
+                )
+            })
+            .collect();
         files.push((
             format!(
                 "{}/flows.sha256",

@@ -1,7 +1,7 @@
 //! `docker://` storage URLs, so `flowstore register --storage docker://…` can build an image.
 //!
 //! `docker://REGISTRY/NAME[:TAG][?OPTIONS]`; `docker:///NAME` builds a local image with no
-//! registry (Engine only). Options, `&`-separated, values percent-decoded:
+//! registry (Engine only). Options, `&`-separated, values percent-decoded (`%20` for a space):
 //!
 //! | option | meaning |
 //! |---|---|
@@ -143,29 +143,20 @@ pub fn open(url: &str, ctx: &OpenContext) -> Result<Docker> {
     Ok(docker)
 }
 
-/// Decodes `%XX` escapes (and `+` as a space); `None` for a malformed escape or non-UTF-8.
+/// Decodes `%XX` escapes (`%20` for a space; `+` is a plus); `None` for a `%` that does not start
+/// an escape or a result that is not UTF-8, so a mistyped option is refused, not guessed at.
 fn percent_decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    let malformed = raw.match_indices('%').any(|(i, _)| {
+        raw.get(i + 1..i + 3)
+            .is_none_or(|hex| !hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if malformed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
 }
 
 #[cfg(test)]

@@ -169,6 +169,16 @@ async fn run_in_image(e: &Env, image: &str, cmd: &[&str]) -> (i64, String) {
     (code, out)
 }
 
+/// A progress callback that records what it is told.
+fn progress_recorder() -> (
+    flowstore_core::ProgressFn,
+    Arc<std::sync::Mutex<Vec<flowstore_core::Progress>>>,
+) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    (Arc::new(move |p| sink.lock().unwrap().push(p)), seen)
+}
+
 fn daemonless(e: &Env, base: &str) -> Docker {
     Docker::new(
         Some(&e.registry),
@@ -269,7 +279,10 @@ flowstore_core::conformance_suite!(harness);
 async fn daemonless_build_runs_in_docker_and_fetches_outside_by_digest() {
     let e = need!("daemonless_build_runs_in_docker_and_fetches_outside_by_digest");
     let base = base_image(&e.registry, None).await;
-    let mut s = daemonless(&e, &base).image(&unique("daemonless"), Some("v1"));
+    let (progress, seen) = progress_recorder();
+    let mut s = daemonless(&e, &base)
+        .image(&unique("daemonless"), Some("v1"))
+        .with_progress(progress);
     s.add_flow(
         seal("ETL", &vec!["extract", "load"], &app())
             .unwrap()
@@ -280,6 +293,15 @@ async fn daemonless_build_runs_in_docker_and_fetches_outside_by_digest() {
     let t = std::time::Instant::now();
     s.build().await.unwrap();
     eprintln!("daemonless build+push of one flow: {:?}", t.elapsed());
+    // Progress: the base layer, the flows layer and the config, counted up to the known total.
+    let blobs: Vec<(u64, Option<u64>)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.what == "blobs pushed")
+        .map(|p| (p.done, p.total))
+        .collect();
+    assert_eq!(blobs, [(1, Some(3)), (2, Some(3)), (3, Some(3))]);
     let reference = s.reference().unwrap();
     let digest = reference.fields["image_digest"]
         .as_str()
@@ -328,11 +350,28 @@ async fn engine_build_pushes_and_the_container_reads_the_flow() {
         ..Default::default()
     };
     let sealed = seal_bytes("Engine Flow", b"engine payload", &app());
-    let mut s = Docker::new(Some(&e.registry), build).image(&unique("engine"), None);
+    let (progress, seen) = progress_recorder();
+    let mut s = Docker::new(Some(&e.registry), build)
+        .image(&unique("engine"), None)
+        .with_progress(progress);
     s.add_flow(sealed.clone().into()).await.unwrap();
     let t = std::time::Instant::now();
     s.build().await.unwrap_or_else(|err| panic!("{err}"));
     eprintln!("engine build+push of one flow: {:?}", t.elapsed());
+    // Progress: every Dockerfile step as the daemon runs it, then the pushed layers.
+    let seen = seen.lock().unwrap().clone();
+    let steps: Vec<u64> = seen
+        .iter()
+        .filter(|p| p.what == "build steps")
+        .map(|p| p.done)
+        .collect();
+    let total = seen
+        .iter()
+        .find(|p| p.what == "build steps")
+        .and_then(|p| p.total)
+        .expect("build steps reported");
+    assert_eq!(steps, (1..=total).collect::<Vec<_>>());
+    assert!(seen.iter().any(|p| p.what == "layers pushed"), "{seen:?}");
     let reference = s.reference().unwrap();
     let f = types()
         .open(&reference)

@@ -139,9 +139,12 @@ async fn rate_limits_say_when_they_reset() {
     fake.seed(&repo, "main", &[("f.py", "R")], &[]).await;
     let mut s = storage(&fake, &repo, "f.py", None);
     s.add_flow(FlowInput::script("R")).await.unwrap();
-    fake.post("/_fake/rate-limit", serde_json::json!({})).await;
+    // Only this test's repository is limited: the others run at the same time.
+    fake.post("/_fake/rate-limit", serde_json::json!({"repo": repo}))
+        .await;
     let msg = s.get_flow("R").await.map(|_| ()).unwrap_err().to_string();
-    fake.post("/_fake/rate-limit", serde_json::json!({})).await;
+    fake.post("/_fake/rate-limit", serde_json::json!({"repo": repo}))
+        .await;
     assert!(
         msg.contains("rate limit exceeded") && msg.contains("2100-01-01"),
         "{msg}"

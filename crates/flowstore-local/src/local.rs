@@ -187,7 +187,11 @@ impl Local {
             Some(script) => Local::script(script),
             None => Local::new(),
         };
-        Ok(local.directory(percent_decode(path)))
+        Ok(local.directory(
+            percent_encoding::percent_decode_str(path)
+                .decode_utf8_lossy()
+                .into_owned(),
+        ))
     }
 
     fn validate(&self) -> Result<()> {
@@ -339,27 +343,6 @@ fn expand_home(path: &Path) -> PathBuf {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() + 1 {
-            if let Some(v) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[async_trait]

@@ -15,6 +15,17 @@ fn settle() {
     std::thread::sleep(std::time::Duration::from_secs(5));
 }
 
+/// `git clone --depth 1 URL DEST` (DEST must not exist); returns how long it took, in ms.
+fn shallow_clone(url: &str, dest: &std::path::Path) -> Result<f64> {
+    let t = std::time::Instant::now();
+    let st = std::process::Command::new("git")
+        .args(["clone", "-q", "--depth", "1", url])
+        .arg(dest)
+        .status()?;
+    anyhow::ensure!(st.success(), "git clone --depth 1 {url} failed");
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
+}
+
 /// Section 1: Local storage, N small serialized flows, register then fetch, in-process.
 pub fn local(b: &Bench) -> Result<Table> {
     let p = &b.params;
@@ -226,11 +237,7 @@ pub fn git(b: &Bench) -> Result<Table> {
     // One untimed clone first, so every system below meets a server with a warm page cache.
     let warmup = b.scratch.join("git-warmup");
     let _ = std::fs::remove_dir_all(&warmup);
-    let st = std::process::Command::new("git")
-        .args(["clone", "-q", "--depth", "1", &url])
-        .arg(&warmup)
-        .status()?;
-    anyhow::ensure!(st.success(), "warm-up git clone failed");
+    shallow_clone(&url, &warmup)?;
     let (mut first, mut warm, mut after) = (vec![], vec![], vec![]);
     for rep in 0..b.params.reps.min(3) {
         let _ = std::fs::remove_dir_all(&cache);
@@ -260,13 +267,7 @@ pub fn git(b: &Bench) -> Result<Table> {
         let dest = b.scratch.join("git-floor");
         let _ = std::fs::remove_dir_all(&dest);
         settle();
-        let t = std::time::Instant::now();
-        let st = std::process::Command::new("git")
-            .args(["clone", "-q", "--depth", "1", &url])
-            .arg(&dest)
-            .status()?;
-        anyhow::ensure!(st.success(), "git clone --depth 1 failed");
-        floor.push(t.elapsed().as_secs_f64() * 1000.0);
+        floor.push(shallow_clone(&url, &dest)?);
     }
     servers.stop_all();
     let (first, warm, after, floor) = (

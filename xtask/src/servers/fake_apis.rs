@@ -7,7 +7,8 @@
 //! Paths served:
 //! - GitHub: `GET /github/repos/{owner}/{repo}`, `GET /github/repos/{o}/{r}/commits/{ref}`,
 //!   `GET /github/repos/{o}/{r}/contents/{path}?ref={sha}`; `Authorization: Bearer|token <t>`;
-//!   404 `{"message": "Not Found"}`; rate limit: 403 with `x-ratelimit-remaining: 0` and
+//!   404 `{"message": "Not Found"}`; rate limit (for the repository named in a
+//!   `/_fake/rate-limit` request, toggled): 403 with `x-ratelimit-remaining: 0` and
 //!   `x-ratelimit-reset`.
 //! - GitLab: `GET /gitlab/api/v4/projects/{url-encoded path}`, `…/repository/files/{url-encoded
 //!   path}?ref=`; `PRIVATE-TOKEN`; 401 `{"message": "401 Unauthorized"}`.
@@ -55,7 +56,9 @@ struct Repo {
 struct State {
     repos: BTreeMap<String, Repo>,
     throttle: usize,
-    rate_limited: bool,
+    /// GitHub repositories whose requests answer as rate-limited (per repository, so tests that
+    /// run at the same time do not see each other's limit).
+    rate_limited: std::collections::BTreeSet<String>,
 }
 
 struct Request {
@@ -257,8 +260,20 @@ fn route(state: &Mutex<State>, req: &Request, port: u16) -> Response {
         return json_resp(200, json!({"throttle": st.throttle}));
     }
     if req.path == "/_fake/rate-limit" {
-        st.rate_limited = !st.rate_limited;
-        return json_resp(200, json!({"rate_limited": st.rate_limited}));
+        let Some(repo) = serde_json::from_slice::<Value>(&req.body)
+            .ok()
+            .and_then(|v| v["repo"].as_str().map(str::to_string))
+        else {
+            return json_resp(
+                400,
+                json!({"error": "rate-limit needs {\"repo\": \"owner/name\"}"}),
+            );
+        };
+        let limited = !st.rate_limited.remove(&repo);
+        if limited {
+            st.rate_limited.insert(repo);
+        }
+        return json_resp(200, json!({"rate_limited": limited}));
     }
     if let Some(rest) = req.path.strip_prefix("/github/") {
         return github(&mut st, req, rest);
@@ -303,7 +318,14 @@ fn github(st: &mut State, req: &Request, rest: &str) -> Response {
             json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
         );
     }
-    if st.rate_limited {
+    let limited_repo = rest
+        .strip_prefix("repos/")
+        .and_then(|r| {
+            let mut seg = r.splitn(3, '/');
+            Some(format!("{}/{}", seg.next()?, seg.next()?))
+        })
+        .is_some_and(|key| st.rate_limited.contains(&key));
+    if limited_repo {
         let mut r = json_resp(
             403,
             json!({"message": "API rate limit exceeded for 127.0.0.1."}),

@@ -45,15 +45,21 @@ pub fn skip(test: &str, reason: &Skip) {
     if std::env::var(REQUIRE_SERVERS_ENV).is_ok_and(|v| v == "1") {
         panic!("{test}: required server is not available: {}", reason.0);
     }
-    // Written to the real stderr, not through eprintln!, so libtest's capture does not hide it.
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "flowstore-skip: {test}: {}", reason.0);
+    note(&format!("flowstore-skip: {test}: {}", reason.0));
 }
 
 /// Reports a check that does not apply to this backend (never a failure, always visible).
 pub fn not_applicable(test: &str, reason: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "flowstore-not-applicable: {test}: {reason}");
+    note(&format!("flowstore-not-applicable: {test}: {reason}"));
+}
+
+/// Writes a marker line to the real stderr (not through `eprintln!`, so libtest's capture does
+/// not hide it) in one write, on a line of its own: libtest may be half-way through a
+/// `test name ... ok` line of another test, and `cargo xtask test` reads both streams together.
+fn note(line: &str) {
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("\n{line}\n").as_bytes());
 }
 
 /// The result of a harness constructor: the harness, or why the tests must skip.
