@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod atomic;
+pub mod cache;
 pub mod envelope;
 pub mod error;
 pub mod flow;

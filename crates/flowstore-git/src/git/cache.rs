@@ -1,23 +1,39 @@
-//! The persistent clone cache: one bare repository per remote (keyed by its credential-free URL)
-//! under `~/.cache/flowstore/git` (or `$FLOWSTORE_GIT_CACHE`), a lock so concurrent fetches of the
-//! same remote on one machine take turns, shallow single-ref fetches, and one immutable checkout
-//! directory per commit.
+//! The persistent clone cache, built on [`flowstore_core::cache`] so it heals itself:
+//!
+//! - `clone-<remote>`: one bare repository per remote (keyed by its credential-free URL),
+//!   updated with shallow single-ref fetches under the entry's exclusive lock. Under that lock no
+//!   other flowstore process is inside the repository, so lock files a killed libgit2 left
+//!   behind (`shallow.lock`, `refs/…/<branch>.lock`, `config.lock`, `HEAD.lock`) and its
+//!   half-written packs are cleared first. An attempt that fails on the local copy (a lock, a
+//!   broken ref, a corrupt pack or index) discards the clone and fetches once more; only data
+//!   the server itself serves wrong is refused as corrupt.
+//! - `checkout-<remote>-<commit>[…]`: the commit's files (`tree/`), written from git's
+//!   hash-verified objects, with a [`TreeStamp`] of every file's blob id. Before each use the
+//!   tree is checked against the stamp (files whose size, times or inode changed are re-hashed);
+//!   a checkout that differs from the commit in any file is discarded and written again.
+//! - Bounded: after a fetch the cache is trimmed to its [`CachePolicy`] (least recently used
+//!   first, never an entry in use); temporaries of dead processes are removed. `flowstore cache
+//!   status` and `flowstore cache gc` show and trim it by hand.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use flowstore_core::secret::ExposeSecret;
+use flowstore_core::cache::{Cache, CachePolicy, EntryGuard, EntryInfo, GcReport, TreeStamp};
 use flowstore_core::Error as CoreError;
-use git2::{FetchOptions, Oid, RemoteCallbacks, Repository};
+use git2::{Oid, Repository};
 use sha2::{Digest, Sha256};
 
 use super::fields::Target;
+use super::transport::{git_failure, object_failure, resolve, Cause, Failure};
 use super::url::CloneTarget;
+use super::worktree::{blob_id, copy_dir, resolve_relative, write_tree, WriteError};
 
 /// Environment variable overriding the cache directory.
 pub const CACHE_ENV: &str = "FLOWSTORE_GIT_CACHE";
+
+/// Prefix of the environment variables bounding the cache: `FLOWSTORE_GIT_CACHE_MAX_SIZE`
+/// (e.g. `5G`, `none`) and `FLOWSTORE_GIT_CACHE_MAX_AGE` (e.g. `30d`, `none`).
+pub const POLICY_ENV_PREFIX: &str = "FLOWSTORE_GIT_CACHE";
 
 /// Transfer figures of one fetch, reported to the progress hook.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,7 +49,7 @@ pub struct Progress {
 /// A callback told about fetch progress (the CLI draws a progress bar with it).
 pub type ProgressHook = Arc<dyn Fn(Progress) + Send + Sync>;
 
-/// The default cache directory.
+/// The default cache directory: `$FLOWSTORE_GIT_CACHE`, else `~/.cache/flowstore/git`.
 pub fn default_cache_dir() -> PathBuf {
     match std::env::var_os(CACHE_ENV) {
         Some(d) if !d.is_empty() => PathBuf::from(d),
@@ -44,484 +60,461 @@ pub fn default_cache_dir() -> PathBuf {
     }
 }
 
-/// What one checkout produced.
+/// The git cache of one directory: what it holds, and trimming it.
+///
+/// ```
+/// use flowstore_git::git::GitCache;
+/// let dir = tempfile::tempdir()?;
+/// let cache = GitCache::new(dir.path());
+/// assert!(cache.status()?.is_empty());
+/// let report = cache.gc()?;
+/// assert!(report.evicted.is_empty());
+/// # Ok::<(), flowstore_core::Error>(())
+/// ```
 #[derive(Debug, Clone)]
+pub struct GitCache {
+    cache: Cache,
+    policy: CachePolicy,
+}
+
+/// One entry of the git cache, as [`GitCache::status`] lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CachedEntry {
+    /// `clone` (a remote's repository), `checkout` (one commit's files) or `other` (left by an
+    /// older flowstore; evicted like the rest).
+    pub kind: &'static str,
+    /// The remote's URL without credentials (absent for clone URLs kept in a secret).
+    pub remote: Option<String>,
+    /// The commit, for checkouts.
+    pub commit: Option<String>,
+    /// Key, path, size, last use and whether a process holds it.
+    #[serde(flatten)]
+    pub entry: EntryInfo,
+}
+
+impl GitCache {
+    /// The cache in `dir`, bounded by [`CachePolicy::default`].
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        GitCache {
+            cache: Cache::new(dir),
+            policy: CachePolicy::default(),
+        }
+    }
+
+    /// The cache in [`default_cache_dir`], bounded by the policy the environment sets (see
+    /// [`POLICY_ENV_PREFIX`]).
+    ///
+    /// Errors: a bound in the environment does not parse.
+    pub fn from_env() -> Result<Self, CoreError> {
+        Ok(GitCache::new(default_cache_dir()).with_policy(policy_from_env()?))
+    }
+
+    /// Replaces the bounds.
+    pub fn with_policy(mut self, policy: CachePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The bounds.
+    pub fn policy(&self) -> &CachePolicy {
+        &self.policy
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        self.cache.root()
+    }
+
+    /// Every entry, least recently used first.
+    ///
+    /// Errors: the cache directory cannot be read.
+    pub fn status(&self) -> Result<Vec<CachedEntry>, CoreError> {
+        let entries = self.cache.entries().map_err(|e| self.io("reading", e))?;
+        Ok(entries
+            .into_iter()
+            .map(|entry| {
+                let read = |name: &str| {
+                    std::fs::read_to_string(entry.path.join(name))
+                        .ok()
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                };
+                let kind = if entry.key.starts_with("clone-") {
+                    "clone"
+                } else if entry.key.starts_with("checkout-") {
+                    "checkout"
+                } else {
+                    "other"
+                };
+                CachedEntry {
+                    kind,
+                    remote: read(REMOTE_FILE),
+                    commit: read(COMMIT_FILE),
+                    entry,
+                }
+            })
+            .collect())
+    }
+
+    /// Trims the cache to its policy: removes temporaries of dead processes, entries unused for
+    /// longer than the maximum age, then the least recently used until it fits the maximum size.
+    /// Entries in use by a running fetch are never removed.
+    ///
+    /// Errors: the cache directory cannot be read or an entry cannot be removed.
+    pub fn gc(&self) -> Result<GcReport, CoreError> {
+        self.cache
+            .gc(&self.policy)
+            .map_err(|e| self.io("trimming", e))
+    }
+
+    fn io(&self, what: &str, e: std::io::Error) -> CoreError {
+        CoreError::io(
+            format!("{what} the git cache {}", self.cache.root().display()),
+            e,
+        )
+    }
+
+    /// Trims the cache after a fetch (reads one small record per entry).
+    fn trim(&self) {
+        match self.gc() {
+            Ok(r) if !r.evicted.is_empty() || r.temporaries_removed > 0 => tracing::info!(
+                evicted = r.evicted.len(),
+                temporaries = r.temporaries_removed,
+                bytes_freed = r.bytes_freed,
+                "trimmed the git cache"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not trim the git cache: {e}"),
+        }
+    }
+}
+
+/// The cache bounds the environment sets.
+pub(crate) fn policy_from_env() -> Result<CachePolicy, CoreError> {
+    CachePolicy::from_env(POLICY_ENV_PREFIX).map_err(CoreError::config)
+}
+
+const REMOTE_FILE: &str = "remote";
+const COMMIT_FILE: &str = "commit";
+const STAMP_FILE: &str = "stamp.json";
+const TREE_DIR: &str = "tree";
+const REPO_DIR: &str = "repo.git";
+
+/// A verified checkout, held in use (not evictable) until dropped.
+#[derive(Debug)]
 pub(crate) struct Checkout {
     pub commit: String,
+    /// The commit's files.
     pub dir: PathBuf,
+    /// Every file's blob id, verified against `dir` just now.
+    pub stamp: TreeStamp,
+    _in_use: EntryGuard,
 }
 
-fn backend_err(what: String, target: &CloneTarget, e: &git2::Error) -> CoreError {
-    let refusal = HOST_KEY_REFUSAL.with(|r| r.borrow_mut().take());
-    let detail = target
-        .redactor
-        .redact(refusal.as_deref().unwrap_or(e.message()));
-    let hint = match e.class() {
-        git2::ErrorClass::Http | git2::ErrorClass::Net
-            if detail.contains("401") || detail.contains("auth") =>
-        {
-            " (authentication failed: check the token secret and username)"
-        }
-        _ if e.code() == git2::ErrorCode::Auth => {
-            " (authentication failed: check the token secret and username)"
-        }
-        _ => "",
-    };
-    CoreError::Backend {
-        backend: "Git".to_string(),
-        message: format!("{what} {}: {detail}{hint}", target.url),
-        source: None,
+/// What to check out.
+pub(crate) struct CheckoutRequest<'a> {
+    pub remote: &'a CloneTarget,
+    pub target: &'a Target,
+    pub depth: u32,
+    pub sparse: &'a [String],
+    pub submodules: bool,
+    pub progress: Option<&'a ProgressHook>,
+}
+
+/// Fetches the request's ref from the remote into the cache (when needed) and returns a verified
+/// checkout of its commit. Blocking: run it on a blocking thread.
+///
+/// Errors: the remote's answer (not found, refused), a cache that cannot be repaired, or
+/// ([`Cause::ServerData`]) objects the server sent that are missing or fail git's checks even in
+/// an empty cache.
+pub(crate) fn checkout(cache: &GitCache, req: &CheckoutRequest<'_>) -> Result<Checkout, Failure> {
+    let remote = req.remote;
+    let remote_key = hex::encode(&Sha256::digest(remote.url.as_bytes())[..12]);
+    let clone_key = format!("clone-{remote_key}");
+    let _writing = cache
+        .cache
+        .lock(&clone_key)
+        .map_err(|e| cache.io("locking", e))?;
+    if let Err(e) = cache.cache.sweep_temporaries() {
+        tracing::warn!("could not sweep the git cache's temporaries: {e}");
     }
-}
-
-/// Fetches `target` from the remote into the cache (when needed) and checks out its commit.
-/// Blocking: run it on a blocking thread.
-pub(crate) fn checkout(
-    cache_root: &Path,
-    remote: &CloneTarget,
-    target: &Target,
-    depth: u32,
-    sparse: &[String],
-    submodules: bool,
-    progress: Option<&ProgressHook>,
-) -> Result<Checkout, CoreError> {
-    let key = hex::encode(&Sha256::digest(remote.url.as_bytes())[..12]);
-    let root = cache_root.join(key);
-    std::fs::create_dir_all(&root)
-        .map_err(|e| CoreError::io(format!("creating git cache {}", root.display()), e))?;
-    let lock = File::create(root.join("lock"))
-        .map_err(|e| CoreError::io(format!("locking {}", root.display()), e))?;
-    lock.lock()
-        .map_err(|e| CoreError::io(format!("locking {}", root.display()), e))?;
-
-    let bare = root.join("repo.git");
-    let repo = match Repository::open_bare(&bare) {
-        Ok(r) => r,
-        Err(_) => Repository::init_bare(&bare)
-            .map_err(|e| backend_err("creating the cache for".into(), remote, &e))?,
+    let run = || -> Result<Checkout, Failure> {
+        let (repo, oid) = attempt(cache, &clone_key, req)?;
+        let _ = cache.cache.record_size(&clone_key);
+        let mut co_key = format!("checkout-{remote_key}-{oid}");
+        if !req.sparse.is_empty() {
+            let paths = hex::encode(&Sha256::digest(req.sparse.join("\n").as_bytes())[..6]);
+            co_key = format!("{co_key}-{paths}");
+        }
+        if req.submodules {
+            co_key.push_str("-with-submodules");
+        }
+        ensure_checkout(cache, &repo, oid, &co_key, req)
     };
-    let oid = resolve(&repo, remote, target, depth, progress)?;
-    let commit = oid.to_string();
-    let dir = root.join("checkouts").join(if sparse.is_empty() {
-        commit.clone()
-    } else {
-        format!(
-            "{commit}-{}",
-            hex::encode(&Sha256::digest(sparse.join("\n").as_bytes())[..6])
-        )
-    });
-    let dir = if submodules {
-        dir.with_extension("with-submodules")
-    } else {
-        dir
-    };
-    if !dir.exists() {
-        write_checkout(&repo, oid, &dir, sparse, remote, |tmp| {
-            if submodules {
-                check_out_submodules(cache_root, &repo, oid, remote, tmp, progress)
-            } else {
-                Ok(())
-            }
-        })?;
-    }
-    drop(lock);
-    Ok(Checkout { commit, dir })
-}
-
-fn callbacks<'a>(
-    remote: &'a CloneTarget,
-    stats: &'a std::cell::Cell<Progress>,
-    progress: Option<&'a ProgressHook>,
-) -> RemoteCallbacks<'a> {
-    let mut cb = RemoteCallbacks::new();
-    let mut attempts = 0;
-    cb.credentials(move |_url, _user, allowed| {
-        attempts += 1;
-        if let Some(ssh) = &remote.ssh {
-            if attempts > 3 {
-                return Err(git2::Error::from_str("the ssh server refused every key offered"));
-            }
-            if allowed.contains(git2::CredentialType::USERNAME) {
-                return git2::Cred::username(&ssh.user);
-            }
-            if let Some(key) = &ssh.key_path {
-                return git2::Cred::ssh_key(&ssh.user, None, key, None);
-            }
-            if std::env::var_os("SSH_AUTH_SOCK").is_some() && attempts == 1 {
-                return git2::Cred::ssh_key_from_agent(&ssh.user);
-            }
-            let home = dirs::home_dir().unwrap_or_default().join(".ssh");
-            for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
-                let key = home.join(name);
-                if key.exists() {
-                    return git2::Cred::ssh_key(&ssh.user, None, &key, None);
-                }
-            }
-            return Err(git2::Error::from_str("no ssh key: set ssh_key_path, run an ssh-agent, or create ~/.ssh/id_ed25519"));
-        }
-        match &remote.credentials {
-            Some((user, pass)) if attempts <= 1 => git2::Cred::userpass_plaintext(user, pass.expose_secret()),
-            Some(_) => Err(git2::Error::from_str("the server refused the credentials (401)")),
-            None => Err(git2::Error::from_str(
-                "the server asks for credentials (401), but none are configured: set git_token_secret_name",
-            )),
-        }
-    });
-    cb.certificate_check(move |cert, host| check_certificate(remote, cert, host));
-    cb.transfer_progress(move |p| {
-        let now = Progress {
-            received_objects: p.received_objects(),
-            total_objects: p.total_objects(),
-            received_bytes: p.received_bytes(),
-        };
-        stats.set(now);
-        if let Some(hook) = progress {
-            hook(now);
-        }
-        true
-    });
-    cb
-}
-
-thread_local! {
-    /// Why the last host-key check on this thread refused (libgit2 reports only a generic error).
-    static HOST_KEY_REFUSAL: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-fn refuse(reason: String) -> git2::Error {
-    HOST_KEY_REFUSAL.with(|r| *r.borrow_mut() = Some(reason.clone()));
-    git2::Error::from_str(&reason)
-}
-
-/// Checks an ssh server's host key against the known-hosts file; TLS certificates are left to
-/// libgit2's own verification.
-fn check_certificate(
-    remote: &CloneTarget,
-    cert: &git2::cert::Cert<'_>,
-    host: &str,
-) -> Result<git2::CertificateCheckStatus, git2::Error> {
-    let (Some(ssh), Some(hostkey)) = (&remote.ssh, cert.as_hostkey()) else {
-        return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
-    };
-    let (Some(key), Some(kind)) = (hostkey.hostkey(), hostkey.hostkey_type()) else {
-        return Err(git2::Error::from_str(
-            "the ssh server sent no usable host key",
-        ));
-    };
-    use super::known_hosts::{check, Verdict};
-    let verdict = check(&ssh.known_hosts, host, ssh.port, kind.name(), key);
-    tracing::debug!(
-        host,
-        port = ssh.port,
-        kind = kind.name(),
-        ?verdict,
-        "ssh host key"
-    );
-    match verdict {
-        Verdict::Known => Ok(git2::CertificateCheckStatus::CertificateOk),
-        Verdict::Unknown if ssh.accept_unknown_host => {
-            tracing::warn!(host, "accepting an ssh host key that is not in known_hosts (ssh_accept_unknown_host)");
-            Ok(git2::CertificateCheckStatus::CertificateOk)
-        }
-        Verdict::Unknown => Err(refuse(format!(
-            "the ssh host key of {host} (port {}) is not in {}: add it (ssh-keyscan -p {} {host} >> known_hosts) or set ssh_accept_unknown_host",
-            ssh.port,
-            ssh.known_hosts.display(),
-            ssh.port
-        ))),
-        Verdict::Changed => Err(refuse(format!(
-            "the ssh host key of {host} (port {}) does not match {}: refusing (possible impostor)",
-            ssh.port,
-            ssh.known_hosts.display()
-        ))),
-    }
-}
-
-/// Resolves `target` to a commit, fetching what is missing.
-fn resolve(
-    repo: &Repository,
-    remote: &CloneTarget,
-    target: &Target,
-    depth: u32,
-    progress: Option<&ProgressHook>,
-) -> Result<Oid, CoreError> {
-    let stats = std::cell::Cell::new(Progress::default());
-    let fetch = |refspecs: &[String], depth: u32| -> Result<(), CoreError> {
-        let mut anon = repo
-            .remote_anonymous(&remote.url)
-            .map_err(|e| backend_err("opening".into(), remote, &e))?;
-        let mut opts = FetchOptions::new();
-        opts.remote_callbacks(callbacks(remote, &stats, progress));
-        opts.download_tags(git2::AutotagOption::None);
-        // 0 = the whole history; libgit2 reads i32::MAX as "unshallow" for a shallow cache.
-        opts.depth(if depth == 0 { i32::MAX } else { depth as i32 });
-        anon.fetch(refspecs, Some(&mut opts), None)
-            .map_err(|e| backend_err("fetching from".into(), remote, &e))
-    };
-    let oid = match target {
-        Target::Commit(sha) => {
-            let wanted = Oid::from_str(sha)
-                .map_err(|_| CoreError::config(format!("Commit \"{sha}\" is not a commit SHA")))?;
-            if repo.find_commit(wanted).is_err() {
-                // Servers only hand out advertised refs: fetch every branch's full history.
-                fetch(&["+refs/heads/*:refs/flowstore/heads/*".to_string()], 0)?;
-            }
-            repo.find_commit(wanted)
-                .map_err(|_| CoreError::Backend {
-                    backend: "Git".into(),
-                    message: format!(
-                        "Commit {sha} not found in {}: it is on no branch of the repository",
-                        remote.url
-                    ),
-                    source: None,
-                })?
-                .id()
-        }
-        Target::Branch(b) => fetch_ref(
-            repo,
-            remote,
-            &fetch,
-            &format!("refs/heads/{b}"),
-            &format!("refs/flowstore/heads/{b}"),
-            depth,
-            "Branch",
-            b,
-        )?,
-        Target::Tag(t) => fetch_ref(
-            repo,
-            remote,
-            &fetch,
-            &format!("refs/tags/{t}"),
-            &format!("refs/flowstore/tags/{t}"),
-            depth,
-            "Tag",
-            t,
-        )?,
-        Target::Default => {
-            let default = default_branch(repo, remote)?;
-            let name = default.trim_start_matches("refs/heads/").to_string();
-            fetch_ref(
-                repo,
-                remote,
-                &fetch,
-                &default,
-                &format!("refs/flowstore/heads/{name}"),
-                depth,
-                "Branch",
-                &name,
-            )?
-        }
-    };
-    Ok(oid)
-}
-
-/// Fetches refspecs at a depth.
-type FetchFn<'a> = dyn Fn(&[String], u32) -> Result<(), CoreError> + 'a;
-
-#[allow(clippy::too_many_arguments)]
-fn fetch_ref(
-    repo: &Repository,
-    remote: &CloneTarget,
-    fetch: &FetchFn<'_>,
-    src: &str,
-    dst: &str,
-    depth: u32,
-    kind: &str,
-    name: &str,
-) -> Result<Oid, CoreError> {
-    match fetch(&[format!("+{src}:{dst}")], depth) {
-        Ok(()) => {}
-        Err(e)
-            if e.to_string().contains("couldn't find remote ref")
-                || e.to_string().contains("not found") =>
-        {
-            return Err(CoreError::Backend {
-                backend: "Git".into(),
-                message: format!("{kind} \"{name}\" not found in {}", remote.url),
-                source: None,
-            })
-        }
-        Err(e) => return Err(e),
-    }
-    let reference = repo.find_reference(dst).map_err(|_| CoreError::Backend {
-        backend: "Git".into(),
-        message: format!("{kind} \"{name}\" not found in {}", remote.url),
-        source: None,
-    })?;
-    reference
-        .peel_to_commit()
-        .map(|c| c.id())
-        .map_err(|e| backend_err(format!("{kind} \"{name}\" in"), remote, &e))
-}
-
-fn default_branch(repo: &Repository, remote: &CloneTarget) -> Result<String, CoreError> {
-    let mut anon = repo
-        .remote_anonymous(&remote.url)
-        .map_err(|e| backend_err("opening".into(), remote, &e))?;
-    let stats = std::cell::Cell::new(Progress::default());
-    let conn = anon
-        .connect_auth(
-            git2::Direction::Fetch,
-            Some(callbacks(remote, &stats, None)),
-            None,
-        )
-        .map_err(|e| backend_err("connecting to".into(), remote, &e))?;
-    let name = conn
-        .default_branch()
-        .map_err(|e| backend_err("reading the default branch of".into(), remote, &e))?;
-    name.as_str().ok().map(str::to_string).ok_or_else(|| {
-        CoreError::backend(
-            "Git",
-            format!("the default branch of {} is not UTF-8", remote.url),
-        )
-    })
-}
-
-/// Writes the commit's tree (or the sparse paths of it) to `dir`, atomically: a temporary
-/// directory renamed into place, so a checkout directory is always complete.
-fn write_checkout(
-    repo: &Repository,
-    oid: Oid,
-    dir: &Path,
-    sparse: &[String],
-    remote: &CloneTarget,
-    finish: impl FnOnce(&Path) -> Result<(), CoreError>,
-) -> Result<(), CoreError> {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let parent = dir.parent().expect("checkouts have a parent");
-    std::fs::create_dir_all(parent)
-        .map_err(|e| CoreError::io(format!("creating {}", parent.display()), e))?;
-    let tmp = parent.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tree = repo
-        .find_commit(oid)
-        .and_then(|c| c.tree())
-        .map_err(|e| backend_err("reading commit from".into(), remote, &e))?;
-    std::fs::create_dir_all(&tmp)
-        .map_err(|e| CoreError::io(format!("creating {}", tmp.display()), e))?;
-    if let Err(e) = write_tree(repo, &tree, &tmp, "", sparse) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(CoreError::io(
-            format!(
-                "checking out {oid} of {} into {}",
+    let co = match run() {
+        Ok(co) => co,
+        Err(first) if matches!(first.cause, Cause::Cache | Cause::Data) => {
+            tracing::warn!(
+                cache = %cache.cache.entry_path(&clone_key).display(),
+                "the cached clone of {} failed ({}): discarding it and fetching again",
                 remote.url,
-                tmp.display()
-            ),
-            e,
-        ));
-    }
-    if let Err(e) = finish(&tmp) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    match std::fs::rename(&tmp, dir) {
-        Ok(()) => Ok(()),
-        Err(_) if dir.exists() => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Ok(())
+                first.detail
+            );
+            cache
+                .cache
+                .remove(&clone_key)
+                .map_err(|e| cache.io("discarding a broken clone in", e))?;
+            run().map_err(|mut second| {
+                if second.cause == Cause::Data {
+                    second.cause = Cause::ServerData;
+                    second.detail = format!("{} (from {})", second.detail, remote.url);
+                }
+                second
+            })?
         }
-        Err(e) => Err(CoreError::io(
-            format!("placing checkout {}", dir.display()),
-            e,
-        )),
-    }
+        Err(first) => return Err(first),
+    };
+    cache.trim();
+    Ok(co)
 }
 
-/// True if `path` (a file, or a directory when `dir`) is inside the sparse set, or a directory
-/// on the way to it. An empty set means everything.
-fn wanted(sparse: &[String], path: &str, dir: bool) -> bool {
-    sparse.is_empty()
-        || sparse.iter().any(|s| {
-            let s = s.trim_end_matches('/');
-            path == s
-                || path.starts_with(&format!("{s}/"))
-                || (dir && s.starts_with(&format!("{path}/")))
-        })
+/// Opens (or creates) the clone, clears what dead processes left in it and resolves the target.
+fn attempt(
+    cache: &GitCache,
+    clone_key: &str,
+    req: &CheckoutRequest<'_>,
+) -> Result<(Repository, Oid), Failure> {
+    let entry = cache.cache.entry_path(clone_key);
+    let bare = entry.join(REPO_DIR);
+    clear_stale_git_files(&bare);
+    let (repo, fresh) = match Repository::open_bare(&bare) {
+        Ok(r) => (r, false),
+        Err(_) => {
+            // Half-created (killed during init) or absent: start clean.
+            let _ = std::fs::remove_dir_all(&entry);
+            std::fs::create_dir_all(&entry).map_err(|e| Failure::from(cache.io("creating", e)))?;
+            let repo = Repository::init_bare(&bare)
+                .map_err(|e| git_failure("creating the cache for".into(), req.remote, &e))?;
+            let _ = std::fs::write(
+                entry.join(REMOTE_FILE),
+                req.remote.redactor.redact(&req.remote.url),
+            );
+            (repo, true)
+        }
+    };
+    let oid = resolve(
+        &repo,
+        req.remote,
+        req.target,
+        req.depth,
+        fresh,
+        req.progress,
+    )?;
+    // Reading the commit and its tree proves the objects are there and hash-verified.
+    repo.find_commit(oid).and_then(|c| c.tree()).map_err(|e| {
+        object_failure(
+            format!("reading commit {oid} from the cache of"),
+            req.remote,
+            &e,
+        )
+    })?;
+    Ok((repo, oid))
 }
 
-/// Writes a tree's blobs (files, executables, symlinks) under `dir`. Gitlinks (submodules) are
-/// left for [`check_out_submodules`].
-fn write_tree(
-    repo: &Repository,
-    tree: &git2::Tree<'_>,
-    dir: &Path,
-    prefix: &str,
-    sparse: &[String],
-) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let io = |e: git2::Error| std::io::Error::other(e.message().to_string());
-    for entry in tree.iter() {
-        let Some(name) = entry.name().ok() else {
-            continue;
+/// Removes lock files and half-written packs a killed libgit2 left in `repo` (only call it under
+/// the clone's exclusive lock: no flowstore process is inside the repository then).
+fn clear_stale_git_files(repo: &Path) {
+    fn walk(dir: &Path) {
+        let Ok(list) = std::fs::read_dir(dir) else {
+            return;
         };
-        if name == ".git" || name.contains('/') || name == ".." || name == "." {
-            continue;
-        }
-        let path = if prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let target = dir.join(name);
-        match entry.kind() {
-            Some(git2::ObjectType::Tree) => {
-                if !wanted(sparse, &path, true) {
-                    continue;
-                }
-                std::fs::create_dir_all(&target)?;
-                let sub = repo.find_tree(entry.id()).map_err(io)?;
-                write_tree(repo, &sub, &target, &path, sparse)?;
-            }
-            Some(git2::ObjectType::Blob) => {
-                if !wanted(sparse, &path, false) {
-                    continue;
-                }
-                let blob = repo.find_blob(entry.id()).map_err(io)?;
-                if entry.filemode() == 0o120000 {
-                    let link = String::from_utf8_lossy(blob.content()).into_owned();
-                    std::os::unix::fs::symlink(link, &target)?;
-                } else {
-                    std::fs::write(&target, blob.content())?;
-                    if entry.filemode() == 0o100755 {
-                        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+        for entry in list.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&path);
+            } else if name.ends_with(".lock")
+                || name.starts_with("pack_git2_")
+                || name.starts_with("tmp_pack_")
+            {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => tracing::warn!(
+                        path = %path.display(),
+                        "removed a git lock or temporary file left by an interrupted fetch"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), "could not remove a stale git file: {e}")
                     }
                 }
             }
-            _ => {}
         }
     }
+    walk(repo);
+}
+
+/// Returns the verified checkout `key` of `oid`, writing it (again) when it is missing or does
+/// not match the commit.
+fn ensure_checkout(
+    cache: &GitCache,
+    repo: &Repository,
+    oid: Oid,
+    key: &str,
+    req: &CheckoutRequest<'_>,
+) -> Result<Checkout, Failure> {
+    let entry = cache.cache.entry_path(key);
+    for _ in 0..5 {
+        let in_use = cache
+            .cache
+            .use_entry(key)
+            .map_err(|e| cache.io("using", e))?;
+        if let Some(stamp) = verified_stamp(&entry, oid) {
+            return Ok(Checkout {
+                commit: oid.to_string(),
+                dir: entry.join(TREE_DIR),
+                stamp,
+                _in_use: in_use,
+            });
+        }
+        drop(in_use);
+        let _writing = cache.cache.lock(key).map_err(|e| cache.io("locking", e))?;
+        // Another process may have written it while we waited.
+        if verified_stamp(&entry, oid).is_some() {
+            continue;
+        }
+        write_checkout(cache, repo, oid, key, req)?;
+    }
+    Err(Failure::from(CoreError::backend(
+        "Git",
+        format!(
+            "the checkout of commit {oid} of {} in {} keeps changing while it is verified: \
+             is another program writing to the cache?",
+            req.remote.url,
+            entry.display()
+        ),
+    )))
+}
+
+/// The checkout's stamp if its files match it (logging what differs when they don't).
+fn verified_stamp(entry: &Path, oid: Oid) -> Option<TreeStamp> {
+    let stamp = TreeStamp::load(&entry.join(STAMP_FILE)).ok()?;
+    match stamp.verify(&entry.join(TREE_DIR), &blob_id) {
+        Ok(m) if m.is_empty() => Some(stamp),
+        Ok(mismatches) => {
+            let shown: Vec<String> = mismatches.iter().take(5).map(|m| m.to_string()).collect();
+            tracing::warn!(
+                checkout = %entry.display(),
+                "the cached checkout of commit {oid} does not match the commit ({}{}): writing it again",
+                shown.join(", "),
+                if mismatches.len() > 5 { ", …" } else { "" }
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(checkout = %entry.display(), "cannot verify the cached checkout of commit {oid} ({e}): writing it again");
+            None
+        }
+    }
+}
+
+/// Writes the commit's tree (or its sparse paths, and submodules) to a temporary directory,
+/// stamps it and publishes it as `key`. Call it holding `key`'s exclusive lock.
+fn write_checkout(
+    cache: &GitCache,
+    repo: &Repository,
+    oid: Oid,
+    key: &str,
+    req: &CheckoutRequest<'_>,
+) -> Result<(), Failure> {
+    let tmp = cache
+        .cache
+        .temp_dir()
+        .map_err(|e| cache.io("creating a temporary directory in", e))?;
+    let tree_dir = tmp.path().join(TREE_DIR);
+    let tree = repo.find_commit(oid).and_then(|c| c.tree()).map_err(|e| {
+        object_failure(
+            format!("reading commit {oid} from the cache of"),
+            req.remote,
+            &e,
+        )
+    })?;
+    let written = std::fs::create_dir_all(&tree_dir)
+        .map_err(WriteError::Io)
+        .and_then(|()| write_tree(repo, &tree, &tree_dir, "", req.sparse));
+    match written {
+        Ok(()) => {}
+        Err(WriteError::Object(e)) => {
+            return Err(object_failure(
+                format!("checking out commit {oid} from the cache of"),
+                req.remote,
+                &e,
+            ))
+        }
+        Err(WriteError::Io(e)) => {
+            return Err(CoreError::io(
+                format!(
+                    "checking out {oid} of {} into {}",
+                    req.remote.url,
+                    tree_dir.display()
+                ),
+                e,
+            )
+            .into())
+        }
+    }
+    if req.submodules {
+        check_out_submodules(cache, repo, oid, req, &tree_dir)?;
+    }
+    let stamp = TreeStamp::record(&tree_dir, &blob_id)
+        .map_err(|e| CoreError::io(format!("stamping {}", tree_dir.display()), e))?;
+    let write = |name: &str, bytes: &[u8]| {
+        std::fs::write(tmp.path().join(name), bytes)
+            .map_err(|e| CoreError::io(format!("writing {name} in {}", tmp.path().display()), e))
+    };
+    stamp
+        .save(&tmp.path().join(STAMP_FILE))
+        .map_err(|e| CoreError::io(format!("writing the stamp in {}", tmp.path().display()), e))?;
+    write(COMMIT_FILE, oid.to_string().as_bytes())?;
+    write(
+        REMOTE_FILE,
+        req.remote.redactor.redact(&req.remote.url).as_bytes(),
+    )?;
+    cache
+        .cache
+        .publish(tmp, key)
+        .map_err(|e| cache.io(&format!("placing checkout {key} in"), e))?;
+    let _ = cache.cache.record_size(key);
+    tracing::debug!(commit = %oid, key, "checkout written");
     Ok(())
 }
 
 /// Checks out each submodule listed in the commit's `.gitmodules` at the commit its gitlink
 /// records, from its own (cached) remote, into `into/<path>`.
 fn check_out_submodules(
-    cache_root: &Path,
+    cache: &GitCache,
     repo: &Repository,
     oid: Oid,
-    remote: &CloneTarget,
+    req: &CheckoutRequest<'_>,
     into: &Path,
-    progress: Option<&ProgressHook>,
-) -> Result<(), CoreError> {
+) -> Result<(), Failure> {
+    let remote = req.remote;
     let gitmodules = into.join(".gitmodules");
     if !gitmodules.exists() {
         return Ok(());
     }
-    let config = git2::Config::open(&gitmodules)
-        .map_err(|e| backend_err("reading .gitmodules of".into(), remote, &e))?;
+    let fail = |what: String, e: git2::Error| git_failure(what, remote, &e);
+    let config =
+        git2::Config::open(&gitmodules).map_err(|e| fail("reading .gitmodules of".into(), e))?;
     let mut entries = config
         .entries(Some(r"submodule\..*\.path"))
-        .map_err(|e| backend_err("reading .gitmodules of".into(), remote, &e))?;
+        .map_err(|e| fail("reading .gitmodules of".into(), e))?;
     let tree = repo
         .find_commit(oid)
         .and_then(|c| c.tree())
-        .map_err(|e| backend_err("reading".into(), remote, &e))?;
+        .map_err(|e| fail("reading".into(), e))?;
     let mut found = Vec::new();
     while let Some(entry) = entries.next() {
-        let entry = entry.map_err(|e| backend_err("reading .gitmodules of".into(), remote, &e))?;
+        let entry = entry.map_err(|e| fail("reading .gitmodules of".into(), e))?;
         let (Some(key), Some(path)) = (entry.name().ok(), entry.value().ok()) else {
             continue;
         };
@@ -534,85 +527,29 @@ fn check_out_submodules(
     for (name, path) in found {
         let url = config
             .get_string(&format!("submodule.{name}.url"))
-            .map_err(|e| {
-                backend_err(
-                    format!("reading the url of submodule {name} in"),
-                    remote,
-                    &e,
-                )
-            })?;
-        let url = resolve_relative(&remote.url, &url);
+            .map_err(|e| fail(format!("reading the url of submodule {name} in"), e))?;
         let gitlink = tree
             .get_path(Path::new(&path))
-            .map_err(|e| backend_err(format!("finding submodule {path} in"), remote, &e))?
+            .map_err(|e| fail(format!("finding submodule {path} in"), e))?
             .id();
         let sub = CloneTarget {
-            url,
+            url: resolve_relative(&remote.url, &url),
             credentials: remote.credentials.clone(),
             ssh: remote.ssh.clone(),
             redactor: remote.redactor.clone(),
         };
         let co = checkout(
-            cache_root,
-            &sub,
-            &Target::Commit(gitlink.to_string()),
-            0,
-            &[],
-            true,
-            progress,
+            cache,
+            &CheckoutRequest {
+                remote: &sub,
+                target: &Target::Commit(gitlink.to_string()),
+                depth: 0,
+                sparse: &[],
+                submodules: true,
+                progress: req.progress,
+            },
         )?;
         copy_dir(&co.dir, &into.join(&path))?;
     }
     Ok(())
-}
-
-/// `../other.git` relative to the parent's URL; absolute URLs as they are.
-fn resolve_relative(parent: &str, url: &str) -> String {
-    if !(url.starts_with("./") || url.starts_with("../")) {
-        return url.to_string();
-    }
-    let mut base: Vec<&str> = parent.trim_end_matches('/').split('/').collect();
-    for part in url.split('/') {
-        match part {
-            "." => {}
-            ".." => {
-                base.pop();
-            }
-            p => base.push(p),
-        }
-    }
-    base.join("/")
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<(), CoreError> {
-    std::fs::create_dir_all(to)
-        .map_err(|e| CoreError::io(format!("creating {}", to.display()), e))?;
-    for entry in std::fs::read_dir(from)
-        .map_err(|e| CoreError::io(format!("reading {}", from.display()), e))?
-    {
-        let entry = entry.map_err(|e| CoreError::io(format!("reading {}", from.display()), e))?;
-        let target = to.join(entry.file_name());
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)
-                .map_err(|e| CoreError::io(format!("copying to {}", target.display()), e))?;
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn relative_submodule_urls_resolve_against_the_parent() {
-        assert_eq!(
-            super::resolve_relative("git://h/org/app.git", "../lib.git"),
-            "git://h/org/lib.git"
-        );
-        assert_eq!(
-            super::resolve_relative("git://h/org/app.git", "https://x/y.git"),
-            "https://x/y.git"
-        );
-    }
 }

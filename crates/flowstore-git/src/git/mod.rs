@@ -9,7 +9,9 @@
 mod cache;
 mod fields;
 mod known_hosts;
+mod transport;
 mod url;
+mod worktree;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,8 +23,11 @@ use flowstore_core::{
     Result, Storage, StorageReference,
 };
 
-pub use cache::{default_cache_dir, Progress, ProgressHook, CACHE_ENV};
+pub use cache::{
+    default_cache_dir, CachedEntry, GitCache, Progress, ProgressHook, CACHE_ENV, POLICY_ENV_PREFIX,
+};
 pub use fields::GitFields;
+pub use flowstore_core::cache::{CachePolicy, GcReport};
 
 /// The reference type name.
 pub const TYPE_NAME: &str = "Git";
@@ -40,6 +45,7 @@ pub struct Git {
     index: FlowIndex,
     secrets: Arc<dyn SecretSource>,
     cache_dir: PathBuf,
+    cache_policy: Option<CachePolicy>,
     progress: Option<ProgressHook>,
 }
 
@@ -83,6 +89,7 @@ impl Git {
             index: FlowIndex::default(),
             secrets: Arc::new(NoSecrets),
             cache_dir: default_cache_dir(),
+            cache_policy: None,
             progress: None,
         }
     }
@@ -186,6 +193,13 @@ impl Git {
         self
     }
 
+    /// How large and old the clone cache may grow (default: [`CachePolicy::default`], or the
+    /// bounds set by `FLOWSTORE_GIT_CACHE_MAX_SIZE` / `FLOWSTORE_GIT_CACHE_MAX_AGE`).
+    pub fn cache_policy(mut self, policy: CachePolicy) -> Self {
+        self.cache_policy = Some(policy);
+        self
+    }
+
     /// A callback for fetch progress.
     pub fn with_progress(mut self, hook: ProgressHook) -> Self {
         self.progress = Some(hook);
@@ -257,8 +271,9 @@ impl Git {
         Ok(git)
     }
 
-    /// Fetches (cached) and checks out the configured ref; returns the commit and its directory.
-    async fn checkout(&self) -> Result<cache::Checkout> {
+    /// Fetches (cached) and checks out the configured ref; returns the verified checkout, held
+    /// in use until dropped. `flow` names the flow in errors.
+    async fn checkout(&self, flow: &str) -> Result<cache::Checkout> {
         let target = self.fields.target()?;
         let remote = url::clone_target(&self.fields, self.secrets.as_ref())?;
         let flow_dir = std::path::Path::new(&self.fields.flow_path)
@@ -273,59 +288,96 @@ impl Git {
                 format!("{flow_dir}/")
             });
         }
-        let (cache_dir, depth, progress) = (
-            self.cache_dir.clone(),
-            self.fields.clone_depth,
-            self.progress.clone(),
-        );
+        let policy = match &self.cache_policy {
+            Some(p) => p.clone(),
+            None => cache::policy_from_env()?,
+        };
+        let cache = GitCache::new(&self.cache_dir).with_policy(policy);
+        let (depth, progress) = (self.fields.clone_depth, self.progress.clone());
         let submodules = self.fields.submodules;
-        tokio::task::spawn_blocking(move || {
+        let outcome = tokio::task::spawn_blocking(move || {
             cache::checkout(
-                &cache_dir,
-                &remote,
-                &target,
-                depth,
-                &sparse,
-                submodules,
-                progress.as_ref(),
+                &cache,
+                &cache::CheckoutRequest {
+                    remote: &remote,
+                    target: &target,
+                    depth,
+                    sparse: &sparse,
+                    submodules,
+                    progress: progress.as_ref(),
+                },
             )
         })
         .await
-        .map_err(|e| CoreError::backend(TYPE_NAME, format!("checkout task failed: {e}")))?
+        .map_err(|e| CoreError::backend(TYPE_NAME, format!("checkout task failed: {e}")))?;
+        outcome.map_err(|failure| match failure.cause {
+            transport::Cause::ServerData => CoreError::FlowCorrupt {
+                flow: flow.to_string(),
+                location: self.fields.flow_path.clone(),
+                reason: format!(
+                    "objects the server sent are missing or fail git's checks, twice, the second \
+                     time into an empty cache: {}. The repository on the server may be damaged",
+                    failure.detail
+                ),
+            },
+            _ => failure.error,
+        })
     }
 
-    /// Reads the flow file at a checkout, checking the flow is defined in it and the path stays
-    /// inside the checkout (no `..`, no symlink out of it).
+    /// Reads the flow file at a checkout, checking the path stays inside the checkout (no `..`,
+    /// no symlink out of it), the bytes are the commit's (their blob id is the one git recorded)
+    /// and the flow is defined in it.
     fn read_flow(&self, name: &str, co: &cache::Checkout) -> Result<(Bytes, PathBuf)> {
         let path = co.dir.join(&self.fields.flow_path);
-        if let (Ok(real), Ok(root)) = (path.canonicalize(), co.dir.canonicalize()) {
-            if !real.starts_with(&root) {
-                return Err(CoreError::OutsideStorage {
-                    flow: name.to_string(),
-                    location: self.fields.flow_path.clone(),
-                    root: format!("the checkout of commit {}", co.commit),
-                });
-            }
-        }
-        let source = std::fs::read(&path).map_err(|_| CoreError::Backend {
+        let repo = self
+            .fields
+            .repo
+            .as_deref()
+            .unwrap_or("(from the clone-URL secret)");
+        let not_found = || CoreError::Backend {
             backend: TYPE_NAME.into(),
             message: format!(
-                "File {} not found in repo {} at commit {}",
-                self.fields.flow_path,
-                self.fields
-                    .repo
-                    .as_deref()
-                    .unwrap_or("(from the clone-URL secret)"),
-                co.commit
+                "File {} not found in repo {repo} at commit {}",
+                self.fields.flow_path, co.commit
             ),
             source: None,
-        })?;
+        };
+        let (Ok(real), Ok(root)) = (path.canonicalize(), co.dir.canonicalize()) else {
+            return Err(not_found());
+        };
+        let Ok(rel) = real.strip_prefix(&root) else {
+            return Err(CoreError::OutsideStorage {
+                flow: name.to_string(),
+                location: self.fields.flow_path.clone(),
+                root: format!("the checkout of commit {}", co.commit),
+            });
+        };
+        let source = std::fs::read(&real).map_err(|_| not_found())?;
+        let blob = git2::Oid::hash_object(git2::ObjectType::Blob, &source)
+            .map(|o| o.to_string())
+            .unwrap_or_default();
+        let recorded = co.stamp.id(&rel.to_string_lossy()).unwrap_or("(none)");
+        if blob != recorded {
+            return Err(CoreError::FlowCorrupt {
+                flow: name.to_string(),
+                location: path.display().to_string(),
+                reason: format!(
+                    "its git blob id is {blob}, commit {} records {recorded} (the file changed \
+                     while it was read); fetch again",
+                    co.commit
+                ),
+            });
+        }
         if !String::from_utf8_lossy(&source).contains(name) {
             return Err(CoreError::Backend {
                 backend: TYPE_NAME.into(),
                 message: format!(
-                    "Flow \"{name}\" not found in file {} at commit {}: the file does not mention it",
-                    self.fields.flow_path, co.commit
+                    "Flow \"{name}\" not found in file {} at commit {}: the file ({} bytes, \
+                     verified against git blob {blob}) does not contain the name \"{name}\"; \
+                     check the flow's name and flow_path",
+                    self.fields.flow_path,
+                    co.commit,
+                    source.len()
                 ),
                 source: None,
             });
@@ -357,8 +409,9 @@ impl Storage for Git {
         if !self.fields.pin || self.fields.commit.is_some() && self.fields.pinned_from.is_some() {
             return Ok(());
         }
-        let co = self.checkout().await?;
-        for name in self.index.flows.keys().cloned().collect::<Vec<_>>() {
+        let names: Vec<String> = self.index.flows.keys().cloned().collect();
+        let co = self.checkout(&names.join(", ")).await?;
+        for name in names {
             let (source, _) = self.read_flow(&name, &co)?;
             self.index
                 .digests
@@ -376,7 +429,7 @@ impl Storage for Git {
 
     async fn get_flow(&self, name: &str) -> Result<FetchedFlow> {
         let location = self.index.location(name)?.to_string();
-        let co = self.checkout().await?;
+        let co = self.checkout(name).await?;
         tracing::info!(flow = name, commit = %co.commit, "using commit");
         let (source, path) = self.read_flow(name, &co)?;
         self.index
