@@ -34,6 +34,8 @@ enum Command {
     List(commands::list::Args),
     /// Pretty-print a storage reference.
     Inspect(commands::inspect::Args),
+    /// Show or trim the local caches (the git clone cache).
+    Cache(commands::cache::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
             Command::Fetch(args) => commands::fetch::run(args, &out).await,
             Command::List(args) => commands::list::run(args, &out).await,
             Command::Inspect(args) => commands::inspect::run(args, &out).await,
+            Command::Cache(args) => commands::cache::run(args, &out).await,
         }
     });
     match result {

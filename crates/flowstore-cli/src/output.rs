@@ -123,3 +123,44 @@ pub fn progress_reporter() -> flowstore_core::ProgressFn {
         }
     })
 }
+
+/// How a table column is aligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    /// Padded on the right.
+    Left,
+    /// Padded on the left (numbers, sizes).
+    Right,
+}
+
+/// Lays out `rows` under `header` in columns two spaces apart; the last column is not padded.
+pub fn table(header: &[&str], rows: &[Vec<String>], align: &[Align]) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match (i == last, align[i]) {
+                (true, _) => c.to_string(),
+                (false, Align::Left) => format!("{c:<w$}", w = widths[i]),
+                (false, Align::Right) => format!("{c:>w$}", w = widths[i]),
+            })
+            .collect();
+        parts.join("  ")
+    };
+    let mut lines = vec![line(header.to_vec())];
+    lines.extend(
+        rows.iter()
+            .map(|r| line(r.iter().map(String::as_str).collect())),
+    );
+    lines.join("\n")
+}

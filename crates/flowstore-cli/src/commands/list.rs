@@ -3,7 +3,7 @@
 use anyhow::Context;
 
 use crate::backends;
-use crate::output::{human_size, Output};
+use crate::output::{human_size, table, Align, Output};
 
 /// Arguments of `flowstore list`.
 #[derive(Debug, clap::Args)]
@@ -34,10 +34,10 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         });
         return Ok(());
     }
-    let rows: Vec<[String; 4]> = versions
+    let rows: Vec<Vec<String>> = versions
         .iter()
         .map(|v| {
-            [
+            vec![
                 v.flow.clone().unwrap_or_else(|| format!("({})", v.slug)),
                 v.stored_at
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
@@ -47,31 +47,10 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let header = ["FLOW", "STORED", "SIZE", "LOCATION"];
-    let widths: Vec<usize> = (0..4)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: [&str; 4]| {
-        format!(
-            "{:<w0$}  {:<w1$}  {:>w2$}  {}",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        )
-    };
-    out.data(&line(header));
-    for r in &rows {
-        out.data(&line([&r[0], &r[1], &r[2], &r[3]]));
-    }
+    out.data(&table(
+        &["FLOW", "STORED", "SIZE", "LOCATION"],
+        &rows,
+        &[Align::Left, Align::Left, Align::Right, Align::Left],
+    ));
     Ok(())
 }

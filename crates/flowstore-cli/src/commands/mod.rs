@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod cache;
 pub mod fetch;
 pub mod inspect;
 pub mod list;

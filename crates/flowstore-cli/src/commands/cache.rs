@@ -1,0 +1,178 @@
+//! `flowstore cache status` and `flowstore cache gc`: what the local caches hold, and trimming
+//! them (the git clone cache: `$FLOWSTORE_GIT_CACHE`, else `~/.cache/flowstore/git`).
+
+use anyhow::Context;
+
+use crate::output::Output;
+
+/// Arguments of `flowstore cache`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: CacheCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CacheCommand {
+    /// List the cache's entries (least recently used first), their sizes and whether a running
+    /// fetch holds them.
+    Status,
+    /// Remove temporaries of dead processes, entries unused for longer than the maximum age, then
+    /// the least recently used until the cache fits the maximum size. Entries in use are kept.
+    Gc(GcArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GcArgs {
+    /// Maximum size (e.g. 500M, 2G; `none`). Default: FLOWSTORE_GIT_CACHE_MAX_SIZE, else 2G.
+    #[arg(long)]
+    max_size: Option<String>,
+    /// Maximum time since last use (e.g. 12h, 30d; `none`). Default:
+    /// FLOWSTORE_GIT_CACHE_MAX_AGE, else 30d.
+    #[arg(long)]
+    max_age: Option<String>,
+    /// Keep entries used within this time even over the limits (default 10m; 0 to trim all).
+    #[arg(long)]
+    keep_recent: Option<String>,
+}
+
+/// Runs the command.
+pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    #[cfg(feature = "git")]
+    {
+        git::run(args.command, out)
+    }
+    #[cfg(not(feature = "git"))]
+    {
+        let _ = (args, out);
+        anyhow::bail!("this flowstore was built without the git feature: it keeps no caches")
+    }
+}
+
+#[cfg(feature = "git")]
+mod git {
+    use super::*;
+    use crate::output::{human_size, table, Align};
+    use flowstore_core::cache::{parse_duration, parse_size};
+    use flowstore_git::git::GitCache;
+
+    pub(super) fn run(command: CacheCommand, out: &Output) -> anyhow::Result<()> {
+        let cache = GitCache::from_env()?;
+        match command {
+            CacheCommand::Status => status(&cache, out),
+            CacheCommand::Gc(args) => gc(cache, args, out),
+        }
+    }
+
+    fn status(cache: &GitCache, out: &Output) -> anyhow::Result<()> {
+        let entries = cache.status()?;
+        if out.json() {
+            out.json_value(&serde_json::json!({
+                "dir": cache.dir(),
+                "total_size": entries.iter().map(|e| e.entry.size).sum::<u64>(),
+                "max_size": cache.policy().max_size,
+                "max_age_seconds": cache.policy().max_age.map(|d| d.as_secs()),
+                "entries": entries,
+            }));
+            return Ok(());
+        }
+        let total: u64 = entries.iter().map(|e| e.entry.size).sum();
+        let limit = cache
+            .policy()
+            .max_size
+            .map_or("no limit".into(), human_size);
+        out.status(&format!(
+            "Git cache {}: {} entries, {} (limit {limit})",
+            cache.dir().display(),
+            entries.len(),
+            human_size(total)
+        ));
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = entries
+            .iter()
+            .map(|e| {
+                let used = chrono::DateTime::<chrono::Utc>::from(e.entry.last_used);
+                vec![
+                    e.kind.to_string(),
+                    human_size(e.entry.size),
+                    used.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                    if e.entry.in_use { "yes" } else { "" }.to_string(),
+                    e.commit
+                        .as_deref()
+                        .map_or("", |c| &c[..c.len().min(12)])
+                        .to_string(),
+                    e.remote.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        out.data(&table(
+            &["KIND", "SIZE", "LAST USED", "IN USE", "COMMIT", "REMOTE"],
+            &rows,
+            &[
+                Align::Left,
+                Align::Right,
+                Align::Left,
+                Align::Left,
+                Align::Left,
+                Align::Left,
+            ],
+        ));
+        Ok(())
+    }
+
+    fn gc(cache: GitCache, args: GcArgs, out: &Output) -> anyhow::Result<()> {
+        let mut policy = cache.policy().clone();
+        let none = |v: &str| v.trim().eq_ignore_ascii_case("none");
+        if let Some(v) = &args.max_size {
+            policy.max_size = if none(v) {
+                None
+            } else {
+                Some(
+                    parse_size(v)
+                        .map_err(anyhow::Error::msg)
+                        .context("--max-size")?,
+                )
+            };
+        }
+        if let Some(v) = &args.max_age {
+            policy.max_age = if none(v) {
+                None
+            } else {
+                Some(
+                    parse_duration(v)
+                        .map_err(anyhow::Error::msg)
+                        .context("--max-age")?,
+                )
+            };
+        }
+        if let Some(v) = &args.keep_recent {
+            policy.keep_recent = parse_duration(v)
+                .map_err(anyhow::Error::msg)
+                .context("--keep-recent")?;
+        }
+        let report = cache.with_policy(policy).gc()?;
+        if out.json() {
+            out.json_value(&serde_json::to_value(&report)?);
+            return Ok(());
+        }
+        out.status(&format!(
+            "Removed {} entries and {} abandoned temporaries, freed {}; {} entries stay ({}){}.",
+            report.evicted.len(),
+            report.temporaries_removed,
+            human_size(report.bytes_freed),
+            report.kept.len(),
+            human_size(report.kept.iter().map(|e| e.size).sum()),
+            if report.skipped_in_use.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} kept because they are in use or were used recently",
+                    report.skipped_in_use.len()
+                )
+            }
+        ));
+        Ok(())
+    }
+}
