@@ -549,3 +549,62 @@ fn register_and_fetch_through_a_docker_registry() {
         text(&out.stderr)
     );
 }
+
+#[cfg(feature = "git")]
+#[test]
+fn cache_status_and_gc_show_and_trim_the_git_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("git-cache");
+    // An entry left by an older flowstore (the previous layout: one directory per remote) and a
+    // checkout half-written by a process that is gone (no pid is this large).
+    std::fs::create_dir_all(cache.join("0123456789abcdef01234567/repo.git")).unwrap();
+    std::fs::write(
+        cache.join("0123456789abcdef01234567/repo.git/pack"),
+        vec![0u8; 4096],
+    )
+    .unwrap();
+    std::fs::create_dir_all(cache.join(".tmp/4294967294-0-0/tree")).unwrap();
+    std::fs::write(cache.join(".tmp/4294967294-0-0/tree/f"), vec![0u8; 1000]).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowstore"))
+            .args(args)
+            .env("FLOWSTORE_GIT_CACHE", &cache)
+            .env_remove("FLOWSTORE_GIT_CACHE_MAX_SIZE")
+            .env_remove("FLOWSTORE_GIT_CACHE_MAX_AGE")
+            .output()
+            .expect("run flowstore");
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        out
+    };
+
+    let status: serde_json::Value =
+        serde_json::from_slice(&run(&["cache", "status", "--json"]).stdout).unwrap();
+    assert_eq!(status["total_size"], 4096, "{status}");
+    assert_eq!(status["entries"][0]["kind"], "other", "{status}");
+    let human = run(&["cache", "status"]);
+    assert!(
+        text(&human.stderr).contains("1 entry, 4.0 KiB"),
+        "{}",
+        text(&human.stderr)
+    );
+    assert!(
+        text(&human.stdout).starts_with("KIND"),
+        "{}",
+        text(&human.stdout)
+    );
+
+    // Within the default limits nothing goes but the abandoned temporary.
+    let report: serde_json::Value =
+        serde_json::from_slice(&run(&["cache", "gc", "--json"]).stdout).unwrap();
+    assert_eq!(report["temporaries_removed"], 1, "{report}");
+    assert_eq!(report["evicted"].as_array().unwrap().len(), 0, "{report}");
+    assert!(!cache.join(".tmp/4294967294-0-0").exists());
+    // An age limit of zero takes the rest.
+    let out = run(&["cache", "gc", "--max-age", "0", "--keep-recent", "0"]);
+    assert!(
+        text(&out.stderr).contains("Removed 1 entry"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!cache.join("0123456789abcdef01234567").exists());
+}

@@ -82,9 +82,9 @@ mod git {
             .max_size
             .map_or("no limit".into(), human_size);
         out.status(&format!(
-            "Git cache {}: {} entries, {} (limit {limit})",
+            "Git cache {}: {}, {} (limit {limit})",
             cache.dir().display(),
-            entries.len(),
+            count(entries.len(), "entry", "entries"),
             human_size(total)
         ));
         if entries.is_empty() {
@@ -158,21 +158,29 @@ mod git {
             return Ok(());
         }
         out.status(&format!(
-            "Removed {} entries and {} abandoned temporaries, freed {}; {} entries stay ({}){}.",
-            report.evicted.len(),
-            report.temporaries_removed,
+            "Removed {} and {}, freed {}; {} stay ({}){}.",
+            count(report.evicted.len(), "entry", "entries"),
+            count(
+                report.temporaries_removed,
+                "abandoned temporary",
+                "abandoned temporaries"
+            ),
             human_size(report.bytes_freed),
-            report.kept.len(),
+            count(report.kept.len(), "entry", "entries"),
             human_size(report.kept.iter().map(|e| e.size).sum()),
             if report.skipped_in_use.is_empty() {
                 String::new()
             } else {
                 format!(
-                    "; {} kept because they are in use or were used recently",
-                    report.skipped_in_use.len()
+                    "; {} kept because in use or used recently",
+                    count(report.skipped_in_use.len(), "entry", "entries")
                 )
             }
         ));
         Ok(())
+    }
+
+    fn count(n: usize, one: &str, many: &str) -> String {
+        format!("{n} {}", if n == 1 { one } else { many })
     }
 }
