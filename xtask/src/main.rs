@@ -114,6 +114,8 @@ fn stress(root: &Path, args: &[String]) -> Result<()> {
         "reliability",
         "--test",
         "reliability_servers",
+        "--test",
+        "git_cache_kills",
     ] {
         full.push(a.into());
     }

@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 const META: &str = ".meta";
 const TMP: &str = ".tmp";
@@ -634,7 +634,7 @@ pub fn disk_usage(path: &Path) -> u64 {
 }
 
 /// What one file of an entry looked like when it was written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct FileStamp {
     /// The content id the caller's hasher gave (e.g. a git blob id, a SHA-256).
     id: String,
@@ -656,7 +656,7 @@ pub enum FileKind {
 
 /// A record of every file under a directory: its content id and the metadata that changes on
 /// any write. See the [module docs](self).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeStamp {
     files: BTreeMap<String, FileStamp>,
 }
@@ -718,8 +718,8 @@ impl TreeStamp {
             };
             seen += 1;
             let kind = kind_of(meta);
-            let same_meta = stamp(meta, want.id.clone()) == *want;
-            if !same_meta && (kind.to_char() != want.kind || hash(path, kind)? != want.id) {
+            if !want.matches(meta) && (kind.to_char() != want.kind || hash(path, kind)? != want.id)
+            {
                 mismatches.push(Mismatch::Changed(rel.to_string()));
             }
             Ok(())
@@ -735,19 +735,80 @@ impl TreeStamp {
         Ok(mismatches)
     }
 
-    /// Writes the stamp to `path` (JSON).
+    /// Writes the stamp to `path`: a header line, then one line per file (kind, content id,
+    /// size, mtime, ctime, inode, the path as a JSON string) — compact, and read back in one pass.
     ///
     /// Errors: the file cannot be written.
     pub fn save(&self, path: &Path) -> io::Result<()> {
-        fs::write(path, serde_json::to_vec(self).map_err(io::Error::other)?)
+        use std::fmt::Write as _;
+        let mut text = String::with_capacity(64 + self.files.len() * 120);
+        text.push_str(STAMP_HEADER);
+        text.push('\n');
+        for (rel, f) in &self.files {
+            let quoted = serde_json::to_string(rel).map_err(io::Error::other)?;
+            let _ = writeln!(
+                text,
+                "{} {} {} {} {} {} {quoted}",
+                f.kind, f.id, f.size, f.mtime_ns, f.ctime_ns, f.ino
+            );
+        }
+        fs::write(path, text)
     }
 
     /// Reads a stamp written by [`TreeStamp::save`].
     ///
     /// Errors: the file cannot be read or is not a stamp.
     pub fn load(path: &Path) -> io::Result<Self> {
-        serde_json::from_slice(&fs::read(path)?)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        let text = fs::read_to_string(path)?;
+        let bad = |line: usize| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a tree stamp (line {line})", path.display()),
+            )
+        };
+        let mut lines = text.lines();
+        if lines.next() != Some(STAMP_HEADER) {
+            return Err(bad(1));
+        }
+        let mut files = BTreeMap::new();
+        for (i, line) in lines.enumerate() {
+            let mut parts = line.splitn(7, ' ');
+            let mut next = || parts.next().ok_or_else(|| bad(i + 2));
+            let kind = next()?.chars().next().ok_or_else(|| bad(i + 2))?;
+            let id = next()?.to_string();
+            let num = |s: &str| s.parse::<i128>().map_err(|_| bad(i + 2));
+            let size = num(next()?)? as u64;
+            let mtime_ns = num(next()?)?;
+            let ctime_ns = num(next()?)?;
+            let ino = num(next()?)? as u64;
+            let rel: String = serde_json::from_str(next()?).map_err(|_| bad(i + 2))?;
+            files.insert(
+                rel,
+                FileStamp {
+                    id,
+                    size,
+                    mtime_ns,
+                    ctime_ns,
+                    ino,
+                    kind,
+                },
+            );
+        }
+        Ok(TreeStamp { files })
+    }
+}
+
+const STAMP_HEADER: &str = "flowstore-tree-stamp 1";
+
+impl FileStamp {
+    /// True if `meta` is what was recorded (then the content is trusted without re-hashing).
+    fn matches(&self, meta: &fs::Metadata) -> bool {
+        let now = stamp(meta, String::new());
+        now.size == self.size
+            && now.mtime_ns == self.mtime_ns
+            && now.ctime_ns == self.ctime_ns
+            && now.ino == self.ino
+            && now.kind == self.kind
     }
 }
 
@@ -815,7 +876,8 @@ fn walk(
             format!("{prefix}/{name}")
         };
         let path = entry.path();
-        let meta = path.symlink_metadata()?;
+        // Not followed through symlinks; relative to the open directory (no path lookup).
+        let meta = entry.metadata()?;
         if meta.is_dir() {
             walk(&path, &rel, f)?;
         } else {
