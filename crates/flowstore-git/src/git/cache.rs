@@ -69,7 +69,7 @@ pub fn default_cache_dir() -> PathBuf {
 /// assert!(cache.status()?.is_empty());
 /// let report = cache.gc()?;
 /// assert!(report.evicted.is_empty());
-/// # Ok::<(), flowstore_core::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct GitCache {
