@@ -81,14 +81,28 @@ impl CachePolicy {
         let var = |name: String| std::env::var(&name).ok().map(|v| (name, v));
         if let Some((name, value)) = var(format!("{prefix}_MAX_SIZE")) {
             policy.max_size =
-                parse_limit(&value, parse_size).map_err(|e| format!("{name}={value:?}: {e}"))?;
+                parse_size_limit(&value).map_err(|e| format!("{name}={value:?}: {e}"))?;
         }
         if let Some((name, value)) = var(format!("{prefix}_MAX_AGE")) {
-            policy.max_age = parse_limit(&value, parse_duration)
-                .map_err(|e| format!("{name}={value:?}: {e}"))?;
+            policy.max_age =
+                parse_age_limit(&value).map_err(|e| format!("{name}={value:?}: {e}"))?;
         }
         Ok(policy)
     }
+}
+
+/// A size limit: as [`parse_size`], or `none` for no limit.
+///
+/// Errors: as [`parse_size`].
+pub fn parse_size_limit(text: &str) -> Result<Option<u64>, String> {
+    parse_limit(text, parse_size)
+}
+
+/// An age limit: as [`parse_duration`], or `none` for no limit.
+///
+/// Errors: as [`parse_duration`].
+pub fn parse_age_limit(text: &str) -> Result<Option<Duration>, String> {
+    parse_limit(text, parse_duration)
 }
 
 fn parse_limit<T>(value: &str, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, String> {

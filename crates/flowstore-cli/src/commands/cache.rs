@@ -1,8 +1,6 @@
 //! `flowstore cache status` and `flowstore cache gc`: what the local caches hold, and trimming
 //! them (the git clone cache: `$FLOWSTORE_GIT_CACHE`, else `~/.cache/flowstore/git`).
 
-use anyhow::Context;
-
 use crate::output::Output;
 
 /// Arguments of `flowstore cache`.
@@ -53,7 +51,7 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
 mod git {
     use super::*;
     use crate::output::{human_size, table, Align};
-    use flowstore_core::cache::{parse_duration, parse_size};
+    use flowstore_core::cache::{parse_age_limit, parse_duration, parse_size_limit};
     use flowstore_git::git::GitCache;
 
     pub(super) fn run(command: CacheCommand, out: &Output) -> anyhow::Result<()> {
@@ -124,33 +122,15 @@ mod git {
 
     fn gc(cache: GitCache, args: GcArgs, out: &Output) -> anyhow::Result<()> {
         let mut policy = cache.policy().clone();
-        let none = |v: &str| v.trim().eq_ignore_ascii_case("none");
+        let option = |flag: &str, e: String| flowstore_core::Error::config(format!("{flag}: {e}"));
         if let Some(v) = &args.max_size {
-            policy.max_size = if none(v) {
-                None
-            } else {
-                Some(
-                    parse_size(v)
-                        .map_err(anyhow::Error::msg)
-                        .context("--max-size")?,
-                )
-            };
+            policy.max_size = parse_size_limit(v).map_err(|e| option("--max-size", e))?;
         }
         if let Some(v) = &args.max_age {
-            policy.max_age = if none(v) {
-                None
-            } else {
-                Some(
-                    parse_duration(v)
-                        .map_err(anyhow::Error::msg)
-                        .context("--max-age")?,
-                )
-            };
+            policy.max_age = parse_age_limit(v).map_err(|e| option("--max-age", e))?;
         }
         if let Some(v) = &args.keep_recent {
-            policy.keep_recent = parse_duration(v)
-                .map_err(anyhow::Error::msg)
-                .context("--keep-recent")?;
+            policy.keep_recent = parse_duration(v).map_err(|e| option("--keep-recent", e))?;
         }
         let report = cache.with_policy(policy).gc()?;
         if out.json() {
