@@ -114,6 +114,8 @@ impl Parser {
             if let Some(name) = self.awaiting_outcome.take() {
                 self.outcome(&name, t);
             }
+        } else if let Some((name, outcome)) = displaced_test_line(t) {
+            self.outcome(name, outcome);
         }
     }
 
@@ -159,6 +161,17 @@ impl Parser {
         self.flush();
         self.results
     }
+}
+
+/// A `test NAME ... OUTCOME` that another message pushed off the start of its line (rustdoc
+/// prints `Couldn't compile the test.` right before a doctest's `test … ... FAILED`).
+fn displaced_test_line(t: &str) -> Option<(&str, &str)> {
+    let rest = &t[t.find("test ")? + "test ".len()..];
+    let (name, outcome) = rest.rsplit_once(" ...")?;
+    let outcome = outcome.trim();
+    OUTCOMES
+        .contains(&outcome.split_whitespace().next().unwrap_or(""))
+        .then_some((name, outcome))
 }
 
 /// `unittests src/lib.rs (target/debug/deps/flowstore_local-0123)` → `local (unit+doc)`;
@@ -295,6 +308,21 @@ mod tests {
         );
         assert_eq!((s3.own.passed, s3.own.skipped), (0, 1));
         assert!(render(&r).contains("| s3 "));
+    }
+
+    #[test]
+    fn a_doctest_that_does_not_compile_counts_as_failed() {
+        let mut p = Parser::default();
+        for line in [
+            "   Doc-tests flowstore_git",
+            "Couldn't compile the test.test crates/flowstore-git/src/git/cache.rs - git::cache::GitCache (line 65) ... FAILED",
+            "test crates/flowstore-git/src/git/mod.rs - git::Git (line 37) ... ok",
+        ] {
+            p.line(line);
+        }
+        let r = p.finish();
+        let git = &r["git (unit+doc)"].own;
+        assert_eq!((git.passed, git.failed), (1, 1));
     }
 
     #[test]
