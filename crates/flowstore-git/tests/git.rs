@@ -6,6 +6,7 @@
 #[macro_use]
 mod git_support;
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -568,6 +569,9 @@ async fn submodules_on_request() {
     let e = need_servers!("submodules_on_request");
     let cache = tempfile::tempdir().unwrap();
     let lib = TestRepo::new(&e, &[("helpers.py", "def help(): pass\n")]);
+    // A link out of the repository stays a link: its target's content is never copied in.
+    std::os::unix::fs::symlink("/etc/hostname", lib.work.path().join("outside")).unwrap();
+    lib.commit(&[], "a link out");
     let app = TestRepo::new(&e, &[("flow.py", &source("Sub"))]);
     let lib_url = format!("git://{}/{}.git", e.daemon, lib.name);
     let out = Command::new("git")
@@ -607,6 +611,12 @@ async fn submodules_on_request() {
     assert_eq!(
         std::fs::read_to_string(p.parent().unwrap().join("vendor/lib/helpers.py")).unwrap(),
         "def help(): pass\n"
+    );
+    let link = p.parent().unwrap().join("vendor/lib/outside");
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("/etc/hostname")
     );
 }
 

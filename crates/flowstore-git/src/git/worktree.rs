@@ -120,6 +120,8 @@ pub(crate) fn resolve_relative(parent: &str, url: &str) -> String {
     base.join("/")
 }
 
+/// Copies a submodule's checkout into its parent's (files, executables' modes, symlinks as
+/// symlinks).
 pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<(), CoreError> {
     std::fs::create_dir_all(to)
         .map_err(|e| CoreError::io(format!("creating {}", to.display()), e))?;
@@ -128,8 +130,16 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<(), CoreError> {
     {
         let entry = entry.map_err(|e| CoreError::io(format!("reading {}", from.display()), e))?;
         let target = to.join(entry.file_name());
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let kind = entry
+            .file_type()
+            .map_err(|e| CoreError::io(format!("reading {}", entry.path().display()), e))?;
+        if kind.is_dir() {
             copy_dir(&entry.path(), &target)?;
+        } else if kind.is_symlink() {
+            // A link stays a link: following it could copy a file from outside the checkout.
+            std::fs::read_link(entry.path())
+                .and_then(|link| std::os::unix::fs::symlink(link, &target))
+                .map_err(|e| CoreError::io(format!("copying link to {}", target.display()), e))?;
         } else {
             std::fs::copy(entry.path(), &target)
                 .map_err(|e| CoreError::io(format!("copying to {}", target.display()), e))?;
