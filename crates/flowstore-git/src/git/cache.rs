@@ -368,7 +368,7 @@ fn ensure_checkout(
             .cache
             .use_entry(key)
             .map_err(|e| cache.io("using", e))?;
-        if let Some(stamp) = verified_stamp(&entry, oid) {
+        if let Some(stamp) = verified_stamp(&entry, oid, true) {
             return Ok(Checkout {
                 commit: oid.to_string(),
                 dir: entry.join(TREE_DIR),
@@ -379,7 +379,7 @@ fn ensure_checkout(
         drop(in_use);
         let _writing = cache.cache.lock(key).map_err(|e| cache.io("locking", e))?;
         // Another process may have written it while we waited.
-        if verified_stamp(&entry, oid).is_some() {
+        if verified_stamp(&entry, oid, false).is_some() {
             continue;
         }
         write_checkout(cache, repo, oid, key, req)?;
@@ -395,11 +395,13 @@ fn ensure_checkout(
     )))
 }
 
-/// The checkout's stamp if its files match it (logging what differs when they don't).
-fn verified_stamp(entry: &Path, oid: Oid) -> Option<TreeStamp> {
+/// The checkout's stamp if its files match it (with `report`, logging what differs when they
+/// don't).
+fn verified_stamp(entry: &Path, oid: Oid, report: bool) -> Option<TreeStamp> {
     let stamp = TreeStamp::load(&entry.join(STAMP_FILE)).ok()?;
     match stamp.verify(&entry.join(TREE_DIR), &blob_id) {
         Ok(m) if m.is_empty() => Some(stamp),
+        Ok(_) | Err(_) if !report => None,
         Ok(mismatches) => {
             let shown: Vec<String> = mismatches.iter().take(5).map(|m| m.to_string()).collect();
             tracing::warn!(
