@@ -179,18 +179,12 @@ pub struct Cache {
 pub struct EntryGuard {
     key: String,
     _file: File,
-    exclusive: bool,
 }
 
 impl EntryGuard {
     /// The entry's key.
     pub fn key(&self) -> &str {
         &self.key
-    }
-
-    /// True for an exclusive lock.
-    pub fn is_exclusive(&self) -> bool {
-        self.exclusive
     }
 }
 
@@ -307,7 +301,6 @@ impl Cache {
                 return Ok(Some(EntryGuard {
                     key: key.to_string(),
                     _file: file,
-                    exclusive,
                 }));
             }
         }

@@ -63,14 +63,35 @@ fn only(cache: &Path, kind: &str) -> PathBuf {
     found.into_iter().next().unwrap()
 }
 
+/// A repository of `files`, a fresh cache, and the storage of flow `name` at `flow_path` on
+/// branch `main`, fetched once (so the cache holds its clone and checkout).
+struct Fetched {
+    cache: tempfile::TempDir,
+    repo: TestRepo,
+    storage: Git,
+}
+
+async fn fetched_once(e: &Env, files: &[(&str, &str)], flow_path: &str, name: &str) -> Fetched {
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(e, files);
+    let mut storage = storage(&repo, e, flow_path, cache.path()).branch("main");
+    storage.add_flow(FlowInput::script(name)).await.unwrap();
+    fetch(&storage, name).await.unwrap();
+    Fetched {
+        cache,
+        repo,
+        storage,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_files_left_by_a_killed_fetch_are_cleared() {
     let e = need_servers!("lock_files_left_by_a_killed_fetch_are_cleared");
-    let cache = tempfile::tempdir().unwrap();
-    let repo = TestRepo::new(&e, &[("flow.py", &source("L"))]);
-    let mut s = storage(&repo, &e, "flow.py", cache.path()).branch("main");
-    s.add_flow(FlowInput::script("L")).await.unwrap();
-    fetch(&s, "L").await.unwrap();
+    let Fetched {
+        cache,
+        repo,
+        storage: s,
+    } = fetched_once(&e, &[("flow.py", &source("L"))], "flow.py", "L").await;
 
     // What libgit2 leaves when killed holding its O_EXCL locks.
     let bare = only(cache.path(), "clone").join("repo.git");
@@ -96,11 +117,11 @@ async fn lock_files_left_by_a_killed_fetch_are_cleared() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_clone_is_discarded_and_fetched_again() {
     let e = need_servers!("a_broken_clone_is_discarded_and_fetched_again");
-    let cache = tempfile::tempdir().unwrap();
-    let repo = TestRepo::new(&e, &[("flow.py", &source("B"))]);
-    let mut s = storage(&repo, &e, "flow.py", cache.path()).branch("main");
-    s.add_flow(FlowInput::script("B")).await.unwrap();
-    fetch(&s, "B").await.unwrap();
+    let Fetched {
+        cache,
+        repo,
+        storage: s,
+    } = fetched_once(&e, &[("flow.py", &source("B"))], "flow.py", "B").await;
     let bare = only(cache.path(), "clone").join("repo.git");
 
     // A ref that is not a ref, then a repository that is not a repository.
@@ -123,15 +144,16 @@ async fn checkout_tamper_case(name: &str, tamper: impl Fn(&Path)) {
         Ok(e) => e,
         Err(reason) => return skip(name, &reason),
     };
-    let cache = tempfile::tempdir().unwrap();
     let flow = source("T");
-    let repo = TestRepo::new(
-        &e,
-        &[("flows/flow.py", &flow), ("flows/sql/q.sql", "select 1;\n")],
-    );
-    let mut s = storage(&repo, &e, "flows/flow.py", cache.path()).branch("main");
-    s.add_flow(FlowInput::script("T")).await.unwrap();
-    fetch(&s, "T").await.unwrap();
+    let files = [
+        ("flows/flow.py", flow.as_str()),
+        ("flows/sql/q.sql", "select 1;\n"),
+    ];
+    let Fetched {
+        cache,
+        repo,
+        storage: s,
+    } = fetched_once(&e, &files, "flows/flow.py", "T").await;
     let tree = only(cache.path(), "checkout").join("tree");
 
     tamper(&tree);
@@ -233,7 +255,6 @@ async fn corrupt_clone_case(name: &str, ext: &str) {
         Ok(e) => e,
         Err(reason) => return skip(name, &reason),
     };
-    let cache = tempfile::tempdir().unwrap();
     let files: Vec<(String, String)> = (0..40)
         .map(|i| {
             (
@@ -248,10 +269,11 @@ async fn corrupt_clone_case(name: &str, ext: &str) {
         .collect();
     let flow = source("P");
     all.push(("flow.py", &flow));
-    let repo = TestRepo::new(&e, &all);
-    let mut s = storage(&repo, &e, "flow.py", cache.path()).branch("main");
-    s.add_flow(FlowInput::script("P")).await.unwrap();
-    fetch(&s, "P").await.unwrap();
+    let Fetched {
+        cache,
+        repo,
+        storage: s,
+    } = fetched_once(&e, &all, "flow.py", "P").await;
     assert!(
         corrupt_packs(cache.path(), ext) > 0,
         "{name}: no {ext} file to corrupt"
@@ -377,11 +399,11 @@ async fn the_cache_stays_bounded_under_concurrent_fetches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temporaries_of_dead_processes_are_removed_and_old_entries_evicted() {
     let e = need_servers!("temporaries_of_dead_processes_are_removed_and_old_entries_evicted");
-    let cache = tempfile::tempdir().unwrap();
-    let repo = TestRepo::new(&e, &[("flow.py", &source("D"))]);
-    let mut s = storage(&repo, &e, "flow.py", cache.path()).branch("main");
-    s.add_flow(FlowInput::script("D")).await.unwrap();
-    fetch(&s, "D").await.unwrap();
+    let Fetched {
+        cache,
+        repo,
+        storage: s,
+    } = fetched_once(&e, &[("flow.py", &source("D"))], "flow.py", "D").await;
     // A checkout half-written by a process that is gone (no pid is this large).
     let abandoned = cache.path().join(".tmp/4294967294-7-0");
     std::fs::create_dir_all(abandoned.join("tree/lib")).unwrap();

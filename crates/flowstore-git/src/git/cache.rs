@@ -235,9 +235,6 @@ pub(crate) fn checkout(cache: &GitCache, req: &CheckoutRequest<'_>) -> Result<Ch
         .cache
         .lock(&clone_key)
         .map_err(|e| cache.io("locking", e))?;
-    if let Err(e) = cache.cache.sweep_temporaries() {
-        tracing::warn!("could not sweep the git cache's temporaries: {e}");
-    }
     let run = || -> Result<Checkout, Failure> {
         let (repo, oid) = attempt(cache, &clone_key, req)?;
         let _ = cache.cache.record_size(&clone_key);
@@ -274,6 +271,7 @@ pub(crate) fn checkout(cache: &GitCache, req: &CheckoutRequest<'_>) -> Result<Ch
         }
         Err(first) => return Err(first),
     };
+    // Also sweeps temporaries left by dead processes.
     cache.trim();
     Ok(co)
 }
