@@ -22,15 +22,6 @@ pub fn registry() -> anyhow::Result<Registry> {
     Ok(registry)
 }
 
-/// Resolves the secrets a reference declares before anything is fetched, so a missing one is
-/// reported up front by name.
-pub fn resolve_declared(registry: &Registry, reference: &StorageReference) -> anyhow::Result<()> {
-    flowstore_secrets::resolve_all(&reference.secrets, registry.context().secrets.as_ref())
-        .map_err(flowstore_core::Error::from)
-        .context("resolving the secrets the storage declares")?;
-    Ok(())
-}
-
 /// Opens `--storage URL` (or Local at the default directory), in script mode for `script`.
 pub fn open_url(url: Option<&str>, script: Option<&str>) -> anyhow::Result<Box<dyn Storage>> {
     let registry = registry()?;

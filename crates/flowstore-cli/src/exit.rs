@@ -11,7 +11,7 @@ pub enum ExitCode {
     Failure = 1,
     /// 2: bad command line (clap uses it too).
     Usage = 2,
-    /// 3: the flow, reference file or object was not found.
+    /// 3: the flow, reference file, object, bucket, repository, ref or file was not found.
     NotFound = 3,
     /// 4: a stored flow is corrupt or was altered; it was not loaded.
     Corrupt = 4,
@@ -29,7 +29,7 @@ impl ExitCode {
         for cause in e.chain() {
             if let Some(err) = cause.downcast_ref::<Error>() {
                 return match err {
-                    Error::FlowNotFound { .. } => ExitCode::NotFound,
+                    Error::FlowNotFound { .. } | Error::NotFound { .. } => ExitCode::NotFound,
                     Error::FlowCorrupt { .. } | Error::OutsideStorage { .. } => ExitCode::Corrupt,
                     Error::NameConflict { .. } | Error::AlreadyExists { .. } => ExitCode::Conflict,
                     Error::UnknownType { .. }
@@ -42,7 +42,9 @@ impl ExitCode {
                     Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                         ExitCode::NotFound
                     }
-                    Error::Io { .. } | Error::Backend { .. } => ExitCode::Backend,
+                    Error::Io { .. } | Error::Backend { .. } | Error::PermissionDenied { .. } => {
+                        ExitCode::Backend
+                    }
                     _ => ExitCode::Failure,
                 };
             }

@@ -91,7 +91,7 @@ async fn sixty_four_concurrent_registrations_per_cloud_from_tasks() {
                     s.add_flow(seal_bytes("Same Flow", payload.as_bytes(), &app()).into())
                         .await
                         .unwrap();
-                    s.build().await.unwrap();
+                    s.persist().await.unwrap();
                     (payload, s.reference().unwrap())
                 })
             })
@@ -379,7 +379,7 @@ async fn s3_through_a_faulty_network_gets_the_right_flow_or_a_clear_error() {
             faults[round % faults.len()].clone(),
             faults[(round + 2) % faults.len()].clone(),
         ]);
-        let built = flowstore_core::Storage::build(&mut s).await;
+        let built = flowstore_core::Storage::persist(&mut s).await;
         proxy.push([faults[(round + 1) % faults.len()].clone()]);
         let fetched = flowstore_core::Storage::get_flow(&s, "Faulty").await;
         match (built, fetched) {

@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut s = store(prefix.clone()).build()?;
             s.add_flow(seal_bytes(&format!("flow-{i}"), p, &app).into())
                 .await?;
-            s.build().await?;
+            s.persist().await?;
             refs.push(s);
         }
         fs_put.push(t.elapsed().as_secs_f64() * 1000.0 / n as f64);
@@ -105,7 +105,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     s.add_flow(FlowInput::script("Big")).await?;
     let t = Instant::now();
-    s.build().await?;
+    s.persist().await?;
     let fs_big_put = mib / t.elapsed().as_secs_f64();
     let out = dir.join("big.out");
     let _ = std::fs::remove_file(&out);

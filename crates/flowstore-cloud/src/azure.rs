@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::{NoSecrets, SecretSource};
-use flowstore_core::{Error as CoreError, FlowIndex, OpenContext, Result, StorageReference};
+use flowstore_core::{Error as CoreError, OpenContext, Result, StorageReference};
 use flowstore_secrets::ExposeSecret;
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use serde::{Deserialize, Serialize};

@@ -81,6 +81,7 @@ impl ObjectStoreBlobs {
             _ => "",
         };
         CoreError::Backend {
+            temporary: false,
             backend: self.backend.to_string(),
             message: format!("{what}{hint}: {source}"),
             source: None,
@@ -192,6 +193,7 @@ impl Blobs for ObjectStoreBlobs {
         let stream = result
             .into_stream()
             .map_err(move |e| CoreError::Backend {
+                temporary: false,
                 backend: backend.to_string(),
                 message: format!("downloading {url}: {e}"),
                 source: None,

@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use flowstore_core::sink::{file_digest, FlowFileSink};
-use flowstore_core::{
-    key, Error as CoreError, FetchedFlow, FlowIndex, FlowInput, Result, StoredVersion,
-};
+use flowstore_core::raw::sink::{file_digest, FlowFileSink};
+use flowstore_core::raw::FlowIndex;
+use flowstore_core::{key, Error as CoreError, FetchedFlow, FlowInput, Result, StoredVersion};
 use futures::TryStreamExt;
 
 use crate::blobs::{BlobMeta, Blobs, GetError, PutError, MULTIPART_THRESHOLD};
@@ -129,7 +128,7 @@ impl Engine {
     }
 
     /// Uploads everything staged, create-only; records digests.
-    pub async fn build(&mut self) -> Result<()> {
+    pub async fn persist(&mut self) -> Result<()> {
         let staged = std::mem::take(&mut self.staged);
         for (i, item) in staged.iter().enumerate() {
             if let Err(e) = self.upload(item).await {
@@ -210,6 +209,7 @@ impl Engine {
         match self.blobs.get(&key).await {
             Ok((meta, stream)) => Ok((key, meta, stream)),
             Err(GetError::NotFound) => Err(CoreError::Backend {
+                temporary: false,
                 backend: self.backend.to_string(),
                 message: format!(
                     "Flow not found in bucket: flow={key} bucket={} (it was deleted, or the reference points at another bucket)",

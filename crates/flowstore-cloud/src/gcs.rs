@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::{NoSecrets, SecretSource};
-use flowstore_core::{Error as CoreError, FlowIndex, OpenContext, Result, StorageReference};
+use flowstore_core::{Error as CoreError, OpenContext, Result, StorageReference};
 use flowstore_secrets::ExposeSecret;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use serde::{Deserialize, Serialize};

@@ -109,6 +109,7 @@ impl GcsJsonBlobs {
 
     fn error(&self, message: String) -> CoreError {
         CoreError::Backend {
+            temporary: false,
             backend: BACKEND.to_string(),
             message,
             source: None,
@@ -358,6 +359,7 @@ impl Blobs for GcsJsonBlobs {
         let stream = resp
             .bytes_stream()
             .map_err(move |e| CoreError::Backend {
+                temporary: false,
                 backend: BACKEND.to_string(),
                 message: format!("downloading {display}: {}", e.without_url()),
                 source: None,

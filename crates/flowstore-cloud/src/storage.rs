@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
+use flowstore_core::raw::FlowIndex;
 use flowstore_core::{
-    async_trait, FetchedFlow, FlowIndex, FlowInput, Result, Storage, StorageReference,
-    StoredVersion,
+    async_trait, FetchedFlow, FlowInput, Result, Storage, StorageReference, StoredVersion,
 };
 use serde::Serialize;
 
@@ -50,6 +50,22 @@ impl Storage for CloudStorage {
         &self.engine.index
     }
 
+    fn index_mut(&mut self) -> &mut FlowIndex {
+        &mut self.engine.index
+    }
+
+    fn capabilities(&self) -> flowstore_core::Capabilities {
+        let script = self.engine.stored_as_script;
+        flowstore_core::Capabilities {
+            write: true,
+            many_flows: self.engine.fixed_key.is_none(),
+            serialized: !script,
+            script,
+            list_versions: true,
+            stream_to_file: true,
+        }
+    }
+
     /// Stages the flow (uploaded at `build`) and returns its key.
     async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
         self.engine.add_flow(flow, self.script_key_error)
@@ -57,8 +73,8 @@ impl Storage for CloudStorage {
 
     /// Uploads every staged flow, create-only (an existing object is an error, except with Azure's
     /// `overwrite`), and records digests.
-    async fn build(&mut self) -> Result<()> {
-        self.engine.build().await
+    async fn persist(&mut self) -> Result<()> {
+        self.engine.persist().await
     }
 
     async fn get_flow(&self, name: &str) -> Result<FetchedFlow> {

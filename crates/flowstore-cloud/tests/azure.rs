@@ -115,7 +115,7 @@ async fn overwrite_switch_replaces_an_existing_blob() {
     a.add_flow(seal("F", &"first", &app()).unwrap().into())
         .await
         .unwrap();
-    a.build().await.unwrap();
+    a.persist().await.unwrap();
     let conn = conn().unwrap();
     let secrets = Arc::new(MapSource::new().with(SECRET, &conn));
     let mut b = Azure::new(
@@ -130,7 +130,7 @@ async fn overwrite_switch_replaces_an_existing_blob() {
     b.add_flow(seal("F", &"second", &app()).unwrap().into())
         .await
         .unwrap();
-    b.build().await.unwrap();
+    b.persist().await.unwrap();
     let v: String = c
         .registry()
         .open(&b.reference().unwrap())
@@ -175,7 +175,7 @@ async fn a_wrong_account_key_is_refused_without_echoing_it() {
     s.add_flow(seal("F", &1, &app()).unwrap().into())
         .await
         .unwrap();
-    let err = s.build().await.unwrap_err();
+    let err = s.persist().await.unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("403")

@@ -122,6 +122,38 @@ pub enum Error {
     Config {
         /// What is wrong and how to fix it.
         message: String,
+        /// The lower error (a backend crate's own error, a URL parser's), if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// Something a storage needs does not exist: the bucket, container, repository, ref, file,
+    /// object or image (a flow missing from the storage's own index is [`Error::FlowNotFound`]).
+    #[error("{message}")]
+    NotFound {
+        /// What is missing: `bucket`, `object`, `repository`, `ref`, `file`, `image`, …
+        what: &'static str,
+        /// Where it was looked for (`s3://bucket/key`, `owner/repo@ref:path`).
+        location: String,
+        /// The full message: what is missing, where, and what to do.
+        message: String,
+        /// The lower error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The server refused the credentials, or they do not allow the operation.
+    #[error("{backend}: permission denied for {location}: {message}")]
+    PermissionDenied {
+        /// The backend's type name.
+        backend: String,
+        /// What was refused (`s3://bucket/key`, a repository).
+        location: String,
+        /// Why, and what to do (which secret or credential to check).
+        message: String,
+        /// The lower error, if any.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// A location from a reference points outside the storage it belongs to.
@@ -172,6 +204,8 @@ pub enum Error {
         backend: String,
         /// What failed, naming the object, bucket or ref, and what to do.
         message: String,
+        /// True when trying again later may succeed (a timeout, a 5xx, a rate limit).
+        temporary: bool,
         /// The underlying error, if any.
         #[source]
         source: Option<BoxError>,
@@ -209,16 +243,100 @@ impl Error {
     pub fn config(message: impl Into<String>) -> Self {
         Error::Config {
             message: message.into(),
+            source: None,
         }
     }
 
-    /// An [`Error::Backend`] without an underlying source.
+    /// An [`Error::Backend`] without an underlying source (permanent: retrying will not help).
     pub fn backend(backend: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Backend {
             backend: backend.into(),
             message: message.into(),
+            temporary: false,
             source: None,
         }
+    }
+
+    /// An [`Error::Backend`] that may succeed if tried again later (timeouts, 5xx, rate limits).
+    pub fn temporary(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Backend {
+            backend: backend.into(),
+            message: message.into(),
+            temporary: true,
+            source: None,
+        }
+    }
+
+    /// An [`Error::NotFound`]: `what` (`bucket`, `object`, `ref`…) at `location`; `message` is the
+    /// whole sentence shown to the user (what is missing, where, what to do).
+    pub fn not_found(
+        what: &'static str,
+        location: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::NotFound {
+            what,
+            location: location.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::PermissionDenied`] for `location` on `backend`.
+    pub fn permission_denied(
+        backend: impl Into<String>,
+        location: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::PermissionDenied {
+            backend: backend.into(),
+            location: location.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Keeps `cause` as this error's [`source()`](std::error::Error::source), on the variants
+    /// that carry one (`Config`, `NotFound`, `PermissionDenied`, `Backend`); others are unchanged.
+    pub fn with_source(mut self, cause: impl Into<BoxError>) -> Self {
+        match &mut self {
+            Error::Config { source, .. }
+            | Error::NotFound { source, .. }
+            | Error::PermissionDenied { source, .. }
+            | Error::Backend { source, .. } => *source = Some(cause.into()),
+            _ => {}
+        }
+        self
+    }
+
+    /// True when trying the same operation again later may succeed: a backend failure marked
+    /// temporary (timeouts, server errors, rate limits) or an interrupted or timed-out I/O.
+    /// Missing objects, refused credentials, corrupt flows and bad configuration are permanent.
+    pub fn is_temporary(&self) -> bool {
+        use std::io::ErrorKind as K;
+        match self {
+            Error::Backend { temporary, .. } => *temporary,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                K::Interrupted
+                    | K::TimedOut
+                    | K::WouldBlock
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::ConnectionRefused
+            ),
+            _ => false,
+        }
+    }
+
+    /// True when something asked for does not exist: a flow the storage does not hold
+    /// ([`Error::FlowNotFound`]), a missing bucket, object, repository, ref or file
+    /// ([`Error::NotFound`]), or a missing secret ([`Error::SecretNotFound`]).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::FlowNotFound { .. } | Error::NotFound { .. } | Error::SecretNotFound { .. }
+        )
     }
 
     /// An [`Error::InvalidReference`].
@@ -243,5 +361,35 @@ impl Error {
                     .join(", ")
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_causes_are_kept() {
+        let cause = std::io::Error::other("connection reset by peer");
+        let e = Error::temporary("S3", "uploading s3://b/k failed").with_source(cause);
+        assert!(e.is_temporary() && !e.is_not_found());
+        assert_eq!(
+            std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .as_deref(),
+            Some("connection reset by peer")
+        );
+        let e = Error::not_found("bucket", "s3://nope", "Bucket s3://nope does not exist");
+        assert!(e.is_not_found() && !e.is_temporary());
+        assert!(!Error::backend("S3", "bad request").is_temporary());
+        let io = Error::io(
+            "reading x",
+            std::io::Error::from(std::io::ErrorKind::TimedOut),
+        );
+        assert!(io.is_temporary());
+        let denied = Error::permission_denied("S3", "s3://b/k", "check AWS_CREDENTIALS");
+        assert!(denied
+            .to_string()
+            .contains("permission denied for s3://b/k"));
     }
 }

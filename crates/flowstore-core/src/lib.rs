@@ -6,6 +6,8 @@
 //!   turns it back into a storage.
 //! - [`key`]: the `<slug(flow)>/<slug(timestamp)>` key scheme (python-slugify compatible).
 //! - [`testkit`] (feature `testkit`): the conformance suite every backend runs.
+//! - [`raw`]: helpers for backend authors (the flow index, atomic writes, streaming sinks,
+//!   configuration from URLs and pairs), kept apart from what a user of storages needs.
 //!
 //! No network stack, no TLS, no cloud SDK.
 //!
@@ -19,17 +21,16 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod atomic;
 pub mod cache;
 pub mod envelope;
 pub mod error;
 pub mod flow;
 pub mod key;
 pub mod prefect1;
+pub mod raw;
 pub mod reference;
 pub mod registry;
 pub mod secret;
-pub mod sink;
 pub mod storage;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -41,4 +42,4 @@ pub use flow::{FetchedFlow, FlowContent, FlowInput};
 pub use reference::StorageReference;
 pub use registry::{OpenContext, Progress, ProgressFn, Registry};
 pub use secret::SecretSource;
-pub use storage::{validate_flow_name, FlowIndex, Storage, StoredVersion};
+pub use storage::{validate_flow_name, Capabilities, Storage, StoredVersion};

@@ -9,11 +9,10 @@
 //! `type`, `flows`, `secrets` and every backend field use Prefect 1's names, so a reference written
 //! by Prefect 1 opens as is. flowstore adds `flow_digests` (what was stored, checked at fetch) and
 //! `labels`. Unknown fields are ignored on load. The JSON Schema is generated from these types
-//! into `schema/storage-reference.schema.json`.
+//! into `schema/storage-reference.schema.json` (feature `schema`).
 
 use std::collections::BTreeMap;
 
-use schemars::JsonSchema;
 use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
@@ -22,7 +21,8 @@ use crate::error::{Error, Result};
 pub const MAX_REFERENCE_LEN: usize = 16 * 1024 * 1024;
 
 /// A storage reference (see the module docs).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StorageReference {
     /// The backend's type name, as in Prefect 1: `Local`, `Module`, `S3`, `Azure`, `GCS`, `Git`,
     /// `GitHub`, `GitLab`, `Bitbucket`, `CodeCommit`, `Docker`, `Webhook`.
@@ -148,7 +148,8 @@ impl StorageReference {
         })
     }
 
-    /// The JSON Schema of the reference format, as pretty JSON.
+    /// The JSON Schema of the reference format, as pretty JSON (feature `schema`).
+    #[cfg(feature = "schema")]
     pub fn json_schema() -> String {
         let schema = schemars::schema_for!(StorageReference);
         serde_json::to_string_pretty(&schema).expect("a schema always serializes")
@@ -211,6 +212,7 @@ mod tests {
         assert_eq!(back, r);
     }
 
+    #[cfg(feature = "schema")]
     #[test]
     fn checked_in_schema_is_current() {
         let path = concat!(

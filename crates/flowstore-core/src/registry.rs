@@ -43,6 +43,9 @@ pub struct OpenContext {
     pub script_path: Option<String>,
     /// Where backends report progress of long work, if anywhere.
     pub progress: Option<ProgressFn>,
+    /// For URL openers: options applied after the URL's own query pairs (`with_config` pairs:
+    /// `region=…`, `label=…`).
+    pub options: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for OpenContext {
@@ -51,6 +54,10 @@ impl std::fmt::Debug for OpenContext {
             .field("secrets", &self.secrets)
             .field("script_path", &self.script_path)
             .field("progress", &self.progress.is_some())
+            .field(
+                "options",
+                &self.options.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -61,6 +68,7 @@ impl Default for OpenContext {
             secrets: Arc::new(NoSecrets),
             script_path: None,
             progress: None,
+            options: Vec::new(),
         }
     }
 }
@@ -123,11 +131,14 @@ impl Registry {
         self.schemes.keys().map(String::as_str).collect()
     }
 
-    /// Opens a storage from a reference.
+    /// Opens a storage from a reference, after checking that every secret it declares can be
+    /// found (so a missing one is reported up front, by name, before anything is fetched).
     ///
-    /// Errors with [`Error::UnknownType`] (naming the type and the backends compiled in) and with
-    /// whatever the backend reports for bad fields.
+    /// Errors with [`Error::UnknownType`] (naming the type and the backends compiled in),
+    /// [`Error::SecretNotFound`] (naming the secret and where it was searched) and with whatever
+    /// the backend reports for bad fields.
     pub fn open(&self, reference: &StorageReference) -> Result<Box<dyn Storage>> {
+        self.resolve_declared(reference)?;
         let open = self
             .types
             .get(&reference.type_name)
@@ -136,6 +147,25 @@ impl Registry {
                 known: list_or_none(self.types()),
             })?;
         open(reference, &self.context)
+    }
+
+    /// Checks that every secret a reference declares is in the registry's secret sources or, as
+    /// Prefect 1 agents look, in the environment variable of the same name.
+    ///
+    /// Errors with [`Error::SecretNotFound`] for the first one found nowhere.
+    pub fn resolve_declared(&self, reference: &StorageReference) -> Result<()> {
+        for name in &reference.secrets {
+            if self.context.secrets.get(name)?.is_none() && std::env::var_os(name).is_none() {
+                return Err(Error::SecretNotFound {
+                    name: name.clone(),
+                    searched: format!(
+                        "{}, then environment variable {name}",
+                        self.context.secrets.describe()
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Parses a reference from JSON and opens it ([`StorageReference::from_json`] + [`Registry::open`]).
@@ -152,12 +182,29 @@ impl Registry {
         registry.open_url(url)
     }
 
+    /// Opens a storage from a URL, then applies `options` (key/value pairs, as the URL's query
+    /// takes them: `region=eu-west-1`, `label=prod`).
+    ///
+    /// Errors as [`Registry::open_url`] does, and with [`Error::Config`] for an unknown option.
+    pub fn open_url_with<K: Into<String>, V: Into<String>>(
+        &self,
+        url: &str,
+        options: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Box<dyn Storage>> {
+        let mut registry = self.clone();
+        registry
+            .context
+            .options
+            .extend(options.into_iter().map(|(k, v)| (k.into(), v.into())));
+        registry.open_url(url)
+    }
+
     /// Opens a storage from a URL by its scheme (serialized mode, unless the context says otherwise).
     ///
     /// Errors with [`Error::UnknownScheme`] naming the schemes compiled in.
     pub fn open_url(&self, url: &str) -> Result<Box<dyn Storage>> {
         let scheme = url
-            .split_once("://")
+            .split_once(':')
             .map(|(s, _)| s.to_ascii_lowercase())
             .unwrap_or_default();
         let open = self

@@ -1,8 +1,8 @@
-//! The [`Storage`] trait every backend implements, and [`FlowIndex`], the bookkeeping every
-//! backend shares (flow locations, digests, secrets, labels).
+//! The [`Storage`] trait every backend implements and the [`Capabilities`] each declares.
 //!
-//! Registration is `add_flow` for each flow, then `build` once, then `reference()`; an agent later
-//! opens the reference through a [`Registry`](crate::Registry) and calls `get_flow`.
+//! Registration is `add_flow` for each flow, then `persist` once, then `reference()`; an agent
+//! later opens the reference (`Registry::open`, or `flowstore::open` in the facade) and calls
+//! `get_flow`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::flow::{FetchedFlow, FlowContent, FlowInput};
+use crate::flow::{FetchedFlow, FlowInput};
+use crate::raw::FlowIndex;
 use crate::reference::StorageReference;
 
 /// A place flows are stored and fetched from.
@@ -23,8 +24,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// The backend's type name as written in references (`Local`, `S3`, …).
     fn type_name(&self) -> &'static str;
 
-    /// The flows, digests, secrets and labels of this storage.
+    /// What this storage can do; the conformance suite picks its checks from it.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The flows, digests, secrets and labels of this storage (backend authors: see [`crate::raw`]).
     fn index(&self) -> &FlowIndex;
+
+    /// The same, to change: [`Storage::set_labels`] and backends' `add_flow` write through it.
+    fn index_mut(&mut self) -> &mut FlowIndex;
 
     /// Adds a flow and returns its location.
     ///
@@ -36,7 +43,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Persists what `add_flow` staged (uploads, image builds); a no-op where `add_flow` already
     /// stored the flow. Never overwrites a stored flow ([`Error::AlreadyExists`]).
-    async fn build(&mut self) -> Result<()>;
+    ///
+    /// Prefect 1 called this `build()`; in flowstore `build()` is what a builder does to make a
+    /// storage, and `persist()` is what a storage does with staged flows.
+    async fn persist(&mut self) -> Result<()>;
 
     /// Fetches a flow by name and verifies it against the digest recorded at registration.
     ///
@@ -44,7 +54,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// [`Error::FlowCorrupt`] when the stored bytes were altered.
     async fn get_flow(&self, name: &str) -> Result<FetchedFlow>;
 
-    /// The storage reference to persist (call after `build`).
+    /// The storage reference to keep (call after `persist`).
     fn reference(&self) -> Result<StorageReference>;
 
     /// True if the storage holds a flow of this name.
@@ -65,6 +75,16 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Labels the backend adds by default (Local: the hostname).
     fn default_labels(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Replaces the user's labels and says whether [`Storage::default_labels`] are added.
+    ///
+    /// Every backend takes labels this way (and its builder's `label`/`add_default_labels`); the
+    /// reference records the result of [`Storage::labels`].
+    fn set_labels(&mut self, labels: Vec<String>, add_default_labels: bool) {
+        let index = self.index_mut();
+        index.labels = labels;
+        index.add_default_labels = add_default_labels;
     }
 
     /// The user's labels, plus [`Storage::default_labels`] unless `add_default_labels` is off.
@@ -150,136 +170,52 @@ pub struct StoredVersion {
     pub stored_at: Option<DateTime<Utc>>,
 }
 
-/// The bookkeeping every backend shares; backends embed one and hand it out through
-/// [`Storage::index`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlowIndex {
-    /// Flow name → location.
-    pub flows: BTreeMap<String, String>,
-    /// Flow name → `sha256:<hex>` of what was stored.
-    pub digests: BTreeMap<String, String>,
-    /// Secret names an agent must resolve before fetching.
-    pub secrets: Vec<String>,
-    /// The user's labels.
-    pub labels: Vec<String>,
-    /// Whether [`Storage::default_labels`] are added (default true).
-    pub add_default_labels: bool,
+/// What a storage can do, declared by each backend ([`Storage::capabilities`]).
+///
+/// ```
+/// use flowstore_core::Capabilities;
+/// let read_only = Capabilities { script: true, ..Capabilities::default() };
+/// assert!(!read_only.write && read_only.script);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Capabilities {
+    /// `add_flow` + `persist` store new flows (false: read-only, such as Git and the API storages).
+    pub write: bool,
+    /// One storage holds several flows (false: Prefect 1's script storages with one fixed key).
+    pub many_flows: bool,
+    /// Serialized flows (sealed envelopes) can be stored or fetched.
+    pub serialized: bool,
+    /// Script flows (source files) can be stored or fetched.
+    pub script: bool,
+    /// [`Storage::list_versions`] lists what is stored.
+    pub list_versions: bool,
+    /// [`Storage::get_flow_to_file`] streams to disk without holding the flow in memory.
+    pub stream_to_file: bool,
 }
 
-impl Default for FlowIndex {
-    fn default() -> Self {
-        FlowIndex {
-            flows: BTreeMap::new(),
-            digests: BTreeMap::new(),
-            secrets: Vec::new(),
-            labels: Vec::new(),
-            add_default_labels: true,
-        }
-    }
-}
+impl Capabilities {
+    /// The capabilities of a read-only storage that fetches script flows (Git, GitHub, …).
+    pub const READ_ONLY_SCRIPTS: Capabilities = Capabilities {
+        write: false,
+        many_flows: true,
+        serialized: false,
+        script: true,
+        list_versions: false,
+        stream_to_file: false,
+    };
 
-impl FlowIndex {
-    /// The index recorded in a reference.
-    pub fn from_reference(reference: &StorageReference) -> Self {
-        FlowIndex {
-            flows: reference.flows.clone(),
-            digests: reference.flow_digests.clone(),
-            secrets: reference.secrets.clone(),
-            labels: reference.labels.clone(),
-            add_default_labels: false,
-        }
-    }
-
-    /// Fills a reference's shared fields from this index; `labels` are the storage's full labels.
-    pub fn fill_reference(&self, reference: &mut StorageReference, labels: Vec<String>) {
-        reference.flows = self.flows.clone();
-        reference.flow_digests = self.digests.clone();
-        reference.secrets = self.secrets.clone();
-        reference.labels = labels;
-    }
-
-    /// Errors with [`Error::Config`] for a name that cannot be a flow's (see [`validate_flow_name`])
-    /// and [`Error::NameConflict`] if `name` is already present.
-    pub fn ensure_new(&self, name: &str) -> Result<()> {
-        validate_flow_name(name)?;
-        if self.flows.contains_key(name) {
-            return Err(Error::NameConflict {
-                name: name.to_string(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Records a flow's location (and digest, for serialized flows), refusing a duplicate name.
-    pub fn insert(&mut self, name: &str, location: String, digest: Option<String>) -> Result<()> {
-        self.ensure_new(name)?;
-        self.flows.insert(name.to_string(), location);
-        if let Some(d) = digest {
-            self.digests.insert(name.to_string(), d);
-        }
-        Ok(())
-    }
-
-    /// The location of `name`, or [`Error::FlowNotFound`] listing the known names.
-    pub fn location(&self, name: &str) -> Result<&str> {
-        self.flows
-            .get(name)
-            .map(String::as_str)
-            .ok_or_else(|| Error::flow_not_found(name, self.flows.keys()))
-    }
-
-    /// Checks stored bytes against the digest recorded for `name` (no digest recorded: accepted,
-    /// as for references written by Prefect 1).
-    pub fn verify_digest(&self, name: &str, location: &str, bytes: &[u8]) -> Result<()> {
-        self.verify_computed(name, location, &crate::envelope::sha256_digest(bytes))
-    }
-
-    /// Checks an already-computed `sha256:<hex>` digest against the one recorded for `name`.
-    pub fn verify_computed(&self, name: &str, location: &str, actual: &str) -> Result<()> {
-        match self.digests.get(name) {
-            Some(expected) if expected != actual => Err(Error::FlowCorrupt {
-                flow: name.to_string(),
-                location: location.to_string(),
-                reason: format!("stored bytes have digest {actual}, but {expected} was recorded at registration"),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Verifies serialized-flow bytes read from `location` (recorded digest, then envelope) and
-    /// turns them into a [`FetchedFlow`].
-    pub fn open_serialized(
-        &self,
-        name: &str,
-        location: &str,
-        revision: Option<String>,
-        bytes: bytes::Bytes,
-    ) -> Result<FetchedFlow> {
-        self.verify_digest(name, location, &bytes)?;
-        let content = crate::flow::decode_stored(name, location, bytes)?;
-        Ok(FetchedFlow {
-            name: name.to_string(),
-            location: location.to_string(),
-            revision,
-            content,
-        })
-    }
-
-    /// A script [`FetchedFlow`], checking the recorded digest when one was recorded.
-    pub fn open_script(
-        &self,
-        name: &str,
-        location: &str,
-        revision: Option<String>,
-        source: bytes::Bytes,
-        path: Option<std::path::PathBuf>,
-    ) -> Result<FetchedFlow> {
-        self.verify_digest(name, location, &source)?;
-        Ok(FetchedFlow {
-            name: name.to_string(),
-            location: location.to_string(),
-            revision,
-            content: FlowContent::Script { source, path },
-        })
+    /// The capabilities named as a list (`write`, `serialized`, …), for tables and logs.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.write, "write"),
+            (self.many_flows, "many_flows"),
+            (self.serialized, "serialized"),
+            (self.script, "script"),
+            (self.list_versions, "list_versions"),
+            (self.stream_to_file, "stream_to_file"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
     }
 }

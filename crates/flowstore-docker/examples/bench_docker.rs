@@ -48,7 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             s.add_flow(seal_bytes("Bench Flow", &vec![7u8; 64 * 1024], &app).into())
                 .await?;
             let t = Instant::now();
-            s.build().await?;
+            s.persist().await?;
             times[i].push(t.elapsed().as_secs_f64() * 1000.0);
         }
     }

@@ -28,7 +28,7 @@
 //! );
 //! let app = AppInfo::new("my-app", "1.0.0");
 //! storage.add_flow(seal("ETL", &vec!["extract", "load"], &app)?.into()).await?;
-//! storage.build().await?; // pushes; the reference records the image digest
+//! storage.persist().await?; // pushes; the reference records the image digest
 //! let reference = storage.reference()?.to_json_pretty();
 //! # let _ = reference;
 //! # Ok(())

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::{NoSecrets, SecretSource, SecretString};
 use flowstore_core::{
-    async_trait, key, Error as CoreError, FetchedFlow, FlowIndex, FlowInput, OpenContext, Progress,
+    async_trait, key, Error as CoreError, FetchedFlow, FlowInput, OpenContext, Progress,
     ProgressFn, Result, Storage, StorageReference,
 };
 use serde::{Deserialize, Serialize};
@@ -602,6 +603,22 @@ impl Storage for Docker {
         &self.index
     }
 
+    fn index_mut(&mut self) -> &mut FlowIndex {
+        &mut self.index
+    }
+
+    fn capabilities(&self) -> flowstore_core::Capabilities {
+        let script = self.fields.stored_as_script;
+        flowstore_core::Capabilities {
+            write: true,
+            many_flows: true,
+            serialized: !script,
+            script,
+            list_versions: false,
+            stream_to_file: false,
+        }
+    }
+
     /// Stages a serialized flow for the image; its location is `{directory}/flows/{slug}.flow`.
     async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
         if self.built {
@@ -637,7 +654,7 @@ impl Storage for Docker {
     }
 
     /// Builds and pushes the image (Engine or daemonless) and records its digest.
-    async fn build(&mut self) -> Result<()> {
+    async fn persist(&mut self) -> Result<()> {
         self.validate()?;
         if self.fields.image_name.is_none() {
             let names: Vec<&String> = self.index.flows.keys().collect();

@@ -291,7 +291,7 @@ async fn daemonless_build_runs_in_docker_and_fetches_outside_by_digest() {
     .await
     .unwrap();
     let t = std::time::Instant::now();
-    s.build().await.unwrap();
+    s.persist().await.unwrap();
     eprintln!("daemonless build+push of one flow: {:?}", t.elapsed());
     // Progress: the base layer, the flows layer and the config, counted up to the known total.
     let blobs: Vec<(u64, Option<u64>)> = seen
@@ -356,7 +356,7 @@ async fn engine_build_pushes_and_the_container_reads_the_flow() {
         .with_progress(progress);
     s.add_flow(sealed.clone().into()).await.unwrap();
     let t = std::time::Instant::now();
-    s.build().await.unwrap_or_else(|err| panic!("{err}"));
+    s.persist().await.unwrap_or_else(|err| panic!("{err}"));
     eprintln!("engine build+push of one flow: {:?}", t.elapsed());
     // Progress: every Dockerfile step as the daemon runs it, then the pushed layers.
     let seen = seen.lock().unwrap().clone();
@@ -405,7 +405,7 @@ async fn a_failing_health_check_fails_the_build() {
     s.add_flow(seal_bytes("F", b"x", &app()).into())
         .await
         .unwrap();
-    let msg = s.build().await.unwrap_err().to_string();
+    let msg = s.persist().await.unwrap_err().to_string();
     assert!(msg.contains(BUILD_FAILED), "{msg}");
     assert!(s.reference().unwrap().fields["image_digest"].is_null());
 }
@@ -441,12 +441,12 @@ async fn registry_credentials_wrong_registry_and_daemon_only_options() {
     ok.add_flow(seal_bytes("F", b"x", &app()).into())
         .await
         .unwrap();
-    ok.build().await.unwrap();
+    ok.persist().await.unwrap();
     let mut bad = make("BAD_PASS");
     bad.add_flow(seal_bytes("F", b"x", &app()).into())
         .await
         .unwrap();
-    let err = bad.build().await.unwrap_err();
+    let err = bad.persist().await.unwrap_err();
     assert!(
         err.to_string().contains("401") && err.to_string().contains("credentials"),
         "{err}"
@@ -470,7 +470,7 @@ async fn registry_credentials_wrong_registry_and_daemon_only_options() {
         .add_flow(seal_bytes("F", b"x", &app()).into())
         .await
         .unwrap();
-    let msg = nowhere.build().await.unwrap_err().to_string();
+    let msg = nowhere.persist().await.unwrap_err().to_string();
     assert!(msg.contains(&format!("127.0.0.1:{closed}")), "{msg}");
 
     let mut refused = Docker::new(
@@ -486,7 +486,7 @@ async fn registry_credentials_wrong_registry_and_daemon_only_options() {
         .add_flow(seal_bytes("F", b"x", &app()).into())
         .await
         .unwrap();
-    let msg = refused.build().await.unwrap_err().to_string();
+    let msg = refused.persist().await.unwrap_err().to_string();
     assert!(
         msg.contains("extra_dockerfile_commands need a Docker Engine"),
         "{msg}"
@@ -504,7 +504,7 @@ async fn registry_credentials_wrong_registry_and_daemon_only_options() {
         .await
         .unwrap();
     assert!(both
-        .build()
+        .persist()
         .await
         .unwrap_err()
         .to_string()
@@ -542,7 +542,7 @@ async fn registry_credentials_from_the_docker_cli_config() {
     s.add_flow(seal_bytes("F", b"via docker config", &app()).into())
         .await
         .unwrap();
-    s.build().await.unwrap();
+    s.persist().await.unwrap();
     let f = types()
         .open(&s.reference().unwrap())
         .unwrap()
@@ -612,7 +612,7 @@ async fn daemonless_build_on_a_multi_platform_base_picks_the_platform() {
     s.add_flow(seal_bytes("Multi", b"on any platform", &app()).into())
         .await
         .unwrap();
-    s.build().await.unwrap();
+    s.persist().await.unwrap();
     let reference = s.reference().unwrap();
     let (built, _) = reg
         .manifest(
@@ -648,7 +648,7 @@ async fn daemonless_build_on_a_multi_platform_base_picks_the_platform() {
         .add_flow(seal_bytes("Multi", b"x", &app()).into())
         .await
         .unwrap();
-    let err = other.build().await.unwrap_err().to_string();
+    let err = other.persist().await.unwrap_err().to_string();
     assert!(
         err.contains(&format!(
             "has no linux/riscv64 variant (it has: linux/s390x, linux/{arch})"
@@ -705,7 +705,7 @@ async fn a_token_flow_registry_through_its_token_server() {
     s.add_flow(seal_bytes("Token Flow", b"behind a token server", &app()).into())
         .await
         .unwrap();
-    s.build().await.unwrap();
+    s.persist().await.unwrap();
     let reference = s.reference().unwrap();
     assert_eq!(reference.secrets, ["REG_USER", "REG_PASS"]);
     assert!(!reference.to_json().contains(&e.password));

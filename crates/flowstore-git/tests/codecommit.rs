@@ -55,7 +55,7 @@ async fn get_file_by_sha_branch_tag_and_full_ref_with_sigv4() {
     ] {
         let mut s = storage(&fake, &repo, "flows/c.py", c, &secret);
         s.add_flow(FlowInput::script("C")).await.unwrap();
-        s.build().await.unwrap();
+        s.persist().await.unwrap();
         let f = s
             .get_flow("C")
             .await

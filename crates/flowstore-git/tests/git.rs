@@ -142,13 +142,13 @@ async fn a_pushed_edit_reaches_unpinned_fetches_but_not_pinned_ones() {
     let repo = TestRepo::new(&e, &[("flow.py", &source("P"))]);
     let mut unpinned = repo.daemon(&e, "flow.py", cache.path()).branch("main");
     unpinned.add_flow(FlowInput::script("P")).await.unwrap();
-    unpinned.build().await.unwrap();
+    unpinned.persist().await.unwrap();
     let mut pinned = repo
         .daemon(&e, "flow.py", cache.path())
         .branch("main")
         .pin(true);
     pinned.add_flow(FlowInput::script("P")).await.unwrap();
-    pinned.build().await.unwrap();
+    pinned.persist().await.unwrap();
     let pinned_ref = pinned.reference().unwrap();
     assert!(pinned_ref.fields["commit"].is_string() && pinned_ref.fields["pinned_from"] == "main");
     assert!(pinned_ref.flow_digests.contains_key("P"));
@@ -442,7 +442,7 @@ async fn git_urls_open_through_the_registry() {
     let url = format!("git://{}/{}.git#branch=main&pin=true", e.daemon, repo.name);
     let mut s = r.open_url_script(&url, "flows/x.py").unwrap();
     s.add_flow(FlowInput::script("X")).await.unwrap();
-    s.build().await.unwrap();
+    s.persist().await.unwrap();
     let reference = s.reference().unwrap();
     assert_eq!(reference.type_name, "Git");
     assert_eq!(reference.fields["repo_host"], e.daemon.as_str());

@@ -182,7 +182,7 @@ async fn checkout_tamper_case(name: &str, tamper: impl Fn(&Path)) {
         .branch("main")
         .pin(true);
     pinned.add_flow(FlowInput::script("T")).await.unwrap();
-    pinned.build().await.unwrap();
+    pinned.persist().await.unwrap();
     let reference = pinned.reference().unwrap();
     assert_eq!(
         reference.flow_digests["T"],

@@ -71,7 +71,7 @@ async fn a_pinned_commit_is_digest_checked() {
     fake.seed(&repo, "main", &[("f.py", "P")], &[]).await;
     let mut s = storage(&fake, &repo, "f.py", Some(SHA1));
     s.add_flow(FlowInput::script("P")).await.unwrap();
-    s.build().await.unwrap();
+    s.persist().await.unwrap();
     let reference = s.reference().unwrap();
     assert!(reference.flow_digests.contains_key("P"));
     fake.reseed_commit(

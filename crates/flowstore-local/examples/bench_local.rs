@@ -49,7 +49,7 @@ async fn main() -> flowstore_core::Result<()> {
                 .add_flow(seal_bytes(&format!("flow-{i}"), p, &app).into())
                 .await?;
         }
-        storage.build().await?;
+        storage.persist().await?;
         reg_rates.push(n as f64 / start.elapsed().as_secs_f64());
 
         let reference = storage.reference()?.to_json();

@@ -18,6 +18,7 @@ impl From<Error> for flowstore_core::Error {
         match e {
             Error::Core(e) => e,
             Error::Module(message) => flowstore_core::Error::Backend {
+                temporary: false,
                 backend: "Module".to_string(),
                 message,
                 source: None,

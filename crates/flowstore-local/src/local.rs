@@ -9,14 +9,15 @@ use std::path::{Component, Path, PathBuf};
 use bytes::Bytes;
 use flowstore_core::async_trait;
 use flowstore_core::envelope::peek_header;
+use flowstore_core::raw::FlowIndex;
 use flowstore_core::{
-    key, Error, FetchedFlow, FlowIndex, FlowInput, OpenContext, Result, Storage, StorageReference,
+    key, Error, FetchedFlow, FlowInput, OpenContext, Result, Storage, StorageReference,
     StoredVersion,
 };
 use serde::{Deserialize, Serialize};
 
-use flowstore_core::atomic;
-use flowstore_core::sink::FlowFileSink;
+use flowstore_core::raw::atomic;
+use flowstore_core::raw::sink::FlowFileSink;
 
 /// The reference type name.
 pub const TYPE_NAME: &str = "Local";
@@ -355,6 +356,22 @@ impl Storage for Local {
         &self.index
     }
 
+    fn index_mut(&mut self) -> &mut FlowIndex {
+        &mut self.index
+    }
+
+    fn capabilities(&self) -> flowstore_core::Capabilities {
+        let script = self.stored_as_script;
+        flowstore_core::Capabilities {
+            write: true,
+            many_flows: true,
+            serialized: !script,
+            script,
+            list_versions: !script,
+            stream_to_file: true,
+        }
+    }
+
     async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
         self.validate()?;
         self.index.ensure_new(flow.name())?;
@@ -386,7 +403,7 @@ impl Storage for Local {
     }
 
     /// Makes every flow added since the last `build` durable (fsyncs their directories).
-    async fn build(&mut self) -> Result<()> {
+    async fn persist(&mut self) -> Result<()> {
         self.validate()?;
         let paths = std::mem::take(&mut self.unsynced);
         if self.durable && !paths.is_empty() {

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 
 use flowstore_core::async_trait;
+use flowstore_core::raw::FlowIndex;
 use flowstore_core::{
     envelope::{seal, AppInfo, SealedFlow},
-    key, Error, FetchedFlow, FlowIndex, FlowInput, OpenContext, Result, Storage, StorageReference,
+    key, Error, FetchedFlow, FlowInput, OpenContext, Result, Storage, StorageReference,
 };
 use serde::{Deserialize, Serialize};
 
@@ -207,6 +208,21 @@ impl Storage for Module {
         &self.index
     }
 
+    fn index_mut(&mut self) -> &mut FlowIndex {
+        &mut self.index
+    }
+
+    fn capabilities(&self) -> flowstore_core::Capabilities {
+        flowstore_core::Capabilities {
+            write: true,
+            many_flows: true,
+            serialized: true,
+            script: false,
+            list_versions: false,
+            stream_to_file: false,
+        }
+    }
+
     /// A script-form flow is expected to be compiled in under the module path (location = the
     /// module); a serialized flow is published into this process's module table under a fresh
     /// attribute (location = `module:attr`).
@@ -230,7 +246,7 @@ impl Storage for Module {
         }
     }
 
-    async fn build(&mut self) -> Result<()> {
+    async fn persist(&mut self) -> Result<()> {
         Ok(())
     }
 

@@ -53,9 +53,11 @@ impl From<Error> for flowstore_core::Error {
             Error::Core(e) => e,
             Error::Secrets(e) => e.into(),
             Error::Config(message) => flowstore_core::Error::Config {
+                source: None,
                 message: format!("Webhook storage: {message}"),
             },
             other => flowstore_core::Error::Backend {
+                temporary: false,
                 backend: "Webhook".to_string(),
                 message: other.to_string(),
                 source: None,

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flowstore_core::raw::sink::{file_digest, FlowFileSink};
+use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::{NoSecrets, SecretSource};
-use flowstore_core::sink::{file_digest, FlowFileSink};
 use flowstore_core::{
-    async_trait, key, Error as CoreError, FetchedFlow, FlowIndex, FlowInput, OpenContext, Result,
-    Storage, StorageReference,
+    async_trait, key, Error as CoreError, FetchedFlow, FlowInput, OpenContext, Result, Storage,
+    StorageReference,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -224,6 +225,22 @@ impl Storage for Webhook {
         &self.index
     }
 
+    fn index_mut(&mut self) -> &mut FlowIndex {
+        &mut self.index
+    }
+
+    fn capabilities(&self) -> flowstore_core::Capabilities {
+        let script = self.fields.stored_as_script;
+        flowstore_core::Capabilities {
+            write: true,
+            many_flows: false,
+            serialized: !script,
+            script,
+            list_versions: false,
+            stream_to_file: true,
+        }
+    }
+
     /// Stages the flow for `build`. A Webhook storage holds one flow: a flow added before is
     /// replaced (with a warning), as in the reference system.
     async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
@@ -262,7 +279,7 @@ impl Storage for Webhook {
 
     /// Sends the staged flow with the build request (retrying per the policy) and records its
     /// digest.
-    async fn build(&mut self) -> Result<()> {
+    async fn persist(&mut self) -> Result<()> {
         let Some(staged) = self.staged.clone() else {
             return Ok(());
         };

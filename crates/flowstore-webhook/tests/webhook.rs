@@ -155,7 +155,7 @@ async fn templated_url_and_header_from_env_and_secret() {
     s.add_flow(seal("Templated", &"body", &app()).unwrap().into())
         .await
         .unwrap();
-    s.build().await.unwrap();
+    s.persist().await.unwrap();
     let reference = s.reference().unwrap();
     let json = reference.to_json();
     assert!(
@@ -195,7 +195,7 @@ async fn wrong_token_is_a_401_without_the_token_anywhere() {
         .unwrap();
     let (result, logs) = {
         let rt = tokio::runtime::Handle::current();
-        let fut = s.build();
+        let fut = s.persist();
         let (r, logs) = flowstore_secrets::test_support::capture_logs(|| {
             tokio::task::block_in_place(|| rt.block_on(fut))
         });
@@ -249,7 +249,7 @@ async fn post_to_a_webdav_server_fails_with_its_status() {
     s.add_flow(seal("F", &1, &app()).unwrap().into())
         .await
         .unwrap();
-    let msg = s.build().await.unwrap_err().to_string();
+    let msg = s.persist().await.unwrap_err().to_string();
     // nginx serves POST only for existing static files: a clear status error, not a retry loop.
     assert!(
         msg.contains("POST") && msg.contains("404 Not Found"),
@@ -295,7 +295,7 @@ async fn connection_resets_are_retried_against_nginx() {
     s.add_flow(seal("F", &"survived", &app()).unwrap().into())
         .await
         .unwrap();
-    s.build().await.unwrap();
+    s.persist().await.unwrap();
     // A fresh agent (new connections): its first response is cut short, then it retries.
     proxy.push([Fault::TruncateResponse(40)]);
     let agent = registry().open(&s.reference().unwrap()).unwrap();
@@ -376,7 +376,7 @@ async fn server_errors_twice_then_success_is_retried() {
     s.add_flow(seal("F", &"after 500s", &app()).unwrap().into())
         .await
         .unwrap();
-    s.build().await.unwrap();
+    s.persist().await.unwrap();
     let v: String = s.get_flow("F").await.unwrap().decode(&app()).unwrap();
     assert_eq!(v, "after 500s");
     assert_eq!(*statuses.lock().unwrap(), vec![500, 500, 201, 200]);
@@ -392,7 +392,7 @@ async fn persistent_server_errors_fail_after_bounded_retries() {
     s.add_flow(seal("F", &1, &app()).unwrap().into())
         .await
         .unwrap();
-    let msg = s.build().await.unwrap_err().to_string();
+    let msg = s.persist().await.unwrap_err().to_string();
     assert!(msg.contains("500") && msg.contains("try again"), "{msg}");
     assert_eq!(statuses.lock().unwrap().len(), 4, "1 attempt + 3 retries");
     assert!(
@@ -415,7 +415,7 @@ async fn a_server_that_is_down_is_a_clear_error() {
     s.add_flow(seal("F", &1, &app()).unwrap().into())
         .await
         .unwrap();
-    let err = s.build().await.unwrap_err();
+    let err = s.persist().await.unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("failed after 4 attempt(s)") && msg.contains("could not connect"),
@@ -447,7 +447,7 @@ async fn hundred_mib_script_streams_both_ways() {
     };
     let mut s = Webhook::from_url(&format!("{}/{}", e.url, unique("big")), &ctx).unwrap();
     s.add_flow(FlowInput::script("Big")).await.unwrap();
-    s.build().await.unwrap();
+    s.persist().await.unwrap();
     let out = dir.path().join("fetched.py");
     let fetched = registry()
         .open(&s.reference().unwrap())
@@ -471,7 +471,7 @@ async fn streamed_fetch_refuses_a_tampered_flow_and_leaves_no_file() {
     s.add_flow(seal_bytes("F", &vec![1u8; 300_000], &app()).into())
         .await
         .unwrap();
-    s.build().await.unwrap();
+    s.persist().await.unwrap();
     let reference = s.reference().unwrap();
     let mut bytes = seal_bytes("F", &vec![1u8; 300_000], &app()).bytes.to_vec();
     bytes[200_000] = 2;
@@ -512,7 +512,7 @@ async fn one_flow_per_storage_and_data_is_overwritten_with_a_warning() {
     assert_eq!(s.flows().keys().collect::<Vec<_>>(), ["Second"]);
     let rt = tokio::runtime::Handle::current();
     let (r, logs) = flowstore_secrets::test_support::capture_logs(|| {
-        tokio::task::block_in_place(|| rt.block_on(s.build()))
+        tokio::task::block_in_place(|| rt.block_on(s.persist()))
     });
     r.unwrap();
     assert!(logs.contains("\"data\" argument is overwritten"), "{logs}");

@@ -48,7 +48,6 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         },
     };
     let registry = backends::registry()?;
-    backends::resolve_declared(&registry, &reference)?;
     let storage = registry.open(&reference).with_context(|| {
         format!(
             "opening the {} storage of {}",

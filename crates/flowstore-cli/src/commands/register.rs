@@ -44,6 +44,14 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         args.storage.as_deref(),
         args.script.then_some(args.file.as_str()),
     )?;
+    let mut labels = storage.index().labels.clone();
+    for l in args.labels {
+        if !labels.contains(&l) {
+            labels.push(l);
+        }
+    }
+    let add_defaults = storage.index().add_default_labels && !args.no_default_labels;
+    storage.set_labels(labels, add_defaults);
     let (input, size) = if args.script {
         (FlowInput::script(&args.name), None)
     } else {
@@ -65,28 +73,12 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("adding flow \"{}\"", args.name))?;
     storage
-        .build()
+        .persist()
         .await
-        .with_context(|| format!("building {} storage", storage.type_name()))?;
+        .with_context(|| format!("persisting the flow in {} storage", storage.type_name()))?;
     spinner.finish_and_clear();
 
-    let mut reference = storage.reference()?;
-    let mut labels = if args.no_default_labels {
-        let defaults = storage.default_labels();
-        storage
-            .labels()
-            .into_iter()
-            .filter(|l| !defaults.contains(l))
-            .collect()
-    } else {
-        storage.labels()
-    };
-    for l in args.labels {
-        if !labels.contains(&l) {
-            labels.push(l);
-        }
-    }
-    reference.labels = labels;
+    let reference = storage.reference()?;
     let json = reference.to_json_pretty();
     if let Some(path) = &args.out {
         std::fs::write(path, format!("{json}\n"))

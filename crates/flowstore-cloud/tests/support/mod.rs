@@ -135,12 +135,12 @@ pub async fn fixed_key_is_honoured_and_never_overwritten(case: &Case) {
         .await
         .unwrap();
     assert_eq!(loc, key);
-    a.build().await.unwrap();
+    a.persist().await.unwrap();
     let mut b = (case.fixed_key)(&key);
     b.add_flow(seal("F", &"second", &app()).unwrap().into())
         .await
         .unwrap();
-    let err = b.build().await.unwrap_err();
+    let err = b.persist().await.unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
     assert!(err.to_string().contains(&key), "{err}");
     let v: String = case
@@ -173,7 +173,7 @@ pub async fn script_mode_with_a_key_only(case: &Case) {
         .unwrap();
     let mut s = (case.script_key)(Some(&key)).unwrap();
     s.add_flow(FlowInput::script("S")).await.unwrap();
-    s.build().await.unwrap();
+    s.persist().await.unwrap();
     let f = case
         .registry()
         .open(&s.reference().unwrap())
@@ -193,7 +193,7 @@ pub async fn wrong_bucket_is_named(case: &Case) {
     s.add_flow(seal("F", &1, &app()).unwrap().into())
         .await
         .unwrap();
-    let err = s.build().await.unwrap_err().to_string();
+    let err = s.persist().await.unwrap_err().to_string();
     assert!(err.contains("flowstore-no-such-bucket"), "{err}");
 }
 
@@ -203,7 +203,7 @@ pub async fn server_down_fails_after_bounded_retries(case: &Case) {
         .await
         .unwrap();
     let started = std::time::Instant::now();
-    let err = s.build().await.unwrap_err();
+    let err = s.persist().await.unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");
     assert!(
         s.reference().unwrap().flow_digests.is_empty(),
@@ -230,7 +230,7 @@ pub async fn hundred_mib_script_streams(case: &Case) {
     }
     let mut s = (case.script)(&unique("big"), &script);
     s.add_flow(FlowInput::script("Big")).await.unwrap();
-    s.build().await.unwrap();
+    s.persist().await.unwrap();
     let out = dir.path().join("fetched.py");
     let agent = case.registry().open(&s.reference().unwrap()).unwrap();
     let f = agent.get_flow_to_file("Big", &out).await.unwrap();
@@ -246,7 +246,7 @@ pub async fn listing_is_newest_first(case: &Case) {
         s.add_flow(seal_bytes("Listed Flow", format!("v{v}").as_bytes(), &app()).into())
             .await
             .unwrap();
-        s.build().await.unwrap();
+        s.persist().await.unwrap();
     }
     let s = (case.storage)(&prefix);
     let versions = s.list_versions(Some("Listed Flow")).await.unwrap();
@@ -267,7 +267,7 @@ pub async fn credentials_never_leak(case: &Case) {
             s.add_flow(seal("F", &1, &app()).unwrap().into())
                 .await
                 .unwrap();
-            s.build().await.unwrap();
+            s.persist().await.unwrap();
             s.get_flow("F").await.unwrap();
         })
     });

@@ -109,7 +109,7 @@ fn sample_value(name: &str) -> serde_json::Value {
 async fn build_one(storage: &mut Box<dyn Storage>, name: &str) -> String {
     let sealed = seal(name, &sample_value(name), &app()).expect("seal");
     let location = storage.add_flow(sealed.into()).await.expect("add_flow");
-    storage.build().await.expect("build");
+    storage.persist().await.expect("build");
     location
 }
 
@@ -145,7 +145,7 @@ pub async fn round_trip_script(h: &dyn Harness) {
         .add_flow(FlowInput::script("Script Flow"))
         .await
         .expect("add script flow");
-    storage.build().await.expect("build");
+    storage.persist().await.expect("build");
     let fetched = reopen(h, &*storage)
         .get_flow("Script Flow")
         .await
@@ -288,8 +288,8 @@ pub async fn no_overwrite(h: &dyn Harness) {
         }
         None => b.add_flow(two.into()).await.unwrap(),
     };
-    a.build().await.unwrap();
-    b.build().await.unwrap();
+    a.persist().await.unwrap();
+    b.persist().await.unwrap();
     // Distinct locations, or (Docker: the same path inside two images) distinct references.
     let (ref_a, ref_b) = (
         a.reference().unwrap().to_json(),
@@ -328,7 +328,7 @@ pub async fn many_flows(h: &dyn Harness) {
         let sealed = seal(name, &sample_value(name), &app()).unwrap();
         storage.add_flow(sealed.into()).await.unwrap();
     }
-    storage.build().await.unwrap();
+    storage.persist().await.unwrap();
     assert_eq!(storage.flows().len(), names.len());
     let agent = reopen(h, &*storage);
     for name in &names {
@@ -348,7 +348,7 @@ pub async fn large_flow(h: &dyn Harness) {
         .collect();
     let sealed = seal_bytes("big flow", &payload, &app());
     storage.add_flow(sealed.into()).await.unwrap();
-    storage.build().await.unwrap();
+    storage.persist().await.unwrap();
     let fetched = reopen(h, &*storage).get_flow("big flow").await.unwrap();
     assert_eq!(fetched.bytes().len(), size);
     assert!(
@@ -381,7 +381,7 @@ pub async fn unicode_names(h: &dyn Harness) {
             let location = storage.add_flow(sealed.into()).await.unwrap();
             assert!(!location.contains(".."), "{name} stored at {location}");
         }
-        storage.build().await.unwrap();
+        storage.persist().await.unwrap();
         let agent = reopen(h, &*storage);
         for name in &group {
             let v: serde_json::Value = agent.get_flow(name).await.unwrap().decode(&app()).unwrap();

@@ -18,9 +18,10 @@ mod sigv4;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::{NoSecrets, SecretSource};
 use flowstore_core::{
-    async_trait, FetchedFlow, FlowContent, FlowIndex, FlowInput, OpenContext, Result, Storage,
+    async_trait, FetchedFlow, FlowContent, FlowInput, OpenContext, Result, Storage,
     StorageReference,
 };
 use serde::{de::DeserializeOwned, Serialize};
@@ -122,6 +123,14 @@ impl<P: Provider> Storage for ApiStorage<P> {
         &self.index
     }
 
+    fn index_mut(&mut self) -> &mut FlowIndex {
+        &mut self.index
+    }
+
+    fn capabilities(&self) -> flowstore_core::Capabilities {
+        flowstore_core::Capabilities::READ_ONLY_SCRIPTS
+    }
+
     /// Records the flow; the file is already in the repository. Location: its path.
     async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
         let path = self.fields.path().to_string();
@@ -130,7 +139,7 @@ impl<P: Provider> Storage for ApiStorage<P> {
     }
 
     /// Reads the file once and records its digest for every flow.
-    async fn build(&mut self) -> Result<()> {
+    async fn persist(&mut self) -> Result<()> {
         if self.index.flows.is_empty() {
             return Ok(());
         }

@@ -264,7 +264,7 @@ pub(crate) fn checkout(cache: &GitCache, req: &CheckoutRequest<'_>) -> Result<Ch
             run().map_err(|mut second| {
                 if second.cause == Cause::Data {
                     second.cause = Cause::ServerData;
-                    second.detail = format!("{} (from {})", second.detail, remote.url);
+                    second.detail = format!("{} (from {})", second.detail, remote.url).into();
                 }
                 second
             })?

@@ -17,10 +17,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::{NoSecrets, SecretSource};
 use flowstore_core::{
-    async_trait, Error as CoreError, FetchedFlow, FlowIndex, FlowInput, OpenContext, Registry,
-    Result, Storage, StorageReference,
+    async_trait, Error as CoreError, FetchedFlow, FlowInput, OpenContext, Registry, Result,
+    Storage, StorageReference,
 };
 
 pub use cache::{
@@ -335,6 +336,7 @@ impl Git {
             .as_deref()
             .unwrap_or("(from the clone-URL secret)");
         let not_found = || CoreError::Backend {
+            temporary: false,
             backend: TYPE_NAME.into(),
             message: format!(
                 "File {} not found in repo {repo} at commit {}",
@@ -370,6 +372,7 @@ impl Git {
         }
         if !String::from_utf8_lossy(&source).contains(name) {
             return Err(CoreError::Backend {
+                temporary: false,
                 backend: TYPE_NAME.into(),
                 message: format!(
                     "Flow \"{name}\" not found in file {} at commit {}: the file ({} bytes, \
@@ -396,6 +399,14 @@ impl Storage for Git {
         &self.index
     }
 
+    fn index_mut(&mut self) -> &mut FlowIndex {
+        &mut self.index
+    }
+
+    fn capabilities(&self) -> flowstore_core::Capabilities {
+        flowstore_core::Capabilities::READ_ONLY_SCRIPTS
+    }
+
     /// Records the flow (the file is already committed); location: the flow path.
     async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
         self.fields.validate()?;
@@ -405,7 +416,7 @@ impl Storage for Git {
     }
 
     /// With `pin`, resolves the ref now and records the commit and each flow file's digest.
-    async fn build(&mut self) -> Result<()> {
+    async fn persist(&mut self) -> Result<()> {
         if !self.fields.pin || self.fields.commit.is_some() && self.fields.pinned_from.is_some() {
             return Ok(());
         }

@@ -31,7 +31,7 @@ pub(crate) struct Failure {
     pub error: CoreError,
     pub cause: Cause,
     /// libgit2's message (already redacted), for classification and the corrupt-data report.
-    pub detail: String,
+    pub detail: Box<str>,
 }
 
 impl From<CoreError> for Failure {
@@ -41,7 +41,7 @@ impl From<CoreError> for Failure {
             _ => Cause::Remote,
         };
         Failure {
-            detail: error.to_string(),
+            detail: error.to_string().into(),
             error,
             cause,
         }
@@ -96,12 +96,13 @@ pub(crate) fn git_failure(what: String, target: &CloneTarget, e: &git2::Error) -
     };
     Failure {
         error: CoreError::Backend {
+            temporary: false,
             backend: "Git".to_string(),
             message: format!("{what} {}: {detail}{hint}", target.url),
             source: None,
         },
         cause,
-        detail,
+        detail: detail.into(),
     }
 }
 
@@ -116,8 +117,9 @@ pub(crate) fn object_failure(what: String, target: &CloneTarget, e: &git2::Error
 
 fn not_found(message: String, cause: Cause) -> Failure {
     Failure {
-        detail: message.clone(),
+        detail: message.clone().into(),
         error: CoreError::Backend {
+            temporary: false,
             backend: "Git".into(),
             message,
             source: None,

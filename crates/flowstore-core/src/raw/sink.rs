@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::atomic::{self, NewFile};
 use crate::envelope::{DigestBuilder, StreamCheck, MAGIC};
 use crate::error::{Error, Result};
 use crate::flow::{FetchedFlow, FlowContent};
-use crate::storage::FlowIndex;
+use crate::raw::atomic::{self, NewFile};
+use crate::raw::FlowIndex;
 
 /// The largest non-envelope object (a Prefect 1 pickle) a sink buffers to decode it.
 const MAX_BUFFERED: usize = 256 * 1024 * 1024;
@@ -19,7 +19,8 @@ const MAX_BUFFERED: usize = 256 * 1024 * 1024;
 /// Writes a flow read in chunks to a file (see the module docs).
 ///
 /// ```
-/// use flowstore_core::{envelope::{seal_bytes, AppInfo}, sink::FlowFileSink, FlowIndex};
+/// use flowstore_core::envelope::{seal_bytes, AppInfo};
+/// use flowstore_core::raw::{sink::FlowFileSink, FlowIndex};
 /// let sealed = seal_bytes("f", b"payload", &AppInfo::new("app", "1"));
 /// let mut index = FlowIndex::default();
 /// index.insert("f", "loc".into(), Some(sealed.digest())).unwrap();
