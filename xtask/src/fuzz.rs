@@ -15,8 +15,7 @@ const TARGETS: [&str; 5] = [
 ];
 
 /// Runs each target for `seconds`.
-pub fn run(root: &Path, args: &[String]) -> Result<()> {
-    let seconds: u64 = args.first().map(|s| s.parse()).transpose()?.unwrap_or(30);
+pub fn run(root: &Path, seconds: u64) -> Result<()> {
     ensure_cargo_fuzz()?;
     let mut report = Vec::new();
     let mut failed = Vec::new();

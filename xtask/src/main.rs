@@ -1,4 +1,4 @@
-//! Workspace automation.
+//! Workspace automation: `cargo xtask <command>` (`cargo xtask --help` lists the commands).
 //!
 //! - `cargo xtask test [--no-install] [-- <cargo test args>]`: installs what the servers need
 //!   (`.ci/install.d/*.sh`, idempotent; skipped with `--no-install`), builds everything, starts every
@@ -16,36 +16,80 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+/// Workspace automation for flowstore.
+#[derive(Debug, Parser)]
+#[command(name = "xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Install and start the real servers, run every test against them, print the matrix.
+    #[command(after_help = "Example: cargo xtask test --no-install -- -p flowstore-docker")]
+    Test(TestArgs),
+    /// Start every server and print its environment (for development); Enter or Ctrl-C stops them.
+    Serve,
+    /// Run .ci/install.d/*.sh (the servers and tools the tests need).
+    Install,
+    /// Benchmark flowstore vs Prefect 1 vs the floor; writes BENCHMARKS.md.
+    Bench(bench::Params),
+    /// Run every cargo-fuzz target for SECONDS each.
+    Fuzz {
+        /// How long each target runs, in seconds.
+        #[arg(value_name = "SECONDS", default_value_t = 30)]
+        seconds: u64,
+    },
+    /// Run the reliability suites with more trials (FLOWSTORE_STRESS=1) against the real servers.
+    Stress(StressArgs),
+    /// Regenerate schema/storage-reference.schema.json.
+    Schema,
+    /// Serve the fake GitHub, GitLab, Bitbucket and CodeCommit APIs on 127.0.0.1:PORT.
+    FakeApis {
+        /// The port to listen on.
+        #[arg(value_name = "PORT")]
+        port: u16,
+    },
+}
+
+/// Options of `test`.
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// Skip .ci/install.d (the servers and tools are already installed).
+    #[arg(long)]
+    no_install: bool,
+    /// Arguments for `cargo test` (after `--`); with `-p`, only those packages are tested.
+    #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
+    cargo_args: Vec<String>,
+}
+
+/// Options of `stress`.
+#[derive(Debug, Args)]
+struct StressArgs {
+    /// Skip .ci/install.d (the servers and tools are already installed).
+    #[arg(long)]
+    no_install: bool,
+    /// More arguments for `cargo test` (after `--`), added to those that select the suites.
+    #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
+    cargo_args: Vec<String>,
+}
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = Cli::parse();
     let root = workspace_root();
     std::env::set_current_dir(&root)?;
-    match args.first().map(String::as_str) {
-        Some("test") => test(&root, &args[1..]),
-        Some("schema") => schema(&root),
-        Some("bench") => bench::run(&root, &args[1..]),
-        Some("fuzz") => fuzz::run(&root, &args[1..]),
-        Some("stress") => stress(&root, &args[1..]),
-        Some("fake-apis") => {
-            servers::fake_apis::serve(args.get(1).context("fake-apis PORT")?.parse()?)
-        }
-        Some("install") => install(&root),
-        Some("serve") => serve(&root),
-        _ => {
-            eprintln!(
-                "usage: cargo xtask <command>\n\n\
-                 commands:\n  \
-                 test [--no-install] [-- ARGS]  install + start the real servers, run every test, print the matrix\n  \
-                 serve                         start every server and print its environment (for development)\n  \
-                 install                     run .ci/install.d/*.sh (servers and tools the tests need)\n  \
-                 bench [--reps N ...]          flowstore vs Prefect 1 vs the floor; writes BENCHMARKS.md\n  \
-                 fuzz [SECONDS]                run every cargo-fuzz target for SECONDS (default 30)\n  \
-                 stress                        the reliability suites with more trials (FLOWSTORE_STRESS=1)\n  \
-                 schema                      regenerate schema/storage-reference.schema.json"
-            );
-            std::process::exit(2);
-        }
+    match cli.command {
+        Cmd::Test(args) => test(&root, &args),
+        Cmd::Serve => serve(&root),
+        Cmd::Install => install(&root),
+        Cmd::Bench(params) => bench::run(&root, params),
+        Cmd::Fuzz { seconds } => fuzz::run(&root, seconds),
+        Cmd::Stress(args) => stress(&root, args),
+        Cmd::Schema => schema(&root),
+        Cmd::FakeApis { port } => servers::fake_apis::serve(port),
     }
 }
 
@@ -103,11 +147,9 @@ fn schema(root: &Path) -> Result<()> {
 }
 
 /// `cargo xtask stress`: the reliability suites with FLOWSTORE_STRESS=1 (50 SIGKILL trials per
-/// backend, more fault rounds), against the real servers.
-fn stress(root: &Path, args: &[String]) -> Result<()> {
-    let mut full: Vec<String> = args.to_vec();
-    full.push("--".into());
-    for a in [
+/// backend, more fault rounds), against the real servers. Cargo arguments after `--` are added.
+fn stress(root: &Path, args: StressArgs) -> Result<()> {
+    let mut cargo_args: Vec<String> = [
         "-p",
         "flowstore-cli",
         "--test",
@@ -116,40 +158,28 @@ fn stress(root: &Path, args: &[String]) -> Result<()> {
         "reliability_servers",
         "--test",
         "git_cache_kills",
-    ] {
-        full.push(a.into());
-    }
+    ]
+    .map(String::from)
+    .to_vec();
+    cargo_args.extend(args.cargo_args);
     std::env::set_var("FLOWSTORE_STRESS", "1");
-    test(root, &full)
+    test(
+        root,
+        &TestArgs {
+            no_install: args.no_install,
+            cargo_args,
+        },
+    )
 }
 
-fn test(root: &Path, args: &[String]) -> Result<()> {
-    let (ours, cargo_args) = match args.iter().position(|a| a == "--") {
-        Some(i) => (&args[..i], &args[i + 1..]),
-        None => (args, &[][..]),
-    };
-    if let Some(other) = ours.iter().find(|a| *a != "--no-install") {
-        if other != "--help" && other != "-h" {
-            eprintln!("xtask test: unknown option {other}");
-        }
-        eprintln!(
-            "usage: cargo xtask test [--no-install] [-- ARGS]\n\n\
-             Installs the servers (.ci/install.d, unless --no-install), starts them on 127.0.0.1,\n\
-             runs `cargo test --workspace ARGS` against them and prints the matrix per backend.\n\
-             Example: cargo xtask test --no-install -- -p flowstore-docker"
-        );
-        std::process::exit(if other == "--help" || other == "-h" {
-            0
-        } else {
-            2
-        });
-    }
+fn test(root: &Path, args: &TestArgs) -> Result<()> {
+    let cargo_args = &args.cargo_args;
     let scope: Vec<String> = if cargo_args.iter().any(|a| a == "-p") {
         Vec::new()
     } else {
         vec!["--workspace".to_string()]
     };
-    if !ours.iter().any(|a| a == "--no-install") {
+    if !args.no_install {
         install(root)?;
     }
 
@@ -257,6 +287,88 @@ fn canary_lines<'t>(text: &'t str, canaries: &[String]) -> Vec<&'t str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_options_parse_with_their_defaults() {
+        let Cmd::Bench(p) = parse(&["bench", "--reps", "3", "--footprint-builds", "all"])
+            .unwrap()
+            .command
+        else {
+            panic!("not bench");
+        };
+        assert_eq!(
+            format!("{p:?}"),
+            "Params { local_flows: 1000, small_size: 4096, reps: 3, s3_flows: 200, \
+             s3_big_mib: 256, memory_mib: 1024, footprint_builds: \"all\" }"
+        );
+        for help in [&["bench", "--help"][..], &["--help"], &["test", "-h"]] {
+            let e = parse(help).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::DisplayHelp, "{help:?}");
+            assert_eq!(e.exit_code(), 0);
+        }
+        for bad in [
+            &["bench", "--reps"][..],
+            &["bench", "--reps", "many"],
+            &["bench", "--section", "s3"],
+            &["bogus"],
+            &[],
+            &["fake-apis"],
+            &["fuzz", "soon"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn test_stress_fuzz_and_fake_apis_arguments() {
+        let Cmd::Test(t) = parse(&[
+            "test",
+            "--no-install",
+            "--",
+            "-p",
+            "flowstore-docker",
+            "--x",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not test");
+        };
+        assert!(t.no_install);
+        assert_eq!(t.cargo_args, ["-p", "flowstore-docker", "--x"]);
+        let Cmd::Test(t) = parse(&["test"]).unwrap().command else {
+            panic!("not test");
+        };
+        assert!(!t.no_install && t.cargo_args.is_empty());
+        assert!(parse(&["test", "-p", "x"]).is_err());
+        let Cmd::Stress(s) = parse(&["stress", "--no-install"]).unwrap().command else {
+            panic!("not stress");
+        };
+        assert!(s.no_install && s.cargo_args.is_empty());
+        assert!(matches!(
+            parse(&["fuzz"]).unwrap().command,
+            Cmd::Fuzz { seconds: 30 }
+        ));
+        assert!(matches!(
+            parse(&["fuzz", "5"]).unwrap().command,
+            Cmd::Fuzz { seconds: 5 }
+        ));
+        assert!(matches!(
+            parse(&["fake-apis", "8080"]).unwrap().command,
+            Cmd::FakeApis { port: 8080 }
+        ));
+    }
 
     #[test]
     fn canaries_in_the_log_are_counted() {

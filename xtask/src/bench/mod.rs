@@ -15,62 +15,30 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-/// Bench parameters (`--key value` on the command line).
-#[derive(Debug, Clone)]
+/// Bench parameters (the options of `cargo xtask bench`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Params {
     /// Flows in the Local section.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
     pub local_flows: usize,
     /// Bytes per small flow.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
     pub small_size: usize,
-    /// Repetitions (median reported).
+    /// Repetitions (the median is reported).
+    #[arg(long, value_name = "N", default_value_t = 5)]
     pub reps: usize,
     /// Flows in the S3 section.
+    #[arg(long, value_name = "N", default_value_t = 200)]
     pub s3_flows: usize,
-    /// Size of the big S3 flow in MiB.
+    /// Size of the big S3 flow, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
     pub s3_big_mib: usize,
-    /// Size of the memory section's script in MiB.
+    /// Size of the memory section's script, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
     pub memory_mib: usize,
-    /// Which crates get a cold release build timed: `light` (core, local, secrets), `all`, `none`.
+    /// Crates whose cold release build is timed: light (core, local, secrets), all or none.
+    #[arg(long, value_name = "WHICH", default_value = "light")]
     pub footprint_builds: String,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Params {
-            local_flows: 1000,
-            small_size: 4096,
-            reps: 5,
-            s3_flows: 200,
-            s3_big_mib: 256,
-            memory_mib: 1024,
-            footprint_builds: "light".to_string(),
-        }
-    }
-}
-
-impl Params {
-    fn parse(args: &[String]) -> Result<Self> {
-        let mut p = Params::default();
-        let mut it = args.iter();
-        while let Some(k) = it.next() {
-            let v = it.next().with_context(|| format!("{k} needs a value"))?;
-            let num = || {
-                v.parse::<usize>()
-                    .with_context(|| format!("{k} {v}: not a number"))
-            };
-            match k.as_str() {
-                "--local-flows" => p.local_flows = num()?,
-                "--small-size" => p.small_size = num()?,
-                "--reps" => p.reps = num()?,
-                "--s3-flows" => p.s3_flows = num()?,
-                "--s3-big-mib" => p.s3_big_mib = num()?,
-                "--memory-mib" => p.memory_mib = num()?,
-                "--footprint-builds" => p.footprint_builds = v.clone(),
-                other => bail!("unknown bench option {other}"),
-            }
-        }
-        Ok(p)
-    }
 }
 
 /// One table of results.
@@ -157,8 +125,7 @@ pub fn last_json(stdout: &[u8]) -> Result<serde_json::Value> {
 }
 
 /// `cargo xtask bench [options]`.
-pub fn run(root: &Path, args: &[String]) -> Result<()> {
-    let params = Params::parse(args)?;
+pub fn run(root: &Path, params: Params) -> Result<()> {
     let scratch = root.join("target/bench");
     std::fs::create_dir_all(&scratch)?;
     let bench = Bench {

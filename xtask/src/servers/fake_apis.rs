@@ -26,7 +26,11 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
+use url::Url;
 
 /// The tokens the fake accepts.
 pub const GITHUB_TOKEN: &str = "ghp_fake_github_token";
@@ -84,48 +88,18 @@ fn json_resp(status: u16, v: Value) -> Response {
     }
 }
 
+/// Decodes one percent-encoded path segment (`%2F` for a slash; `+` is a plus, as servers read a
+/// path); `None` if the result is not UTF-8.
 fn pct_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else if b[i] == b'+' {
-            out.push(b' ');
-            i += 1;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
 }
 
+/// Standard base64 (with padding), as the providers return file contents and as basic auth is sent.
 fn b64(s: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = s.as_bytes();
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if c.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
+    BASE64.encode(s)
 }
 
 fn read_request(stream: &mut TcpStream) -> Option<Request> {
@@ -153,18 +127,7 @@ fn read_request(stream: &mut TcpStream) -> Option<Request> {
         .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body).ok()?;
-    let (path, raw_query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (target, String::new()),
-    };
-    let query = raw_query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Some((pct_decode(k)?, pct_decode(v)?))
-        })
-        .collect();
+    let (path, raw_query, query) = parse_target(&target)?;
     Some(Request {
         method,
         path,
@@ -173,6 +136,17 @@ fn read_request(stream: &mut TcpStream) -> Option<Request> {
         headers,
         body,
     })
+}
+
+/// A request target (`/a/b?q`, resolved against this server's origin) as its path (still
+/// percent-encoded), its raw query, and its query parameters (decoded as a form: `+` is a space).
+fn parse_target(target: &str) -> Option<(String, String, BTreeMap<String, String>)> {
+    let url = Url::parse("http://127.0.0.1/").ok()?.join(target).ok()?;
+    Some((
+        url.path().to_string(),
+        url.query().unwrap_or_default().to_string(),
+        url.query_pairs().into_owned().collect(),
+    ))
 }
 
 fn write_response(stream: &mut TcpStream, r: Response) {
@@ -651,5 +625,48 @@ fn codecommit(st: &State, req: &Request, port: u16) -> Response {
             "FileDoesNotExistException",
             &format!("{path} does not exist at {sha}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_is_standard_with_padding() {
+        assert_eq!(b64(""), "");
+        assert_eq!(b64("f"), "Zg==");
+        assert_eq!(b64("fo"), "Zm8=");
+        assert_eq!(b64("foo"), "Zm9v");
+        assert_eq!(b64("foob"), "Zm9vYg==");
+        assert_eq!(b64("\u{1234}>?"), "4Yi0Pj8=");
+    }
+
+    #[test]
+    fn targets_split_into_path_and_decoded_query() {
+        let (path, raw, query) = parse_target(
+            "/gitlab/api/v4/projects/org%2Frepo/repository/files/a%20b.py?ref=v1%2B2&x=a+b&&y",
+        )
+        .unwrap();
+        assert_eq!(
+            path,
+            "/gitlab/api/v4/projects/org%2Frepo/repository/files/a%20b.py"
+        );
+        assert_eq!(raw, "ref=v1%2B2&x=a+b&&y");
+        let want: BTreeMap<String, String> = [("ref", "v1+2"), ("x", "a b"), ("y", "")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(query, want);
+        let (path, raw, query) = parse_target("/codecommit/").unwrap();
+        assert_eq!((path.as_str(), raw.as_str()), ("/codecommit/", ""));
+        assert!(query.is_empty());
+    }
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(pct_decode("org%2Frepo").as_deref(), Some("org/repo"));
+        assert_eq!(pct_decode("%E1%88%B4~x").as_deref(), Some("\u{1234}~x"));
+        assert_eq!(pct_decode("%FF"), None);
     }
 }
