@@ -123,10 +123,6 @@ impl Harness for WebhookHarness {
         );
         true
     }
-
-    fn holds_one_flow(&self) -> bool {
-        true
-    }
 }
 
 async fn harness() -> HarnessResult<WebhookHarness> {

@@ -83,9 +83,20 @@ pub trait Harness: Send + Sync {
     /// Returns false if the backend cannot be altered from outside (the check is then skipped).
     async fn tamper(&self, reference: &StorageReference, flow: &str, bytes: Bytes) -> bool;
 
-    /// True for backends that hold a single flow, where a second `add_flow` replaces the first
-    /// (Webhook, as in Prefect 1): the name-conflict and many-flows checks then do not apply.
-    fn holds_one_flow(&self) -> bool {
+    /// A storage whose script flows `flows` (name, source) are already in place, each added with
+    /// `add_flow` and persisted, with their digests recorded (Git: `pin`), as a read-only backend
+    /// serves them: files committed to a fresh repository, files in the fake provider API.
+    /// `None` (the default) where the backend writes its own scripts (see
+    /// [`Harness::script_storage`]).
+    async fn script_flows(&self, flows: &[(&str, &[u8])]) -> Option<Box<dyn Storage>> {
+        let _ = flows;
+        None
+    }
+
+    /// Changes the source of script flow `flow` behind flowstore's back (a new commit on the
+    /// branch, a changed file in the fake API). Returns false (the default) if it cannot.
+    async fn alter_script(&self, reference: &StorageReference, flow: &str, source: &[u8]) -> bool {
+        let _ = (reference, flow, source);
         false
     }
 
@@ -158,15 +169,15 @@ pub async fn round_trip_script(h: &dyn Harness) {
 
 /// A second flow with the same name is refused with the reference system's message.
 pub async fn name_conflict(h: &dyn Harness) {
-    if h.holds_one_flow() {
+    let Some(mut storage) = h.storage().await else {
+        return not_applicable("name_conflict", NO_SERIALIZED);
+    };
+    if !storage.capabilities().many_flows {
         return not_applicable(
             "name_conflict",
             "the storage holds one flow; a second add_flow replaces it",
         );
     }
-    let Some(mut storage) = h.storage().await else {
-        return not_applicable("name_conflict", NO_SERIALIZED);
-    };
     let first = seal_bytes("dup", b"one", &app());
     storage.add_flow(first.into()).await.expect("first add");
     let second = seal_bytes("dup", b"two", &app());
@@ -317,12 +328,12 @@ pub async fn no_overwrite(h: &dyn Harness) {
 
 /// Fifty flows in one storage, all fetchable and each its own.
 pub async fn many_flows(h: &dyn Harness) {
-    if h.holds_one_flow() {
-        return not_applicable("many_flows", "the storage holds one flow");
-    }
     let Some(mut storage) = h.storage().await else {
         return not_applicable("many_flows", NO_SERIALIZED);
     };
+    if !storage.capabilities().many_flows {
+        return not_applicable("many_flows", "the storage holds one flow");
+    }
     let names: Vec<String> = (0..50).map(|i| format!("flow number {i}")).collect();
     for name in &names {
         let sealed = seal(name, &sample_value(name), &app()).unwrap();
@@ -367,10 +378,13 @@ pub async fn unicode_names(h: &dyn Harness) {
         "!!!",
         "emoji 🚀 flow",
     ];
-    let groups: Vec<Vec<&str>> = if h.holds_one_flow() {
-        names.iter().map(|n| vec![*n]).collect()
-    } else {
+    let Some(probe) = h.storage().await else {
+        return not_applicable("unicode_names", NO_SERIALIZED);
+    };
+    let groups: Vec<Vec<&str>> = if probe.capabilities().many_flows {
         vec![names.to_vec()]
+    } else {
+        names.iter().map(|n| vec![*n]).collect()
     };
     for group in groups {
         let Some(mut storage) = h.storage().await else {
