@@ -1,43 +1,59 @@
 //! The backends compiled into this `flowstore` binary, and how a storage is chosen.
 
 use anyhow::Context;
-use flowstore_core::{Registry, Storage, StorageReference};
+use flowstore::{Registry, Storage, StorageReference};
 
 /// A registry with every backend this binary was built with, resolving secrets from the sources
 /// configured by `FLOWSTORE_SECRETS_FILE` / `FLOWSTORE_SECRETS_DIR` (then the environment).
 pub fn registry() -> anyhow::Result<Registry> {
-    let sources = flowstore_secrets::default_sources().context("configuring secret sources")?;
+    let sources = flowstore::secrets::default_sources().context("configuring secret sources")?;
     let mut registry = Registry::new()
         .with_secrets(std::sync::Arc::new(sources))
         .with_progress(crate::output::progress_reporter());
-    flowstore_local::register(&mut registry);
-    #[cfg(feature = "webhook")]
-    flowstore_webhook::register(&mut registry);
-    #[cfg(feature = "cloud")]
-    flowstore_cloud::register(&mut registry);
-    #[cfg(feature = "git")]
-    flowstore_git::register(&mut registry);
-    #[cfg(feature = "docker")]
-    flowstore_docker::register(&mut registry);
+    flowstore::install_backends(&mut registry);
     Ok(registry)
 }
 
-/// Opens `--storage URL` (or Local at the default directory), in script mode for `script`.
-pub fn open_url(url: Option<&str>, script: Option<&str>) -> anyhow::Result<Box<dyn Storage>> {
-    let registry = registry()?;
+/// Opens `--storage URL` (or Local at the default directory), in script mode for `script`, with
+/// `options` (`--set KEY=VALUE`) applied after the URL's own query.
+pub fn open_url(
+    url: Option<&str>,
+    script: Option<&str>,
+    options: &[(String, String)],
+) -> anyhow::Result<Box<dyn Storage>> {
+    let mut registry = registry()?;
     let default_url;
     let url = match url {
         Some(u) => u,
         None => {
-            default_url = format!("file://{}", flowstore_local::default_directory().display());
+            let dir = flowstore::backends::local::default_directory();
+            default_url = url::Url::from_directory_path(&dir)
+                .map_err(|()| {
+                    anyhow::anyhow!(
+                        "the default flow directory {} is not absolute",
+                        dir.display()
+                    )
+                })?
+                .to_string();
             &default_url
         }
     };
-    let storage = match script {
-        Some(path) => registry.open_url_script(url, path),
-        None => registry.open_url(url),
-    };
-    storage.with_context(|| format!("opening storage {url}"))
+    if let Some(path) = script {
+        registry = registry.with_script(path);
+    }
+    registry
+        .open_url_with(url, options.iter().cloned())
+        .with_context(|| format!("opening storage {url}"))
+}
+
+/// Parses `--set KEY=VALUE` into a storage option.
+pub fn parse_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!(
+            "{text:?} is not KEY=VALUE (e.g. region=eu-west-1, label=prod)"
+        )),
+    }
 }
 
 /// Reads and parses a reference file (`-` for stdin).

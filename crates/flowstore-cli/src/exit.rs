@@ -1,6 +1,6 @@
 //! Exit codes that mean something.
 
-use flowstore_core::Error;
+use flowstore::Error;
 
 /// The process exit codes of `flowstore`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,13 +42,13 @@ impl Output {
 
     /// Reports an error on stderr with its causes (JSON object in JSON mode).
     pub fn error(&self, e: &anyhow::Error) {
+        let causes = distinct_causes(e);
         if self.json {
-            let causes: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
             let v = serde_json::json!({"error": e.to_string(), "causes": causes});
             eprintln!("{v}");
         } else {
             eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
+            for cause in causes {
                 eprintln!("  caused by: {cause}");
             }
         }
@@ -105,14 +105,14 @@ pub fn human_size(n: u64) -> String {
 
 /// A progress callback drawing one bar on stderr (hidden when stderr is not a terminal, as
 /// indicatif does); backends call it during clones and large transfers.
-pub fn progress_reporter() -> flowstore_core::ProgressFn {
+pub fn progress_reporter() -> flowstore::ProgressFn {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    std::sync::Arc::new(move |p: flowstore_core::Progress| {
+    std::sync::Arc::new(move |p: flowstore::Progress| {
         if let Some(total) = p.total {
             bar.set_length(total);
         }
@@ -163,4 +163,39 @@ pub fn table(header: &[&str], rows: &[Vec<String>], align: &[Align]) -> String {
             .map(|r| line(r.iter().map(String::as_str).collect())),
     );
     lines.join("\n")
+}
+
+/// The causes of an error, without one that only repeats the message before it (a backend error
+/// kept as the `source()` of a flowstore error with the same words).
+fn distinct_causes(e: &anyhow::Error) -> Vec<String> {
+    let mut previous = e.to_string();
+    let mut causes = Vec::new();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            causes.push(text.clone());
+        }
+        previous = text;
+    }
+    causes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_that_repeats_its_parent_is_not_printed_twice() {
+        let inner = std::io::Error::other("connection refused");
+        let core = flowstore::Error::config("bad template X").with_source(inner);
+        let repeated = flowstore::Error::config("bad template X")
+            .with_source(flowstore::Error::config("bad template X"));
+        let e = anyhow::Error::new(core).context("opening storage");
+        assert_eq!(
+            distinct_causes(&e),
+            ["bad template X", "connection refused"]
+        );
+        let e = anyhow::Error::new(repeated);
+        assert!(distinct_causes(&e).is_empty());
+    }
 }

@@ -483,7 +483,10 @@ fn register_and_fetch_through_a_docker_registry() {
                 "cli-base",
                 "1",
                 &[("/etc/motd".into(), b"base".to_vec(), 0o644)],
-                serde_json::json!({"Env": ["PATH=/bin"]}),
+                flowstore_docker::oci::ContainerConfig {
+                    env: Some(vec!["PATH=/bin".into()]),
+                    ..Default::default()
+                },
             ),
         )
         .unwrap();

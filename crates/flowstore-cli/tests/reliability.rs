@@ -34,7 +34,11 @@ async fn sixty_four_concurrent_registrations_from_threads() {
         .map(|i| {
             let d = dir.path().to_path_buf();
             tokio::spawn(async move {
-                let mut s = Local::new().directory(d).durable(false);
+                let mut s = Local::builder()
+                    .directory(d)
+                    .durable(false)
+                    .build()
+                    .unwrap();
                 let payload = format!("registration {i}");
                 s.add_flow(seal_bytes("Same Flow", payload.as_bytes(), &app()).into())
                     .await
@@ -146,7 +150,10 @@ fn sigkill_during_registration_never_leaves_a_partial_flow() {
 
     // Every listed version is complete and intact; nothing partial is listed.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let storage = Local::new().directory(home.join("flows"));
+    let storage = Local::builder()
+        .directory(home.join("flows"))
+        .build()
+        .unwrap();
     let versions = rt
         .block_on(storage.list_versions(Some("Big Flow")))
         .unwrap();
@@ -180,7 +187,7 @@ fn sigkill_during_registration_never_leaves_a_partial_flow() {
 async fn hostile_flow_names() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("flows");
-    let mut s = Local::new().directory(&root);
+    let mut s = Local::builder().directory(&root).build().unwrap();
     for name in [
         "a/b/c",
         "../../../escape",

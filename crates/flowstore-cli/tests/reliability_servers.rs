@@ -357,7 +357,7 @@ async fn s3_through_a_faulty_network_gets_the_right_flow_or_a_clear_error() {
             r#"{"ACCESS_KEY": "AKIAFAULTS", "SECRET_ACCESS_KEY": "faults"}"#,
         ));
         let make = || {
-            flowstore_cloud::S3::new("flowstore-test")
+            flowstore_cloud::S3::builder("flowstore-test")
                 .endpoint(format!("http://{}", proxy.addr()))
                 .allow_http(true)
                 .prefix(format!("faults/{round}"))
@@ -469,13 +469,15 @@ async fn git_smart_http_through_a_faulty_network_gets_the_right_flow_or_a_clear_
         .await;
         let cache = tempfile::tempdir().unwrap();
         let secrets = Arc::new(flowstore_secrets::MapSource::new().with("GIT_TOKEN", &token));
-        let mut s = flowstore_git::git::Git::new(format!("git/{name}"), "flow.py")
+        let mut s = flowstore_git::git::Git::builder(format!("git/{name}"), "flow.py")
             .host(proxy.addr().to_string())
             .scheme("http")
             .git_token_secret_name("GIT_TOKEN")
             .git_token_username(&user)
             .secrets(secrets)
-            .cache_dir(cache.path());
+            .cache_dir(cache.path())
+            .build()
+            .unwrap();
         flowstore_core::Storage::add_flow(&mut s, FlowInput::script("Net"))
             .await
             .unwrap();

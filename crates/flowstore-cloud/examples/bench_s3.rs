@@ -32,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         r#"{"ACCESS_KEY": "AKIABENCH", "SECRET_ACCESS_KEY": "bench"}"#,
     ));
     let store = |prefix: String| {
-        S3::new(&bucket)
+        S3::builder(&bucket)
             .endpoint(&endpoint)
             .allow_http(true)
             .secrets(creds.clone())

@@ -13,6 +13,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use tokio::io::AsyncReadExt;
 
+use crate::error::{Failure, Op};
+
 /// Scripts larger than this upload in parts / as a stream (never held in memory whole).
 pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
 const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -38,12 +40,6 @@ pub(crate) enum PutError {
     Other(CoreError),
 }
 
-/// Why a download did not happen.
-pub(crate) enum GetError {
-    NotFound,
-    Other(CoreError),
-}
-
 /// Blob operations on one bucket or container.
 #[flowstore_core::async_trait]
 pub(crate) trait Blobs: Send + Sync {
@@ -51,8 +47,8 @@ pub(crate) trait Blobs: Send + Sync {
     async fn put(&self, key: &str, bytes: Bytes, overwrite: bool) -> Result<(), PutError>;
     /// Uploads a large file streamed from disk; create-only unless `overwrite`.
     async fn put_file(&self, key: &str, path: &Path, overwrite: bool) -> Result<(), PutError>;
-    /// The object's metadata and bytes.
-    async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), GetError>;
+    /// The object's metadata and bytes; a missing object or bucket is [`CoreError::NotFound`].
+    async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), CoreError>;
     /// The first `n` bytes of an object (for listings), if it can be read.
     async fn head_bytes(&self, key: &str, n: u64) -> Option<Bytes>;
     /// Every object under `prefix`.
@@ -69,34 +65,32 @@ pub(crate) struct ObjectStoreBlobs {
 }
 
 impl ObjectStoreBlobs {
-    fn error(&self, what: String, source: object_store::Error) -> CoreError {
-        let hint = match &source {
-            object_store::Error::NotFound { .. } => {
-                " (not found: check the bucket or container name and the key)"
-            }
-            object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => {
-                " (access denied: check the credentials)"
-            }
-            _ => "",
-        };
-        CoreError::Backend {
-            temporary: false,
-            backend: self.backend.to_string(),
-            message: format!("{what}{hint}: {source}"),
-            source: None,
+    /// Maps a client error for `what` (`uploading to`, `downloading`, …) at `key`.
+    fn error(&self, op: Op, what: &str, key: &str, source: object_store::Error) -> CoreError {
+        let location = self.url(key);
+        Failure {
+            backend: self.backend,
+            display: &self.display,
+            what: format!("{what} {location}"),
+            location,
+            op,
         }
+        .object_store(source)
     }
 
     fn url(&self, key: &str) -> String {
-        format!("{}/{key}", self.display)
+        if key.is_empty() {
+            self.display.clone()
+        } else {
+            format!("{}/{key}", self.display)
+        }
     }
 
     fn put_error(&self, e: object_store::Error, key: &str) -> PutError {
         match e {
             object_store::Error::AlreadyExists { .. }
             | object_store::Error::Precondition { .. } => PutError::Exists,
-            other => PutError::Other(self.error(format!("uploading to {}", self.url(key)), other)),
+            other => PutError::Other(self.error(Op::Put, "uploading to", key, other)),
         }
     }
 }
@@ -137,11 +131,7 @@ impl Blobs for ObjectStoreBlobs {
             match self.store.head(&location).await {
                 Ok(_) => return Err(PutError::Exists),
                 Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => {
-                    return Err(PutError::Other(
-                        self.error(format!("checking {}", self.url(key)), e),
-                    ))
-                }
+                Err(e) => return Err(PutError::Other(self.error(Op::Put, "checking", key, e))),
             }
         }
         let upload = self
@@ -176,27 +166,25 @@ impl Blobs for ObjectStoreBlobs {
             .map_err(|e| self.put_error(e, key))
     }
 
-    async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), GetError> {
+    async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), CoreError> {
         let result = self
             .store
             .get(&ObjectPath::from(key))
             .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => GetError::NotFound,
-                other => {
-                    GetError::Other(self.error(format!("downloading {}", self.url(key)), other))
-                }
-            })?;
+            .map_err(|e| self.error(Op::Get, "downloading", key, e))?;
         let m = meta(result.meta.clone());
-        let backend = self.backend;
-        let url = self.url(key);
+        let (backend, display, url) = (self.backend, self.display.clone(), self.url(key));
         let stream = result
             .into_stream()
-            .map_err(move |e| CoreError::Backend {
-                temporary: false,
-                backend: backend.to_string(),
-                message: format!("downloading {url}: {e}"),
-                source: None,
+            .map_err(move |e| {
+                Failure {
+                    backend,
+                    display: &display,
+                    what: format!("downloading {url}"),
+                    location: url.clone(),
+                    op: Op::Get,
+                }
+                .object_store(e)
             })
             .boxed();
         Ok((m, stream))
@@ -216,7 +204,7 @@ impl Blobs for ObjectStoreBlobs {
             .list(p.as_ref())
             .try_collect()
             .await
-            .map_err(|e| self.error(format!("listing {}", self.url(prefix.unwrap_or(""))), e))?;
+            .map_err(|e| self.error(Op::List, "listing", prefix.unwrap_or(""), e))?;
         Ok(metas.into_iter().map(meta).collect())
     }
 
@@ -225,6 +213,6 @@ impl Blobs for ObjectStoreBlobs {
             .put(&ObjectPath::from(key), bytes.into())
             .await
             .map(|_| ())
-            .map_err(|e| self.error(format!("writing {}", self.url(key)), e))
+            .map_err(|e| self.error(Op::Put, "writing", key, e))
     }
 }

@@ -1,5 +1,5 @@
 //! The object-store engine S3, Azure and GCS share: staging at `add_flow`, create-only uploads
-//! at `build`, verified downloads, streaming to disk, and listing versions.
+//! at `persist`, verified downloads, streaming to disk, and listing versions.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,14 +11,15 @@ use flowstore_core::raw::FlowIndex;
 use flowstore_core::{key, Error as CoreError, FetchedFlow, FlowInput, Result, StoredVersion};
 use futures::TryStreamExt;
 
-use crate::blobs::{BlobMeta, Blobs, GetError, PutError, MULTIPART_THRESHOLD};
+use crate::blobs::{BlobMeta, Blobs, PutError, MULTIPART_THRESHOLD};
+use crate::error::bucket_word;
 
 /// Fresh keys tried when a default key is already taken.
 const KEY_ATTEMPTS: usize = 8;
 /// The largest flow `get_flow` holds in memory.
 pub const MAX_IN_MEMORY: u64 = 2 << 30;
 
-/// What `add_flow` staged for `build`.
+/// What `add_flow` staged for `persist`.
 #[derive(Debug, Clone)]
 enum Body {
     Bytes(Bytes),
@@ -47,6 +48,8 @@ pub(crate) struct Engine {
     pub local_script_path: Option<PathBuf>,
     /// Azure's `overwrite` switch; everywhere else false.
     pub overwrite: bool,
+    /// Prefect 1's message for script mode without a key or a local script.
+    pub script_key_error: &'static str,
     pub index: FlowIndex,
     staged: Vec<Staged>,
 }
@@ -65,7 +68,12 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    pub fn new(backend: &'static str, display: String, blobs: Arc<dyn Blobs>) -> Self {
+    pub fn new(
+        backend: &'static str,
+        display: String,
+        blobs: Arc<dyn Blobs>,
+        script_key_error: &'static str,
+    ) -> Self {
         Engine {
             backend,
             display,
@@ -75,6 +83,7 @@ impl Engine {
             stored_as_script: false,
             local_script_path: None,
             overwrite: false,
+            script_key_error,
             index: FlowIndex::default(),
             staged: Vec::new(),
         }
@@ -92,8 +101,8 @@ impl Engine {
         }
     }
 
-    /// Stages a flow; the location is final (the upload happens at `build`).
-    pub fn add_flow(&mut self, flow: FlowInput, script_key_error: &str) -> Result<String> {
+    /// Stages a flow; the location is final (the upload happens at `persist`).
+    pub fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
         self.index.ensure_new(flow.name())?;
         let name = flow.name().to_string();
         let (body, key) = if self.stored_as_script {
@@ -104,7 +113,7 @@ impl Engine {
                 ),
                 // A key naming an already-uploaded script: nothing to upload.
                 (None, Some(key)) => (None, key.clone()),
-                (None, None) => return Err(CoreError::config(script_key_error)),
+                (None, None) => return Err(CoreError::config(self.script_key_error)),
             }
         } else {
             let FlowInput::Serialized(sealed) = flow else {
@@ -132,7 +141,7 @@ impl Engine {
         let staged = std::mem::take(&mut self.staged);
         for (i, item) in staged.iter().enumerate() {
             if let Err(e) = self.upload(item).await {
-                // Keep what was not uploaded staged, so a retried build picks it up.
+                // Keep what was not uploaded staged, so a retried persist picks it up.
                 self.staged = staged[i..].to_vec();
                 return Err(e);
             }
@@ -208,16 +217,25 @@ impl Engine {
         tracing::info!("Downloading flow from {}", self.url(&key));
         match self.blobs.get(&key).await {
             Ok((meta, stream)) => Ok((key, meta, stream)),
-            Err(GetError::NotFound) => Err(CoreError::Backend {
-                temporary: false,
-                backend: self.backend.to_string(),
-                message: format!(
-                    "Flow not found in bucket: flow={key} bucket={} (it was deleted, or the reference points at another bucket)",
-                    self.display
-                ),
-                source: None,
-            }),
-            Err(GetError::Other(e)) => Err(e),
+            Err(CoreError::NotFound {
+                what: "object",
+                location,
+                source,
+                ..
+            }) => {
+                let word = bucket_word(self.backend);
+                Err(CoreError::NotFound {
+                    what: "object",
+                    message: format!(
+                        "{}: flow \"{name}\" is not in the {word}: object {location} does not exist \
+                         (it was deleted, or the reference points at another {word}). Register the flow again.",
+                        self.backend
+                    ),
+                    location,
+                    source,
+                })
+            }
+            Err(e) => Err(e),
         }
     }
 

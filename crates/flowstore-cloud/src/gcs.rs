@@ -1,12 +1,12 @@
-//! Google Cloud Storage.
+//! Google Cloud Storage: [`Gcs`], made by [`GcsBuilder`], configured by [`GcsConfig`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use flowstore_core::raw::config::BackendConfig;
 use flowstore_core::raw::FlowIndex;
-use flowstore_core::secret::{NoSecrets, SecretSource};
-use flowstore_core::{Error as CoreError, OpenContext, Result, StorageReference};
-use flowstore_secrets::ExposeSecret;
+use flowstore_core::secret::{ExposeSecret, NoSecrets, SecretSource, SecretString};
+use flowstore_core::{OpenContext, Result, StorageReference};
 use object_store::gcp::GoogleCloudStorageBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -14,127 +14,244 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::gcs_json::GcsJsonBlobs;
 use crate::retry::RetryPolicy;
-use crate::storage::{split_url, CloudStorage, Fields};
+use crate::storage::{
+    builder_common, client_error, cloud_storage, env_var, null_as_default, parse_storage_url,
+};
 
 /// The reference type name.
 pub const TYPE_NAME: &str = "GCS";
 
-/// A GCS emulator's address (e.g. `http://127.0.0.1:4443`), as Google's client libraries read it.
+/// A GCS emulator's address (e.g. `http://127.0.0.1:4443`), as Google's client libraries read
+/// it; [`GcsBuilder::from_env`] records it as `emulator_host`.
 pub const EMULATOR_ENV: &str = "STORAGE_EMULATOR_HOST";
 
 const SCRIPT_KEY_ERROR: &str = "A `key` must be provided to show where flow `.py` file is stored in GCS or provide a `local_script_path` pointing to a local script that contains the flow.";
 
-/// The backend fields of a `GCS` reference (Prefect 1's names; `prefix` is flowstore's).
+const EXAMPLE: &str = "gs://bucket/prefix";
+
+/// Option keys refused by `with_config` (credentials are typed builder methods).
+const CREDENTIAL_KEYS: &[&str] = &[
+    "service_account_key",
+    "google_service_account_key",
+    "bearer_token",
+];
+
+const CREDENTIAL_HINT: &str = "use GcsBuilder::service_account_key, the GCP_CREDENTIALS secret, or GOOGLE_APPLICATION_CREDENTIALS";
+
+/// The backend fields of a `GCS` reference (Prefect 1's names; `prefix` and `emulator_host` are
+/// flowstore's).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GcsFields {
+pub struct GcsConfig {
     /// The bucket.
     pub bucket: String,
-    /// A fixed key (else `<slug>/<timestamp slug>`).
+    /// A fixed key (else `<prefix>/<slug>/<timestamp slug>`).
     #[serde(default)]
     pub key: Option<String>,
     /// The Google Cloud project (informational: buckets are global).
     #[serde(default)]
     pub project: Option<String>,
     /// Script mode.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub stored_as_script: bool,
-    /// The local script uploaded at build in script mode.
+    /// The local script uploaded at `persist` in script mode.
     #[serde(default)]
     pub local_script_path: Option<String>,
     /// Key prefix for default keys (from `gs://bucket/prefix`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// A GCS emulator (`http://127.0.0.1:4443`, or `host:port`): requests go there, without
+    /// OAuth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator_host: Option<String>,
 }
 
-/// Builds GCS storage.
+impl BackendConfig for GcsConfig {
+    const TYPE_NAME: &'static str = TYPE_NAME;
+    const OPTIONS: &'static [(&'static str, &'static str)] = &[
+        ("bucket", "bucket"),
+        ("key", "key"),
+        ("project", "project"),
+        ("prefix", "prefix"),
+        ("stored_as_script", "stored_as_script"),
+        ("local_script_path", "local_script_path"),
+        ("emulator_host", "emulator_host"),
+    ];
+}
+
+cloud_storage!(
+    /// Flows in a Google Cloud Storage bucket. Made by [`GcsBuilder`] ([`Gcs::builder`]), or
+    /// opened from a reference or a `gs://` URL.
+    ///
+    /// Talks to the GCS JSON API (create-only media uploads with `ifGenerationMatch=0`,
+    /// resumable uploads streamed from disk, `alt=media` downloads) with bearer tokens from
+    /// `object_store`'s GCP credential chain.
+    Gcs,
+    GcsConfig
+);
+
+/// Builds a [`Gcs`] storage.
 ///
-/// Talks to the GCS JSON API (create-only media uploads, resumable uploads streamed from disk),
-/// with bearer tokens from `object_store`'s GCP credential chain: the `GCP_CREDENTIALS` secret (a
-/// service-account JSON document, from the secret sources then the environment),
-/// `GOOGLE_APPLICATION_CREDENTIALS` / `GOOGLE_SERVICE_ACCOUNT*`, then ambient credentials. With
-/// `STORAGE_EMULATOR_HOST` set, requests go to that emulator without OAuth.
+/// Filled by typed setters, [`with_config`](GcsBuilder::with_config) pairs,
+/// [`from_url`](GcsBuilder::from_url) or [`from_env`](GcsBuilder::from_env), which end in the
+/// same configuration. [`build`](GcsBuilder::build) reads no environment variable for anything
+/// the reference records (the emulator comes from `emulator_host` only).
+///
+/// Credentials, in order: the typed [`service_account_key`](GcsBuilder::service_account_key)
+/// (a service-account JSON document); the `GCP_CREDENTIALS` secret (Prefect 1's, from the secret
+/// sources then the environment); `GOOGLE_APPLICATION_CREDENTIALS` /
+/// `GOOGLE_SERVICE_ACCOUNT*`; then ambient credentials (metadata server). An emulator needs
+/// none. Credentials never enter the reference, a log, an error or `Debug`.
+///
+/// ```
+/// use flowstore_cloud::{Gcs, GcsBuilder};
+/// let storage = Gcs::builder("my-bucket").emulator("http://127.0.0.1:4443").build()?;
+/// let same = GcsBuilder::from_url("gs://my-bucket?emulator_host=http://127.0.0.1:4443")?.build()?;
+/// assert_eq!(storage.config(), same.config());
+/// # Ok::<(), flowstore_core::Error>(())
+/// ```
 #[derive(Debug, Clone)]
-pub struct Gcs {
-    fields: GcsFields,
-    emulator: Option<String>,
+pub struct GcsBuilder {
+    config: GcsConfig,
+    index: FlowIndex,
+    service_account_key: Option<SecretString>,
     retry: RetryPolicy,
     secrets: Arc<dyn SecretSource>,
 }
 
+builder_common!(GcsBuilder, GcsConfig);
+
 impl Gcs {
-    /// GCS storage in `bucket`.
+    /// A builder for storage in `bucket` (same as [`GcsBuilder::new`]).
+    pub fn builder(bucket: impl Into<String>) -> GcsBuilder {
+        GcsBuilder::new(bucket)
+    }
+
+    /// Opens a `GCS` reference (Prefect 1's included), with credentials from `ctx`'s secret
+    /// sources, then the environment.
+    ///
+    /// Errors with [`flowstore_core::Error::InvalidReference`] for fields that do not fit and
+    /// [`flowstore_core::Error::Config`] as [`GcsBuilder::build`] does.
+    pub fn from_reference(reference: &StorageReference, ctx: &OpenContext) -> Result<Gcs> {
+        GcsBuilder {
+            config: GcsConfig::from_reference(reference)?,
+            index: FlowIndex::from_reference(reference),
+            ..GcsBuilder::new("")
+        }
+        .secrets(ctx.secrets.clone())
+        .build()
+    }
+
+    /// Opens `gs://bucket/prefix?options` as the registry does: [`GcsBuilder::from_env`], then
+    /// the URL, then `ctx`'s script path and options.
+    ///
+    /// Errors as [`GcsBuilder::with_url`] and [`GcsBuilder::build`] do.
+    pub fn from_url(url: &str, ctx: &OpenContext) -> Result<Gcs> {
+        let mut b = GcsBuilder::from_env()
+            .with_url(url)?
+            .secrets(ctx.secrets.clone());
+        if let Some(script) = &ctx.script_path {
+            b = b.script(script);
+        }
+        b.with_configs(ctx.options.iter().map(|(k, v)| (k.as_str(), v.as_str())))?
+            .build()
+    }
+}
+
+impl GcsBuilder {
+    /// GCS storage in `bucket`; nothing is read from the environment.
     pub fn new(bucket: impl Into<String>) -> Self {
-        Gcs {
-            fields: GcsFields {
+        GcsBuilder {
+            config: GcsConfig {
                 bucket: bucket.into(),
                 ..Default::default()
             },
-            emulator: None,
+            index: FlowIndex::default(),
+            service_account_key: None,
             retry: RetryPolicy::default(),
             secrets: Arc::new(NoSecrets),
         }
     }
 
-    /// A fixed key.
+    /// A builder configured from the standard variables, with no bucket yet (set one with
+    /// [`bucket`](GcsBuilder::bucket) or [`with_url`](GcsBuilder::with_url)): the emulator from
+    /// `STORAGE_EMULATOR_HOST`, recorded in the reference. Credential variables are read by the
+    /// credential chain at build, never recorded.
+    pub fn from_env() -> Self {
+        let mut b = GcsBuilder::new("");
+        if let Some(host) = env_var(&[EMULATOR_ENV]) {
+            b = b.emulator(host);
+        }
+        b
+    }
+
+    /// A builder from `gs://bucket/prefix?options` alone: the host is the bucket, the path the
+    /// prefix, every query pair goes through [`with_config`](GcsBuilder::with_config) (`key`,
+    /// `project`, `emulator_host`, `label`…).
+    ///
+    /// Errors with [`flowstore_core::Error::Config`] for a URL that does not parse, another
+    /// scheme, no bucket, credentials in the URL, or an option that is refused (naming it).
+    pub fn from_url(url: &str) -> Result<Self> {
+        GcsBuilder::new("").with_url(url)
+    }
+
+    /// Applies `gs://bucket/prefix?options` over this builder: the bucket and prefix are
+    /// replaced, the options set.
+    ///
+    /// Errors as [`from_url`](GcsBuilder::from_url) does.
+    pub fn with_url(mut self, url: &str) -> Result<Self> {
+        let parsed = parse_storage_url(url, &["gs"], EXAMPLE)?;
+        self.config.bucket = parsed.bucket;
+        self.config.prefix = parsed.prefix;
+        self.with_configs(parsed.pairs)
+    }
+
+    /// The bucket.
+    pub fn bucket(mut self, bucket: impl Into<String>) -> Self {
+        self.config.bucket = bucket.into();
+        self
+    }
+
+    /// A fixed key instead of `<prefix>/<slug>/<timestamp>` (one flow per storage).
     pub fn key(mut self, key: impl Into<String>) -> Self {
-        self.fields.key = Some(key.into());
+        self.config.key = Some(key.into());
         self
     }
 
-    /// The project.
+    /// The project (recorded; informational).
     pub fn project(mut self, project: impl Into<String>) -> Self {
-        self.fields.project = Some(project.into());
+        self.config.project = Some(project.into());
         self
     }
 
-    /// Script mode: upload this local script at build.
-    pub fn script(mut self, local_script_path: impl Into<PathBuf>) -> Self {
-        self.fields.stored_as_script = true;
-        self.fields.local_script_path = Some(local_script_path.into().display().to_string());
-        self
-    }
-
-    /// Script mode without a local script: `key` names a script already uploaded.
-    pub fn stored_as_script(mut self, on: bool) -> Self {
-        self.fields.stored_as_script = on;
-        self
-    }
-
-    /// A prefix for default keys.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.fields.prefix = Some(prefix.into());
-        self
-    }
-
-    /// Talks to a GCS emulator at `url` without OAuth (instead of `STORAGE_EMULATOR_HOST`).
+    /// Talks to a GCS emulator at `url` without OAuth (`emulator_host`, recorded).
     pub fn emulator(mut self, url: impl Into<String>) -> Self {
-        self.emulator = Some(url.into());
+        self.config.emulator_host = Some(url.into());
         self
     }
 
-    /// Retry bounds.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
+    /// A service-account key (the JSON document); never recorded.
+    pub fn service_account_key(mut self, json: impl Into<SecretString>) -> Self {
+        self.service_account_key = Some(json.into());
         self
     }
 
-    /// Where the `GCP_CREDENTIALS` secret is looked up (then the environment).
-    pub fn secrets(mut self, secrets: Arc<dyn SecretSource>) -> Self {
-        self.secrets = secrets;
-        self
-    }
-
-    /// The storage. Errors with [`CoreError::Config`] when the credentials cannot be used.
-    pub fn build(self) -> Result<CloudStorage> {
+    /// The storage. Does no network I/O.
+    ///
+    /// Errors with [`flowstore_core::Error::Config`] for no bucket, or credentials that cannot
+    /// be used (an unreadable service-account key; the client's error is the `source()` when
+    /// it shows no part of the key).
+    pub fn build(self) -> Result<Gcs> {
         Ok(self.build_inner()?)
     }
 
-    fn build_inner(self) -> Result<CloudStorage, Error> {
-        let emulator = self
-            .emulator
-            .clone()
-            .or_else(|| std::env::var(EMULATOR_ENV).ok().filter(|v| !v.is_empty()));
-        let (base, credentials) = match &emulator {
+    fn build_inner(self) -> Result<Gcs, Error> {
+        if self.config.bucket.trim().is_empty() {
+            return Err(Error::client(
+                TYPE_NAME,
+                format!("no bucket was given; name one (Gcs::builder(\"bucket\"), or a URL like {EXAMPLE})"),
+            ));
+        }
+        let (base, credentials) = match &self.config.emulator_host {
             Some(host) => {
                 let base = if host.starts_with("http") {
                     host.clone()
@@ -146,17 +263,27 @@ impl Gcs {
             None => {
                 // object_store's GCP credential chain supplies the bearer tokens.
                 let mut b =
-                    GoogleCloudStorageBuilder::from_env().with_bucket_name(&self.fields.bucket);
-                if flowstore_secrets::resolve_optional("GCP_CREDENTIALS", self.secrets.as_ref())?
-                    .is_some()
-                {
-                    let creds =
-                        flowstore_secrets::resolve_json("GCP_CREDENTIALS", self.secrets.as_ref())?;
-                    b = b.with_service_account_key(creds.expose_secret().to_string());
+                    GoogleCloudStorageBuilder::from_env().with_bucket_name(&self.config.bucket);
+                let key = match &self.service_account_key {
+                    Some(key) => Some(key.clone()),
+                    None => {
+                        let sources = self.secrets.as_ref();
+                        match flowstore_secrets::resolve_optional("GCP_CREDENTIALS", sources)? {
+                            Some(_) => {
+                                let json =
+                                    flowstore_secrets::resolve_json("GCP_CREDENTIALS", sources)?;
+                                Some(SecretString::from(json.expose_secret().to_string()))
+                            }
+                            None => None,
+                        }
+                    }
+                };
+                if let Some(key) = &key {
+                    b = b.with_service_account_key(key.expose_secret());
                 }
-                let store = b.build().map_err(|e| Error::Client {
-                    backend: TYPE_NAME,
-                    message: e.to_string(),
+                let store = b.build().map_err(|e| {
+                    let shown: Vec<&SecretString> = key.iter().collect();
+                    client_error(TYPE_NAME, "the GCS credentials", e, &shown)
                 })?;
                 (
                     "https://storage.googleapis.com".to_string(),
@@ -168,59 +295,47 @@ impl Gcs {
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(self.retry.request_timeout)
             .build()
-            .map_err(|e| Error::Client {
-                backend: TYPE_NAME,
-                message: format!("cannot create the HTTP client: {e}"),
-            })?;
-        let display = format!("gs://{}", self.fields.bucket);
+            .map_err(|e| client_error(TYPE_NAME, "cannot create the HTTP client", e, &[]))?;
+        let display = format!("gs://{}", self.config.bucket);
         let blobs = GcsJsonBlobs {
             display: display.clone(),
-            bucket: self.fields.bucket.clone(),
+            bucket: self.config.bucket.clone(),
             base,
             client,
             credentials,
             retry: self.retry,
         };
-        let mut engine = Engine::new(TYPE_NAME, display, Arc::new(blobs));
-        engine.prefix = self.fields.prefix.clone();
-        engine.fixed_key = self.fields.key.clone();
-        engine.stored_as_script = self.fields.stored_as_script;
-        engine.local_script_path = self.fields.local_script_path.as_ref().map(PathBuf::from);
-        Ok(CloudStorage {
+        let mut engine = Engine::new(TYPE_NAME, display, Arc::new(blobs), SCRIPT_KEY_ERROR);
+        engine.prefix = self.config.prefix.clone();
+        engine.fixed_key = self.config.key.clone();
+        engine.stored_as_script = self.config.stored_as_script;
+        engine.local_script_path = self.config.local_script_path.as_ref().map(PathBuf::from);
+        engine.index = self.index;
+        Ok(Gcs {
             engine,
-            fields: Fields::Gcs(self.fields),
-            script_key_error: SCRIPT_KEY_ERROR,
+            config: self.config,
         })
     }
+}
 
-    /// Opens a `GCS` reference (Prefect 1's included).
-    pub fn from_reference(reference: &StorageReference, ctx: &OpenContext) -> Result<CloudStorage> {
-        let fields: GcsFields = reference.backend_fields()?;
-        let mut storage = Gcs {
-            fields,
-            emulator: None,
-            retry: RetryPolicy::default(),
-            secrets: ctx.secrets.clone(),
-        }
-        .build()?;
-        storage.engine.index = FlowIndex::from_reference(reference);
-        Ok(storage)
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Opens `gs://bucket/prefix`.
-    pub fn from_url(url: &str, ctx: &OpenContext) -> Result<CloudStorage> {
-        let (bucket, prefix) = split_url(url, &["gs"]).ok_or_else(|| {
-            CoreError::config(format!(
-                "GCS storage URL \"{url}\" must look like gs://bucket/prefix"
-            ))
-        })?;
-        let mut gcs = Gcs::new(bucket).secrets(ctx.secrets.clone());
-        if let Some(p) = prefix {
-            gcs = gcs.prefix(p);
-        }
-        if let Some(script) = &ctx.script_path {
-            gcs = gcs.script(script);
-        }
-        gcs.build()
+    #[test]
+    fn setters_options_and_urls_end_in_the_same_config() {
+        let typed = GcsBuilder::new("b")
+            .project("p1")
+            .key("k/flow.py")
+            .emulator("127.0.0.1:4443")
+            .add_default_labels(false);
+        let url = GcsBuilder::from_url(
+            "gs://b?project=p1&key=k/flow.py&emulator_host=127.0.0.1:4443&add_default_labels=false",
+        )
+        .unwrap();
+        assert_eq!(typed.config(), url.config());
+        assert_eq!(typed.index, url.index);
+        let e = GcsBuilder::from_url("s3://b").unwrap_err().to_string();
+        assert!(e.contains("gs://"), "{e}");
     }
 }

@@ -13,7 +13,8 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::gcp::GcpCredentialProvider;
 use serde::Deserialize;
 
-use crate::blobs::{BlobMeta, Blobs, ChunkStream, GetError, PutError};
+use crate::blobs::{BlobMeta, Blobs, ChunkStream, PutError};
+use crate::error::{Failure, Op};
 use crate::retry::RetryPolicy;
 
 const BACKEND: &str = "GCS";
@@ -72,17 +73,16 @@ impl ObjectResource {
     }
 }
 
+/// What stays unescaped in one URL path segment: RFC 3986's unreserved characters.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes an object name as one URL path segment.
 fn encode(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(name, SEGMENT).to_string()
 }
 
 impl GcsJsonBlobs {
@@ -104,16 +104,32 @@ impl GcsJsonBlobs {
     }
 
     fn url(&self, key: &str) -> String {
-        format!("{}/{key}", self.display)
+        if key.is_empty() {
+            self.display.clone()
+        } else {
+            format!("{}/{key}", self.display)
+        }
     }
 
-    fn error(&self, message: String) -> CoreError {
-        CoreError::Backend {
-            temporary: false,
-            backend: BACKEND.to_string(),
-            message,
-            source: None,
+    /// Where a failure of `what` at `key` happened.
+    fn failure(&self, op: Op, what: &str, key: &str) -> Failure<'_> {
+        let location = self.url(key);
+        Failure {
+            backend: BACKEND,
+            display: &self.display,
+            what: if what.contains("://") {
+                what.to_string()
+            } else {
+                format!("{what} {location}")
+            },
+            location,
+            op,
         }
+    }
+
+    /// A failure that is not an HTTP answer (a response that cannot be read).
+    fn error(&self, message: String) -> CoreError {
+        CoreError::backend(BACKEND, message)
     }
 
     async fn authorize(
@@ -123,10 +139,12 @@ impl GcsJsonBlobs {
         match &self.credentials {
             None => Ok(rb),
             Some(c) => {
-                let token = c
-                    .get_credential()
-                    .await
-                    .map_err(|e| self.error(format!("getting GCS credentials: {e} (set GCP_CREDENTIALS or GOOGLE_APPLICATION_CREDENTIALS)")))?;
+                let token = c.get_credential().await.map_err(|e| {
+                    self.error(format!(
+                        "getting GCS credentials: {e} (set a service_account_key, the GCP_CREDENTIALS secret or GOOGLE_APPLICATION_CREDENTIALS)"
+                    ))
+                    .with_source(e)
+                })?;
                 Ok(rb.bearer_auth(&token.bearer))
             }
         }
@@ -157,10 +175,16 @@ impl GcsJsonBlobs {
                     tracing::warn!(what, error = %e.without_url(), attempt, "retrying");
                 }
                 Err(e) => {
-                    return Err(self.error(format!(
-                        "{what} failed after {attempt} attempt(s): {}",
-                        e.without_url()
-                    )))
+                    let e = e.without_url();
+                    let detail = format!("{e} ({attempt} attempt(s))");
+                    return Err(Failure {
+                        backend: BACKEND,
+                        display: &self.display,
+                        what: what.to_string(),
+                        location: self.display.clone(),
+                        op: Op::Get,
+                    }
+                    .other(&detail, true, Some(Box::new(e))));
                 }
             }
             let delay = Duration::from_millis(50u64 << attempt.min(6)).min(Duration::from_secs(2));
@@ -168,16 +192,35 @@ impl GcsJsonBlobs {
         }
     }
 
-    async fn status_error(&self, what: &str, resp: reqwest::Response) -> CoreError {
-        let status = resp.status();
+    /// Maps an answer that is not a success for `what` at `key`. A 404 on a read asks the API
+    /// whether the bucket exists, to say which of the two is missing.
+    async fn status_error(
+        &self,
+        op: Op,
+        what: &str,
+        key: &str,
+        resp: reqwest::Response,
+    ) -> CoreError {
+        let status = resp.status().as_u16();
         let body = resp.text().await.unwrap_or_default();
-        let hint = match status.as_u16() {
-            404 => format!(" (check that bucket {} exists)", self.bucket),
-            401 | 403 => " (access denied: check the credentials)".to_string(),
-            _ => String::new(),
-        };
-        let shown: String = body.chars().take(200).collect();
-        self.error(format!("{what}: {status}{hint}: {}", shown.trim()))
+        let bucket_missing = status == 404 && op == Op::Get && !self.bucket_exists().await;
+        self.failure(op, what, key)
+            .status(status, body, bucket_missing)
+    }
+
+    /// False only when the API says the bucket does not exist.
+    async fn bucket_exists(&self) -> bool {
+        let url = format!("{}/storage/v1/b/{}", self.base, encode(&self.bucket));
+        match self
+            .send("checking the bucket", || {
+                let rb = self.client.get(&url);
+                async move { Ok(rb) }
+            })
+            .await
+        {
+            Ok(resp) => resp.status().as_u16() != 404,
+            Err(_) => true,
+        }
     }
 
     fn put_result(&self, status: reqwest::StatusCode) -> Option<PutError> {
@@ -236,7 +279,9 @@ impl Blobs for GcsJsonBlobs {
             return Err(e);
         }
         if !resp.status().is_success() {
-            return Err(PutError::Other(self.status_error(&what, resp).await));
+            return Err(PutError::Other(
+                self.status_error(Op::Put, &what, key, resp).await,
+            ));
         }
         Ok(())
     }
@@ -248,8 +293,8 @@ impl Blobs for GcsJsonBlobs {
         if !overwrite {
             match self.get(key).await {
                 Ok(_) => return Err(PutError::Exists),
-                Err(GetError::NotFound) => {}
-                Err(GetError::Other(e)) => return Err(PutError::Other(e)),
+                Err(CoreError::NotFound { what: "object", .. }) => {}
+                Err(e) => return Err(PutError::Other(e)),
             }
         }
         let read_err = |e| {
@@ -283,7 +328,9 @@ impl Blobs for GcsJsonBlobs {
             return Err(e);
         }
         if !resp.status().is_success() {
-            return Err(PutError::Other(self.status_error(&what, resp).await));
+            return Err(PutError::Other(
+                self.status_error(Op::Put, &what, key, resp).await,
+            ));
         }
         let session = resp
             .headers()
@@ -314,12 +361,14 @@ impl Blobs for GcsJsonBlobs {
             return Err(e);
         }
         if !resp.status().is_success() {
-            return Err(PutError::Other(self.status_error(&what, resp).await));
+            return Err(PutError::Other(
+                self.status_error(Op::Put, &what, key, resp).await,
+            ));
         }
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), GetError> {
+    async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), CoreError> {
         let what = format!("downloading {}", self.url(key));
         let url = self.object_url(key);
         let resp = self
@@ -327,19 +376,14 @@ impl Blobs for GcsJsonBlobs {
                 let rb = self.client.get(&url);
                 async move { Ok(rb) }
             })
-            .await
-            .map_err(GetError::Other)?;
-        if resp.status().as_u16() == 404 {
-            return Err(GetError::NotFound);
-        }
+            .await?;
         if !resp.status().is_success() {
-            return Err(GetError::Other(self.status_error(&what, resp).await));
+            return Err(self.status_error(Op::Get, &what, key, resp).await);
         }
         let resource: ObjectResource = resp.json().await.map_err(|e| {
-            GetError::Other(self.error(format!(
-                "{what}: unreadable object metadata: {}",
-                e.without_url()
-            )))
+            let e = e.without_url();
+            self.error(format!("{what}: unreadable object metadata: {e}"))
+                .with_source(e)
         })?;
         let meta = resource.meta();
         let resp = self
@@ -347,22 +391,20 @@ impl Blobs for GcsJsonBlobs {
                 let rb = self.client.get(&url).query(&[("alt", "media")]);
                 async move { Ok(rb) }
             })
-            .await
-            .map_err(GetError::Other)?;
-        if resp.status().as_u16() == 404 {
-            return Err(GetError::NotFound);
-        }
+            .await?;
         if !resp.status().is_success() {
-            return Err(GetError::Other(self.status_error(&what, resp).await));
+            return Err(self.status_error(Op::Get, &what, key, resp).await);
         }
         let display = self.url(key);
         let stream = resp
             .bytes_stream()
-            .map_err(move |e| CoreError::Backend {
-                temporary: false,
-                backend: BACKEND.to_string(),
-                message: format!("downloading {display}: {}", e.without_url()),
-                source: None,
+            .map_err(move |e| {
+                let e = e.without_url();
+                CoreError::temporary(
+                    BACKEND,
+                    format!("downloading {display} was cut off: {e}; try again"),
+                )
+                .with_source(e)
             })
             .boxed();
         Ok((meta, stream))
@@ -410,10 +452,14 @@ impl Blobs for GcsJsonBlobs {
                 })
                 .await?;
             if !resp.status().is_success() {
-                return Err(self.status_error(&what, resp).await);
+                return Err(self
+                    .status_error(Op::List, &what, prefix.unwrap_or(""), resp)
+                    .await);
             }
             let page: ObjectList = resp.json().await.map_err(|e| {
-                self.error(format!("{what}: unreadable listing: {}", e.without_url()))
+                let e = e.without_url();
+                self.error(format!("{what}: unreadable listing: {e}"))
+                    .with_source(e)
             })?;
             out.extend(page.items.into_iter().map(ObjectResource::meta));
             match page.next_page_token.filter(|t| !t.is_empty()) {

@@ -1,17 +1,79 @@
-//! S3, Azure Blob and GCS flow storage for flowstore, on the `object_store` crate (one maintained,
-//! async, retrying client for all three). One Cargo feature per cloud: `s3`, `azure`, `gcs`.
+//! Flow storage in Amazon S3 (and S3-compatible servers), Azure Blob Storage and Google Cloud
+//! Storage, on the [`object_store`] crate: one maintained, async, retrying client for all three.
 //!
-//! - Default keys `<prefix>/<slug(flow)>/<slug(timestamp)>`; a fixed `key`/`blob_name` is honoured.
-//! - Uploads happen at `build` and are create-only (`If-None-Match: *` / `ifGenerationMatch=0`);
-//!   an existing object is an error (Azure: unless `overwrite`).
-//! - Large scripts upload with multipart, streamed from disk; `get_flow_to_file` streams
-//!   downloads to disk while verifying.
-//! - Credentials from the standard environment and chains, or named secrets through
-//!   `flowstore-secrets`; they never enter a reference, a log or an error.
+//! Each cloud has a storage type ([`S3`], [`Azure`], [`Gcs`]) made by its builder
+//! ([`S3Builder`], [`AzureBuilder`], [`GcsBuilder`]) and configured by a config type
+//! ([`S3Config`], [`AzureConfig`], [`GcsConfig`]) that holds exactly what the storage reference
+//! records, with Prefect 1's field names. A builder is filled by typed setters, by
+//! `with_config(key, value)` pairs, from a URL (`s3://bucket/prefix?region=eu-west-1&label=prod`,
+//! `az://container/prefix?account_name=…`, `gs://bucket/prefix`) or from the provider's
+//! environment variables (`from_env`); all end in the same configuration.
 //!
-//! [`register`] adds the `S3`, `Azure` and `GCS` types and the `s3://`, `az://`/`azure://` and
-//! `gs://` URL schemes.
-#![warn(missing_docs)]
+//! - Default keys are `<prefix>/<slug(flow)>/<slug(timestamp)>`; a fixed `key` / `blob_name`
+//!   is honoured (one flow per storage).
+//! - Uploads happen at `persist` and are create-only (`If-None-Match: *` /
+//!   `ifGenerationMatch=0`): an existing object is an error (Azure: unless `overwrite`).
+//! - Scripts over [`MULTIPART_THRESHOLD`] upload in parts streamed from disk;
+//!   `get_flow_to_file` streams downloads to disk while verifying them.
+//! - Credentials are typed builder options held as `SecretString`, named secrets through
+//!   `flowstore-secrets` (Prefect 1's `AWS_CREDENTIALS`, `GCP_CREDENTIALS`,
+//!   `connection_string_secret`), or the provider's standard chain. They never enter a
+//!   reference, a log, an error or `Debug`.
+//! - Errors say what kind they are: a missing bucket, container or object is
+//!   [`flowstore_core::Error::NotFound`], refused credentials
+//!   [`PermissionDenied`](flowstore_core::Error::PermissionDenied), timeouts and 5xx after the
+//!   [`RetryPolicy`]'s retries a temporary [`Backend`](flowstore_core::Error::Backend) error;
+//!   the client's error is kept as `source()`.
+//!
+//! # Cargo features
+//!
+//! | feature | enables | default |
+//! |---|---|---|
+//! | `s3` | [`S3`] and the `s3://` scheme (`object_store/aws`) | yes |
+//! | `azure` | [`Azure`] and the `az://` / `azure://` schemes (`object_store/azure`) | yes |
+//! | `gcs` | [`Gcs`] and the `gs://` scheme (`object_store/gcp`, `reqwest`) | yes |
+//!
+//! # Capabilities
+//!
+//! | storage | write | many flows | serialized | script | list versions | stream to file |
+//! |---|---|---|---|---|---|---|
+//! | [`S3`] | yes | yes (no with a fixed `key`) | yes (serialized mode) | yes (script mode) | yes | yes |
+//! | [`Azure`] | yes | yes (no with a fixed `blob_name`) | yes (serialized mode) | yes (script mode) | yes | yes |
+//! | [`Gcs`] | yes | yes (no with a fixed `key`) | yes (serialized mode) | yes (script mode) | yes | yes |
+//!
+//! A storage holds serialized flows, or (with `stored_as_script`) scripts, not both.
+//!
+//! # Register in S3 and fetch back
+//!
+//! ```no_run
+//! use flowstore_cloud::S3;
+//! use flowstore_core::{envelope::seal, Registry, Storage};
+//! # async fn demo() -> flowstore_core::Result<()> {
+//! let app = flowstore_core::app_info!();
+//! let mut storage = S3::builder("my-flows")
+//!     .endpoint("http://127.0.0.1:9000")
+//!     .build()?;
+//! storage.add_flow(seal("My ETL Flow", &["extract", "load"], &app)?.into()).await?;
+//! storage.persist().await?;
+//! let reference = storage.reference()?.to_json(); // keep this with the flow run
+//!
+//! // On an agent (credentials from its secret sources and environment):
+//! let mut registry = Registry::new();
+//! flowstore_cloud::register(&mut registry);
+//! let flow = registry.open_json(&reference)?.get_flow("My ETL Flow").await?;
+//! let steps: Vec<String> = flow.decode(&app)?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`register`] adds the `S3`, `Azure` and `GCS` reference types and the `s3://`,
+//! `az://` / `azure://` and `gs://` URL schemes compiled in.
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// With only some clouds compiled in, parts of the shared engine go unused.
+#![cfg_attr(
+    not(all(feature = "s3", feature = "azure", feature = "gcs")),
+    allow(dead_code, unused_imports, unused_macros)
+)]
 
 mod blobs;
 mod engine;
@@ -29,20 +91,23 @@ mod gcs_json;
 pub mod s3;
 
 #[cfg(feature = "azure")]
-pub use azure::Azure;
+pub use azure::{Azure, AzureBuilder, AzureConfig};
 pub use blobs::MULTIPART_THRESHOLD;
 pub use engine::MAX_IN_MEMORY;
 pub use error::Error;
 #[cfg(feature = "gcs")]
-pub use gcs::Gcs;
+pub use gcs::{Gcs, GcsBuilder, GcsConfig};
 pub use retry::RetryPolicy;
 #[cfg(feature = "s3")]
-pub use s3::S3;
-pub use storage::CloudStorage;
+pub use s3::{S3Builder, S3ClientOptions, S3Config, S3};
 
 use flowstore_core::{Registry, Storage};
 
-/// Registers the cloud types and URL schemes compiled in.
+/// Registers the cloud reference types (`S3`, `Azure`, `GCS`) and URL schemes (`s3`, `az`,
+/// `azure`, `gs`) compiled in.
+///
+/// URL openers start from the builder's `from_env`, then apply the URL and the registry's
+/// options; reference openers use what the reference records.
 pub fn register(registry: &mut Registry) {
     #[cfg(feature = "s3")]
     registry

@@ -1,26 +1,31 @@
-//! Amazon S3 (and S3-compatible servers).
+//! Amazon S3 (and S3-compatible servers): [`S3`], made by [`S3Builder`], configured by
+//! [`S3Config`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use flowstore_core::raw::config::{parse_bool, BackendConfig};
 use flowstore_core::raw::FlowIndex;
-use flowstore_core::secret::{NoSecrets, SecretSource};
-use flowstore_core::{Error as CoreError, OpenContext, Result, StorageReference};
-use flowstore_secrets::ExposeSecret;
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
-use serde::{Deserialize, Serialize};
+use flowstore_core::secret::{ExposeSecret, NoSecrets, SecretSource, SecretString};
+use flowstore_core::{OpenContext, Result, StorageReference};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::blobs::ObjectStoreBlobs;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::retry::RetryPolicy;
-use crate::storage::{split_url, CloudStorage, Fields};
+use crate::storage::{
+    builder_common, client_error, cloud_storage, env_var, null_as_default, parse_storage_url,
+};
 
 /// The reference type name.
 pub const TYPE_NAME: &str = "S3";
 
 const SCRIPT_KEY_ERROR: &str = "A `key` must be provided to show where flow `.py` file is stored in S3 or provide a `local_script_path` pointing to a local script that contains the flow.";
+
+const EXAMPLE: &str = "s3://bucket/prefix?region=eu-west-1";
 
 /// Keys of `client_options` that would put a credential into the reference.
 const CREDENTIAL_OPTIONS: [&str; 3] = [
@@ -29,25 +34,61 @@ const CREDENTIAL_OPTIONS: [&str; 3] = [
     "aws_session_token",
 ];
 
-/// The backend fields of an `S3` reference (Prefect 1's names; `prefix` is flowstore's).
+/// Option keys refused by `with_config` (credentials are typed builder methods).
+const CREDENTIAL_KEYS: &[&str] = &[
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+];
+
+const CREDENTIAL_HINT: &str = "use S3Builder::access_key_id / secret_access_key / session_token, the AWS_CREDENTIALS secret, or the AWS_* environment variables";
+
+/// The client settings of an `S3` reference (`client_options`: boto3 keyword arguments in
+/// Prefect 1).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct S3Fields {
+pub struct S3ClientOptions {
+    /// An S3-compatible endpoint (MinIO, moto, R2…); `None`: AWS for the region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// The region (`None`: `us-east-1`, or for a reference without endpoint, the agent's
+    /// `AWS_REGION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_name: Option<String>,
+    /// flowstore's: allow a plain-HTTP endpoint (default: true for an `http://` endpoint).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_bool"
+    )]
+    pub allow_http: Option<bool>,
+    /// Other boto3 arguments a Prefect 1 reference may carry: kept, not applied. Credentials
+    /// here are refused at build (they would be stored).
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// The backend fields of an `S3` reference (Prefect 1's names; `prefix` and
+/// `client_options.allow_http` are flowstore's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct S3Config {
     /// The bucket.
     pub bucket: String,
-    /// A fixed key (else `<slug>/<timestamp slug>`).
+    /// A fixed key (else `<prefix>/<slug>/<timestamp slug>`).
     #[serde(default)]
     pub key: Option<String>,
     /// Script mode.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub stored_as_script: bool,
-    /// The local script uploaded at build in script mode.
+    /// The local script uploaded at `persist` in script mode.
     #[serde(default)]
     pub local_script_path: Option<String>,
-    /// Client settings, as boto3 keyword arguments: `endpoint_url`, `region_name`, and
-    /// flowstore's `allow_http`. Credentials are refused here (they would be stored).
-    #[serde(default)]
-    pub client_options: Map<String, Value>,
-    /// Upload settings (boto3 `ExtraArgs` in Prefect 1): kept in the reference, not applied yet
+    /// Client settings: endpoint, region, plain HTTP.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub client_options: S3ClientOptions,
+    /// Upload settings (boto3 `ExtraArgs` in Prefect 1): kept in the reference, not applied
     /// (a warning says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_options: Option<Value>,
@@ -56,245 +97,504 @@ pub struct S3Fields {
     pub prefix: Option<String>,
 }
 
-/// Builds S3 storage.
-///
-/// Credentials, in order: the `AWS_CREDENTIALS` secret (JSON `{"ACCESS_KEY", "SECRET_ACCESS_KEY",
-/// "SESSION_TOKEN"}`, from the secret sources then the environment), then the standard `AWS_*`
-/// environment variables and the instance/container credential chain.
-///
-/// ```
-/// let storage = flowstore_cloud::S3::new("my-bucket")
-///     .endpoint("http://127.0.0.1:9000")
-///     .allow_http(true)
-///     .build()
-///     .unwrap();
-/// # use flowstore_core::Storage;
-/// assert_eq!(storage.type_name(), "S3");
-/// ```
-#[derive(Debug, Clone)]
-pub struct S3 {
-    fields: S3Fields,
-    retry: RetryPolicy,
-    secrets: Arc<dyn SecretSource>,
+impl BackendConfig for S3Config {
+    const TYPE_NAME: &'static str = TYPE_NAME;
+    const OPTIONS: &'static [(&'static str, &'static str)] = &[
+        ("bucket", "bucket"),
+        ("key", "key"),
+        ("prefix", "prefix"),
+        ("stored_as_script", "stored_as_script"),
+        ("local_script_path", "local_script_path"),
+        ("endpoint_url", "client_options.endpoint_url"),
+        ("endpoint", "client_options.endpoint_url"),
+        ("region", "client_options.region_name"),
+        ("region_name", "client_options.region_name"),
+        ("allow_http", "client_options.allow_http"),
+    ];
 }
 
+/// `true`/`false`, also as the strings `"true"`/`"false"` (older references).
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<bool>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(b)),
+        Some(Value::String(s)) => parse_bool("allow_http", &s)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "allow_http must be true or false, not {other}"
+        ))),
+    }
+}
+
+cloud_storage!(
+    /// Flows in an S3 bucket (or an S3-compatible server). Made by [`S3Builder`]
+    /// ([`S3::builder`]), or opened from a reference or an `s3://` URL.
+    ///
+    /// Uploads at `persist` are create-only (`If-None-Match: *`), scripts over
+    /// [`MULTIPART_THRESHOLD`](crate::MULTIPART_THRESHOLD) upload in parts streamed from disk,
+    /// and `get_flow_to_file` streams to disk while verifying.
+    S3,
+    S3Config
+);
+
+/// Builds an [`S3`] storage.
+///
+/// Filled by typed setters, by [`with_config`](S3Builder::with_config) pairs (the keys of
+/// [`S3Config`]'s `OPTIONS`), by [`from_url`](S3Builder::from_url), or from the environment
+/// ([`from_env`](S3Builder::from_env)); all four end in the same configuration, which the
+/// reference records. [`build`](S3Builder::build) reads no environment variable for anything
+/// the reference records: without a region it uses `us-east-1`.
+///
+/// Credentials, in order: the typed [`access_key_id`](S3Builder::access_key_id) /
+/// [`secret_access_key`](S3Builder::secret_access_key) /
+/// [`session_token`](S3Builder::session_token); the `AWS_CREDENTIALS` secret (Prefect 1's: JSON
+/// `{"ACCESS_KEY", "SECRET_ACCESS_KEY", "SESSION_TOKEN"}`, from the secret sources then the
+/// environment); the standard `AWS_*` credential variables and the web-identity, container and
+/// instance credential chain. A custom endpoint with no credentials anywhere gets unsigned
+/// requests. Credentials never enter the reference, a log, an error or `Debug`.
+///
+/// ```
+/// use flowstore_cloud::{S3Builder, S3};
+/// let storage = S3::builder("my-bucket")
+///     .endpoint("http://127.0.0.1:9000")
+///     .region("eu-west-1")
+///     .label("prod")
+///     .build()?;
+/// let same = S3Builder::from_url("s3://my-bucket?endpoint_url=http://127.0.0.1:9000&region=eu-west-1&label=prod")?
+///     .build()?;
+/// assert_eq!(storage.config(), same.config());
+/// # Ok::<(), flowstore_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct S3Builder {
+    config: S3Config,
+    index: FlowIndex,
+    access_key_id: Option<SecretString>,
+    secret_access_key: Option<SecretString>,
+    session_token: Option<SecretString>,
+    retry: RetryPolicy,
+    secrets: Arc<dyn SecretSource>,
+    /// The agent's region, for references that record neither a region nor an endpoint.
+    fallback_region: Option<String>,
+}
+
+builder_common!(S3Builder, S3Config);
+
 impl S3 {
-    /// S3 storage in `bucket`.
+    /// A builder for storage in `bucket` (same as [`S3Builder::new`]).
+    pub fn builder(bucket: impl Into<String>) -> S3Builder {
+        S3Builder::new(bucket)
+    }
+
+    /// Opens an `S3` reference (Prefect 1's included), with credentials from `ctx`'s secret
+    /// sources, then the environment.
+    ///
+    /// A reference that records neither a region nor an endpoint (as Prefect 1 wrote them) is
+    /// opened in the agent's `AWS_REGION` / `AWS_DEFAULT_REGION`, as boto3 does; anything the
+    /// reference records is used as recorded.
+    ///
+    /// Errors with [`flowstore_core::Error::InvalidReference`] for fields that do not fit and
+    /// [`flowstore_core::Error::Config`] as [`S3Builder::build`] does.
+    pub fn from_reference(reference: &StorageReference, ctx: &OpenContext) -> Result<S3> {
+        let config = S3Config::from_reference(reference)?;
+        let opts = &config.client_options;
+        let fallback_region = (opts.region_name.is_none() && opts.endpoint_url.is_none())
+            .then(|| env_var(&["AWS_REGION", "AWS_DEFAULT_REGION"]))
+            .flatten();
+        S3Builder {
+            config,
+            index: FlowIndex::from_reference(reference),
+            fallback_region,
+            ..S3Builder::new("")
+        }
+        .secrets(ctx.secrets.clone())
+        .build()
+    }
+
+    /// Opens `s3://bucket/prefix?options` as the registry does: [`S3Builder::from_env`], then
+    /// the URL, then `ctx`'s script path and options.
+    ///
+    /// Errors as [`S3Builder::with_url`] and [`S3Builder::build`] do.
+    pub fn from_url(url: &str, ctx: &OpenContext) -> Result<S3> {
+        let mut b = S3Builder::from_env()
+            .with_url(url)?
+            .secrets(ctx.secrets.clone());
+        if let Some(script) = &ctx.script_path {
+            b = b.script(script);
+        }
+        b.with_configs(ctx.options.iter().map(|(k, v)| (k.as_str(), v.as_str())))?
+            .build()
+    }
+}
+
+impl S3Builder {
+    /// S3 storage in `bucket`; nothing is read from the environment.
     pub fn new(bucket: impl Into<String>) -> Self {
-        S3 {
-            fields: S3Fields {
+        S3Builder {
+            config: S3Config {
                 bucket: bucket.into(),
                 ..Default::default()
             },
+            index: FlowIndex::default(),
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
             retry: RetryPolicy::default(),
             secrets: Arc::new(NoSecrets),
+            fallback_region: None,
         }
     }
 
-    /// A fixed key instead of `<slug>/<timestamp>`.
+    /// A builder configured from the standard variables, with no bucket yet (set one with
+    /// [`bucket`](S3Builder::bucket) or [`with_url`](S3Builder::with_url)): the endpoint from
+    /// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL` or `AWS_ENDPOINT`, the region from `AWS_REGION`
+    /// or `AWS_DEFAULT_REGION`, plain HTTP from `AWS_ALLOW_HTTP`. What it reads is recorded in
+    /// the reference. Credential variables are not read here but by the credential chain at
+    /// build (they are never recorded).
+    pub fn from_env() -> Self {
+        let mut b = S3Builder::new("");
+        if let Some(endpoint) =
+            env_var(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"])
+        {
+            b = b.endpoint(endpoint);
+        }
+        if let Some(region) = env_var(&["AWS_REGION", "AWS_DEFAULT_REGION"]) {
+            b = b.region(region);
+        }
+        if let Some(v) = env_var(&["AWS_ALLOW_HTTP"]) {
+            match parse_bool("AWS_ALLOW_HTTP", &v) {
+                Ok(on) => b = b.allow_http(on),
+                Err(e) => tracing::warn!("ignoring AWS_ALLOW_HTTP: {e}"),
+            }
+        }
+        b
+    }
+
+    /// A builder from `s3://bucket/prefix?options` alone (no environment): the host is the
+    /// bucket, the path the prefix, and every query pair goes through
+    /// [`with_config`](S3Builder::with_config) (`endpoint_url`, `region`, `allow_http`, `key`,
+    /// `label`…).
+    ///
+    /// Errors with [`flowstore_core::Error::Config`] for a URL that does not parse, another
+    /// scheme, no bucket, credentials in the URL, or an option that is refused (naming it).
+    pub fn from_url(url: &str) -> Result<Self> {
+        S3Builder::new("").with_url(url)
+    }
+
+    /// Applies `s3://bucket/prefix?options` over this builder (e.g. after
+    /// [`from_env`](S3Builder::from_env)): the bucket and prefix are replaced, the options set.
+    ///
+    /// Errors as [`from_url`](S3Builder::from_url) does.
+    pub fn with_url(mut self, url: &str) -> Result<Self> {
+        let parsed = parse_storage_url(url, &["s3"], EXAMPLE)?;
+        self.config.bucket = parsed.bucket;
+        self.config.prefix = parsed.prefix;
+        self.with_configs(parsed.pairs)
+    }
+
+    /// The bucket.
+    pub fn bucket(mut self, bucket: impl Into<String>) -> Self {
+        self.config.bucket = bucket.into();
+        self
+    }
+
+    /// A fixed key instead of `<prefix>/<slug>/<timestamp>` (one flow per storage).
     pub fn key(mut self, key: impl Into<String>) -> Self {
-        self.fields.key = Some(key.into());
-        self
-    }
-
-    /// Script mode: upload this local script at build (streamed with multipart when large).
-    pub fn script(mut self, local_script_path: impl Into<PathBuf>) -> Self {
-        self.fields.stored_as_script = true;
-        self.fields.local_script_path = Some(local_script_path.into().display().to_string());
-        self
-    }
-
-    /// Script mode without a local script: `key` names a script already in the bucket.
-    pub fn stored_as_script(mut self, on: bool) -> Self {
-        self.fields.stored_as_script = on;
+        self.config.key = Some(key.into());
         self
     }
 
     /// An S3-compatible endpoint (`client_options.endpoint_url`).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.fields
-            .client_options
-            .insert("endpoint_url".into(), Value::String(url.into()));
+        self.config.client_options.endpoint_url = Some(url.into());
         self
     }
 
     /// The region (`client_options.region_name`).
     pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.fields
-            .client_options
-            .insert("region_name".into(), Value::String(region.into()));
+        self.config.client_options.region_name = Some(region.into());
         self
     }
 
-    /// Allows plain-HTTP endpoints (local servers).
+    /// Allows a plain-HTTP endpoint (default: allowed for an `http://` endpoint).
     pub fn allow_http(mut self, on: bool) -> Self {
-        self.fields
-            .client_options
-            .insert("allow_http".into(), Value::Bool(on));
+        self.config.client_options.allow_http = Some(on);
         self
     }
 
-    /// A prefix for default keys.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.fields.prefix = Some(prefix.into());
+    /// The access key id (with [`secret_access_key`](S3Builder::secret_access_key)); never
+    /// recorded.
+    pub fn access_key_id(mut self, id: impl Into<SecretString>) -> Self {
+        self.access_key_id = Some(id.into());
         self
     }
 
-    /// Retry bounds.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
+    /// The secret access key (with [`access_key_id`](S3Builder::access_key_id)); never recorded.
+    pub fn secret_access_key(mut self, key: impl Into<SecretString>) -> Self {
+        self.secret_access_key = Some(key.into());
         self
     }
 
-    /// Where the `AWS_CREDENTIALS` secret is looked up (then the environment).
-    pub fn secrets(mut self, secrets: Arc<dyn SecretSource>) -> Self {
-        self.secrets = secrets;
+    /// A session token for temporary credentials; never recorded.
+    pub fn session_token(mut self, token: impl Into<SecretString>) -> Self {
+        self.session_token = Some(token.into());
         self
     }
 
-    /// The storage.
+    /// The storage. Does no network I/O.
     ///
-    /// Errors with [`CoreError::Config`] for credentials in `client_options`, an unusable
-    /// `AWS_CREDENTIALS` secret, or a client that cannot be configured.
-    pub fn build(self) -> Result<CloudStorage> {
+    /// Errors with [`flowstore_core::Error::Config`] for no bucket, credentials in
+    /// `client_options`, an access key id without its secret key (or the reverse), an unusable
+    /// `AWS_CREDENTIALS` secret, or a client that cannot be configured (the client's error is
+    /// the `source()`).
+    pub fn build(self) -> Result<S3> {
         Ok(self.build_inner()?)
     }
 
-    fn build_inner(self) -> Result<CloudStorage, Error> {
-        let opts = &self.fields.client_options;
-        if let Some(k) = CREDENTIAL_OPTIONS.iter().find(|k| opts.contains_key(**k)) {
-            return Err(Error::Client {
-                backend: TYPE_NAME,
-                message: format!(
-                    "client_options.{k} would store a credential in the storage reference; \
-                     use the AWS_CREDENTIALS secret or the AWS_* environment variables instead"
-                ),
-            });
+    fn build_inner(self) -> Result<S3, Error> {
+        if self.config.bucket.trim().is_empty() {
+            return Err(Error::client(
+                TYPE_NAME,
+                format!("no bucket was given; name one (S3::builder(\"bucket\"), or a URL like {EXAMPLE})"),
+            ));
         }
-        let text = |k: &str| opts.get(k).and_then(Value::as_str).map(str::to_string);
-        let allow_http = match opts.get("allow_http") {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => s == "true",
-            _ => text("endpoint_url").is_some_and(|u| u.starts_with("http://")),
-        };
-        let mut b = AmazonS3Builder::from_env()
-            .with_bucket_name(&self.fields.bucket)
+        let opts = &self.config.client_options;
+        if let Some(k) = CREDENTIAL_OPTIONS
+            .iter()
+            .find(|k| opts.other.contains_key(**k))
+        {
+            return Err(Error::client(
+                TYPE_NAME,
+                format!(
+                    "client_options.{k} would store a credential in the storage reference; \
+                     use the AWS_CREDENTIALS secret, the typed builder credentials or the AWS_* environment variables instead"
+                ),
+            ));
+        }
+        let endpoint = opts.endpoint_url.clone();
+        let allow_http = opts.allow_http.unwrap_or_else(|| {
+            endpoint
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http://"))
+        });
+        let region = opts
+            .region_name
+            .clone()
+            .or_else(|| self.fallback_region.clone())
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let mut b = credential_chain()
+            .with_bucket_name(&self.config.bucket)
+            .with_region(region)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_retry(self.retry.retry_config())
             .with_client_options(self.retry.client_options(allow_http));
-        if let Some(endpoint) = text("endpoint_url") {
+        if let Some(endpoint) = &endpoint {
             b = b
                 .with_endpoint(endpoint)
                 .with_virtual_hosted_style_request(false);
         }
-        match text("region_name") {
-            Some(region) => b = b.with_region(region),
-            None if std::env::var("AWS_REGION").is_err()
-                && std::env::var("AWS_DEFAULT_REGION").is_err() =>
-            {
-                b = b.with_region("us-east-1")
+        let explicit = self.explicit_credentials()?;
+        let mut shown: Vec<SecretString> = Vec::new();
+        match explicit {
+            Some(AwsKeys { id, secret, token }) => {
+                b = b
+                    .with_access_key_id(id.expose_secret())
+                    .with_secret_access_key(secret.expose_secret());
+                if let Some(token) = &token {
+                    b = b.with_token(token.expose_secret());
+                }
+                shown.extend([id, secret]);
+                shown.extend(token);
+            }
+            None if endpoint.is_some() && env_var(&["AWS_ACCESS_KEY_ID"]).is_none() => {
+                // A custom endpoint without credentials is a local or anonymous server: send
+                // unsigned requests rather than asking a cloud metadata service for credentials.
+                tracing::debug!("no S3 credentials for a custom endpoint: requests are unsigned");
+                b = b.with_skip_signature(true);
             }
             None => {}
         }
-        let explicit = aws_credentials(self.secrets.as_ref())?;
-        if explicit.is_none()
-            && text("endpoint_url").is_some()
-            && std::env::var("AWS_ACCESS_KEY_ID").is_err()
-        {
-            // A custom endpoint without credentials is a local or anonymous server: send unsigned
-            // requests rather than asking a cloud instance-metadata service for credentials.
-            tracing::debug!("no S3 credentials for a custom endpoint: requests are unsigned");
-            b = b.with_skip_signature(true);
-        }
-        if let Some(creds) = explicit {
-            let c = creds.expose_secret();
-            let field = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
-            let (Some(key), Some(secret)) = (field("ACCESS_KEY"), field("SECRET_ACCESS_KEY"))
-            else {
-                return Err(Error::Client {
-                    backend: TYPE_NAME,
-                    message: "the AWS_CREDENTIALS secret must be JSON with ACCESS_KEY and SECRET_ACCESS_KEY (and optionally SESSION_TOKEN)".into(),
-                });
-            };
-            b = b.with_access_key_id(key).with_secret_access_key(secret);
-            if let Some(token) = field("SESSION_TOKEN") {
-                b = b.with_token(token);
-            }
-        }
-        if let Some(upload) = &self.fields.upload_options {
+        if let Some(upload) = &self.config.upload_options {
             tracing::warn!(options = %upload, "S3 upload_options are not applied by flowstore");
         }
-        let store = b.build().map_err(|e| Error::Client {
-            backend: TYPE_NAME,
-            message: e.to_string(),
+        let store = b.build().map_err(|e| {
+            let shown: Vec<&SecretString> = shown.iter().collect();
+            client_error(TYPE_NAME, "the S3 client", e, &shown)
         })?;
-        let display = format!("s3://{}", self.fields.bucket);
+        let display = format!("s3://{}", self.config.bucket);
         let blobs = ObjectStoreBlobs {
             backend: TYPE_NAME,
             display: display.clone(),
             store: Arc::new(store),
         };
-        let mut engine = Engine::new(TYPE_NAME, display, Arc::new(blobs));
-        engine.prefix = self.fields.prefix.clone();
-        engine.fixed_key = self.fields.key.clone();
-        engine.stored_as_script = self.fields.stored_as_script;
-        engine.local_script_path = self.fields.local_script_path.as_ref().map(PathBuf::from);
-        Ok(CloudStorage {
+        let mut engine = Engine::new(TYPE_NAME, display, Arc::new(blobs), SCRIPT_KEY_ERROR);
+        engine.prefix = self.config.prefix.clone();
+        engine.fixed_key = self.config.key.clone();
+        engine.stored_as_script = self.config.stored_as_script;
+        engine.local_script_path = self.config.local_script_path.as_ref().map(PathBuf::from);
+        engine.index = self.index;
+        Ok(S3 {
             engine,
-            fields: Fields::S3(self.fields),
-            script_key_error: SCRIPT_KEY_ERROR,
+            config: self.config,
         })
     }
 
-    /// Opens an `S3` reference (Prefect 1's included).
-    pub fn from_reference(reference: &StorageReference, ctx: &OpenContext) -> Result<CloudStorage> {
-        let fields: S3Fields = reference.backend_fields()?;
-        let mut storage = S3 {
-            fields,
-            retry: RetryPolicy::default(),
-            secrets: ctx.secrets.clone(),
+    /// The typed credentials, else the `AWS_CREDENTIALS` secret; `None`: the standard chain.
+    fn explicit_credentials(&self) -> Result<Option<AwsKeys>, Error> {
+        match (&self.access_key_id, &self.secret_access_key) {
+            (Some(id), Some(secret)) => {
+                return Ok(Some(AwsKeys {
+                    id: id.clone(),
+                    secret: secret.clone(),
+                    token: self.session_token.clone(),
+                }))
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(Error::client(
+                    TYPE_NAME,
+                    "give both access_key_id and secret_access_key (or neither, for the AWS_CREDENTIALS secret and the standard chain)",
+                ))
+            }
+            (None, None) => {}
         }
-        .build()?;
-        storage.engine.index = FlowIndex::from_reference(reference);
-        Ok(storage)
-    }
-
-    /// Opens `s3://bucket/prefix`; the endpoint and plain-HTTP switch come from `AWS_ENDPOINT_URL`
-    /// (or `AWS_ENDPOINT`) and `AWS_ALLOW_HTTP`, and are recorded in the reference.
-    pub fn from_url(url: &str, ctx: &OpenContext) -> Result<CloudStorage> {
-        let (bucket, prefix) = split_url(url, &["s3"]).ok_or_else(|| {
-            CoreError::config(format!(
-                "S3 storage URL \"{url}\" must look like s3://bucket/prefix"
-            ))
-        })?;
-        let mut s3 = S3::new(bucket).secrets(ctx.secrets.clone());
-        if let Some(p) = prefix {
-            s3 = s3.prefix(p);
+        let sources = self.secrets.as_ref();
+        if flowstore_secrets::resolve_optional("AWS_CREDENTIALS", sources)?.is_none() {
+            return Ok(None);
         }
-        if let Ok(endpoint) =
-            std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT"))
-        {
-            s3 = s3.endpoint(endpoint);
-        }
-        if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true") {
-            s3 = s3.allow_http(true);
-        }
-        if let Some(script) = &ctx.script_path {
-            s3 = s3.script(script);
-        }
-        s3.build()
+        let creds = flowstore_secrets::resolve_json("AWS_CREDENTIALS", sources)?;
+        let c = creds.expose_secret();
+        let field = |k: &str| {
+            c.get(k)
+                .and_then(Value::as_str)
+                .map(|v| SecretString::from(v.to_string()))
+        };
+        let (Some(key), Some(secret)) = (field("ACCESS_KEY"), field("SECRET_ACCESS_KEY")) else {
+            return Err(Error::client(
+                TYPE_NAME,
+                "the AWS_CREDENTIALS secret must be JSON with ACCESS_KEY and SECRET_ACCESS_KEY (and optionally SESSION_TOKEN)",
+            ));
+        };
+        Ok(Some(AwsKeys {
+            id: key,
+            secret,
+            token: field("SESSION_TOKEN"),
+        }))
     }
 }
 
-/// The `AWS_CREDENTIALS` secret as JSON, if it is set anywhere.
-fn aws_credentials(
-    sources: &dyn SecretSource,
-) -> Result<Option<flowstore_secrets::SecretJson>, Error> {
-    match flowstore_secrets::resolve_optional("AWS_CREDENTIALS", sources)? {
-        None => Ok(None),
-        Some(_) => Ok(Some(flowstore_secrets::resolve_json(
-            "AWS_CREDENTIALS",
-            sources,
-        )?)),
+/// Explicit AWS credentials.
+struct AwsKeys {
+    id: SecretString,
+    secret: SecretString,
+    token: Option<SecretString>,
+}
+
+/// A client builder with the standard credential variables (keys, web identity, container and
+/// instance credentials) and nothing else from the environment: region, endpoint and plain HTTP
+/// come from the configuration only.
+fn credential_chain() -> AmazonS3Builder {
+    use AmazonS3ConfigKey as K;
+    let mut b = AmazonS3Builder::new();
+    for (name, value) in std::env::vars() {
+        if !name.starts_with("AWS_") {
+            continue;
+        }
+        let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() else {
+            continue;
+        };
+        if matches!(
+            key,
+            K::AccessKeyId
+                | K::SecretAccessKey
+                | K::Token
+                | K::ImdsV1Fallback
+                | K::MetadataEndpoint
+                | K::ContainerCredentialsRelativeUri
+                | K::ContainerCredentialsFullUri
+                | K::ContainerAuthorizationTokenFile
+                | K::WebIdentityTokenFile
+                | K::RoleArn
+                | K::RoleSessionName
+                | K::StsEndpoint
+        ) {
+            b = b.with_config(key, value);
+        }
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowstore_core::Storage;
+
+    #[test]
+    fn setters_options_and_urls_end_in_the_same_config() {
+        let typed = S3::builder("b")
+            .endpoint("http://127.0.0.1:9000")
+            .region("eu-west-1")
+            .allow_http(true)
+            .prefix("team/flows")
+            .label("prod")
+            .build()
+            .unwrap();
+        let pairs = S3Builder::new("b")
+            .with_configs([
+                ("endpoint_url", "http://127.0.0.1:9000"),
+                ("region", "eu-west-1"),
+                ("allow_http", "true"),
+                ("prefix", "team/flows"),
+                ("label", "prod"),
+            ])
+            .unwrap()
+            .build()
+            .unwrap();
+        let url = S3Builder::from_url(
+            "s3://b/team/flows?endpoint_url=http://127.0.0.1:9000&region=eu-west-1&allow_http=true&label=prod",
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for other in [&pairs, &url] {
+            assert_eq!(typed.config(), other.config());
+            assert_eq!(typed.labels(), other.labels());
+        }
+        assert_eq!(typed.labels(), ["prod"]);
+    }
+
+    #[test]
+    fn credential_options_are_refused_by_name() {
+        let e = S3Builder::from_url("s3://b?secret_access_key=do-not-store")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"secret_access_key\" is a credential") && !e.contains("do-not-store"),
+            "{e}"
+        );
+        let e = S3Builder::new("b")
+            .access_key_id("AKIA")
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("secret_access_key"), "{e}");
+    }
+
+    #[test]
+    fn prefect1_nulls_are_defaults() {
+        let reference = StorageReference::from_json(
+            r#"{"type":"S3","bucket":"b","key":null,"stored_as_script":null,"client_options":null,"flows":{}}"#,
+        )
+        .unwrap();
+        let config = S3Config::from_reference(&reference).unwrap();
+        assert_eq!(config.bucket, "b");
+        assert!(!config.stored_as_script);
+        assert_eq!(config.client_options, S3ClientOptions::default());
+    }
+
+    #[test]
+    fn no_bucket_is_a_clear_error() {
+        let e = S3Builder::new("").build().unwrap_err().to_string();
+        assert!(e.contains("no bucket"), "{e}");
     }
 }

@@ -5,10 +5,10 @@ mod support;
 
 use std::sync::Arc;
 
-use flowstore_cloud::Azure;
+use flowstore_cloud::{Azure, AzureBuilder};
 use flowstore_core::envelope::seal;
 use flowstore_core::testkit::Skip;
-use flowstore_core::{Error, Storage};
+use flowstore_core::{Error, OpenContext, Storage};
 use flowstore_secrets::MapSource;
 use support::{app, closed_port, fast_retry, unique, Case};
 
@@ -26,7 +26,7 @@ fn account_key(conn: &str) -> String {
         .to_string()
 }
 
-fn case() -> Result<Case, Skip> {
+fn case() -> Result<Case<Azure>, Skip> {
     let conn = conn()?;
     let container =
         std::env::var("FLOWSTORE_TEST_AZURE_CONTAINER").unwrap_or_else(|_| "flowstore-test".into());
@@ -49,7 +49,7 @@ fn case() -> Result<Case, Skip> {
     let base = {
         let (container, secrets) = (container.clone(), secrets.clone());
         move || {
-            Azure::new(&container)
+            Azure::builder(&container)
                 .connection_string_secret(SECRET)
                 .secrets(secrets.clone())
                 .retry(fast_retry())
@@ -69,7 +69,7 @@ fn case() -> Result<Case, Skip> {
             }
         }),
         wrong_bucket: Box::new(move || {
-            Azure::new("flowstore-no-such-bucket")
+            Azure::builder("flowstore-no-such-bucket")
                 .connection_string_secret(SECRET)
                 .secrets(s1.clone())
                 .retry(fast_retry())
@@ -77,7 +77,7 @@ fn case() -> Result<Case, Skip> {
                 .unwrap()
         }),
         server_down: Box::new(move || {
-            Azure::new("flowstore-test")
+            Azure::builder("flowstore-test")
                 .connection_string_secret("AZURE_DOWN")
                 .secrets(s2.clone())
                 .retry(fast_retry())
@@ -93,6 +93,8 @@ cloud_tests!(
     fixed_key_is_honoured_and_never_overwritten,
     script_mode_with_a_key_only,
     wrong_bucket_is_named,
+    missing_object_is_not_found,
+    missing_bucket_is_not_found,
     server_down_fails_after_bounded_retries,
     hundred_mib_script_streams,
     listing_is_newest_first,
@@ -118,7 +120,7 @@ async fn overwrite_switch_replaces_an_existing_blob() {
     a.persist().await.unwrap();
     let conn = conn().unwrap();
     let secrets = Arc::new(MapSource::new().with(SECRET, &conn));
-    let mut b = Azure::new(
+    let mut b = Azure::builder(
         std::env::var("FLOWSTORE_TEST_AZURE_CONTAINER").unwrap_or_else(|_| "flowstore-test".into()),
     )
     .connection_string_secret(SECRET)
@@ -166,7 +168,7 @@ async fn a_wrong_account_key_is_refused_without_echoing_it() {
     let wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk=";
     let bad = conn.replace(&account_key(&conn), wrong_key);
     let secrets = Arc::new(MapSource::new().with(SECRET, &bad));
-    let mut s = Azure::new("flowstore-test")
+    let mut s = Azure::builder("flowstore-test")
         .connection_string_secret(SECRET)
         .secrets(secrets)
         .retry(fast_retry())
@@ -176,6 +178,11 @@ async fn a_wrong_account_key_is_refused_without_echoing_it() {
         .await
         .unwrap();
     let err = s.persist().await.unwrap_err();
+    assert!(
+        matches!(err, Error::PermissionDenied { .. }),
+        "403 is permission denied: {err:?}"
+    );
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
     let msg = err.to_string();
     assert!(
         msg.contains("403")
@@ -193,7 +200,7 @@ async fn a_wrong_account_key_is_refused_without_echoing_it() {
 
 #[tokio::test]
 async fn a_missing_connection_string_names_where_it_looked() {
-    let err = Azure::new("c")
+    let err = Azure::builder("c")
         .connection_string_secret("FLOWSTORE_NO_SUCH_CONNECTION_SECRET")
         .build()
         .unwrap_err()
@@ -201,6 +208,103 @@ async fn a_missing_connection_string_names_where_it_looked() {
     assert!(
         err.contains("Azure connection string not provided")
             && err.contains("FLOWSTORE_NO_SUCH_CONNECTION_SECRET"),
+        "{err}"
+    );
+}
+
+/// `Key=Value` from the connection string.
+fn part(conn: &str, key: &str) -> String {
+    conn.split(';')
+        .find_map(|p| p.strip_prefix(&format!("{key}=")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_account_key_works_and_never_leaks() {
+    let conn = match conn() {
+        Ok(c) => c,
+        Err(reason) => {
+            return flowstore_core::testkit::skip(
+                "a_typed_account_key_works_and_never_leaks",
+                &reason,
+            )
+        }
+    };
+    let key = account_key(&conn);
+    let builder = Azure::builder("flowstore-test")
+        .account_name(part(&conn, "AccountName"))
+        .endpoint(part(&conn, "BlobEndpoint"))
+        .account_key(key.clone())
+        .prefix(unique("typed"))
+        .retry(fast_retry());
+    let debug = format!("{builder:?}");
+    let mut s = builder.build().unwrap();
+    s.add_flow(seal("F", &"typed", &app()).unwrap().into())
+        .await
+        .unwrap();
+    s.persist().await.unwrap();
+    let v: String = s.get_flow("F").await.unwrap().decode(&app()).unwrap();
+    assert_eq!(v, "typed");
+    let reference = s.reference().unwrap();
+    for (what, text) in [
+        ("the builder's Debug", debug),
+        ("the storage's Debug", format!("{s:?}")),
+        ("the reference", reference.to_json()),
+    ] {
+        flowstore_secrets::test_support::assert_secret_absent(&key, &text, what);
+    }
+    // The reference records the account and endpoint, not the key: an agent with the key in
+    // AZURE_STORAGE_ACCOUNT_KEY-style ambient credentials would open it; one with none is
+    // refused at fetch, not at open.
+    assert_eq!(reference.fields["account_name"], part(&conn, "AccountName"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_with_options_and_its_reference_open_the_same_config() {
+    let c = match case() {
+        Ok(c) => c,
+        Err(reason) => {
+            return flowstore_core::testkit::skip(
+                "a_url_with_options_and_its_reference_open_the_same_config",
+                &reason,
+            )
+        }
+    };
+    let url = format!(
+        "az://flowstore-test/{}?connection_string_secret={SECRET}&label=prod&add_default_labels=false",
+        unique("url")
+    );
+    let ctx = OpenContext {
+        secrets: c.secrets.clone(),
+        ..OpenContext::default()
+    };
+    let mut s = Azure::from_url(&url, &ctx).unwrap();
+    assert_eq!(s.config().connection_string_secret.as_deref(), Some(SECRET));
+    s.add_flow(seal("F", &3, &app()).unwrap().into())
+        .await
+        .unwrap();
+    s.persist().await.unwrap();
+    let reopened = c.registry().open(&s.reference().unwrap()).unwrap();
+    assert_eq!(
+        reopened.reference().unwrap().fields,
+        s.reference().unwrap().fields
+    );
+    let typed = Azure::from_reference(&s.reference().unwrap(), &ctx).unwrap();
+    assert_eq!(typed.config(), s.config());
+    assert_eq!(typed.labels(), ["prod"]);
+    let v: i32 = reopened
+        .get_flow("F")
+        .await
+        .unwrap()
+        .decode(&app())
+        .unwrap();
+    assert_eq!(v, 3);
+    let err = AzureBuilder::from_url("az://c?blobname=x")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"blobname\"") && err.contains("blob_name"),
         "{err}"
     );
 }

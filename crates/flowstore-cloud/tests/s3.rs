@@ -6,15 +6,17 @@ mod support;
 
 use std::sync::Arc;
 
-use flowstore_cloud::S3;
+use flowstore_cloud::{S3Builder, S3};
+use flowstore_core::envelope::seal;
 use flowstore_core::testkit::Skip;
+use flowstore_core::{OpenContext, Storage};
 use flowstore_secrets::MapSource;
-use support::{closed_port, fast_retry, Case};
+use support::{app, closed_port, fast_retry, unique, Case};
 
 const CREDS: &str =
     r#"{"ACCESS_KEY": "AKIAFLOWSTORETEST", "SECRET_ACCESS_KEY": "s3-s3cr3t-c4n4ry"}"#;
 
-fn case() -> Result<Case, Skip> {
+fn case() -> Result<Case<S3>, Skip> {
     let endpoint = std::env::var("FLOWSTORE_TEST_S3_ENDPOINT")
         .map_err(|_| Skip("FLOWSTORE_TEST_S3_ENDPOINT is not set: the S3 server is not running (cargo xtask test starts it)".into()))?;
     let bucket =
@@ -23,7 +25,7 @@ fn case() -> Result<Case, Skip> {
     let base = {
         let (endpoint, bucket, secrets) = (endpoint.clone(), bucket.clone(), secrets.clone());
         move || {
-            S3::new(&bucket)
+            S3::builder(&bucket)
                 .endpoint(&endpoint)
                 .allow_http(true)
                 .secrets(secrets.clone())
@@ -48,7 +50,7 @@ fn case() -> Result<Case, Skip> {
             }
         }),
         wrong_bucket: Box::new(move || {
-            S3::new("flowstore-no-such-bucket")
+            S3::builder("flowstore-no-such-bucket")
                 .endpoint(&e2)
                 .allow_http(true)
                 .secrets(s2.clone())
@@ -57,7 +59,7 @@ fn case() -> Result<Case, Skip> {
                 .unwrap()
         }),
         server_down: Box::new(move || {
-            S3::new("flowstore-test")
+            S3::builder("flowstore-test")
                 .secrets(s3.clone())
                 .endpoint(format!("http://127.0.0.1:{}", closed_port()))
                 .allow_http(true)
@@ -74,6 +76,8 @@ cloud_tests!(
     fixed_key_is_honoured_and_never_overwritten,
     script_mode_with_a_key_only,
     wrong_bucket_is_named,
+    missing_object_is_not_found,
+    missing_bucket_is_not_found,
     server_down_fails_after_bounded_retries,
     hundred_mib_script_streams,
     listing_is_newest_first,
@@ -131,4 +135,89 @@ async fn prefect1_reference_opens_and_fetches() {
         .await
         .unwrap();
     assert_eq!(f.form(), "prefect1-pickle");
+}
+
+fn endpoint(test: &str) -> Option<String> {
+    match std::env::var("FLOWSTORE_TEST_S3_ENDPOINT") {
+        Ok(e) => Some(e),
+        Err(_) => {
+            flowstore_core::testkit::skip(test, &Skip("no S3 server".into()));
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_credentials_work_and_never_leak() {
+    let Some(endpoint) = endpoint("typed_credentials_work_and_never_leak") else {
+        return;
+    };
+    let builder = S3::builder("flowstore-test")
+        .endpoint(&endpoint)
+        .prefix(unique("typed"))
+        .access_key_id("AKIATYPEDTEST")
+        .secret_access_key("typed-s3cr3t-c4n4ry")
+        .session_token("typed-t0k3n-c4n4ry");
+    let debug = format!("{builder:?}");
+    let mut s = builder.build().unwrap();
+    s.add_flow(seal("F", &"typed", &app()).unwrap().into())
+        .await
+        .unwrap();
+    s.persist().await.unwrap();
+    let v: String = s.get_flow("F").await.unwrap().decode(&app()).unwrap();
+    assert_eq!(v, "typed");
+    for (what, text) in [
+        ("the builder's Debug", debug),
+        ("the storage's Debug", format!("{s:?}")),
+        ("the reference", s.reference().unwrap().to_json()),
+    ] {
+        for canary in ["typed-s3cr3t-c4n4ry", "typed-t0k3n-c4n4ry", "AKIATYPEDTEST"] {
+            flowstore_secrets::test_support::assert_secret_absent(canary, &text, what);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_with_options_and_its_reference_open_the_same_config() {
+    let Some(endpoint) = endpoint("a_url_with_options_and_its_reference_open_the_same_config")
+    else {
+        return;
+    };
+    let url = format!(
+        "s3://flowstore-test/{}?endpoint_url={endpoint}&region=eu-west-1&allow_http=true&label=prod",
+        unique("url")
+    );
+    let ctx = OpenContext {
+        options: vec![("label".into(), "eu".into())],
+        secrets: Arc::new(MapSource::new().with("AWS_CREDENTIALS", CREDS)),
+        ..OpenContext::default()
+    };
+    let mut s = S3::from_url(&url, &ctx).unwrap();
+    let opts = &s.config().client_options;
+    assert_eq!(opts.endpoint_url.as_deref(), Some(endpoint.as_str()));
+    assert_eq!(opts.region_name.as_deref(), Some("eu-west-1"));
+    assert_eq!(opts.allow_http, Some(true));
+    assert_eq!(s.labels(), ["prod", "eu"]);
+    s.add_flow(seal("F", &2, &app()).unwrap().into())
+        .await
+        .unwrap();
+    s.persist().await.unwrap();
+    let reference = s.reference().unwrap();
+    assert_eq!(reference.labels, ["prod", "eu"]);
+    let reopened = S3::from_reference(&reference, &ctx).unwrap();
+    assert_eq!(reopened.config(), s.config());
+    let v: i32 = reopened
+        .get_flow("F")
+        .await
+        .unwrap()
+        .decode(&app())
+        .unwrap();
+    assert_eq!(v, 2);
+    let err = S3Builder::from_url("s3://flowstore-test?regin=eu-west-1")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Unknown S3 option \"regin\"") && err.contains("region"),
+        "{err}"
+    );
 }

@@ -456,8 +456,8 @@ impl Cache {
         Ok(out)
     }
 
-    /// Applies `policy`: sweeps abandoned temporaries, evicts entries unused for longer than
-    /// `max_age`, then the least recently used until the rest fit `max_size`. An entry in use
+    /// Applies `policy`: sweeps abandoned temporaries, evicts entries unused for `max_age` or
+    /// longer, then the least recently used until the rest fit `max_size`. An entry in use
     /// (locked by any process) or used within `keep_recent` is never evicted.
     ///
     /// Errors: the cache directory cannot be listed, or an entry cannot be removed.
@@ -473,7 +473,8 @@ impl Cache {
         let entries = self.entries()?;
         let mut total: u64 = entries.iter().map(|e| e.size).sum();
         for entry in entries {
-            let too_old = policy.max_age.is_some_and(|max| age(&entry) > max);
+            // `>=`: a zero max_age evicts everything, even an entry whose mtime is not behind the clock.
+            let too_old = policy.max_age.is_some_and(|max| age(&entry) >= max);
             let too_big = policy.max_size.is_some_and(|max| total > max);
             if !(too_old || too_big) {
                 report.kept.push(entry);

@@ -280,49 +280,15 @@ impl Envelope {
     /// header, the length or the SHA-256 are wrong, when the envelope holds a different flow, or
     /// when its format is newer than this flowstore reads.
     pub fn open(flow: &str, location: &str, bytes: Bytes) -> Result<Envelope> {
-        let corrupt = |reason: String| Error::FlowCorrupt {
-            flow: flow.to_string(),
-            location: location.to_string(),
-            reason,
-        };
-        let (header, recorded, header_start, payload_start) =
-            parse_header(&bytes).map_err(corrupt)?;
-        if header.format != FORMAT_VERSION {
-            return Err(corrupt(format!(
-                "envelope format {} is not supported by flowstore {FLOWSTORE_VERSION}, which reads format {FORMAT_VERSION}; fetch it with a newer flowstore",
-                header.format
-            )));
-        }
-        let payload = bytes.slice(payload_start..);
-        if payload.len() as u64 != header.length {
-            return Err(corrupt(format!(
-                "payload is {} bytes but the envelope records {} (truncated or padded)",
-                payload.len(),
-                header.length
-            )));
-        }
-        let actual = hex::encode(Sha256::digest(&bytes[header_start..]));
-        if actual != recorded {
-            return Err(corrupt(format!(
-                "its SHA-256 is {actual} but the envelope records {recorded}"
-            )));
-        }
-        let known_codec = [Codec::Json, Codec::Raw]
-            .iter()
-            .any(|c| c.as_str() == header.codec);
-        if !known_codec {
-            return Err(corrupt(format!(
-                "unknown codec \"{}\" (flowstore {FLOWSTORE_VERSION} knows json and raw)",
-                header.codec
-            )));
-        }
-        if header.flow != flow {
-            return Err(corrupt(format!(
-                "the envelope holds flow \"{}\", not \"{flow}\"",
-                header.flow
-            )));
-        }
-        Ok(Envelope { header, payload })
+        // One verifier for whole and streamed envelopes: feed the bytes as a single chunk.
+        let mut check = StreamCheck::with_whole_digest(flow, location, false);
+        check.update(&bytes)?;
+        let header = check.finish()?.header;
+        let payload_start = bytes.len() - header.length as usize;
+        Ok(Envelope {
+            header,
+            payload: bytes.slice(payload_start..),
+        })
     }
 
     /// The verified header.
@@ -394,6 +360,27 @@ impl Envelope {
     }
 }
 
+/// What a header must say for this flowstore to read the envelope: a format it reads and a codec
+/// it knows. The error is the reason shown in [`Error::FlowCorrupt`].
+fn check_header(header: &EnvelopeHeader) -> std::result::Result<(), String> {
+    if header.format != FORMAT_VERSION {
+        return Err(format!(
+            "envelope format {} is not supported by flowstore {FLOWSTORE_VERSION}, which reads format {FORMAT_VERSION}; fetch it with a newer flowstore",
+            header.format
+        ));
+    }
+    if ![Codec::Json, Codec::Raw]
+        .iter()
+        .any(|c| c.as_str() == header.codec)
+    {
+        return Err(format!(
+            "unknown codec \"{}\" (flowstore {FLOWSTORE_VERSION} knows json and raw)",
+            header.codec
+        ));
+    }
+    Ok(())
+}
+
 /// Parses the first line and header; returns the header, the recorded hex digest, and the
 /// offsets of the header line and of the payload.
 fn parse_header(
@@ -455,7 +442,7 @@ fn parse_header(
 /// }
 /// let verified = check.finish().unwrap();
 /// assert_eq!(verified.digest, sealed.digest());
-/// assert_eq!(verified.header.unwrap().length, 100_000);
+/// assert_eq!(verified.header.length, 100_000);
 /// ```
 #[derive(Debug)]
 pub struct StreamCheck {
@@ -464,7 +451,7 @@ pub struct StreamCheck {
     head: Vec<u8>,
     parsed: Option<(EnvelopeHeader, String)>,
     envelope_hasher: Sha256,
-    whole: Sha256,
+    whole: Option<Sha256>,
     total: u64,
     payload: u64,
 }
@@ -473,8 +460,9 @@ pub struct StreamCheck {
 #[derive(Debug, Clone)]
 pub struct StreamVerified {
     /// The envelope header.
-    pub header: Option<EnvelopeHeader>,
-    /// `sha256:<hex>` of every byte fed (compare with the reference's digest).
+    pub header: EnvelopeHeader,
+    /// `sha256:<hex>` of every byte fed (compare with the reference's digest); empty when the
+    /// check was made without it ([`Envelope::open`]).
     pub digest: String,
     /// How many bytes were fed.
     pub size: u64,
@@ -483,13 +471,17 @@ pub struct StreamVerified {
 impl StreamCheck {
     /// A check for the envelope of `flow` read from `location` (both named in errors).
     pub fn new(flow: &str, location: &str) -> Self {
+        Self::with_whole_digest(flow, location, true)
+    }
+
+    fn with_whole_digest(flow: &str, location: &str, whole: bool) -> Self {
         StreamCheck {
             flow: flow.to_string(),
             location: location.to_string(),
             head: Vec::new(),
             parsed: None,
             envelope_hasher: Sha256::new(),
-            whole: Sha256::new(),
+            whole: whole.then(Sha256::new),
             total: 0,
             payload: 0,
         }
@@ -508,7 +500,9 @@ impl StreamCheck {
     /// [`Error::FlowCorrupt`] as soon as the header is known to be wrong, or the payload grows past
     /// its recorded length.
     pub fn update<'c>(&mut self, chunk: &'c [u8]) -> Result<&'c [u8]> {
-        self.whole.update(chunk);
+        if let Some(whole) = &mut self.whole {
+            whole.update(chunk);
+        }
         self.total += chunk.len() as u64;
         let mut payload_part = chunk;
         if self.parsed.is_some() {
@@ -531,12 +525,7 @@ impl StreamCheck {
             }
             let (header, recorded, header_start, payload_start) =
                 parse_header(&self.head).map_err(|r| self.corrupt(r))?;
-            if header.format != FORMAT_VERSION {
-                return Err(self.corrupt(format!(
-                    "envelope format {} is not supported by flowstore {FLOWSTORE_VERSION}",
-                    header.format
-                )));
-            }
+            check_header(&header).map_err(|r| self.corrupt(r))?;
             self.envelope_hasher.update(&self.head[header_start..]);
             self.payload = (self.head.len() - payload_start) as u64;
             payload_part = &chunk[payload_start.saturating_sub(before).min(chunk.len())..];
@@ -579,8 +568,11 @@ impl StreamCheck {
             )));
         }
         Ok(StreamVerified {
-            header: Some(header),
-            digest: format!("sha256:{}", hex::encode(self.whole.finalize())),
+            header,
+            digest: self
+                .whole
+                .map(|w| format!("sha256:{}", hex::encode(w.finalize())))
+                .unwrap_or_default(),
             size: self.total,
         })
     }
@@ -723,6 +715,40 @@ mod tests {
             b"\x80\x04",
         ] {
             assert!(Envelope::open("f", "loc", Bytes::copy_from_slice(input)).is_err());
+        }
+    }
+
+    #[test]
+    fn whole_and_streamed_envelopes_are_refused_in_the_same_words() {
+        let sealed = seal_bytes("f", b"payload", &app());
+        let text = String::from_utf8(sealed.bytes.to_vec()).unwrap();
+        let unknown_codec = text.replacen("\"codec\":\"raw\"", "\"codec\":\"zst\"", 1);
+        assert_ne!(unknown_codec, text, "the test must change the codec");
+        let newer_format = text.replacen("\"format\":1", "\"format\":9", 1).replacen(
+            "flowstore-envelope/1 ",
+            "flowstore-envelope/9 ",
+            1,
+        );
+        for (what, bytes) in [("codec", unknown_codec), ("format", newer_format)] {
+            let whole = Envelope::open("f", "loc", Bytes::from(bytes.clone()))
+                .unwrap_err()
+                .to_string();
+            let mut check = StreamCheck::new("f", "loc");
+            let streamed = check
+                .update(bytes.as_bytes())
+                .err()
+                .or_else(|| check.finish().err())
+                .expect("the streamed check refuses it too")
+                .to_string();
+            assert_eq!(whole, streamed, "{what}");
+            assert!(
+                whole.contains(if what == "codec" {
+                    "unknown codec \"zst\""
+                } else {
+                    "format 9"
+                }),
+                "{whole}"
+            );
         }
     }
 }

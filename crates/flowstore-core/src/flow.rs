@@ -1,7 +1,7 @@
 //! What goes into a storage ([`FlowInput`]) and what comes back out ([`FetchedFlow`]).
 //!
 //! A flow is stored in one of two forms, as in Prefect 1: *serialized* (the flow value frozen
-//! into an [`Envelope`](crate::envelope::Envelope) at registration) or *script* (its source
+//! into an [`Envelope`] at registration) or *script* (its source
 //! file, loaded again at every run so the script can be edited without re-registering).
 
 use std::collections::BTreeMap;

@@ -5,11 +5,21 @@
 //! - [`StorageReference`] and [`Registry`]: the JSON an orchestrator persists and how an agent
 //!   turns it back into a storage.
 //! - [`key`]: the `<slug(flow)>/<slug(timestamp)>` key scheme (python-slugify compatible).
-//! - [`testkit`] (feature `testkit`): the conformance suite every backend runs.
+//! - `testkit` (feature `testkit`): the conformance suite every backend runs.
 //! - [`raw`]: helpers for backend authors (the flow index, atomic writes, streaming sinks,
 //!   configuration from URLs and pairs), kept apart from what a user of storages needs.
 //!
-//! No network stack, no TLS, no cloud SDK.
+//! No network stack, no TLS, no cloud SDK. Programs that store and fetch flows usually depend on
+//! the `flowstore` facade crate instead, which re-exports what they need from here and installs
+//! the backends they enable; backend authors build on this crate and its [`raw`] module.
+//!
+//! Cargo features: `testkit` (the conformance suite, for backends' tests) and `schema`
+//! (`StorageReference::json_schema`, the JSON Schema of the reference format). Neither is needed
+//! at run time.
+//!
+//! Every storage declares what it can do ([`Capabilities`]: write, many flows, serialized, script,
+//! list versions, stream to a file); errors say what kind of failure they are
+//! ([`Error::is_not_found`], [`Error::is_temporary`]) and keep the lower error as `source()`.
 //!
 //! ```
 //! use flowstore_core::{envelope, FlowContent};
@@ -19,7 +29,8 @@
 //! assert!(matches!(content, FlowContent::Serialized(_)));
 //! # Ok::<(), flowstore_core::Error>(())
 //! ```
-#![warn(missing_docs)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cache;
 pub mod envelope;

@@ -116,6 +116,12 @@ impl Registry {
         self
     }
 
+    /// Makes URL openers open in script mode for `script_path` (see [`OpenContext::script_path`]).
+    pub fn with_script(mut self, script_path: impl Into<String>) -> Self {
+        self.context.script_path = Some(script_path.into());
+        self
+    }
+
     /// The context handed to backends.
     pub fn context(&self) -> &OpenContext {
         &self.context
@@ -177,9 +183,7 @@ impl Registry {
     ///
     /// Errors as [`Registry::open_url`] does.
     pub fn open_url_script(&self, url: &str, script_path: &str) -> Result<Box<dyn Storage>> {
-        let mut registry = self.clone();
-        registry.context.script_path = Some(script_path.to_string());
-        registry.open_url(url)
+        self.clone().with_script(script_path).open_url(url)
     }
 
     /// Opens a storage from a URL, then applies `options` (key/value pairs, as the URL's query

@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use flowstore_core::envelope::{seal_bytes, AppInfo};
 use flowstore_core::Storage;
+use flowstore_docker::oci::ContainerConfig;
 use flowstore_docker::registry::Registry;
-use flowstore_docker::{BuildConfig, BuildMode, Docker};
+use flowstore_docker::{BuildMode, Docker};
 use serde_json::json;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -27,7 +28,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|n| (format!("/bin/{n}"), busybox.clone(), 0o755))
         .collect();
     Registry::new(&reg_host, None)
-        .push_files_image("bench/base", "1", &files, json!({"Env": ["PATH=/bin"]}))
+        .push_files_image(
+            "bench/base",
+            "1",
+            &files,
+            ContainerConfig {
+                env: Some(vec!["PATH=/bin".into()]),
+                ..ContainerConfig::default()
+            },
+        )
         .await?;
     let base = format!("{reg_host}/bench/base:1");
     let app = AppInfo::new("bench", "1");
@@ -37,14 +46,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .into_iter()
             .enumerate()
         {
-            let build = BuildConfig {
-                mode,
-                base_image: Some(base.clone()),
-                base_url: Some(docker_host.clone()),
-                ..Default::default()
-            };
-            let mut s = Docker::new(Some(&reg_host), build)
-                .image(&format!("bench/flow-{i}-{rep}"), Some("v1"));
+            let mut s = Docker::builder()
+                .registry_url(&reg_host)
+                .mode(mode)
+                .base_image(&base)
+                .base_url(&docker_host)
+                .image(&format!("bench/flow-{i}-{rep}"), Some("v1"))
+                .build()?;
             s.add_flow(seal_bytes("Bench Flow", &vec![7u8; 64 * 1024], &app).into())
                 .await?;
             let t = Instant::now();

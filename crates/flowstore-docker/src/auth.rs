@@ -6,6 +6,7 @@
 use flowstore_core::secret::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 
 /// A parsed `Bearer` challenge.
@@ -55,22 +56,29 @@ struct TokenResponse {
     access_token: Option<String>,
 }
 
-/// Asks the challenge's realm for a token, with basic-auth `credentials` when given.
+/// Asks the challenge's realm for a token for repository `repo` of `registry`, with basic-auth
+/// `credentials` when given.
 ///
-/// Errors with [`Error::Registry`] (naming the realm, never the credentials) when the realm
-/// refuses the credentials, cannot be reached, or answers without a token.
+/// Errors with [`Error::Registry`] (naming the realm, never the credentials; with the realm's
+/// status, so a `401` is a refused credential) when the realm refuses the credentials, cannot be
+/// reached, or answers without a token.
 pub async fn fetch_token(
     client: &reqwest::Client,
     registry: &str,
+    repo: &str,
     challenge: &BearerChallenge,
-    credentials: Option<&(String, SecretString)>,
+    credentials: Option<&Credentials>,
 ) -> Result<SecretString> {
     let realm = &challenge.realm;
-    let error = |message: String| Error::Registry {
-        registry: registry.to_string(),
-        what: format!("getting a token from {realm}"),
-        message,
-    };
+    let error =
+        |message: String, status: Option<u16>, source: Option<reqwest::Error>| Error::Registry {
+            registry: registry.to_string(),
+            repository: repo.to_string(),
+            what: format!("getting a token from {realm}"),
+            message,
+            status,
+            source: source.map(|e| Box::new(e.without_url()) as _),
+        };
     let mut query = Vec::new();
     if let Some(service) = &challenge.service {
         query.push(("service", service.as_str()));
@@ -79,30 +87,40 @@ pub async fn fetch_token(
         query.push(("scope", scope.as_str()));
     }
     let mut request = client.get(realm).query(&query);
-    if let Some((user, password)) = credentials {
-        request = request.basic_auth(user, Some(password.expose_secret()));
+    if let Some(c) = credentials {
+        request = request.basic_auth(&c.username, Some(c.password.expose_secret()));
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| error(e.without_url().to_string()))?;
+    let response = request.send().await.map_err(|e| {
+        error(
+            "the token server cannot be reached".to_string(),
+            None,
+            Some(e),
+        )
+    })?;
     let status = response.status();
     if !status.is_success() {
         let hint = match status.as_u16() {
             401 | 403 => " (the token server refused the credentials: check the registry username and password secrets)",
             _ => "",
         };
-        return Err(error(format!("{status}{hint}")));
+        return Err(error(
+            format!("{status}{hint}"),
+            Some(status.as_u16()),
+            None,
+        ));
     }
-    let body: TokenResponse = response
-        .json()
-        .await
-        .map_err(|e| error(format!("the answer is not a token document: {e}")))?;
+    let body: TokenResponse = response.json().await.map_err(|e| {
+        error(
+            "the answer is not a token document".to_string(),
+            None,
+            Some(e),
+        )
+    })?;
     body.token
         .or(body.access_token)
         .filter(|t| !t.is_empty())
         .map(SecretString::from)
-        .ok_or_else(|| error("the answer holds no token".into()))
+        .ok_or_else(|| error("the answer holds no token".into(), None, None))
 }
 
 #[cfg(test)]

@@ -14,38 +14,65 @@ use flowstore_core::secret::ExposeSecret;
 use flowstore_core::Progress;
 use futures::StreamExt;
 
+use crate::config::TlsFiles;
 use crate::error::{Error, Result};
 use crate::storage::Docker;
 
-fn engine_error(what: impl Into<String>, message: impl std::fmt::Display) -> Error {
+/// An [`Error::Engine`] keeping the client's error, with the daemon's status when it answered.
+fn engine_error(what: impl Into<String>, e: bollard::errors::Error) -> Error {
+    use bollard::errors::Error as E;
+    let status = match &e {
+        E::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    };
+    let unreachable = matches!(
+        e,
+        E::IOError { .. }
+            | E::RequestTimeoutError
+            | E::HyperResponseError { .. }
+            | E::HyperLegacyError { .. }
+            | E::SocketNotFoundError(_)
+    );
     Error::Engine {
         what: what.into(),
-        message: message.to_string(),
+        message: e.to_string(),
+        status,
+        unreachable,
+        source: Some(Box::new(e)),
+    }
+}
+
+/// An [`Error::Engine`] from the daemon's own text in a stream (no client error to keep).
+fn daemon_error(what: impl Into<String>, message: String) -> Error {
+    Error::Engine {
+        what: what.into(),
+        message,
+        status: None,
+        unreachable: false,
+        source: None,
     }
 }
 
 /// Connects to `base_url`, `DOCKER_HOST`, or the local socket; over TLS with `DOCKER_CERT_PATH`
 /// when `DOCKER_TLS_VERIFY` is set.
+///
+/// Errors with [`Error::Engine`] when the daemon cannot be reached or its API version not
+/// negotiated.
 pub async fn connect(base_url: Option<&str>) -> Result<Engine> {
     connect_tls(base_url, None).await
 }
 
 /// [`connect`] with explicit TLS files for a `tcp://`/`https://` host.
-pub async fn connect_tls(base_url: Option<&str>, tls: Option<&crate::TlsFiles>) -> Result<Engine> {
+///
+/// Errors as [`connect`] does.
+pub async fn connect_tls(base_url: Option<&str>, tls: Option<&TlsFiles>) -> Result<Engine> {
     let host = base_url
         .map(str::to_string)
         .or_else(|| std::env::var("DOCKER_HOST").ok());
     let env_tls = std::env::var_os("DOCKER_TLS_VERIFY")
         .filter(|v| !v.is_empty())
         .and(std::env::var_os("DOCKER_CERT_PATH"))
-        .map(|d| {
-            let d = std::path::PathBuf::from(d);
-            crate::TlsFiles {
-                key: d.join("key.pem"),
-                cert: d.join("cert.pem"),
-                ca: d.join("ca.pem"),
-            }
-        });
+        .map(TlsFiles::in_dir);
     let tls = tls.cloned().or(env_tls);
     let engine = match (host.as_deref(), tls) {
         (Some(h), _) if h.starts_with("unix://") => {
@@ -64,10 +91,10 @@ pub async fn connect_tls(base_url: Option<&str>, tls: Option<&crate::TlsFiles>) 
         .map_err(|e| engine_error("negotiating the API version", e))
 }
 
-/// The generated Dockerfile.
+/// The generated Dockerfile of a storage's image.
 pub fn dockerfile(s: &Docker) -> String {
     let b = &s.build;
-    let dir = s.fields.directory.trim_end_matches('/');
+    let dir = s.config.directory.trim_end_matches('/');
     let mut lines = Vec::new();
     match &b.dockerfile {
         Some(custom) => lines.push(custom.clone()),
@@ -131,14 +158,15 @@ fn build_step(line: &str) -> Option<(u64, u64)> {
     Some((done.parse().ok()?, total.parse().ok()?))
 }
 
-/// Builds, tags and pushes; returns the pushed manifest digest (`None` without a registry).
+/// Builds, tags and pushes `s` as `name:tag`; returns the pushed manifest digest (`None`
+/// without a registry).
 /// Build steps and pushed layers are reported to the storage's progress callback; every build
 /// line goes to `tracing` (target `flowstore_docker::build`).
 ///
 /// Errors with [`Error::BuildFailed`] (the daemon's text and the tail of the build output) when
 /// a step fails, health check included; [`Error::Engine`] when the daemon is unreachable or
 /// refuses the push.
-pub async fn build_and_push(s: &Docker, name: &str, tag: &str) -> Result<Option<String>> {
+pub(crate) async fn build_and_push(s: &Docker, name: &str, tag: &str) -> Result<Option<String>> {
     let engine = connect_tls(s.build.base_url.as_deref(), s.build.tls.as_ref()).await?;
     let image = s.image_ref().expect("named before building");
     let mut opts = BuildImageOptionsBuilder::new()
@@ -184,21 +212,18 @@ pub async fn build_and_push(s: &Docker, name: &str, tag: &str) -> Result<Option<
             Err(e) => return Err(failed(e.to_string(), &log)),
         }
     }
-    let Some(registry_url) = &s.fields.registry_url else {
+    let Some(registry_url) = &s.config.registry_url else {
         tracing::warn!(image = %image, "no registry_url: the image stays local and is not pushed");
         return Ok(None);
     };
-    let creds = s.registry_auth()?.map(|(u, p)| DockerCredentials {
-        username: Some(u),
-        password: Some(p.expose_secret().to_string()),
+    let auth = s.registry_auth()?;
+    let creds = auth.as_ref().map(|c| DockerCredentials {
+        username: Some(c.username.clone()),
+        password: Some(c.password.expose_secret().to_string()),
         serveraddress: Some(registry_url.clone()),
         ..Default::default()
     });
-    let repo = image
-        .rsplit_once(':')
-        .map(|(r, _)| r)
-        .unwrap_or(&image)
-        .to_string();
+    let repo = format!("{registry_url}/{name}");
     let mut push = engine.push_image(
         &repo,
         Some(PushImageOptionsBuilder::new().tag(tag).build()),
@@ -210,7 +235,7 @@ pub async fn build_and_push(s: &Docker, name: &str, tag: &str) -> Result<Option<
         match item {
             Ok(info) => {
                 if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                    return Err(engine_error(pushing, e));
+                    return Err(daemon_error(pushing, e));
                 }
                 if let Some(status) = info.status {
                     if status == "Pushed" || status == "Layer already exists" {
@@ -227,8 +252,8 @@ pub async fn build_and_push(s: &Docker, name: &str, tag: &str) -> Result<Option<
             Err(e) => return Err(engine_error(pushing, e)),
         }
     }
-    let reg = crate::registry::Registry::new(registry_url, s.registry_auth()?);
-    let (_, digest) = reg.manifest(name, tag).await?;
+    let reg = crate::registry::Registry::new(registry_url, auth);
+    let (_, pushed) = reg.manifest(name, tag).await?;
     if !s.build.local_image {
         if let Err(e) = engine
             .remove_image(&image, None::<RemoveImageOptions>, None)
@@ -237,7 +262,7 @@ pub async fn build_and_push(s: &Docker, name: &str, tag: &str) -> Result<Option<
             tracing::warn!(image = %image, error = %e, "pushed, but the local image could not be removed");
         }
     }
-    Ok(Some(digest))
+    Ok(Some(pushed.digest.to_string()))
 }
 
 fn tail(log: &str) -> String {

@@ -3,17 +3,21 @@
 use std::io::{Read, Write};
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
+
+use crate::oci::Digest;
 
 /// A layer: the gzipped tar and the digest of the uncompressed tar (its `diff_id`).
 pub struct Layer {
     /// The gzipped tar.
     pub gz: Bytes,
-    /// `sha256:` of the uncompressed tar.
-    pub diff_id: String,
+    /// The digest of the uncompressed tar.
+    pub diff_id: Digest,
 }
 
-/// A layer holding `files` (absolute image path → contents, mode). Directories are created.
+/// A layer holding `files` (absolute image path → contents, mode). Directories are created;
+/// entries have mtime 0, so the same files make the same layer.
+///
+/// Errors only when the tar or gzip writer fails.
 pub fn build(files: &[(String, Vec<u8>, u32)]) -> std::io::Result<Layer> {
     let mut tar_bytes = Vec::new();
     {
@@ -46,7 +50,7 @@ pub fn build(files: &[(String, Vec<u8>, u32)]) -> std::io::Result<Layer> {
         }
         t.finish()?;
     }
-    let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&tar_bytes)));
+    let diff_id = Digest::of(&tar_bytes);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&tar_bytes)?;
     Ok(Layer {
@@ -56,6 +60,8 @@ pub fn build(files: &[(String, Vec<u8>, u32)]) -> std::io::Result<Layer> {
 }
 
 /// The contents of `path` (absolute image path) in a gzipped layer, if present.
+///
+/// Errors when the layer is not a gzipped tar.
 pub fn read_file(gz: &[u8], path: &str) -> std::io::Result<Option<Vec<u8>>> {
     let want = path.trim_start_matches('/');
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));

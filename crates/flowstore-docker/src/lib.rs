@@ -1,64 +1,117 @@
 //! Docker image flow storage for flowstore: serialized flows (or scripts) baked into a container
-//! image and pushed to a registry, so a flow's code and dependencies travel together.
+//! image and pushed to a registry, so a flow's code and dependencies travel together. Prefect 1's
+//! `Docker` storage, with two ways to build and a way to read a flow without pulling the image.
 //!
 //! - [`BuildMode::Engine`]: a generated Dockerfile built by a Docker Engine (through `bollard`),
 //!   ending with a health check that verifies every flow's SHA-256 inside the image (and runs a
 //!   load command if given); then tag, push, and removal of the local image.
 //! - [`BuildMode::Daemonless`]: no daemon at all — one layer holding the flows is appended to the
-//!   base image's manifest and pushed through the OCI distribution API.
+//!   base image's manifest and pushed through the OCI distribution API ([`registry`], with typed
+//!   [`oci`] manifests and configs).
 //! - `get_flow` inside the image reads the file; outside it, only the flow's layer is fetched from
 //!   the registry by the recorded digest (no daemon, no full pull), and verified.
 //!
-//! [`register`] adds the `Docker` reference type and the `docker://` URL scheme ([`url`]).
+//! A [`Docker`] storage is made by a [`DockerBuilder`] (`Docker::builder()`): typed setters,
+//! [`with_config`](DockerBuilder::with_config) pairs, a `docker://` URL
+//! ([`from_url`](DockerBuilder::from_url); the options are listed in [`url`]) or Docker's
+//! environment variables ([`from_env`](DockerBuilder::from_env)). The reference records
+//! [`DockerConfig`] (the registry, image name, tag and digest, where the flows are, and the names
+//! of the registry credentials' secrets); [`BuildConfig`] is how the image is made and is not
+//! recorded. Registry credentials are given as secret names (recorded, for agents),
+//! as a [`username`](DockerBuilder::username)/[`password`](DockerBuilder::password) for this
+//! build only (never recorded), or found in the Docker CLI's `config.json`.
+//!
+//! [`register`] adds the `Docker` reference type and the `docker://` URL scheme.
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `engine` | yes | [`BuildMode::Engine`] builds through a Docker Engine (`bollard`) and the `engine` module; without it only daemonless builds are available (fetching never needs it) |
+//!
+//! # Capabilities
+//!
+//! | write | many flows | serialized | script | list versions | stream to file |
+//! |---|---|---|---|---|---|
+//! | yes (a built image is not changed: each `persist` builds a new one) | yes | yes, unless in script mode | yes, in script mode | no | no |
+//!
+//! # Errors
+//!
+//! [`Error`] converts into [`flowstore_core::Error`]: a missing image, tag, manifest or blob is
+//! `NotFound` (`what: "image"`; a flow file missing from the image: `"file"`), refused registry
+//! credentials `PermissionDenied`, an unreachable or failing registry or daemon (timeouts, `429`,
+//! `5xx`) a temporary `Backend` error with the transport error as its `source()`.
+//!
+//! # Example
+//!
+//! Register a flow with a daemonless build, keep the reference, fetch the flow as an agent:
 //!
 //! ```no_run
+//! use std::sync::Arc;
+//!
 //! use flowstore_core::envelope::{seal, AppInfo};
-//! use flowstore_core::Storage;
-//! use flowstore_docker::{BuildConfig, BuildMode, Docker};
+//! use flowstore_core::{Registry, Storage};
+//! use flowstore_docker::{BuildMode, Docker};
 //!
 //! # async fn example() -> flowstore_core::Result<()> {
 //! // No Docker daemon needed: one layer of flows on top of a base image, pushed to a registry.
-//! let mut storage = Docker::new(
-//!     Some("registry.example.com:5000"),
-//!     BuildConfig {
-//!         mode: BuildMode::Daemonless,
-//!         base_image: Some("registry.example.com:5000/python:3.12-slim".into()),
-//!         ..Default::default()
-//!     },
-//! );
+//! let mut storage = Docker::builder()
+//!     .registry_url("registry.example.com:5000")
+//!     .image("team/etl", None) // tag: a timestamp
+//!     .mode(BuildMode::Daemonless)
+//!     .base_image("registry.example.com:5000/python:3.12-slim")
+//!     .registry_secrets("REGISTRY_USER", "REGISTRY_PASSWORD") // names, resolved by agents
+//!     .label("etl")
+//!     .build()?;
 //! let app = AppInfo::new("my-app", "1.0.0");
 //! storage.add_flow(seal("ETL", &vec!["extract", "load"], &app)?.into()).await?;
 //! storage.persist().await?; // pushes; the reference records the image digest
-//! let reference = storage.reference()?.to_json_pretty();
-//! # let _ = reference;
+//! let json = storage.reference()?.to_json_pretty();
+//!
+//! // An agent: its own secret sources, the Docker type registered, the reference opened.
+//! let mut agent = Registry::new().with_secrets(Arc::new(flowstore_secrets::EnvSource::new()));
+//! flowstore_docker::register(&mut agent);
+//! let steps: Vec<String> = agent.open_json(&json)?.get_flow("ETL").await?.decode(&app)?;
+//! assert_eq!(steps, ["extract", "load"]);
 //! # Ok(())
 //! # }
 //! ```
-#![warn(missing_docs)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
+mod builder;
+mod config;
+mod credentials;
+mod daemonless;
 #[cfg(feature = "engine")]
 pub mod engine;
 mod error;
+mod image;
 pub mod layer;
+pub mod oci;
 pub mod registry;
 mod storage;
 pub mod url;
 
-pub use error::{Error, Result};
-pub use storage::{
-    BuildConfig, BuildMode, Docker, DockerFields, TlsFiles, BUILD_FAILED, TYPE_NAME,
+pub use builder::DockerBuilder;
+pub use config::{
+    BuildConfig, BuildMode, DockerConfig, TlsFiles, BUILD_FAILED, DEFAULT_DIRECTORY, TYPE_NAME,
 };
+pub use credentials::Credentials;
+pub use error::{Error, Result};
+pub use storage::Docker;
 
 use flowstore_core::{Registry as Types, Storage};
 
-/// Registers the `Docker` type and the `docker://` URL scheme (see [`url`]).
+/// Registers the `Docker` reference type ([`Docker::from_reference`]) and the `docker://` URL
+/// scheme ([`Docker::from_url`]; options in [`url`]).
 pub fn register(registry: &mut Types) {
     registry
         .register_type(TYPE_NAME, |r, ctx| {
             Ok(Box::new(Docker::from_reference(r, ctx)?) as Box<dyn Storage>)
         })
         .register_scheme("docker", |u, ctx| {
-            Ok(Box::new(url::open(u, ctx)?) as Box<dyn Storage>)
+            Ok(Box::new(Docker::from_url(u, ctx)?) as Box<dyn Storage>)
         });
 }

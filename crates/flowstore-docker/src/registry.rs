@@ -1,6 +1,7 @@
 //! A small client for the OCI distribution API: push blobs and manifests, read them back by
-//! digest. Basic auth (htpasswd registries) and the registry token flow ([`crate::auth`]: Docker
-//! Hub, GHCR, `auth: token` registries); credentials and tokens never leave the request headers.
+//! digest, with typed manifests ([`crate::oci`]). Basic auth (htpasswd registries) and the
+//! registry token flow ([`crate::auth`]: Docker Hub, GHCR, `auth: token` registries);
+//! credentials and tokens never leave the request headers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,34 +9,19 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use flowstore_core::secret::{ExposeSecret, SecretString};
 
+use crate::credentials::Credentials;
 use crate::error::{Error, Result};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
-
-/// OCI media types used here.
-pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// Docker's schema-2 manifest (accepted when reading base images).
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// An OCI image index (a multi-platform image).
-pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// Docker's manifest list (a multi-platform image).
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// An image config.
-pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-/// A gzipped layer.
-pub const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-/// `sha256:<hex>` of bytes.
-pub fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
+use crate::oci::{
+    ContainerConfig, Descriptor, Digest, History, ImageConfiguration, ImageManifest, Manifest,
+    CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, INDEX, LAYER, MANIFEST,
+};
 
 /// A registry at `base` (e.g. `http://127.0.0.1:5000`).
 #[derive(Clone)]
 pub struct Registry {
     base: String,
     client: reqwest::Client,
-    auth: Option<(String, SecretString)>,
+    auth: Option<Credentials>,
     /// Bearer tokens from the registry's token server, by repository.
     tokens: Arc<Mutex<HashMap<String, SecretString>>>,
 }
@@ -44,7 +30,7 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
             .field("base", &self.base)
-            .field("user", &self.auth.as_ref().map(|a| &a.0))
+            .field("user", &self.auth.as_ref().map(|a| &a.username))
             .finish()
     }
 }
@@ -52,10 +38,13 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// A client for the registry at `host` (`127.0.0.1:5000`, or with a scheme); plain HTTP for
     /// loopback hosts, HTTPS otherwise.
-    pub fn new(host: &str, auth: Option<(String, SecretString)>) -> Self {
+    pub fn new(host: &str, auth: Option<Credentials>) -> Self {
         let base = if host.starts_with("http://") || host.starts_with("https://") {
             host.trim_end_matches('/').to_string()
-        } else if host.starts_with("127.") || host.starts_with("localhost") {
+        } else if host.starts_with("127.")
+            || host.starts_with("localhost")
+            || host.starts_with("[::1]")
+        {
             format!("http://{host}")
         } else {
             format!("https://{host}")
@@ -69,6 +58,11 @@ impl Registry {
             auth,
             tokens: Arc::default(),
         }
+    }
+
+    /// The registry's base URL (`http://127.0.0.1:5000`).
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     fn req(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
@@ -95,13 +89,13 @@ impl Registry {
                 .cloned();
             let authed = match (&token, &self.auth) {
                 (Some(t), _) => rb.bearer_auth(t.expose_secret()),
-                (None, Some((u, p))) => rb.basic_auth(u, Some(p.expose_secret())),
+                (None, Some(c)) => rb.basic_auth(&c.username, Some(c.password.expose_secret())),
                 (None, None) => rb,
             };
             let resp = authed
                 .send()
                 .await
-                .map_err(|e| self.error(what, e.without_url().to_string()))?;
+                .map_err(|e| self.transport_error(repo, what, e))?;
             let challenge = (resp.status() == reqwest::StatusCode::UNAUTHORIZED)
                 .then(|| resp.headers().get(reqwest::header::WWW_AUTHENTICATE))
                 .flatten()
@@ -113,6 +107,7 @@ impl Registry {
                     let token = crate::auth::fetch_token(
                         &self.client,
                         &self.base,
+                        repo,
                         &challenge,
                         self.auth.as_ref(),
                     )
@@ -129,38 +124,72 @@ impl Registry {
         }
     }
 
-    fn error(&self, what: &str, message: String) -> Error {
+    /// An [`Error::Registry`] that is not about an HTTP status.
+    fn error(&self, repo: &str, what: &str, message: impl Into<String>) -> Error {
         Error::Registry {
             registry: self.base.clone(),
+            repository: repo.to_string(),
             what: what.to_string(),
-            message,
+            message: message.into(),
+            status: None,
+            source: None,
+        }
+    }
+
+    /// An [`Error::Registry`] for a request that got no answer, keeping the transport error.
+    fn transport_error(&self, repo: &str, what: &str, e: reqwest::Error) -> Error {
+        let message = if e.is_timeout() {
+            "the registry did not answer in time (try again; check the registry's load)"
+        } else if e.is_connect() {
+            "the registry cannot be reached (check the registry URL, and that it is running)"
+        } else {
+            "the request failed"
+        };
+        Error::Registry {
+            registry: self.base.clone(),
+            repository: repo.to_string(),
+            what: what.to_string(),
+            message: message.to_string(),
+            status: None,
+            source: Some(Box::new(e.without_url())),
         }
     }
 
     /// `resp` if it succeeded, else [`Registry::status_error`].
-    async fn check(&self, what: &str, resp: reqwest::Response) -> Result<reqwest::Response> {
+    async fn check(
+        &self,
+        repo: &str,
+        what: &str,
+        resp: reqwest::Response,
+    ) -> Result<reqwest::Response> {
         if resp.status().is_success() {
             return Ok(resp);
         }
-        Err(self.status_error(what, resp).await)
+        Err(self.status_error(repo, what, resp).await)
     }
 
     /// The error for a failed response: its status, a hint, and the start of the registry's text.
-    async fn status_error(&self, what: &str, resp: reqwest::Response) -> Error {
+    async fn status_error(&self, repo: &str, what: &str, resp: reqwest::Response) -> Error {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         let hint = match status.as_u16() {
             401 | 403 => " (authentication failed: check the registry credentials)",
             404 => " (not found: check the registry URL and image name)",
+            429 => " (rate limited: try again later)",
+            500..=599 => " (the registry failed: try again later)",
             _ => "",
         };
-        self.error(
-            what,
-            format!(
+        Error::Registry {
+            registry: self.base.clone(),
+            repository: repo.to_string(),
+            what: what.to_string(),
+            message: format!(
                 "{status}{hint}: {}",
-                body.chars().take(200).collect::<String>()
+                body.trim().chars().take(200).collect::<String>()
             ),
-        )
+            status: Some(status.as_u16()),
+            source: None,
+        }
     }
 
     async fn send(
@@ -170,11 +199,14 @@ impl Registry {
         rb: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
         let resp = self.execute(what, repo, rb).await?;
-        self.check(what, resp).await
+        self.check(repo, what, resp).await
     }
 
     /// Whether the repository `name` has the blob `digest` (a `HEAD` request).
-    pub async fn has_blob(&self, name: &str, digest: &str) -> Result<bool> {
+    ///
+    /// Errors with [`Error::Registry`] when the registry refuses the credentials or cannot be
+    /// reached.
+    pub async fn has_blob(&self, name: &str, digest: &Digest) -> Result<bool> {
         let what = format!("checking blob {digest}");
         let head = self
             .execute(
@@ -187,16 +219,26 @@ impl Registry {
             )
             .await?;
         match head.status().as_u16() {
-            401 | 403 => Err(self.status_error(&what, head).await),
+            401 | 403 => Err(self.status_error(name, &what, head).await),
+            s if s >= 500 => Err(self.status_error(name, &what, head).await),
             _ => Ok(head.status().is_success()),
         }
     }
 
-    /// Uploads a blob unless the registry has it; returns its digest.
-    pub async fn push_blob(&self, name: &str, bytes: Bytes) -> Result<String> {
-        let d = digest(&bytes);
+    /// Uploads a blob unless the registry has it; returns its descriptor (`media_type`, its
+    /// digest and size).
+    ///
+    /// Errors with [`Error::Registry`] when the registry refuses the upload.
+    pub async fn push_blob(
+        &self,
+        name: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<Descriptor> {
+        let d = Digest::of(&bytes);
+        let descriptor = Descriptor::new(media_type, d.clone(), bytes.len() as u64);
         if self.has_blob(name, &d).await? {
-            return Ok(d);
+            return Ok(descriptor);
         }
         let start = self
             .send(
@@ -214,32 +256,37 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
                 self.error(
+                    name,
                     "starting an upload",
-                    "the registry gave no upload location".into(),
+                    "the registry gave no upload location",
                 )
             })?
             .to_string();
-        let url = if location.starts_with("http") {
-            location
-        } else {
-            format!("{}{location}", self.base)
-        };
-        let sep = if url.contains('?') { '&' } else { '?' };
+        let mut url = reqwest::Url::parse(&self.base)
+            .and_then(|base| base.join(&location))
+            .map_err(|e| {
+                self.error(
+                    name,
+                    "starting an upload",
+                    format!("the upload location {location:?} is not a URL: {e}"),
+                )
+            })?;
+        url.query_pairs_mut().append_pair("digest", d.as_str());
         self.send(
             "uploading a blob",
             name,
-            self.req(reqwest::Method::PUT, &format!("{url}{sep}digest={d}"))
+            self.req(reqwest::Method::PUT, url.as_str())
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .body(bytes),
         )
         .await?;
-        Ok(d)
+        Ok(descriptor)
     }
 
-    /// Pushes a one-layer image holding `files` (absolute image path, contents, mode) as
-    /// `name:tag`, with `config` as the image config's `config` section (`Env`, `Cmd`, …); returns
-    /// the manifest digest. A base image made without any daemon or download (tests, scratch
-    /// images for static binaries).
+    /// Pushes a one-layer `linux`/`amd64` image holding `files` (absolute image path, contents,
+    /// mode) as `name:tag`, with `config` as the image config's container settings (`Env`,
+    /// `Cmd`, …); returns the manifest digest. A base image made without any daemon or download
+    /// (tests, scratch images for static binaries).
     ///
     /// Errors as [`Registry::push_blob`] and [`Registry::push_manifest`] do.
     pub async fn push_files_image(
@@ -247,63 +294,65 @@ impl Registry {
         name: &str,
         tag: &str,
         files: &[(String, Vec<u8>, u32)],
-        config: Value,
-    ) -> Result<String> {
+        config: ContainerConfig,
+    ) -> Result<Digest> {
         let layer = crate::layer::build(files)
             .map_err(|e| flowstore_core::Error::io("building the image layer", e))?;
-        let layer_size = layer.gz.len();
-        let layer_digest = self.push_blob(name, layer.gz).await?;
-        let image_config = serde_json::json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "config": config,
-            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
-            "history": [{"created_by": "flowstore: push_files_image"}],
+        let layer_descriptor = self.push_blob(name, LAYER, layer.gz).await?;
+        let mut image_config = ImageConfiguration::new(config, vec![layer.diff_id]);
+        image_config.history.push(History {
+            created_by: Some("flowstore: push_files_image".into()),
+            ..History::default()
         });
-        let image_config = Bytes::from(serde_json::to_vec(&image_config).expect("JSON serializes"));
-        let config_size = image_config.len();
-        let config_digest = self.push_blob(name, image_config).await?;
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "config": {"mediaType": CONFIG, "digest": config_digest, "size": config_size},
-            "layers": [{"mediaType": LAYER, "digest": layer_digest, "size": layer_size}],
-        });
-        self.push_manifest(name, tag, &manifest).await
+        let image_config =
+            Bytes::from(serde_json::to_vec(&image_config).expect("image configs serialize"));
+        let config = self.push_blob(name, CONFIG, image_config).await?;
+        self.push_manifest(
+            name,
+            tag,
+            &ImageManifest::new(config, vec![layer_descriptor]).into(),
+        )
+        .await
     }
 
-    /// Puts a manifest (or an index) under `reference` (a tag), typed by its `mediaType`; returns
+    /// Puts a manifest (or an index) under `reference` (a tag), typed by its media type; returns
     /// its digest.
+    ///
+    /// Errors with [`Error::Registry`] when the registry refuses it (a blob it names is missing,
+    /// the credentials may not push).
     pub async fn push_manifest(
         &self,
         name: &str,
         reference: &str,
-        manifest: &Value,
-    ) -> Result<String> {
-        let body = serde_json::to_vec(manifest).expect("manifests serialize");
-        let d = digest(&body);
+        manifest: &Manifest,
+    ) -> Result<Digest> {
+        let body = manifest.to_vec();
+        let d = Digest::of(&body);
         self.send(
-            "pushing the manifest",
+            &format!("pushing manifest {reference}"),
             name,
             self.req(
                 reqwest::Method::PUT,
                 &format!("{}/v2/{name}/manifests/{reference}", self.base),
             )
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                manifest["mediaType"].as_str().unwrap_or(MANIFEST),
-            )
+            .header(reqwest::header::CONTENT_TYPE, manifest.media_type())
             .body(body),
         )
         .await?;
         Ok(d)
     }
 
-    /// A manifest by tag or digest, with its digest (checked when `reference` is a digest).
-    pub async fn manifest(&self, name: &str, reference: &str) -> Result<(Value, String)> {
+    /// A manifest or index by tag or digest, with its descriptor (media type, digest, size; the
+    /// digest is checked when `reference` is one).
+    ///
+    /// Errors with [`Error::Registry`] (status 404 when the repository, tag or manifest does not
+    /// exist), [`Error::DigestMismatch`] when the bytes do not match the digest asked for, and
+    /// [`Error::Config`] naming the field a malformed manifest lacks.
+    pub async fn manifest(&self, name: &str, reference: &str) -> Result<(Manifest, Descriptor)> {
+        let what = format!("reading manifest {reference}");
         let resp = self
             .send(
-                "reading the manifest",
+                &what,
                 name,
                 self.req(
                     reqwest::Method::GET,
@@ -315,71 +364,91 @@ impl Registry {
                 ),
             )
             .await?;
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = resp
             .bytes()
             .await
-            .map_err(|e| self.error("reading the manifest", e.without_url().to_string()))?;
-        let d = digest(&body);
-        if reference.starts_with("sha256:") && d != reference {
+            .map_err(|e| self.transport_error(name, &what, e))?;
+        let d = Digest::of(&body);
+        if reference.contains(':') && d.as_str() != reference {
             return Err(Error::DigestMismatch {
                 registry: self.base.clone(),
                 what: format!("manifest {reference} of {name}"),
-                actual: d,
+                actual: d.to_string(),
             });
         }
-        let v = serde_json::from_slice(&body).map_err(|e| {
-            self.error(
-                &format!("reading the manifest {reference} of {name}"),
-                format!("it is not JSON: {e}"),
-            )
-        })?;
-        Ok((v, d))
+        let manifest = Manifest::from_slice(
+            &body,
+            &format!("manifest {reference} of {name} in {}", self.base),
+        )?;
+        let media_type = content_type.unwrap_or_else(|| manifest.media_type().to_string());
+        Ok((manifest, Descriptor::new(&media_type, d, body.len() as u64)))
     }
 
     /// The image manifest of `name:reference` for `os`/`architecture`: the manifest itself for a
     /// single-platform image; for an index (multi-platform image), the entry for that platform,
-    /// read by its digest. Returns the manifest and its digest.
+    /// read by its digest. Returns the manifest and its descriptor.
     ///
-    /// Errors with [`Error::Registry`] naming the platforms the index has when none matches.
+    /// Errors as [`Registry::manifest`] does, and with [`Error::Registry`] naming the platforms
+    /// the index has when none matches.
     pub async fn platform_manifest(
         &self,
         name: &str,
         reference: &str,
         os: &str,
         architecture: &str,
-    ) -> Result<(Value, String)> {
-        let (manifest, digest) = self.manifest(name, reference).await?;
-        let Some(entries) = manifest["manifests"].as_array() else {
-            return Ok((manifest, digest));
+    ) -> Result<(ImageManifest, Descriptor)> {
+        let index = match self.manifest(name, reference).await? {
+            (Manifest::Image(m), d) => return Ok((m, d)),
+            (Manifest::Index(index), _) => index,
         };
-        let platform = |e: &Value| {
-            format!(
-                "{}/{}",
-                e["platform"]["os"].as_str().unwrap_or("?"),
-                e["platform"]["architecture"].as_str().unwrap_or("?")
-            )
+        let matches = |e: &Descriptor| {
+            e.platform
+                .as_ref()
+                .is_some_and(|p| p.os == os && p.architecture == architecture)
         };
-        let wanted = format!("{os}/{architecture}");
-        match entries.iter().find(|e| platform(e) == wanted) {
-            Some(entry) => {
-                let d = entry["digest"].as_str().unwrap_or_default();
-                self.manifest(name, d).await
-            }
-            None => Err(self.error(
+        let Some(entry) = index.manifests.iter().find(|e| matches(e)) else {
+            let has: Vec<String> = index
+                .manifests
+                .iter()
+                .map(|e| {
+                    e.platform
+                        .as_ref()
+                        .map_or("?".to_string(), |p| p.to_string())
+                })
+                .collect();
+            return Err(self.error(
+                name,
                 &format!("choosing a platform of {name}:{reference}"),
                 format!(
-                    "the image has no {wanted} variant (it has: {})",
-                    entries.iter().map(platform).collect::<Vec<_>>().join(", ")
+                    "the image has no {os}/{architecture} variant (it has: {})",
+                    has.join(", ")
                 ),
+            ));
+        };
+        match self.manifest(name, entry.digest.as_str()).await? {
+            (Manifest::Image(m), d) => Ok((m, d)),
+            (Manifest::Index(_), _) => Err(self.error(
+                name,
+                &format!("reading the {os}/{architecture} manifest of {name}:{reference}"),
+                format!("{} is another index, not an image manifest", entry.digest),
             )),
         }
     }
 
     /// A blob by digest, verified.
-    pub async fn blob(&self, name: &str, d: &str) -> Result<Bytes> {
+    ///
+    /// Errors with [`Error::Registry`] (status 404 when the blob does not exist) and
+    /// [`Error::DigestMismatch`] when the bytes do not match.
+    pub async fn blob(&self, name: &str, d: &Digest) -> Result<Bytes> {
+        let what = format!("reading blob {d}");
         let resp = self
             .send(
-                "reading a blob",
+                &what,
                 name,
                 self.req(
                     reqwest::Method::GET,
@@ -390,13 +459,13 @@ impl Registry {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| self.error(&format!("reading blob {d}"), e.without_url().to_string()))?;
-        let actual = digest(&bytes);
-        if actual != d {
+            .map_err(|e| self.transport_error(name, &what, e))?;
+        let actual = Digest::of(&bytes);
+        if &actual != d {
             return Err(Error::DigestMismatch {
                 registry: self.base.clone(),
                 what: format!("blob {d} of {name}"),
-                actual,
+                actual: actual.to_string(),
             });
         }
         Ok(bytes)

@@ -3,7 +3,6 @@
 //! `FLOWSTORE_TEST_REGISTRY_AUTH` with htpasswd auth). No image is pulled from the internet: the
 //! tests build a busybox base image from Debian's busybox-static and push it themselves.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -13,9 +12,12 @@ use bollard::query_parameters::{
 use bytes::Bytes;
 use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
 use flowstore_core::testkit::{skip, Harness, HarnessResult, Skip};
-use flowstore_core::{Registry as Types, Storage, StorageReference};
-use flowstore_docker::registry::{self, Registry};
-use flowstore_docker::{layer, BuildConfig, BuildMode, Docker, BUILD_FAILED};
+use flowstore_core::{Error as CoreError, Registry as Types, Storage, StorageReference};
+use flowstore_docker::oci::{self, ContainerConfig, Descriptor, ImageIndex, Platform};
+use flowstore_docker::registry::Registry;
+use flowstore_docker::{
+    layer, BuildConfig, BuildMode, Credentials, Docker, DockerBuilder, BUILD_FAILED,
+};
 use flowstore_secrets::MapSource;
 use futures::StreamExt;
 use serde_json::json;
@@ -66,19 +68,12 @@ fn unique(prefix: &str) -> String {
 
 /// Pushes a one-layer busybox image (`sh`, `cat`, `sha256sum`, `false` as copies of the static
 /// busybox, which dispatches on its name) to `registry` as `base/busybox:1`; returns its reference.
-async fn base_image(
-    registry_host: &str,
-    auth: Option<(String, flowstore_core::secret::SecretString)>,
-) -> String {
+async fn base_image(registry_host: &str, auth: Option<Credentials>) -> String {
     busybox_image(registry_host, auth, "base/busybox").await
 }
 
 /// [`base_image`] in repository `repo`, tag `1`.
-async fn busybox_image(
-    registry_host: &str,
-    auth: Option<(String, flowstore_core::secret::SecretString)>,
-    repo: &str,
-) -> String {
+async fn busybox_image(registry_host: &str, auth: Option<Credentials>, repo: &str) -> String {
     let busybox = std::fs::read("/bin/busybox")
         .expect("busybox-static is installed (.ci/install.d/docker.sh)");
     let files: Vec<(String, Vec<u8>, u32)> = ["sh", "cat", "sha256sum", "false", "ls"]
@@ -90,7 +85,11 @@ async fn busybox_image(
             repo,
             "1",
             &files,
-            json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}),
+            ContainerConfig {
+                env: Some(vec!["PATH=/bin".into()]),
+                cmd: Some(vec!["/bin/sh".into()]),
+                ..ContainerConfig::default()
+            },
         )
         .await
         .unwrap();
@@ -179,15 +178,11 @@ fn progress_recorder() -> (
     (Arc::new(move |p| sink.lock().unwrap().push(p)), seen)
 }
 
-fn daemonless(e: &Env, base: &str) -> Docker {
-    Docker::new(
-        Some(&e.registry),
-        BuildConfig {
-            mode: BuildMode::Daemonless,
-            base_image: Some(base.to_string()),
-            ..Default::default()
-        },
-    )
+fn daemonless(e: &Env, base: &str) -> DockerBuilder {
+    Docker::builder()
+        .registry_url(&e.registry)
+        .mode(BuildMode::Daemonless)
+        .base_image(base)
 }
 
 struct DockerHarness {
@@ -202,9 +197,18 @@ struct DockerHarness {
 #[flowstore_core::async_trait]
 impl Harness for DockerHarness {
     async fn storage(&self) -> Option<Box<dyn Storage>> {
+        // Layers are deterministic, and `tamper` rewrites a flow's layer in the registry's store
+        // (which outlives the run): a nonce file makes each storage's layer its own, so a tampered
+        // blob is never the one another storage (or a later run) pushes and finds present.
+        let nonce = self.scripts.path().join(unique("nonce"));
+        std::fs::write(&nonce, unique("nonce")).unwrap();
         // One image name for every storage: each registration gets its own timestamp tag.
         Some(Box::new(
-            daemonless(&self.env, &self.base).image("conformance", None),
+            daemonless(&self.env, &self.base)
+                .file(&nonce, "/opt/flowstore/nonce")
+                .image("conformance", None)
+                .build()
+                .unwrap(),
         ))
     }
     /// The script is copied into the image by `files`; its digest is recorded at registration.
@@ -212,16 +216,13 @@ impl Harness for DockerHarness {
         let host = self.scripts.path().join(format!("{}.py", unique("script")));
         std::fs::write(&host, source).unwrap();
         let image_path = "/opt/flowstore/flows/script.py";
-        let build = BuildConfig {
-            mode: BuildMode::Daemonless,
-            base_image: Some(self.base.clone()),
-            files: BTreeMap::from([(host.to_string_lossy().into_owned(), image_path.into())]),
-            ..Default::default()
-        };
         Some(Box::new(
-            Docker::new(Some(&self.env.registry), build)
+            daemonless(&self.env, &self.base)
+                .file(&host, image_path)
                 .image("conformance-script", None)
-                .script(image_path),
+                .script(image_path)
+                .build()
+                .unwrap(),
         ))
     }
     fn registry(&self) -> Types {
@@ -239,11 +240,15 @@ impl Harness for DockerHarness {
             .manifest(image, digest)
             .await
             .unwrap();
-        let flow_layer = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
-            .as_str()
+        let flow_layer = manifest
+            .into_image()
             .unwrap()
-            .to_string();
-        let hex = flow_layer.trim_start_matches("sha256:");
+            .layers
+            .last()
+            .unwrap()
+            .digest
+            .clone();
+        let hex = flow_layer.encoded();
         let blob = data.join(format!(
             "docker/registry/v2/blobs/sha256/{}/{hex}/data",
             &hex[..2]
@@ -282,7 +287,9 @@ async fn daemonless_build_runs_in_docker_and_fetches_outside_by_digest() {
     let (progress, seen) = progress_recorder();
     let mut s = daemonless(&e, &base)
         .image(&unique("daemonless"), Some("v1"))
-        .with_progress(progress);
+        .progress(progress)
+        .build()
+        .unwrap();
     s.add_flow(
         seal("ETL", &vec!["extract", "load"], &app())
             .unwrap()
@@ -333,27 +340,20 @@ async fn engine_build_pushes_and_the_container_reads_the_flow() {
     let base = base_image(&e.registry, None).await;
     let host_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(host_file.path(), "Marvin").unwrap();
-    let mut files = BTreeMap::new();
-    files.insert(
-        host_file.path().display().to_string(),
-        "/opt/flowstore/person.txt".to_string(),
-    );
-    let mut env_vars = BTreeMap::new();
-    env_vars.insert("GREETING".to_string(), "hello".to_string());
-    let build = BuildConfig {
-        mode: BuildMode::Engine,
-        base_image: Some(base),
-        files,
-        env_vars,
-        load_command: Some("cat /opt/flowstore/person.txt".into()),
-        base_url: Some(e.docker_host.clone()),
-        ..Default::default()
-    };
     let sealed = seal_bytes("Engine Flow", b"engine payload", &app());
     let (progress, seen) = progress_recorder();
-    let mut s = Docker::new(Some(&e.registry), build)
+    let mut s = Docker::builder()
+        .registry_url(&e.registry)
+        .mode(BuildMode::Engine)
+        .base_image(base)
+        .file(host_file.path(), "/opt/flowstore/person.txt")
+        .env("GREETING", "hello")
+        .load_command("cat /opt/flowstore/person.txt")
+        .base_url(&e.docker_host)
         .image(&unique("engine"), None)
-        .with_progress(progress);
+        .progress(progress)
+        .build()
+        .unwrap();
     s.add_flow(sealed.clone().into()).await.unwrap();
     let t = std::time::Instant::now();
     s.persist().await.unwrap_or_else(|err| panic!("{err}"));
@@ -401,7 +401,12 @@ async fn a_failing_health_check_fails_the_build() {
         base_url: Some(e.docker_host.clone()),
         ..Default::default()
     };
-    let mut s = Docker::new(Some(&e.registry), build).image(&unique("unhealthy"), None);
+    let mut s = Docker::builder()
+        .registry_url(&e.registry)
+        .build_config(build)
+        .image(&unique("unhealthy"), None)
+        .build()
+        .unwrap();
     s.add_flow(seal_bytes("F", b"x", &app()).into())
         .await
         .unwrap();
@@ -413,10 +418,7 @@ async fn a_failing_health_check_fails_the_build() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_credentials_wrong_registry_and_daemon_only_options() {
     let e = need!("registry_credentials_wrong_registry_and_daemon_only_options");
-    let creds = Some((
-        e.user.clone(),
-        flowstore_core::secret::SecretString::from(e.password.clone()),
-    ));
+    let creds = Some(Credentials::new(&e.user, e.password.clone()));
     let base = base_image(&e.registry_auth, creds).await;
     let secrets = Arc::new(
         MapSource::new()
@@ -425,17 +427,15 @@ async fn registry_credentials_wrong_registry_and_daemon_only_options() {
             .with("BAD_PASS", "wrong-c4n4ry"),
     );
     let make = |pass: &str| {
-        Docker::new(
-            Some(&e.registry_auth),
-            BuildConfig {
-                mode: BuildMode::Daemonless,
-                base_image: Some(base.clone()),
-                registry_credentials: Some(("REG_USER".into(), pass.into())),
-                ..Default::default()
-            },
-        )
-        .secrets(secrets.clone())
-        .image(&unique("auth"), None)
+        Docker::builder()
+            .registry_url(&e.registry_auth)
+            .mode(BuildMode::Daemonless)
+            .base_image(&base)
+            .registry_secrets("REG_USER", pass)
+            .secrets(secrets.clone())
+            .image(&unique("auth"), None)
+            .build()
+            .unwrap()
     };
     let mut ok = make("REG_PASS");
     ok.add_flow(seal_bytes("F", b"x", &app()).into())
@@ -448,77 +448,229 @@ async fn registry_credentials_wrong_registry_and_daemon_only_options() {
         .unwrap();
     let err = bad.persist().await.unwrap_err();
     assert!(
+        matches!(err, CoreError::PermissionDenied { .. }),
+        "a refused password is PermissionDenied: {err:?}"
+    );
+    assert!(
         err.to_string().contains("401") && err.to_string().contains("credentials"),
         "{err}"
     );
     assert!(!format!("{err} {err:?} {bad:?}").contains("c4n4ry"));
 
+    // Nothing listens there: a temporary error that keeps the transport error as its source.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut nowhere = Docker::new(
-        Some(&format!("127.0.0.1:{closed}")),
-        BuildConfig {
-            mode: BuildMode::Daemonless,
-            base_image: Some(format!("127.0.0.1:{closed}/base/busybox:1")),
-            ..Default::default()
-        },
-    );
+    let mut nowhere = Docker::builder()
+        .registry_url(format!("127.0.0.1:{closed}"))
+        .mode(BuildMode::Daemonless)
+        .base_image(format!("127.0.0.1:{closed}/base/busybox:1"))
+        .build()
+        .unwrap();
     nowhere
         .add_flow(seal_bytes("F", b"x", &app()).into())
         .await
         .unwrap();
-    let msg = nowhere.persist().await.unwrap_err().to_string();
-    assert!(msg.contains(&format!("127.0.0.1:{closed}")), "{msg}");
-
-    let mut refused = Docker::new(
-        Some(&e.registry),
-        BuildConfig {
-            mode: BuildMode::Daemonless,
-            base_image: Some(base.clone()),
-            extra_dockerfile_commands: vec!["RUN echo hi".into()],
-            ..Default::default()
-        },
+    let err = nowhere.persist().await.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{closed}")),
+        "{err}"
     );
-    refused
-        .add_flow(seal_bytes("F", b"x", &app()).into())
-        .await
-        .unwrap();
-    let msg = refused.persist().await.unwrap_err().to_string();
+    assert!(err.is_temporary(), "{err:?}");
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+
+    // Settings that cannot work are refused by build(), before any I/O.
+    let msg = daemonless(&e, &base)
+        .extra_command("RUN echo hi")
+        .build()
+        .unwrap_err()
+        .to_string();
     assert!(
         msg.contains("extra_dockerfile_commands need a Docker Engine"),
         "{msg}"
     );
-    let both = Docker::new(
-        None,
-        BuildConfig {
-            base_image: Some("a".into()),
-            dockerfile: Some("FROM b".into()),
-            ..Default::default()
-        },
+    let msg = Docker::builder()
+        .base_image("a")
+        .dockerfile("FROM b")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("Only one of `base_image` and `dockerfile`"),
+        "{msg}"
     );
-    let mut both = both;
-    both.add_flow(seal_bytes("F", b"x", &app()).into())
+    let msg = Docker::builder()
+        .username("only-a-user")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("go together"), "{msg}");
+}
+
+/// Credentials given to the builder: used for the build, never recorded, logged or shown; an
+/// agent reads the image with the secrets the reference names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_registry_credentials_are_used_and_never_recorded() {
+    let e = need!("typed_registry_credentials_are_used_and_never_recorded");
+    let base = base_image(
+        &e.registry_auth,
+        Some(Credentials::new(&e.user, e.password.clone())),
+    )
+    .await;
+    let builder = daemonless(&e, &base)
+        .registry_url(&e.registry_auth)
+        .username(&e.user)
+        .password(e.password.clone())
+        .registry_secrets("AGENT_USER", "AGENT_PASS")
+        .image(&unique("typed"), None);
+    let shown = format!("{builder:?}");
+    assert!(!shown.contains(&e.password), "{shown}");
+    let mut s = builder.build().unwrap();
+    assert!(!format!("{s:?}").contains(&e.password));
+    s.add_flow(seal_bytes("Typed", b"with typed credentials", &app()).into())
         .await
         .unwrap();
-    assert!(both
-        .persist()
+    s.persist().await.unwrap();
+    let reference = s.reference().unwrap();
+    let json = reference.to_json();
+    assert!(!json.contains(&e.password), "{json}");
+    assert_eq!(reference.secrets, ["AGENT_USER", "AGENT_PASS"]);
+    assert_eq!(reference.fields["registry_username_secret"], "AGENT_USER");
+
+    let secrets = Arc::new(
+        MapSource::new()
+            .with("AGENT_USER", &e.user)
+            .with("AGENT_PASS", &e.password),
+    );
+    let mut agent = Types::new().with_secrets(secrets);
+    flowstore_docker::register(&mut agent);
+    let fetched = agent
+        .open(&reference)
+        .unwrap()
+        .get_flow("Typed")
         .await
-        .unwrap_err()
-        .to_string()
-        .contains("Only one of `base_image` and `dockerfile`"));
+        .unwrap();
+    assert_eq!(fetched.bytes().as_ref(), b"with typed credentials");
+}
+
+/// A missing repository, tag or manifest is NotFound ("image"); a flow file missing from a
+/// built image is NotFound ("file").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_images_and_files_are_not_found() {
+    let e = need!("missing_images_and_files_are_not_found");
+    let base = base_image(&e.registry, None).await;
+    // A base image that does not exist: the build says which.
+    let mut s = daemonless(&e, &format!("{}/no/such-base:1", e.registry))
+        .image(&unique("missing-base"), None)
+        .build()
+        .unwrap();
+    s.add_flow(seal_bytes("F", b"x", &app()).into())
+        .await
+        .unwrap();
+    let err = s.persist().await.unwrap_err();
+    assert!(
+        matches!(err, CoreError::NotFound { what: "image", .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no/such-base"), "{err}");
+
+    let mut s = daemonless(&e, &base)
+        .image(&unique("present"), None)
+        .build()
+        .unwrap();
+    s.add_flow(seal_bytes("Here", b"here", &app()).into())
+        .await
+        .unwrap();
+    s.persist().await.unwrap();
+    let reference = s.reference().unwrap();
+    // A repository that does not exist.
+    let mut gone = reference.clone();
+    gone.fields
+        .insert("image_name".into(), json!(unique("never-pushed")));
+    let err = types()
+        .open(&gone)
+        .unwrap()
+        .get_flow("Here")
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    assert!(
+        matches!(err, CoreError::NotFound { what: "image", .. }),
+        "{err:?}"
+    );
+    // A manifest digest the repository does not hold.
+    let mut other = reference.clone();
+    other.fields.insert(
+        "image_digest".into(),
+        json!(oci::Digest::of(b"no such manifest").to_string()),
+    );
+    let err = types()
+        .open(&other)
+        .unwrap()
+        .get_flow("Here")
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    // The flow's file is not where the reference says.
+    let mut elsewhere = reference.clone();
+    elsewhere
+        .flows
+        .insert("Here".into(), "/opt/flowstore/flows/elsewhere.flow".into());
+    let err = types()
+        .open(&elsewhere)
+        .unwrap()
+        .get_flow("Here")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::NotFound { what: "file", .. }),
+        "{err:?}"
+    );
+}
+
+/// A storage opened from a URL with options and the one reopened from its own reference after
+/// the build have the same configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_storage_and_its_reference_agree_after_the_build() {
+    let e = need!("a_url_storage_and_its_reference_agree_after_the_build");
+    let base = base_image(&e.registry, None).await;
+    let url = format!(
+        "docker://{}/{}?mode=daemonless&base_image={base}&directory=/srv/flows&env=STAGE=test&label=url",
+        e.registry,
+        unique("from-url")
+    );
+    let mut s = types().open_url(&url).unwrap();
+    s.add_flow(seal_bytes("From URL", b"from a url", &app()).into())
+        .await
+        .unwrap();
+    s.persist().await.unwrap();
+    let reference = s.reference().unwrap();
+    assert_eq!(reference.labels, ["url"]);
+    let built = Docker::from_url(&url, &Default::default()).unwrap();
+    let reopened = Docker::from_reference(&reference, &Default::default()).unwrap();
+    assert_eq!(reopened.config().directory, "/srv/flows");
+    assert_eq!(reopened.config().registry_url, built.config().registry_url);
+    assert_eq!(
+        reference.to_json(),
+        reopened.reference().unwrap().to_json(),
+        "the reopened storage records the same reference"
+    );
+    let fetched = types()
+        .open(&reference)
+        .unwrap()
+        .get_flow("From URL")
+        .await
+        .unwrap();
+    assert_eq!(fetched.bytes().as_ref(), b"from a url");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_credentials_from_the_docker_cli_config() {
     use base64::Engine as _;
     let e = need!("registry_credentials_from_the_docker_cli_config");
-    let creds = Some((
-        e.user.clone(),
-        flowstore_core::secret::SecretString::from(e.password.clone()),
-    ));
+    let creds = Some(Credentials::new(&e.user, e.password.clone()));
     let base = base_image(&e.registry_auth, creds).await;
     let dir = tempfile::tempdir().unwrap();
     let auth =
@@ -530,15 +682,13 @@ async fn registry_credentials_from_the_docker_cli_config() {
     .unwrap();
     // Only this test sets DOCKER_CONFIG; the other tests' registries have no entry in it.
     std::env::set_var("DOCKER_CONFIG", dir.path());
-    let mut s = Docker::new(
-        Some(&e.registry_auth),
-        BuildConfig {
-            mode: BuildMode::Daemonless,
-            base_image: Some(base),
-            ..Default::default()
-        },
-    )
-    .image(&unique("config-auth"), None);
+    let mut s = Docker::builder()
+        .registry_url(&e.registry_auth)
+        .mode(BuildMode::Daemonless)
+        .base_image(base)
+        .image(&unique("config-auth"), None)
+        .build()
+        .unwrap();
     s.add_flow(seal_bytes("F", b"via docker config", &app()).into())
         .await
         .unwrap();
@@ -594,21 +744,33 @@ async fn daemonless_build_on_a_multi_platform_base_picks_the_platform() {
     // The single-platform image goes into the index's repository first (tag 1, replaced below).
     busybox_image(&e.registry, None, "base/multi").await;
     let reg = Registry::new(&e.registry, None);
-    let (single, digest) = reg.manifest("base/multi", "1").await.unwrap();
-    let size = serde_json::to_vec(&single).unwrap().len();
+    let (_, single) = reg.manifest("base/multi", "1").await.unwrap();
     let arch = BuildConfig::default().platform;
-    let entry = |a: &str| {
-        json!({"mediaType": registry::MANIFEST, "digest": digest, "size": size,
-               "platform": {"os": "linux", "architecture": a}})
+    let entry = |a: &str| Descriptor {
+        platform: Some(Platform {
+            architecture: a.to_string(),
+            os: "linux".to_string(),
+            variant: None,
+            other: Default::default(),
+        }),
+        ..single.clone()
     };
-    let index = json!({"schemaVersion": 2, "mediaType": registry::INDEX,
-                       "manifests": [entry("s390x"), entry(&arch)]});
-    let index_digest = reg.push_manifest("base/multi", "1", &index).await.unwrap();
-    let (back, _) = reg.manifest("base/multi", &index_digest).await.unwrap();
-    assert!(back["manifests"].is_array(), "the registry holds an index");
+    let index = ImageIndex::new(vec![entry("s390x"), entry(&arch)]);
+    let index_digest = reg
+        .push_manifest("base/multi", "1", &index.into())
+        .await
+        .unwrap();
+    let (back, _) = reg
+        .manifest("base/multi", index_digest.as_str())
+        .await
+        .unwrap();
+    assert!(back.into_index().is_some(), "the registry holds an index");
 
     let base = format!("{}/base/multi:1", e.registry);
-    let mut s = daemonless(&e, &base).image(&unique("multi"), None);
+    let mut s = daemonless(&e, &base)
+        .image(&unique("multi"), None)
+        .build()
+        .unwrap();
     s.add_flow(seal_bytes("Multi", b"on any platform", &app()).into())
         .await
         .unwrap();
@@ -621,11 +783,13 @@ async fn daemonless_build_on_a_multi_platform_base_picks_the_platform() {
         )
         .await
         .unwrap();
+    let built = built.into_image().unwrap();
     assert_eq!(
-        built["layers"].as_array().unwrap().len(),
+        built.layers.len(),
         2,
         "the base variant's layer plus the flows layer"
     );
+    assert_eq!(built.media_type.as_deref(), Some(oci::MANIFEST));
     let fetched = types()
         .open(&reference)
         .unwrap()
@@ -634,16 +798,11 @@ async fn daemonless_build_on_a_multi_platform_base_picks_the_platform() {
         .unwrap();
     assert_eq!(fetched.bytes().as_ref(), b"on any platform");
 
-    let mut other = Docker::new(
-        Some(&e.registry),
-        BuildConfig {
-            mode: BuildMode::Daemonless,
-            base_image: Some(base.clone()),
-            platform: "riscv64".into(),
-            ..Default::default()
-        },
-    )
-    .image(&unique("multi"), None);
+    let mut other = daemonless(&e, &base)
+        .platform("riscv64")
+        .image(&unique("multi"), None)
+        .build()
+        .unwrap();
     other
         .add_flow(seal_bytes("Multi", b"x", &app()).into())
         .await
@@ -663,13 +822,17 @@ async fn daemonless_build_on_a_multi_platform_base_picks_the_platform() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_flow_registry_through_its_token_server() {
     let e = need!("a_token_flow_registry_through_its_token_server");
-    use flowstore_core::secret::SecretString;
     // No credentials: the token server refuses, and the error says where and what to check.
     let err = Registry::new(&e.registry_token, None)
         .manifest("base/busybox", "1")
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let core: CoreError = err.into();
+    assert!(
+        matches!(core, CoreError::PermissionDenied { .. }),
+        "{core:?}"
+    );
+    let err = core.to_string();
     assert!(
         err.contains("getting a token from http://127.0.0.1:"),
         "{err}"
@@ -677,31 +840,27 @@ async fn a_token_flow_registry_through_its_token_server() {
     assert!(err.contains("401") && err.contains("credentials"), "{err}");
     let wrong = Registry::new(
         &e.registry_token,
-        Some((e.user.clone(), SecretString::from("wr0ng-t0ken-c4n4ry"))),
+        Some(Credentials::new(&e.user, "wr0ng-t0ken-c4n4ry")),
     )
     .manifest("base/busybox", "1")
     .await
     .unwrap_err();
     assert!(!format!("{wrong} {wrong:?}").contains("c4n4ry"), "{wrong}");
 
-    let creds = Some((e.user.clone(), SecretString::from(e.password.clone())));
+    let creds = Some(Credentials::new(&e.user, e.password.clone()));
     let base = base_image(&e.registry_token, creds).await;
     let secrets = Arc::new(
         MapSource::new()
             .with("REG_USER", &e.user)
             .with("REG_PASS", &e.password),
     );
-    let mut s = Docker::new(
-        Some(&e.registry_token),
-        BuildConfig {
-            mode: BuildMode::Daemonless,
-            base_image: Some(base),
-            registry_credentials: Some(("REG_USER".into(), "REG_PASS".into())),
-            ..Default::default()
-        },
-    )
-    .secrets(secrets.clone())
-    .image(&unique("token"), None);
+    let mut s = daemonless(&e, &base)
+        .registry_url(&e.registry_token)
+        .registry_secrets("REG_USER", "REG_PASS")
+        .secrets(secrets.clone())
+        .image(&unique("token"), None)
+        .build()
+        .unwrap();
     s.add_flow(seal_bytes("Token Flow", b"behind a token server", &app()).into())
         .await
         .unwrap();
@@ -719,13 +878,8 @@ async fn a_token_flow_registry_through_its_token_server() {
         .await
         .unwrap();
     assert_eq!(fetched.bytes().as_ref(), b"behind a token server");
-    // Without the secrets the agent is told which one is missing.
-    let err = types()
-        .open(&reference)
-        .unwrap()
-        .get_flow("Token Flow")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("REG_USER"), "{err}");
+    // Without the secrets the agent is told which one is missing, when it opens the reference.
+    let err = types().open(&reference).unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    assert!(err.to_string().contains("REG_USER"), "{err}");
 }

@@ -12,11 +12,12 @@ use flowstore_git::git::Git;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().collect();
-    let mut s = Git::new(&a[2], &a[3])
+    let mut s = Git::builder(&a[2], &a[3])
         .host(&a[1])
         .scheme("git")
         .branch("main")
-        .cache_dir(&a[4]);
+        .cache_dir(&a[4])
+        .build()?;
     s.add_flow(FlowInput::script("bench")).await?;
     let t = Instant::now();
     let f = s.get_flow("bench").await?;

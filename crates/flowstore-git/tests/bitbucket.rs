@@ -5,24 +5,10 @@ mod fake_apis;
 
 use std::sync::Arc;
 
-use fake_apis::{env, need_fake, repo_name, Fake, SHA1, SHA2, SHA3};
-use flowstore_core::{FlowInput, Storage};
-use flowstore_git::api::bitbucket::{Bitbucket, BitbucketFields};
+use fake_apis::{assert_not_found, env, need_fake, registry, repo_name, Fake, SHA1, SHA2, SHA3};
+use flowstore_core::{Error, FlowInput, Storage};
+use flowstore_git::{Bitbucket, BitbucketBuilder};
 use flowstore_secrets::MapSource;
-
-fn fields(path: &str, git_ref: Option<&str>) -> BitbucketFields {
-    BitbucketFields {
-        project: None,
-        repo: String::new(),
-        workspace: None,
-        host: None,
-        path: path.into(),
-        git_ref: git_ref.map(str::to_string),
-        access_token_secret: Some("BBS_TOKEN".into()),
-        cloud_username_secret: Some("BBC_USER".into()),
-        cloud_app_password_secret: Some("BBC_PASS".into()),
-    }
-}
 
 fn secrets(token: &str, pass: &str) -> Arc<MapSource> {
     Arc::new(
@@ -33,22 +19,34 @@ fn secrets(token: &str, pass: &str) -> Arc<MapSource> {
     )
 }
 
+fn with_ref(b: BitbucketBuilder, r: Option<&str>) -> BitbucketBuilder {
+    let b = b
+        .access_token_secret("BBS_TOKEN")
+        .cloud_secrets("BBC_USER", "BBC_PASS");
+    match r {
+        Some(r) => b.git_ref(r),
+        None => b,
+    }
+}
+
 fn server(fake: &Fake, repo: &str, path: &str, r: Option<&str>, token: &str) -> Bitbucket {
     let (project, slug) = repo.split_once('/').unwrap();
-    let mut f = fields(path, r);
-    f.project = Some(project.into());
-    f.repo = slug.into();
-    f.host = Some(format!("{}/bbs", fake.base));
-    Bitbucket::new(f).secrets(secrets(token, ""))
+    with_ref(
+        Bitbucket::server(format!("{}/bbs", fake.base), project, slug, path),
+        r,
+    )
+    .secrets(secrets(token, ""))
+    .build()
+    .unwrap()
 }
 
 fn cloud(fake: &Fake, repo: &str, path: &str, r: Option<&str>, pass: &str) -> Bitbucket {
     let (ws, slug) = repo.split_once('/').unwrap();
-    let mut f = fields(path, r);
-    f.workspace = Some(ws.into());
-    f.repo = slug.into();
-    f.host = Some(format!("{}/bbc", fake.base));
-    Bitbucket::new(f).secrets(secrets("", pass))
+    with_ref(Bitbucket::cloud(ws, slug, path), r)
+        .host(format!("{}/bbc", fake.base))
+        .secrets(secrets("", pass))
+        .build()
+        .unwrap()
 }
 
 async fn text(s: &mut Bitbucket) -> (String, String) {
@@ -61,12 +59,29 @@ async fn text(s: &mut Bitbucket) -> (String, String) {
 }
 
 async fn harness() -> flowstore_core::testkit::HarnessResult<fake_apis::ApiHarness<Bitbucket>> {
-    Ok(fake_apis::ApiHarness {
-        fake: fake_apis::fake()?,
-        make: |fake, repo, path| server(fake, repo, path, None, &env("FLOWSTORE_TEST_BBS_TOKEN")),
-        secrets: secrets(&env("FLOWSTORE_TEST_BBS_TOKEN"), ""),
-        repo_prefix: "CONF",
-    })
+    Ok(fake_apis::ApiHarness::new(
+        fake_apis::fake()?,
+        |fake, repo, path, r| server(fake, repo, path, r, &env("FLOWSTORE_TEST_BBS_TOKEN")),
+        secrets(&env("FLOWSTORE_TEST_BBS_TOKEN"), ""),
+        "CONF",
+    ))
+}
+
+/// The conformance suite against Bitbucket Cloud as well.
+mod cloud_suite {
+    use super::*;
+
+    pub async fn harness(
+    ) -> flowstore_core::testkit::HarnessResult<fake_apis::ApiHarness<Bitbucket>> {
+        Ok(fake_apis::ApiHarness::new(
+            fake_apis::fake()?,
+            |fake, repo, path, r| cloud(fake, repo, path, r, &env("FLOWSTORE_TEST_BBC_PASSWORD")),
+            secrets("", &env("FLOWSTORE_TEST_BBC_PASSWORD")),
+            "WS",
+        ))
+    }
+
+    flowstore_core::conformance_suite!(harness);
 }
 
 flowstore_core::conformance_suite!(harness);
@@ -97,14 +112,33 @@ async fn server_default_branch_refs_and_errors() {
             .contains("Access denied to repository. Please check credentials."),
         "{err}"
     );
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
     assert!(!format!("{err:?}").contains("c4n4ry"));
     let mut s = server(&fake, "NOPE/none", "f.py", Some("main"), &token);
     s.add_flow(FlowInput::script("B")).await.unwrap();
-    let msg = s.get_flow("B").await.unwrap_err().to_string();
+    let err = s.get_flow("B").await.unwrap_err();
+    let msg = err.to_string();
     assert!(
         msg.contains("Invalid address. Check that host, project, and repository are correct."),
         "{msg}"
     );
+    assert_not_found(&err, "repository");
+    let mut s = server(&fake, &repo, "missing.py", Some("main"), &token);
+    s.add_flow(FlowInput::script("B")).await.unwrap();
+    assert_not_found(&s.get_flow("B").await.unwrap_err(), "file");
+    // A typed token, never shown.
+    let b = Bitbucket::server(
+        format!("{}/bbs", fake.base),
+        repo.split_once('/').unwrap().0,
+        repo.split_once('/').unwrap().1,
+        "flows/b flow.py",
+    )
+    .access_token(token.clone().into());
+    assert!(!format!("{b:?}").contains(&token));
+    let mut s = b.build().unwrap();
+    let (t, _) = text(&mut s).await;
+    assert!(t.contains("# main"));
+    assert!(!s.reference().unwrap().to_json().contains(&token));
 }
 
 #[tokio::test]
@@ -132,14 +166,71 @@ async fn cloud_resolves_refs_through_every_page_and_retries_429() {
     assert!(t.contains("# feature"));
     let mut s = cloud(&fake, &repo, "f.py", Some("no-such-ref"), &pass);
     s.add_flow(FlowInput::script("B")).await.unwrap();
-    assert!(s
-        .get_flow("B")
-        .await
-        .unwrap_err()
-        .to_string()
-        .contains("Ref no-such-ref not found"));
+    let err = s.get_flow("B").await.unwrap_err();
+    assert!(
+        err.to_string().contains("Ref no-such-ref not found"),
+        "{err}"
+    );
+    assert!(
+        matches!(err, Error::NotFound { what: "ref", .. }),
+        "{err:?}"
+    );
+    let mut s = cloud(&fake, &repo, "missing.py", None, &pass);
+    s.add_flow(FlowInput::script("B")).await.unwrap();
+    assert_not_found(&s.get_flow("B").await.unwrap_err(), "file");
+    let mut s = cloud(&fake, "ws/no-such-repo", "f.py", None, &pass);
+    s.add_flow(FlowInput::script("B")).await.unwrap();
+    assert_not_found(&s.get_flow("B").await.unwrap_err(), "repository");
     let mut s = cloud(&fake, &repo, "f.py", None, "wrong-c4n4ry");
     s.add_flow(FlowInput::script("B")).await.unwrap();
     let err = s.get_flow("B").await.unwrap_err();
     assert!(err.to_string().contains("Access denied"), "{err}");
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    // Typed username and app password instead of the secrets.
+    let (ws, slug) = repo.split_once('/').unwrap();
+    let b = Bitbucket::cloud(ws, slug, "f.py")
+        .host(format!("{}/bbc", fake.base))
+        .app_password(env("FLOWSTORE_TEST_BBC_USER"), pass.clone().into());
+    assert!(!format!("{b:?}").contains(&pass));
+    let (t, _) = text(&mut b.build().unwrap()).await;
+    assert!(t.contains("# main"));
+}
+
+#[tokio::test]
+async fn urls_with_options_and_their_references_open_the_same_storage() {
+    let fake = need_fake!("urls_with_options_and_their_references_open_the_same_storage");
+    let host = fake.base.trim_start_matches("http://");
+    let r = registry(secrets(
+        &env("FLOWSTORE_TEST_BBS_TOKEN"),
+        &env("FLOWSTORE_TEST_BBC_PASSWORD"),
+    ));
+    let server_repo = repo_name("PROJ");
+    let cloud_repo = repo_name("ws");
+    fake.seed(&server_repo, "main", &[("flows/u.py", "U")], &[])
+        .await;
+    fake.seed(&cloud_repo, "main", &[("flows/u.py", "U")], &[])
+        .await;
+    for url in [
+        format!(
+            "bitbucket+http://{host}/{server_repo}/flows/u.py?host={}/bbs&access_token_secret=BBS_TOKEN&ref=v1&label=x",
+            fake.base
+        ),
+        format!(
+            "bitbucket://bitbucket.org/{cloud_repo}/flows/u.py?host={}/bbc&cloud_username_secret=BBC_USER&cloud_app_password_secret=BBC_PASS&ref=v1",
+            fake.base
+        ),
+    ] {
+        let mut s = r.open_url(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        s.add_flow(FlowInput::script("U")).await.unwrap();
+        s.persist().await.unwrap();
+        let reference = s.reference().unwrap();
+        let reopened = Bitbucket::from_reference(&reference, &Default::default()).unwrap();
+        let direct = BitbucketBuilder::from_url(&url).unwrap().build().unwrap();
+        assert_eq!(reopened.config(), direct.config(), "{url}");
+        let f = r.open(&reference).unwrap().get_flow("U").await.unwrap();
+        assert!(String::from_utf8_lossy(f.bytes()).contains("# v1"), "{url}");
+        let err = r.open_url(&format!("{url}&wrkspace=x")).unwrap_err().to_string();
+        assert!(err.contains("\"wrkspace\""), "{err}");
+    }
+    let _ = (SHA1, SHA2);
 }

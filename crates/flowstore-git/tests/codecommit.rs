@@ -6,36 +6,40 @@ mod fake_apis;
 
 use std::sync::Arc;
 
-use fake_apis::{env, need_fake, repo_name, Fake, SHA1, SHA2, SHA3};
-use flowstore_core::{FlowInput, Storage};
-use flowstore_git::api::codecommit::{CodeCommit, CodeCommitFields};
+use fake_apis::{assert_not_found, env, need_fake, registry, repo_name, Fake, SHA1, SHA2, SHA3};
+use flowstore_core::{Error, FlowInput, Storage};
+use flowstore_git::{CodeCommit, CodeCommitBuilder};
 use flowstore_secrets::MapSource;
 
-fn storage(fake: &Fake, repo: &str, path: &str, commit: Option<&str>, secret: &str) -> CodeCommit {
-    let mut opts = serde_json::Map::new();
-    opts.insert(
-        "endpoint_url".into(),
-        format!("{}/codecommit/", fake.base).into(),
-    );
-    opts.insert("region_name".into(), "us-east-1".into());
+fn creds(secret: &str) -> Arc<MapSource> {
     let creds = serde_json::json!({"ACCESS_KEY": env("FLOWSTORE_TEST_AWS_KEY"), "SECRET_ACCESS_KEY": secret}).to_string();
-    CodeCommit::new(CodeCommitFields {
-        repo: repo.into(),
-        path: path.into(),
-        commit: commit.map(str::to_string),
-        client_options: opts,
-    })
-    .secrets(Arc::new(MapSource::new().with("AWS_CREDENTIALS", &creds)))
+    Arc::new(MapSource::new().with("AWS_CREDENTIALS", &creds))
+}
+
+fn builder(fake: &Fake, repo: &str, path: &str, commit: Option<&str>) -> CodeCommitBuilder {
+    let b = CodeCommit::builder(repo, path)
+        .endpoint_url(format!("{}/codecommit/", fake.base))
+        .region("us-east-1");
+    match commit {
+        Some(c) => b.commit(c),
+        None => b,
+    }
+}
+
+fn storage(fake: &Fake, repo: &str, path: &str, commit: Option<&str>, secret: &str) -> CodeCommit {
+    builder(fake, repo, path, commit)
+        .secrets(creds(secret))
+        .build()
+        .unwrap()
 }
 
 async fn harness() -> flowstore_core::testkit::HarnessResult<fake_apis::ApiHarness<CodeCommit>> {
-    let creds = serde_json::json!({"ACCESS_KEY": env("FLOWSTORE_TEST_AWS_KEY"), "SECRET_ACCESS_KEY": env("FLOWSTORE_TEST_AWS_SECRET")}).to_string();
-    Ok(fake_apis::ApiHarness {
-        fake: fake_apis::fake()?,
-        make: |fake, repo, path| storage(fake, repo, path, None, &env("FLOWSTORE_TEST_AWS_SECRET")),
-        secrets: Arc::new(MapSource::new().with("AWS_CREDENTIALS", &creds)),
-        repo_prefix: "",
-    })
+    Ok(fake_apis::ApiHarness::new(
+        fake_apis::fake()?,
+        |fake, repo, path, c| storage(fake, repo, path, c, &env("FLOWSTORE_TEST_AWS_SECRET")),
+        creds(&env("FLOWSTORE_TEST_AWS_SECRET")),
+        "",
+    ))
 }
 
 flowstore_core::conformance_suite!(harness);
@@ -74,26 +78,85 @@ async fn a_bad_signature_and_missing_things_are_clear_errors() {
     s.add_flow(FlowInput::script("C")).await.unwrap();
     let err = s.get_flow("C").await.unwrap_err();
     assert!(err.to_string().contains("signature was refused"), "{err}");
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
     assert!(!format!("{err:?} {s:?}").contains("c4n4ry"));
+    // Typed keys: used, never shown nor recorded.
+    let key = env("FLOWSTORE_TEST_AWS_KEY");
+    let b = builder(&fake, &repo, "c.py", None)
+        .access_key_id(key.clone().into())
+        .secret_access_key("typed-c4n4ry".to_string().into());
+    assert!(!format!("{b:?}").contains("c4n4ry") && !format!("{b:?}").contains(&key));
+    let mut s = b.build().unwrap();
+    s.add_flow(FlowInput::script("C")).await.unwrap();
+    let err = s.get_flow("C").await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    let good = builder(&fake, &repo, "c.py", None)
+        .access_key_id(key.clone().into())
+        .secret_access_key(env("FLOWSTORE_TEST_AWS_SECRET").into());
+    let mut s = good.build().unwrap();
+    s.add_flow(FlowInput::script("C")).await.unwrap();
+    s.get_flow("C").await.unwrap();
+    assert!(!s.reference().unwrap().to_json().contains(&key));
     let secret = env("FLOWSTORE_TEST_AWS_SECRET");
-    for (repo, path, commit, needle) in [
+    for (repo, path, commit, what, needle) in [
         (
             "no-such-repo",
             "c.py",
             None,
+            "repository",
             "Repository no-such-repo does not exist",
         ),
         (
             repo.as_str(),
             "missing.py",
             None,
+            "file",
             "File missing.py not found",
         ),
-        (repo.as_str(), "c.py", Some("nope"), "Commit nope not found"),
+        (
+            repo.as_str(),
+            "c.py",
+            Some("nope"),
+            "ref",
+            "Commit nope not found",
+        ),
     ] {
         let mut s = storage(&fake, repo, path, commit, &secret);
         s.add_flow(FlowInput::script("C")).await.unwrap();
-        let msg = s.get_flow("C").await.unwrap_err().to_string();
-        assert!(msg.contains(needle), "{needle}: {msg}");
+        let err = s.get_flow("C").await.unwrap_err();
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+        assert_not_found(&err, what);
     }
+}
+
+#[tokio::test]
+async fn a_url_with_options_and_its_reference_open_the_same_storage() {
+    let fake = need_fake!("a_url_with_options_and_its_reference_open_the_same_storage");
+    let repo = repo_name("cc").replace('/', "-");
+    fake.seed(&repo, "main", &[("flows/u.py", "U")], &[]).await;
+    let url = format!(
+        "codecommit://{repo}/flows/u.py?region=us-east-1&endpoint_url={}/codecommit/&ref=v1&label=x",
+        fake.base
+    );
+    let r = registry(creds(&env("FLOWSTORE_TEST_AWS_SECRET")));
+    let mut s = r.open_url(&url).unwrap();
+    s.add_flow(FlowInput::script("U")).await.unwrap();
+    s.persist().await.unwrap();
+    let reference = s.reference().unwrap();
+    let reopened = CodeCommit::from_reference(&reference, &Default::default()).unwrap();
+    let direct = CodeCommitBuilder::from_url(&url).unwrap().build().unwrap();
+    assert_eq!(reopened.config(), direct.config());
+    assert_eq!(direct.config().commit.as_deref(), Some("v1"));
+    let f = r.open(&reference).unwrap().get_flow("U").await.unwrap();
+    assert_eq!(f.revision.as_deref(), Some(SHA1));
+    let err = r
+        .open_url(&format!("{url}&regoin=x"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"regoin\""), "{err}");
+    let err = CodeCommitBuilder::from_url(&format!("{url}&region=x"))
+        .unwrap()
+        .with_config("client_options", "{}")
+        .unwrap_err();
+    assert!(err.to_string().contains("client_options"), "{err}");
 }

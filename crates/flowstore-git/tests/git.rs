@@ -16,7 +16,7 @@ use flowstore_core::testkit::{skip, Harness, HarnessResult, Skip};
 use flowstore_core::{
     Error, FlowContent, FlowInput, OpenContext, Registry, Storage, StorageReference,
 };
-use flowstore_git::git::{Git, Progress};
+use flowstore_git::git::{Git, GitBuilder, Progress};
 use flowstore_secrets::test_support::{assert_secret_absent, capture_logs};
 use flowstore_secrets::MapSource;
 use git_support::{env, git, source, Env, TestRepo};
@@ -44,6 +44,18 @@ struct GitHarness {
     repos: std::sync::Mutex<Vec<TestRepo>>,
 }
 
+impl GitHarness {
+    /// The repository a reference reads (by its `repo` field).
+    fn repo_of(&self, reference: &StorageReference) -> Option<std::path::PathBuf> {
+        let name = reference.fields["repo"].as_str()?;
+        let repos = self.repos.lock().unwrap();
+        repos
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.bare(&self.env))
+    }
+}
+
 #[flowstore_core::async_trait]
 impl Harness for GitHarness {
     async fn storage(&self) -> Option<Box<dyn Storage>> {
@@ -55,9 +67,71 @@ impl Harness for GitHarness {
             &self.env,
             &[("flows/flow.py", std::str::from_utf8(source).unwrap())],
         );
-        let storage = repo.daemon(&self.env, "flows/flow.py", self.cache.path());
+        let storage = repo
+            .daemon(&self.env, "flows/flow.py", self.cache.path())
+            .build()
+            .unwrap();
         self.repos.lock().unwrap().push(repo);
         Some(Box::new(storage))
+    }
+
+    /// A fresh repository with each script committed at `flows/<index>.py` (names never become
+    /// paths), a storage on branch `main` with `pin`, each flow added at its file and persisted:
+    /// the commit and every file's digest are recorded.
+    async fn script_flows(&self, flows: &[(&str, &[u8])]) -> Option<Box<dyn Storage>> {
+        let paths: Vec<String> = (0..flows.len()).map(|i| format!("flows/{i}.py")).collect();
+        let repo = TestRepo::new(&self.env, &[("README", "flows\n")]);
+        let files: Vec<(&str, &[u8])> = paths
+            .iter()
+            .zip(flows)
+            .map(|(p, (_, source))| (p.as_str(), *source))
+            .collect();
+        repo.commit_bytes(&files, "the flows");
+        let mut storage = repo
+            .daemon(&self.env, "flows/0.py", self.cache.path())
+            .branch("main")
+            .pin(true)
+            .build()
+            .unwrap();
+        for ((name, _), path) in flows.iter().zip(&paths) {
+            storage.add_flow_at(name, path).unwrap();
+        }
+        storage.persist().await.unwrap();
+        self.repos.lock().unwrap().push(repo);
+        Some(Box::new(storage))
+    }
+
+    /// A pinned registration is immune to new commits on its branch (that is what `pin` is for;
+    /// see `a_pushed_edit_reaches_unpinned_fetches_but_not_pinned_ones`), so the script is
+    /// changed where a pinned fetch still reads it: the server's copy of the file's blob is
+    /// replaced with the new source, under the old object id (content addressing lets no honest
+    /// git server do this). The agent's clone cache has never held this repository, so it
+    /// fetches the altered object, and flowstore must refuse it.
+    async fn alter_script(&self, reference: &StorageReference, flow: &str, source: &[u8]) -> bool {
+        let (Some(bare), Some(path), Some(commit)) = (
+            self.repo_of(reference),
+            reference.flows.get(flow),
+            reference.fields["commit"].as_str(),
+        ) else {
+            return false;
+        };
+        let blob = git(&bare, &["rev-parse", &format!("{commit}:{path}")]);
+        let scratch = tempfile::tempdir().unwrap();
+        git(scratch.path(), &["init", "-q"]);
+        std::fs::write(scratch.path().join("new"), source).unwrap();
+        let new = git(scratch.path(), &["hash-object", "-w", "new"]);
+        let from = scratch
+            .path()
+            .join(".git/objects")
+            .join(&new[..2])
+            .join(&new[2..]);
+        let object = bare.join("objects").join(&blob[..2]).join(&blob[2..]);
+        if !object.exists() {
+            return false; // packed: not altered in place here
+        }
+        std::fs::remove_file(&object).unwrap();
+        std::fs::copy(from, &object).unwrap();
+        true
     }
 
     fn registry(&self) -> Registry {
@@ -117,17 +191,16 @@ async fn branch_tag_and_exact_commit() {
             &first,
         ),
     ] {
-        let mut s = storage;
+        let mut s = storage.build().unwrap();
         s.add_flow(FlowInput::script("F")).await.unwrap();
         let (text, sha) = fetch_text(&s, "F").await;
         assert!(text.contains(want_text), "{want_text}: {text}");
         assert_eq!(&sha, want_sha);
     }
-    let err = Git::new("o/r", "f.py")
+    let err = Git::builder("o/r", "f.py")
         .branch("a")
         .tag("b")
-        .add_flow(FlowInput::script("F"))
-        .await
+        .build()
         .unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -140,13 +213,19 @@ async fn a_pushed_edit_reaches_unpinned_fetches_but_not_pinned_ones() {
     let e = need_servers!("a_pushed_edit_reaches_unpinned_fetches_but_not_pinned_ones");
     let cache = tempfile::tempdir().unwrap();
     let repo = TestRepo::new(&e, &[("flow.py", &source("P"))]);
-    let mut unpinned = repo.daemon(&e, "flow.py", cache.path()).branch("main");
+    let mut unpinned = repo
+        .daemon(&e, "flow.py", cache.path())
+        .branch("main")
+        .build()
+        .unwrap();
     unpinned.add_flow(FlowInput::script("P")).await.unwrap();
     unpinned.persist().await.unwrap();
     let mut pinned = repo
         .daemon(&e, "flow.py", cache.path())
         .branch("main")
-        .pin(true);
+        .pin(true)
+        .build()
+        .unwrap();
     pinned.add_flow(FlowInput::script("P")).await.unwrap();
     pinned.persist().await.unwrap();
     let pinned_ref = pinned.reference().unwrap();
@@ -176,7 +255,10 @@ async fn the_flow_can_read_files_beside_it() {
             ("flows/person.txt", "Marvin"),
         ],
     );
-    let mut s = repo.daemon(&e, "flows/hello.py", cache.path());
+    let mut s = repo
+        .daemon(&e, "flows/hello.py", cache.path())
+        .build()
+        .unwrap();
     s.add_flow(FlowInput::script("Hello")).await.unwrap();
     let f = s.get_flow("Hello").await.unwrap();
     let FlowContent::Script {
@@ -199,7 +281,9 @@ async fn token_over_smart_http_and_a_wrong_token_refused_without_echo() {
     let good = Arc::new(MapSource::new().with("GIT_TEST_TOKEN", &e.token));
     let mut s = repo
         .http(&e, "flow.py", cache.path(), "GIT_TEST_TOKEN")
-        .secrets(good.clone());
+        .secrets(good.clone())
+        .build()
+        .unwrap();
     s.add_flow(FlowInput::script("H")).await.unwrap();
     let reference = s.reference().unwrap();
     assert_secret_absent(&e.token, &reference.to_json(), "the reference");
@@ -226,10 +310,12 @@ async fn token_over_smart_http_and_a_wrong_token_refused_without_echo() {
         assert_secret_absent(wrong, &text, what);
     }
     // No token at all: a clear error, never `https://@host`.
-    let mut none = Git::new(format!("git/{}", repo.name), "flow.py")
+    let mut none = Git::builder(format!("git/{}", repo.name), "flow.py")
         .host(&e.http)
         .scheme("http")
-        .cache_dir(cache.path());
+        .cache_dir(cache.path())
+        .build()
+        .unwrap();
     none.add_flow(FlowInput::script("H")).await.unwrap();
     let msg = none.get_flow("H").await.unwrap_err().to_string();
     assert!(msg.contains("none are configured"), "{msg}");
@@ -245,9 +331,11 @@ async fn clone_url_from_a_secret() {
         e.user, e.token, e.http, repo.name
     );
     let secrets = Arc::new(MapSource::new().with("MY_REPO_CLONE_URL", &url));
-    let mut s = Git::from_clone_url_secret("MY_REPO_CLONE_URL", "flow.py")
+    let mut s = GitBuilder::from_clone_url_secret("MY_REPO_CLONE_URL", "flow.py")
         .cache_dir(cache.path())
-        .secrets(secrets);
+        .secrets(secrets)
+        .build()
+        .unwrap();
     s.add_flow(FlowInput::script("U")).await.unwrap();
     let (text, _) = fetch_text(&s, "U").await;
     assert!(text.contains("\"U\""));
@@ -275,7 +363,9 @@ async fn cache_hit_costs_no_transfer_and_a_new_commit_only_its_objects() {
     let mut s = repo
         .daemon(&e, "flow.py", cache.path())
         .branch("main")
-        .with_progress(hook);
+        .with_progress(hook)
+        .build()
+        .unwrap();
     s.add_flow(FlowInput::script("C")).await.unwrap();
 
     s.get_flow("C").await.unwrap();
@@ -299,7 +389,7 @@ async fn concurrent_fetches_of_one_repo_share_the_cache_safely() {
     let e = need_servers!("concurrent_fetches_of_one_repo_share_the_cache_safely");
     let cache = tempfile::tempdir().unwrap();
     let repo = TestRepo::new(&e, &[("flow.py", &source("Z"))]);
-    let mut s = repo.daemon(&e, "flow.py", cache.path());
+    let mut s = repo.daemon(&e, "flow.py", cache.path()).build().unwrap();
     s.add_flow(FlowInput::script("Z")).await.unwrap();
     let tasks: Vec<_> = (0..4)
         .map(|_| {
@@ -369,7 +459,11 @@ async fn shallow_fetch_of_a_large_repository_skips_its_history() {
     let r2 = received.clone();
     let hook: flowstore_git::git::ProgressHook =
         Arc::new(move |p: Progress| r2.store(p.received_objects, Ordering::SeqCst));
-    let mut s = repo.daemon(&e, "flow.py", cache.path()).with_progress(hook);
+    let mut s = repo
+        .daemon(&e, "flow.py", cache.path())
+        .with_progress(hook)
+        .build()
+        .unwrap();
     s.add_flow(FlowInput::script("Big Repo")).await.unwrap();
     let t = std::time::Instant::now();
     s.get_flow("Big Repo").await.unwrap();
@@ -390,48 +484,194 @@ async fn errors_name_the_repo_ref_file_and_flow() {
     let e = need_servers!("errors_name_the_repo_ref_file_and_flow");
     let cache = tempfile::tempdir().unwrap();
     let repo = TestRepo::new(&e, &[("flow.py", &source("E"))]);
-    let cases: Vec<(Git, &str, &str)> = vec![
+    // (storage, flow, what is missing, text in the message, a lower error is kept)
+    let cases: Vec<(GitBuilder, &str, &str, &str, bool)> = vec![
         (
-            Git::new("org/no-such-repo", "flow.py")
+            Git::builder("org/no-such-repo", "flow.py")
                 .host(&e.daemon)
                 .scheme("git")
                 .cache_dir(cache.path()),
             "E",
+            "repository",
             "no-such-repo",
+            true,
+        ),
+        (
+            Git::builder(
+                format!("git/org/no-such-repo-{}", std::process::id()),
+                "flow.py",
+            )
+            .host(&e.http)
+            .scheme("http")
+            .access_token(e.token.clone().into())
+            .git_token_username(&e.user)
+            .cache_dir(cache.path()),
+            "E",
+            "repository",
+            "no-such-repo",
+            true,
         ),
         (
             repo.daemon(&e, "flow.py", cache.path()).branch("nope"),
             "E",
+            "ref",
             "Branch \"nope\" not found",
+            false,
         ),
         (
             repo.daemon(&e, "flow.py", cache.path()).tag("v9"),
             "E",
+            "ref",
             "Tag \"v9\" not found",
+            false,
         ),
         (
             repo.daemon(&e, "missing.py", cache.path()),
             "E",
+            "file",
             "File missing.py not found",
+            true,
         ),
         (
             repo.daemon(&e, "flow.py", cache.path()),
             "Other Flow",
+            "flow",
             "Flow \"Other Flow\" not found in file flow.py",
+            false,
         ),
         (
             repo.daemon(&e, "flow.py", cache.path())
                 .commit("0123456789012345678901234567890123456789"),
             "E",
+            "ref",
             "Commit 0123456789012345678901234567890123456789 not found",
+            false,
         ),
     ];
-    for (mut s, name, needle) in cases {
+    for (s, name, what, needle, has_source) in cases {
+        let mut s = s.build().unwrap();
         s.add_flow(FlowInput::script(name)).await.unwrap();
         let err = s.get_flow(name).await.unwrap_err();
-        assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+        assert!(
+            err.is_not_found() && !err.is_temporary(),
+            "{needle}: {err:?}"
+        );
+        assert!(
+            matches!(&err, Error::NotFound { what: w, .. } if *w == what),
+            "{needle}: {err:?}"
+        );
         assert!(err.to_string().contains(needle), "{needle}: {err}");
+        if has_source {
+            assert!(
+                std::error::Error::source(&err).is_some(),
+                "{needle}: no source in {err:?}"
+            );
+        }
     }
+    // Refused credentials: PermissionDenied, the token never echoed, libgit2's error kept.
+    let mut s = repo
+        .http(&e, "flow.py", cache.path(), "T")
+        .secrets(Arc::new(MapSource::new().with("T", "wrong-c4n4ry")))
+        .build()
+        .unwrap();
+    s.add_flow(FlowInput::script("E")).await.unwrap();
+    let err = s.get_flow("E").await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    let source = std::error::Error::source(&err).expect("a lower error");
+    assert!(source.downcast_ref::<flowstore_git::GitError>().is_some());
+    assert_secret_absent(
+        "wrong-c4n4ry",
+        &format!("{err} {err:?} {source}"),
+        "the error",
+    );
+    // Nobody listening: temporary.
+    let mut s = Git::builder("org/x", "flow.py")
+        .host("127.0.0.1:1")
+        .scheme("git")
+        .cache_dir(cache.path())
+        .build()
+        .unwrap();
+    s.add_flow(FlowInput::script("E")).await.unwrap();
+    let err = s.get_flow("E").await.unwrap_err();
+    assert!(err.is_temporary(), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_storage_refuses_serialized_flows_and_holds_flows_of_several_files() {
+    let e = need_servers!(
+        "a_read_only_storage_refuses_serialized_flows_and_holds_flows_of_several_files"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(
+        &e,
+        &[("a/one.py", &source("One")), ("b/two.py", &source("Two"))],
+    );
+    let mut s = repo
+        .daemon(&e, "a/one.py", cache.path())
+        .pin(true)
+        .build()
+        .unwrap();
+    let sealed = flowstore_core::envelope::seal_bytes(
+        "serialized",
+        b"x",
+        &flowstore_core::AppInfo::new("t", "1"),
+    );
+    let err = s.add_flow(sealed.into()).await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert!(!s.capabilities().write && s.capabilities().many_flows);
+    s.add_flow(FlowInput::script("One")).await.unwrap();
+    s.add_flow_at("Two", "b/two.py").unwrap();
+    assert!(s.add_flow_at("Three", "../x.py").is_err());
+    s.persist().await.unwrap();
+    let reference = s.reference().unwrap();
+    assert_eq!(reference.flows["Two"], "b/two.py");
+    assert_eq!(reference.flow_digests.len(), 2);
+    let agent = registry(Arc::new(MapSource::new()))
+        .open(&reference)
+        .unwrap();
+    for name in ["One", "Two"] {
+        let (text, _) = fetch_text(&*agent, name).await;
+        assert_eq!(text, source(name));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_token_is_used_and_never_recorded() {
+    let e = need_servers!("a_typed_token_is_used_and_never_recorded");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(&e, &[("flow.py", &source("K"))]);
+    let builder = Git::builder(format!("git/{}", repo.name), "flow.py")
+        .host(&e.http)
+        .scheme("http")
+        .git_token_username(&e.user)
+        .access_token(e.token.clone().into())
+        .cache_dir(cache.path());
+    assert_secret_absent(&e.token, &format!("{builder:?}"), "the builder's Debug");
+    let mut s = builder.build().unwrap();
+    assert_secret_absent(&e.token, &format!("{s:?}"), "the storage's Debug");
+    s.add_flow(FlowInput::script("K")).await.unwrap();
+    let (text, _) = fetch_text(&s, "K").await;
+    assert!(text.contains("\"K\""));
+    assert_secret_absent(&e.token, &s.reference().unwrap().to_json(), "the reference");
+    // The same in a URL's password.
+    let url = format!(
+        "git+http://{}:{}@{}/git/{}.git?label=x#branch=main",
+        e.user, e.token, e.http, repo.name
+    );
+    let mut s = GitBuilder::from_url(&url)
+        .unwrap()
+        .flow_path("flow.py")
+        .cache_dir(cache.path())
+        .build()
+        .unwrap();
+    s.add_flow(FlowInput::script("K")).await.unwrap();
+    fetch_text(&s, "K").await;
+    let json = s.reference().unwrap().to_json();
+    assert_secret_absent(&e.token, &json, "the reference of a URL with a password");
+    assert_eq!(
+        s.config().git_token_username.as_deref(),
+        Some(e.user.as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -489,7 +729,7 @@ async fn ssh_with_a_key_and_known_hosts_checking() {
     let path = e.root.join(&repo.name);
     let repo_path = path.to_str().unwrap().trim_start_matches('/');
     let make = |known_hosts: &str| {
-        Git::new(repo_path, "flow.py")
+        Git::builder(repo_path, "flow.py")
             .host(&ssh.host)
             .ssh(
                 &ssh.user,
@@ -498,7 +738,7 @@ async fn ssh_with_a_key_and_known_hosts_checking() {
             )
             .cache_dir(cache.path())
     };
-    let mut s = make(&ssh.known_hosts);
+    let mut s = make(&ssh.known_hosts).build().unwrap();
     s.add_flow(FlowInput::script("S")).await.unwrap();
     let (text, _) = fetch_text(&s, "S").await;
     assert!(text.contains("Flow(\"S\")"));
@@ -507,7 +747,10 @@ async fn ssh_with_a_key_and_known_hosts_checking() {
     let empty = cache.path().join("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
     let fresh_cache = tempfile::tempdir().unwrap();
-    let mut s = make(empty.to_str().unwrap()).cache_dir(fresh_cache.path());
+    let mut s = make(empty.to_str().unwrap())
+        .cache_dir(fresh_cache.path())
+        .build()
+        .unwrap();
     s.add_flow(FlowInput::script("S")).await.unwrap();
     let msg = s.get_flow("S").await.unwrap_err().to_string();
     assert!(
@@ -516,7 +759,9 @@ async fn ssh_with_a_key_and_known_hosts_checking() {
     );
     let mut s = make(empty.to_str().unwrap())
         .cache_dir(fresh_cache.path())
-        .ssh_accept_unknown_host(true);
+        .ssh_accept_unknown_host(true)
+        .build()
+        .unwrap();
     s.add_flow(FlowInput::script("S")).await.unwrap();
     s.get_flow("S").await.unwrap();
 
@@ -526,7 +771,9 @@ async fn ssh_with_a_key_and_known_hosts_checking() {
     std::fs::write(&other, format!("[127.0.0.1]:{port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBogusBogusBogusBogusBogusBogusBogusBogusBog\n")).unwrap();
     let mut s = make(other.to_str().unwrap())
         .cache_dir(tempfile::tempdir().unwrap().path())
-        .ssh_accept_unknown_host(true);
+        .ssh_accept_unknown_host(true)
+        .build()
+        .unwrap();
     s.add_flow(FlowInput::script("S")).await.unwrap();
     let msg = s.get_flow("S").await.unwrap_err().to_string();
     assert!(msg.contains("does not match"), "{msg}");
@@ -547,7 +794,9 @@ async fn sparse_checkout_writes_only_the_flow_directory_and_listed_paths() {
     );
     let mut s = repo
         .daemon(&e, "flows/f.py", cache.path())
-        .sparse_paths(vec!["shared/".into()]);
+        .sparse_paths(vec!["shared/".into()])
+        .build()
+        .unwrap();
     s.add_flow(FlowInput::script("Sp")).await.unwrap();
     let f = s.get_flow("Sp").await.unwrap();
     let FlowContent::Script {
@@ -594,7 +843,7 @@ async fn submodules_on_request() {
     );
     app.commit(&[], "add submodule");
 
-    let mut without = app.daemon(&e, "flow.py", cache.path());
+    let mut without = app.daemon(&e, "flow.py", cache.path()).build().unwrap();
     without.add_flow(FlowInput::script("Sub")).await.unwrap();
     let f = without.get_flow("Sub").await.unwrap();
     let FlowContent::Script { path: Some(p), .. } = &f.content else {
@@ -602,7 +851,11 @@ async fn submodules_on_request() {
     };
     assert!(!p.parent().unwrap().join("vendor/lib/helpers.py").exists());
 
-    let mut with = app.daemon(&e, "flow.py", cache.path()).submodules(true);
+    let mut with = app
+        .daemon(&e, "flow.py", cache.path())
+        .submodules(true)
+        .build()
+        .unwrap();
     with.add_flow(FlowInput::script("Sub")).await.unwrap();
     let f = with.get_flow("Sub").await.unwrap();
     let FlowContent::Script { path: Some(p), .. } = &f.content else {
@@ -627,7 +880,7 @@ async fn a_flow_path_that_links_out_of_the_checkout_is_refused() {
     let repo = TestRepo::new(&e, &[("README", "x")]);
     std::os::unix::fs::symlink("/etc/hostname", repo.work.path().join("flow.py")).unwrap();
     repo.commit(&[], "a link out");
-    let mut s = repo.daemon(&e, "flow.py", cache.path());
+    let mut s = repo.daemon(&e, "flow.py", cache.path()).build().unwrap();
     s.add_flow(FlowInput::script("hostname")).await.unwrap();
     let err = s.get_flow("hostname").await.unwrap_err();
     assert!(matches!(err, Error::OutsideStorage { .. }), "{err:?}");

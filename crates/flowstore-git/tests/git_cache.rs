@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use flowstore_core::testkit::skip;
 use flowstore_core::{Error, FlowInput, Storage};
-use flowstore_git::git::{CachePolicy, Git, GitCache};
+use flowstore_git::git::{CachePolicy, Git, GitBuilder, GitCache};
 use git_support::{env, git, source, Env, TestRepo};
 
 /// A cache that is never trimmed while a test inspects it.
@@ -27,7 +27,7 @@ fn unbounded() -> CachePolicy {
     }
 }
 
-fn storage(repo: &TestRepo, e: &Env, flow_path: &str, cache: &Path) -> Git {
+fn storage(repo: &TestRepo, e: &Env, flow_path: &str, cache: &Path) -> GitBuilder {
     repo.daemon(e, flow_path, cache).cache_policy(unbounded())
 }
 
@@ -74,7 +74,10 @@ struct Fetched {
 async fn fetched_once(e: &Env, files: &[(&str, &str)], flow_path: &str, name: &str) -> Fetched {
     let cache = tempfile::tempdir().unwrap();
     let repo = TestRepo::new(e, files);
-    let mut storage = storage(&repo, e, flow_path, cache.path()).branch("main");
+    let mut storage = storage(&repo, e, flow_path, cache.path())
+        .branch("main")
+        .build()
+        .unwrap();
     storage.add_flow(FlowInput::script(name)).await.unwrap();
     fetch(&storage, name).await.unwrap();
     Fetched {
@@ -180,7 +183,9 @@ async fn checkout_tamper_case(name: &str, tamper: impl Fn(&Path)) {
     tamper(&tree);
     let mut pinned = storage(&repo, &e, "flows/flow.py", cache.path())
         .branch("main")
-        .pin(true);
+        .pin(true)
+        .build()
+        .unwrap();
     pinned.add_flow(FlowInput::script("T")).await.unwrap();
     pinned.persist().await.unwrap();
     let reference = pinned.reference().unwrap();
@@ -331,7 +336,7 @@ async fn objects_the_server_serves_wrong_are_refused_as_corrupt_naming_the_serve
     std::fs::remove_file(&object).unwrap();
     std::fs::copy(&wrong, &object).unwrap();
 
-    let mut s = storage(&repo, &e, "flow.py", cache.path());
+    let mut s = storage(&repo, &e, "flow.py", cache.path()).build().unwrap();
     s.add_flow(FlowInput::script("S")).await.unwrap();
     let err = s.get_flow("S").await.unwrap_err();
     assert!(matches!(err, Error::FlowCorrupt { .. }), "{err:?}");
@@ -372,12 +377,14 @@ async fn the_cache_stays_bounded_under_concurrent_fetches() {
             tokio::spawn(async move {
                 for round in 0..8 {
                     let (sha, text) = &commits[(worker * 3 + round) % commits.len()];
-                    let mut s = Git::new(&repo_name, "flow.py")
+                    let mut s = Git::builder(&repo_name, "flow.py")
                         .host(&daemon)
                         .scheme("git")
                         .commit(sha)
                         .cache_dir(&cache)
-                        .cache_policy(tiny.clone());
+                        .cache_policy(tiny.clone())
+                        .build()
+                        .unwrap();
                     s.add_flow(FlowInput::script("V")).await.unwrap();
                     let f = s
                         .get_flow("V")

@@ -5,33 +5,37 @@ mod fake_apis;
 
 use std::sync::Arc;
 
-use fake_apis::{env, need_fake, registry, repo_name, Fake, SHA1, SHA2, SHA3};
+use fake_apis::{assert_not_found, env, need_fake, registry, repo_name, Fake, SHA1, SHA2, SHA3};
 use flowstore_core::{Error, FlowInput, Storage};
-use flowstore_git::api::github::{GitHub, GitHubFields};
+use flowstore_git::{GitHub, GitHubBuilder};
 use flowstore_secrets::MapSource;
 
 fn secrets() -> Arc<MapSource> {
     Arc::new(MapSource::new().with("GH_TOKEN", &env("FLOWSTORE_TEST_GITHUB_TOKEN")))
 }
 
+fn builder(fake: &Fake, repo: &str, path: &str, git_ref: Option<&str>) -> GitHubBuilder {
+    let mut b = GitHub::builder(repo, path)
+        .access_token_secret("GH_TOKEN")
+        .base_url(format!("{}/github", fake.base))
+        .secrets(secrets());
+    if let Some(r) = git_ref {
+        b = b.git_ref(r);
+    }
+    b
+}
+
 fn storage(fake: &Fake, repo: &str, path: &str, git_ref: Option<&str>) -> GitHub {
-    GitHub::new(GitHubFields {
-        repo: repo.to_string(),
-        path: path.to_string(),
-        git_ref: git_ref.map(str::to_string),
-        access_token_secret: Some("GH_TOKEN".into()),
-        base_url: Some(format!("{}/github", fake.base)),
-    })
-    .secrets(secrets())
+    builder(fake, repo, path, git_ref).build().unwrap()
 }
 
 async fn harness() -> flowstore_core::testkit::HarnessResult<fake_apis::ApiHarness<GitHub>> {
-    Ok(fake_apis::ApiHarness {
-        fake: fake_apis::fake()?,
-        make: |fake, repo, path| storage(fake, repo, path, None),
-        secrets: secrets(),
-        repo_prefix: "conformance",
-    })
+    Ok(fake_apis::ApiHarness::new(
+        fake_apis::fake()?,
+        storage,
+        secrets(),
+        "conformance",
+    ))
 }
 
 flowstore_core::conformance_suite!(harness);
@@ -98,38 +102,114 @@ async fn distinct_errors_for_repo_ref_and_file_and_auth() {
     let cases = [
         (
             storage(&fake, "nobody/nothing", "f.py", None),
+            "repository",
             "Repo nobody/nothing not found",
         ),
         (
+            storage(&fake, "nobody/nothing", "f.py", Some("main")),
+            "ref",
+            "Ref main not found in repo nobody/nothing",
+        ),
+        (
             storage(&fake, &repo, "f.py", Some("no-such-branch")),
+            "ref",
             "Ref no-such-branch not found in repo",
         ),
         (
             storage(&fake, &repo, "missing.py", None),
+            "file",
             "File missing.py not found in repo",
         ),
     ];
-    for (mut s, needle) in cases {
+    for (mut s, what, needle) in cases {
         s.add_flow(FlowInput::script("E")).await.unwrap();
-        let msg = s.get_flow("E").await.unwrap_err().to_string();
-        assert!(msg.contains(needle), "{needle}: {msg}");
+        let err = s.get_flow("E").await.unwrap_err();
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+        assert_not_found(&err, what);
     }
     // Anonymous on a private repository: GitHub answers 404, reported with the credentials hint.
-    let mut anon = GitHub::github(repo.clone(), "f.py");
-    let mut fields = anon.fields().clone();
-    fields.base_url = Some(format!("{}/github", fake.base));
-    fields.access_token_secret = Some("FLOWSTORE_NO_SUCH_GH_SECRET".into());
-    anon = GitHub::new(fields);
+    let mut anon = GitHub::builder(repo.clone(), "f.py")
+        .base_url(format!("{}/github", fake.base))
+        .access_token_secret("FLOWSTORE_NO_SUCH_GH_SECRET")
+        .build()
+        .unwrap();
     anon.add_flow(FlowInput::script("E")).await.unwrap();
-    let msg = anon.get_flow("E").await.unwrap_err().to_string();
-    assert!(msg.contains("proper credentials"), "{msg}");
-    // A wrong token: 401, never echoed.
+    let err = anon.get_flow("E").await.unwrap_err();
+    assert!(err.to_string().contains("proper credentials"), "{err}");
+    assert!(err.is_not_found());
+    // A wrong token: 401, never echoed, the server's answer kept.
     let bad = Arc::new(MapSource::new().with("GH_TOKEN", "ghp_wrong_c4n4ry"));
-    let mut s = storage(&fake, &repo, "f.py", None).secrets(bad);
+    let mut s = builder(&fake, &repo, "f.py", None)
+        .secrets(bad)
+        .build()
+        .unwrap();
     s.add_flow(FlowInput::script("E")).await.unwrap();
     let err = s.get_flow("E").await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
     assert!(err.to_string().contains("401"), "{err}");
+    let source = std::error::Error::source(&err).expect("the server's answer");
+    assert!(source.to_string().contains("Bad credentials"), "{source}");
     assert!(!format!("{err} {err:?} {s:?}").contains("ghp_wrong_c4n4ry"));
+    // The same wrong token given typed: refused the same way, never shown.
+    let mut s = builder(&fake, &repo, "f.py", None)
+        .access_token("ghp_typed_c4n4ry".to_string().into())
+        .build()
+        .unwrap();
+    s.add_flow(FlowInput::script("E")).await.unwrap();
+    let err = s.get_flow("E").await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    assert!(!format!("{err} {err:?} {s:?}").contains("c4n4ry"));
+}
+
+#[tokio::test]
+async fn a_typed_token_reads_and_is_never_recorded() {
+    let fake = need_fake!("a_typed_token_reads_and_is_never_recorded");
+    let repo = repo_name("gh-typed");
+    fake.seed(&repo, "main", &[("f.py", "T")], &[]).await;
+    let token = env("FLOWSTORE_TEST_GITHUB_TOKEN");
+    let b = GitHub::builder(&repo, "f.py")
+        .base_url(format!("{}/github", fake.base))
+        .access_token_secret("NOT_SET_ANYWHERE")
+        .access_token(token.clone().into());
+    assert!(!format!("{b:?}").contains(&token), "{b:?}");
+    let mut s = b.build().unwrap();
+    s.add_flow(FlowInput::script("T")).await.unwrap();
+    s.persist().await.unwrap();
+    let (t, _) = text(&s, "T").await;
+    assert!(t.contains("Flow(\"T\")"));
+    let json = s.reference().unwrap().to_json();
+    assert!(
+        !json.contains(&token) && !format!("{s:?}").contains(&token),
+        "{json}"
+    );
+}
+
+#[tokio::test]
+async fn a_url_with_options_and_its_reference_open_the_same_storage() {
+    let fake = need_fake!("a_url_with_options_and_its_reference_open_the_same_storage");
+    let repo = repo_name("gh-url");
+    fake.seed(&repo, "main", &[("flows/u.py", "U")], &[]).await;
+    let base = format!("{}/github", fake.base);
+    let url = format!(
+        "github://{repo}/flows/u.py?ref=main&access_token_secret=GH_TOKEN&base_url={base}&label=prod"
+    );
+    let r = registry(secrets());
+    let mut s = r.open_url(&url).unwrap();
+    s.add_flow(FlowInput::script("U")).await.unwrap();
+    s.persist().await.unwrap();
+    let reference = s.reference().unwrap();
+    assert_eq!(reference.labels, ["prod"]);
+    let reopened = GitHub::from_reference(&reference, &Default::default()).unwrap();
+    let direct = GitHubBuilder::from_url(&url).unwrap().build().unwrap();
+    assert_eq!(reopened.config(), direct.config());
+    assert_eq!(direct.config().base_url.as_deref(), Some(base.as_str()));
+    let f = r.open(&reference).unwrap().get_flow("U").await.unwrap();
+    assert_eq!(f.revision.as_deref(), Some(SHA2));
+    let err = r
+        .open_url(&format!("{url}&reff=x"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"reff\""), "{err}");
 }
 
 #[tokio::test]
@@ -142,9 +222,11 @@ async fn rate_limits_say_when_they_reset() {
     // Only this test's repository is limited: the others run at the same time.
     fake.post("/_fake/rate-limit", serde_json::json!({"repo": repo}))
         .await;
-    let msg = s.get_flow("R").await.map(|_| ()).unwrap_err().to_string();
+    let err = s.get_flow("R").await.map(|_| ()).unwrap_err();
     fake.post("/_fake/rate-limit", serde_json::json!({"repo": repo}))
         .await;
+    assert!(err.is_temporary(), "{err:?}");
+    let msg = err.to_string();
     assert!(
         msg.contains("rate limit exceeded") && msg.contains("2100-01-01"),
         "{msg}"

@@ -5,31 +5,29 @@ mod fake_apis;
 
 use std::sync::Arc;
 
-use fake_apis::{env, need_fake, registry, repo_name, Fake, SHA1, SHA2, SHA3};
-use flowstore_core::{FlowInput, Storage};
-use flowstore_git::api::gitlab::{GitLab, GitLabFields};
+use fake_apis::{assert_not_found, env, need_fake, registry, repo_name, Fake, SHA1, SHA2, SHA3};
+use flowstore_core::{Error, FlowInput, Storage};
+use flowstore_git::{GitLab, GitLabBuilder};
 use flowstore_secrets::MapSource;
 
 fn storage(fake: &Fake, repo: &str, path: &str, git_ref: Option<&str>, token: &str) -> GitLab {
-    GitLab::new(GitLabFields {
-        repo: repo.into(),
-        path: path.into(),
-        host: Some(format!("{}/gitlab", fake.base)),
-        git_ref: git_ref.map(str::to_string),
-        access_token_secret: Some("GL_TOKEN".into()),
-    })
-    .secrets(Arc::new(MapSource::new().with("GL_TOKEN", token)))
+    let mut b = GitLab::builder(repo, path)
+        .host(format!("{}/gitlab", fake.base))
+        .access_token_secret("GL_TOKEN")
+        .secrets(Arc::new(MapSource::new().with("GL_TOKEN", token)));
+    if let Some(r) = git_ref {
+        b = b.git_ref(r);
+    }
+    b.build().unwrap()
 }
 
 async fn harness() -> flowstore_core::testkit::HarnessResult<fake_apis::ApiHarness<GitLab>> {
-    Ok(fake_apis::ApiHarness {
-        fake: fake_apis::fake()?,
-        make: |fake, repo, path| {
-            storage(fake, repo, path, None, &env("FLOWSTORE_TEST_GITLAB_TOKEN"))
-        },
-        secrets: Arc::new(MapSource::new().with("GL_TOKEN", &env("FLOWSTORE_TEST_GITLAB_TOKEN"))),
-        repo_prefix: "conformance",
-    })
+    Ok(fake_apis::ApiHarness::new(
+        fake_apis::fake()?,
+        |fake, repo, path, r| storage(fake, repo, path, r, &env("FLOWSTORE_TEST_GITLAB_TOKEN")),
+        Arc::new(MapSource::new().with("GL_TOKEN", &env("FLOWSTORE_TEST_GITLAB_TOKEN"))),
+        "conformance",
+    ))
 }
 
 flowstore_core::conformance_suite!(harness);
@@ -78,15 +76,54 @@ async fn errors_are_the_reference_systems() {
             .contains("Unable to authenticate GitLab account. Please check your credentials."),
         "{err}"
     );
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
     assert!(!format!("{err:?}").contains("c4n4ry"));
-    let mut s = storage(
-        &fake,
-        &repo,
-        "missing.py",
-        Some("main"),
-        &env("FLOWSTORE_TEST_GITLAB_TOKEN"),
-    );
+    let token = env("FLOWSTORE_TEST_GITLAB_TOKEN");
+    let mut s = storage(&fake, &repo, "missing.py", Some("main"), &token);
     s.add_flow(FlowInput::script("G")).await.unwrap();
-    let msg = s.get_flow("G").await.unwrap_err().to_string();
+    let err = s.get_flow("G").await.unwrap_err();
+    let msg = err.to_string();
     assert!(msg.contains(&format!("Error retrieving file contents at missing.py in {repo}@main. Ensure the project and file exist.")), "{msg}");
+    assert_not_found(&err, "file");
+    for (r, p, git_ref, what) in [
+        ("nobody/nothing", "f.py", None, "repository"),
+        ("nobody/nothing", "f.py", Some("main"), "repository"),
+        (repo.as_str(), "f.py", Some("no-such-ref"), "ref"),
+    ] {
+        let mut s = storage(&fake, r, p, git_ref, &token);
+        s.add_flow(FlowInput::script("G")).await.unwrap();
+        let err = s.get_flow("G").await.unwrap_err();
+        assert_not_found(&err, what);
+    }
+}
+
+#[tokio::test]
+async fn a_url_with_options_and_its_reference_open_the_same_storage() {
+    let fake = need_fake!("a_url_with_options_and_its_reference_open_the_same_storage");
+    let repo = repo_name("group/sub");
+    fake.seed(&repo, "main", &[("flows/u.py", "U")], &[]).await;
+    let host = fake.base.trim_start_matches("http://");
+    // gitlab+http://host/<project>/-/<path>: the fake's API lives under /gitlab, so `host` says so.
+    let url = format!(
+        "gitlab+http://{host}/{repo}/-/flows/u.py?ref=v1&access_token_secret=GL_TOKEN&host={}/gitlab&label=a,b",
+        fake.base
+    );
+    let token = env("FLOWSTORE_TEST_GITLAB_TOKEN");
+    let r = registry(Arc::new(MapSource::new().with("GL_TOKEN", &token)));
+    let mut s = r.open_url(&url).unwrap();
+    s.add_flow(FlowInput::script("U")).await.unwrap();
+    s.persist().await.unwrap();
+    let reference = s.reference().unwrap();
+    assert_eq!(reference.labels, ["a", "b"]);
+    let reopened = GitLab::from_reference(&reference, &Default::default()).unwrap();
+    let direct = GitLabBuilder::from_url(&url).unwrap().build().unwrap();
+    assert_eq!(reopened.config(), direct.config());
+    assert_eq!(direct.config().repo, repo);
+    let f = r.open(&reference).unwrap().get_flow("U").await.unwrap();
+    assert_eq!(f.revision.as_deref(), Some(SHA1));
+    assert!(String::from_utf8_lossy(f.bytes()).contains("# v1"));
+    let err = GitLabBuilder::from_url(&format!("{url}&hots=x"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"hots\""), "{err}");
 }

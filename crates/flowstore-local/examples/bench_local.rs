@@ -43,7 +43,7 @@ async fn main() -> flowstore_core::Result<()> {
         let dir = root.join(format!("rep-{rep}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let start = Instant::now();
-        let mut storage = Local::new().directory(&dir).durable(durable);
+        let mut storage = Local::builder().directory(&dir).durable(durable).build()?;
         for (i, p) in payloads.iter().enumerate() {
             storage
                 .add_flow(seal_bytes(&format!("flow-{i}"), p, &app).into())

@@ -1,6 +1,7 @@
 //! The crate's error type.
 
-/// Errors from Local and Module storage.
+/// Errors from Local and Module storage; every one converts into [`flowstore_core::Error`] (what
+/// a `Storage` returns) with its kind kept.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -8,21 +9,38 @@ pub enum Error {
     #[error(transparent)]
     Core(#[from] flowstore_core::Error),
 
-    /// A Module flow lookup failed (message in the reference system's words, naming the module).
+    /// A Module flow lookup that cannot pick one flow: several flows of that name, or the
+    /// published flow has another name (in the reference system's words, naming the module).
+    /// Becomes [`flowstore_core::Error::Config`].
     #[error("{0}")]
     Module(String),
+
+    /// A Module flow lookup found nothing: no such module, attribute or flow. Becomes
+    /// [`flowstore_core::Error::NotFound`].
+    #[error("{message}")]
+    ModuleNotFound {
+        /// What is missing: `module` or `flow`.
+        what: &'static str,
+        /// The location looked up (`module` or `module:attr`).
+        location: String,
+        /// What is missing, where, and what to do.
+        message: String,
+    },
 }
 
 impl From<Error> for flowstore_core::Error {
+    /// Keeps the kind: a missing module or flow is [`flowstore_core::Error::NotFound`], an
+    /// ambiguous lookup [`flowstore_core::Error::Config`]. These errors have no lower cause, so
+    /// the core error carries the whole message and no `source()`.
     fn from(e: Error) -> Self {
         match e {
             Error::Core(e) => e,
-            Error::Module(message) => flowstore_core::Error::Backend {
-                temporary: false,
-                backend: "Module".to_string(),
+            Error::Module(message) => flowstore_core::Error::config(message),
+            Error::ModuleNotFound {
+                what,
+                location,
                 message,
-                source: None,
-            },
+            } => flowstore_core::Error::not_found(what, location, message),
         }
     }
 }

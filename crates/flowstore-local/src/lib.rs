@@ -1,31 +1,92 @@
 //! Local filesystem and in-binary Module flow storage for flowstore.
 //!
-//! - [`Local`]: flows as files under a directory (`~/.flowstore/flows` by default, or
-//!   `$FLOWSTORE_HOME/flows`), written create-only and crash-safe; or a script path read at each run.
-//! - [`Module`]: flows compiled into the running binary, published with [`module::register_flow`].
+//! - [`Local`] (made by [`LocalBuilder`]): flows as files under a directory on this machine
+//!   (`~/.flowstore/flows` by default; [`LocalBuilder::from_env`] honours `FLOWSTORE_HOME`),
+//!   written create-only and crash-safe at `add_flow`, made durable at `persist`; or, in script
+//!   mode, a script path read again at every fetch. Reference type `Local`, URL scheme
+//!   `file:///absolute/directory?option=value`.
+//! - [`Module`] (made by [`ModuleBuilder`]): flows compiled into the running binary, published
+//!   with [`module::register_flow`] and found by module path and name. Reference type `Module`.
 //!
-//! [`register`] adds both to a [`Registry`](flowstore_core::Registry), with the `file://` URL scheme.
+//! [`register`] adds both to a [`Registry`], with the `file://` URL
+//! scheme.
+//!
+//! # Cargo features
+//!
+//! None: this crate has no optional parts (no network stack, no TLS).
+//!
+//! # Capabilities
+//!
+//! | storage | write | many flows | serialized | script | list versions | stream to file |
+//! |---|---|---|---|---|---|---|
+//! | `Local` | yes | yes | serialized mode | script mode | serialized mode | yes |
+//! | `Module` | yes (into this process) | yes | yes | no | no | no |
+//!
+//! # Configuration
+//!
+//! A builder is filled by typed setters, by option pairs ([`LocalBuilder::with_config`]) or from
+//! a URL ([`LocalBuilder::from_url`]); all three end in the same [`LocalConfig`], which is what
+//! the reference records. Options: `directory`, `path`, `stored_as_script`, plus `label`,
+//! `add_default_labels` and `secret` as every storage takes them.
+//!
+//! # Register and fetch
 //!
 //! ```
-//! let mut registry = flowstore_core::Registry::new();
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> flowstore_core::Result<()> {
+//! use flowstore_core::{envelope::seal, Registry, Storage};
+//! use flowstore_local::Local;
+//! let dir = tempfile::tempdir().unwrap();
+//! let app = flowstore_core::app_info!();
+//!
+//! // Register: store the flow and keep the reference.
+//! let mut storage = Local::builder().directory(dir.path()).label("etl").build()?;
+//! storage.add_flow(seal("My ETL Flow", &["extract", "load"], &app)?.into()).await?;
+//! storage.persist().await?;
+//! let reference = storage.reference()?.to_json();
+//!
+//! // Later, on an agent: the reference is all it needs.
+//! let mut registry = Registry::new();
 //! flowstore_local::register(&mut registry);
-//! assert_eq!(registry.types(), ["Local", "Module"]);
-//! let storage = registry.open_url("file:///tmp/flows").unwrap();
-//! assert_eq!(storage.type_name(), "Local");
+//! let agent = registry.open_json(&reference)?;
+//! let tasks: Vec<String> = agent.get_flow("My ETL Flow").await?.decode(&app)?;
+//! assert_eq!(tasks, ["extract", "load"]);
+//!
+//! // The same storage from a URL with options.
+//! let url = format!("file://{}?label=etl", dir.path().display());
+//! let from_url = registry.open_url(&url)?;
+//! assert_eq!(from_url.type_name(), "Local");
+//! # Ok(()) }
 //! ```
-#![warn(missing_docs)]
+//!
+//! # Errors
+//!
+//! Every method returns [`flowstore_core::Error`]: a missing flow directory or file is
+//! [`NotFound`](flowstore_core::Error::NotFound) with the I/O error as its `source()`, a location
+//! outside the directory [`OutsideStorage`](flowstore_core::Error::OutsideStorage), altered bytes
+//! [`FlowCorrupt`](flowstore_core::Error::FlowCorrupt). The crate's own [`Error`] converts into it.
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 pub mod local;
 pub mod module;
 
 pub use error::Error;
-pub use local::{default_directory, Local, LocalFields};
-pub use module::Module;
+pub use local::{default_directory, Local, LocalBuilder, LocalConfig};
+pub use module::{Module, ModuleBuilder, ModuleConfig};
 
 use flowstore_core::{Registry, Storage};
 
-/// Registers `Local` and `Module` references and the `file://` URL scheme.
+/// Registers `Local` and `Module` references and the `file://` URL scheme (see
+/// [`Local::from_url`]).
+///
+/// ```
+/// let mut registry = flowstore_core::Registry::new();
+/// flowstore_local::register(&mut registry);
+/// assert_eq!(registry.types(), ["Local", "Module"]);
+/// let storage = registry.open_url("file:///tmp/flows").unwrap();
+/// assert_eq!(storage.type_name(), "Local");
+/// ```
 pub fn register(registry: &mut Registry) {
     registry
         .register_type(local::TYPE_NAME, |r, ctx| {
@@ -38,3 +99,8 @@ pub fn register(registry: &mut Registry) {
             Ok(Box::new(Local::from_url(url, ctx)?) as Box<dyn Storage>)
         });
 }
+
+/// The README's example, compiled (and, where it needs no server, run) as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -3,12 +3,17 @@
 //! Serialized flows are written at `add_flow` to `{directory}/{slug(name)}/{slug(timestamp)}`,
 //! create-only and crash-safe. In script mode the storage records the script's `path` and reads it
 //! at every fetch. A location read from a reference never escapes `directory`.
+//!
+//! A [`LocalBuilder`] makes a [`Local`]: typed setters, [`LocalBuilder::with_config`] pairs, a
+//! `file://` URL ([`LocalBuilder::from_url`]) or the environment ([`LocalBuilder::from_env`]), all
+//! ending in the same [`LocalConfig`].
 
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 use flowstore_core::async_trait;
 use flowstore_core::envelope::peek_header;
+use flowstore_core::raw::config::{self, BackendConfig};
 use flowstore_core::raw::FlowIndex;
 use flowstore_core::{
     key, Error, FetchedFlow, FlowInput, OpenContext, Result, Storage, StorageReference,
@@ -22,113 +27,168 @@ use flowstore_core::raw::sink::FlowFileSink;
 /// The reference type name.
 pub const TYPE_NAME: &str = "Local";
 
-/// Environment variable that moves flowstore's home (flows go to `$FLOWSTORE_HOME/flows`).
+/// Environment variable that moves flowstore's home (flows go to `$FLOWSTORE_HOME/flows`); read
+/// by [`default_directory`] and [`LocalBuilder::from_env`].
 pub const HOME_ENV: &str = "FLOWSTORE_HOME";
 
 /// How many fresh keys are tried when a key is already taken (another process, same microsecond).
 const KEY_ATTEMPTS: usize = 16;
 
-/// The default flow directory: `$FLOWSTORE_HOME/flows`, else `~/.flowstore/flows`.
+/// What a `file://` URL looks like, for error messages.
+const URL_EXAMPLE: &str = "file:///absolute/directory";
+
+/// The default flow directory as the `flowstore` command uses it: `$FLOWSTORE_HOME/flows`, else
+/// `~/.flowstore/flows`.
+///
+/// [`LocalBuilder::from_env`] starts from the same directory; [`Local::builder`] does not read
+/// the environment and uses `~/.flowstore/flows` unless given a directory.
 pub fn default_directory() -> PathBuf {
     match std::env::var_os(HOME_ENV) {
         Some(home) if !home.is_empty() => PathBuf::from(home).join("flows"),
-        _ => dirs::home_dir()
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join(".flowstore")
-            .join("flows"),
+        _ => home_default_directory(),
     }
 }
 
-/// The backend fields of a `Local` reference (Prefect 1's names).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LocalFields {
-    /// The flow directory (`~` is expanded when opened).
+/// `~/.flowstore/flows` (the current directory's `.flowstore/flows` without a home directory).
+fn home_default_directory() -> PathBuf {
+    dirs::home_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".flowstore")
+        .join("flows")
+}
+
+/// The backend fields of a `Local` reference (Prefect 1's names): the whole configuration of a
+/// [`Local`] storage.
+///
+/// Option keys ([`LocalBuilder::with_config`], a `file://` URL's query): `directory`, `path`,
+/// `stored_as_script`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalConfig {
+    /// The flow directory (`~` is expanded when the storage is built). `None`:
+    /// `~/.flowstore/flows`.
     #[serde(default)]
     pub directory: Option<String>,
     /// The script's path in script mode.
     #[serde(default)]
     pub path: Option<String>,
-    /// Script mode.
+    /// Script mode: the flow is the script at `path`, read again at every fetch.
     #[serde(default)]
     pub stored_as_script: bool,
 }
 
-/// Flows stored as files on this machine.
-///
-/// ```
-/// # tokio_test_block(async {
-/// use flowstore_core::{envelope::seal, Storage};
-/// use flowstore_local::Local;
-/// let dir = tempfile::tempdir().unwrap();
-/// let mut storage = Local::new().directory(dir.path());
-/// let app = flowstore_core::app_info!();
-/// let location = storage.add_flow(seal("My ETL Flow", &["extract", "load"], &app).unwrap().into()).await.unwrap();
-/// assert!(location.contains("my-etl-flow/"));
-/// let tasks: Vec<String> = storage.get_flow("My ETL Flow").await.unwrap().decode(&app).unwrap();
-/// assert_eq!(tasks, ["extract", "load"]);
-/// # });
-/// # fn tokio_test_block(f: impl std::future::Future<Output = ()>) {
-/// #     tokio::runtime::Runtime::new().unwrap().block_on(f)
-/// # }
-/// ```
-#[derive(Debug, Clone)]
-pub struct Local {
-    directory: PathBuf,
-    path: Option<PathBuf>,
-    stored_as_script: bool,
-    durable: bool,
-    /// Files and directories written since the last `build`, made durable there.
-    unsynced: std::collections::BTreeSet<PathBuf>,
-    index: FlowIndex,
+impl BackendConfig for LocalConfig {
+    const TYPE_NAME: &'static str = TYPE_NAME;
+    const OPTIONS: &'static [(&'static str, &'static str)] = &[
+        ("directory", "directory"),
+        ("path", "path"),
+        ("stored_as_script", "stored_as_script"),
+    ];
 }
 
-impl Default for Local {
+/// Makes a [`Local`] storage: [`Local::builder`], then setters, then [`LocalBuilder::build`].
+///
+/// ```
+/// use flowstore_local::{Local, LocalBuilder};
+/// let dir = tempfile::tempdir()?;
+/// let typed = Local::builder().directory(dir.path()).label("prod").build()?;
+/// let url = format!("file://{}?label=prod", dir.path().display());
+/// let from_url = LocalBuilder::from_url(&url)?.build()?;
+/// assert_eq!(typed.config(), from_url.config());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LocalBuilder {
+    config: LocalConfig,
+    index: FlowIndex,
+    durable: bool,
+}
+
+impl Default for LocalBuilder {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Local {
-    /// Serialized-mode storage in [`default_directory`].
+impl LocalBuilder {
+    /// A builder for serialized-mode storage in `~/.flowstore/flows` (set [`LocalBuilder::directory`],
+    /// or start from [`LocalBuilder::from_env`] to honour `FLOWSTORE_HOME`).
     pub fn new() -> Self {
-        Local {
-            directory: default_directory(),
-            path: None,
-            stored_as_script: false,
-            durable: true,
-            unsynced: Default::default(),
+        LocalBuilder {
+            config: LocalConfig::default(),
             index: FlowIndex::default(),
+            durable: true,
         }
     }
 
-    /// Script-mode storage for the script at `path` (read again at every fetch).
-    pub fn script(path: impl Into<PathBuf>) -> Self {
-        let mut local = Self::new();
-        local.path = Some(absolute(&path.into()));
-        local.stored_as_script = true;
-        local
+    /// A builder for the `file://` URL `url` (`file:///srv/flows?label=prod`): its path is the
+    /// directory and every query pair is applied with [`LocalBuilder::with_config`].
+    ///
+    /// Errors with [`Error::Config`] for a URL that does not parse, is not `file://`, has a host
+    /// other than `localhost` or no absolute path, or has an unknown option (named).
+    pub fn from_url(url: &str) -> Result<Self> {
+        let parsed = config::parse_url(url, &["file"], URL_EXAMPLE)?;
+        let directory = parsed.to_file_path().map_err(|()| {
+            Error::config(format!(
+                "Local storage URL \"{url}\" must name an absolute directory on this machine \
+                 (no host); it should look like {URL_EXAMPLE}"
+            ))
+        })?;
+        Self::new()
+            .directory(directory)
+            .with_configs(parsed.query_pairs())
     }
 
-    /// Sets the flow directory.
+    /// A builder that starts from the environment: the directory is `$FLOWSTORE_HOME/flows` when
+    /// `FLOWSTORE_HOME` is set (recorded in the reference like any directory), else as
+    /// [`LocalBuilder::new`].
+    ///
+    /// Never errors today; the `Result` keeps the same shape as every backend's `from_env`.
+    pub fn from_env() -> Result<Self> {
+        let builder = Self::new();
+        Ok(match std::env::var_os(HOME_ENV) {
+            Some(home) if !home.is_empty() => builder.directory(PathBuf::from(home).join("flows")),
+            _ => builder,
+        })
+    }
+
+    /// Sets the flow directory (`~` is expanded; a relative path is taken from the current
+    /// directory when the storage is built).
     pub fn directory(mut self, directory: impl AsRef<Path>) -> Self {
-        self.directory = absolute(&expand_home(directory.as_ref()));
+        self.config.directory = Some(directory.as_ref().display().to_string());
         self
     }
 
-    /// Whether `build` makes the flows added since the last `build` durable (default true): one
-    /// `syncfs` on Linux, else an fsync of every file and directory written. A registration is
-    /// durable once `build` returns. A power loss before that can lose or truncate a flow (a
+    /// Script mode for the script at `path` (read again at every fetch).
+    pub fn script(mut self, path: impl AsRef<Path>) -> Self {
+        self.config.path = Some(path.as_ref().display().to_string());
+        self.config.stored_as_script = true;
+        self
+    }
+
+    /// Whether `persist` makes the flows added since the last `persist` durable (default true):
+    /// one `syncfs` on Linux, else an fsync of every file and directory written. A registration
+    /// is durable once `persist` returns. A power loss before that can lose or truncate a flow (a
     /// truncated one is refused by its digest, never loaded); a process crash never leaves a
     /// partial flow either way, since flows are written under a temporary name and linked whole.
+    ///
+    /// Not recorded in the reference (it only matters while registering).
     pub fn durable(mut self, on: bool) -> Self {
         self.durable = on;
         self
     }
 
-    /// Adds a label agents must carry.
+    /// Adds a label agents must carry (once, however often it is given).
     pub fn label(mut self, label: impl Into<String>) -> Self {
-        self.index.labels.push(label.into());
+        let label = label.into();
+        if !self.index.labels.contains(&label) {
+            self.index.labels.push(label);
+        }
         self
+    }
+
+    /// Adds labels agents must carry (see [`LocalBuilder::label`]).
+    pub fn labels<L: Into<String>>(self, labels: impl IntoIterator<Item = L>) -> Self {
+        labels.into_iter().fold(self, |b, l| b.label(l))
     }
 
     /// Turns the default hostname label on or off (on by default).
@@ -137,10 +197,115 @@ impl Local {
         self
     }
 
-    /// Declares a secret an agent must resolve before fetching.
+    /// Declares a secret an agent must resolve before fetching (once, however often it is given).
     pub fn secret(mut self, name: impl Into<String>) -> Self {
-        self.index.secrets.push(name.into());
+        let name = name.into();
+        if !self.index.secrets.contains(&name) {
+            self.index.secrets.push(name);
+        }
         self
+    }
+
+    /// Sets one option by key, as a URL query gives it: `directory`, `path`,
+    /// `stored_as_script`, and the options every storage takes (`label`, `add_default_labels`,
+    /// `secret`).
+    ///
+    /// Errors with [`Error::Config`] for an unknown key (naming it and the known ones) or a value
+    /// that does not fit (`stored_as_script=maybe`).
+    pub fn with_config(self, key: &str, value: &str) -> Result<Self> {
+        self.with_configs([(key, value)])
+    }
+
+    /// Sets options in order (see [`LocalBuilder::with_config`]).
+    ///
+    /// Errors as [`LocalBuilder::with_config`] does, at the first pair that fails.
+    pub fn with_configs<K: AsRef<str>, V: AsRef<str>>(
+        mut self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self> {
+        config::apply_pairs(&mut self.config, &mut self.index, pairs)?;
+        Ok(self)
+    }
+
+    /// The configuration so far (directories not yet resolved).
+    pub fn config(&self) -> &LocalConfig {
+        &self.config
+    }
+
+    /// Builds the storage: the directory and script path are made absolute (`~` expanded); the
+    /// directory is created only when the first flow is written.
+    ///
+    /// Errors with [`Error::Config`] for script mode without a `path`.
+    pub fn build(self) -> Result<Local> {
+        let LocalBuilder {
+            config,
+            index,
+            durable,
+        } = self;
+        if config.stored_as_script && config.path.is_none() {
+            return Err(missing_path());
+        }
+        let directory = config
+            .directory
+            .as_deref()
+            .map(|d| absolute(&expand_home(Path::new(d))))
+            .unwrap_or_else(|| absolute(&home_default_directory()));
+        let path = config
+            .path
+            .as_deref()
+            .map(|p| absolute(&expand_home(Path::new(p))));
+        Ok(Local {
+            config: LocalConfig {
+                directory: Some(directory.display().to_string()),
+                path: path.as_ref().map(|p| p.display().to_string()),
+                stored_as_script: config.stored_as_script,
+            },
+            directory,
+            path,
+            durable,
+            unsynced: Default::default(),
+            index,
+        })
+    }
+}
+
+/// Flows stored as files on this machine (made by [`LocalBuilder`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> flowstore_core::Result<()> {
+/// use flowstore_core::{envelope::seal, Storage};
+/// use flowstore_local::Local;
+/// let dir = tempfile::tempdir().unwrap();
+/// let mut storage = Local::builder().directory(dir.path()).build()?;
+/// let app = flowstore_core::app_info!();
+/// let location = storage.add_flow(seal("My ETL Flow", &["extract", "load"], &app)?.into()).await?;
+/// assert!(location.contains("my-etl-flow/"));
+/// let tasks: Vec<String> = storage.get_flow("My ETL Flow").await?.decode(&app)?;
+/// assert_eq!(tasks, ["extract", "load"]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Local {
+    /// The resolved configuration (absolute directory and path), as the reference records it.
+    config: LocalConfig,
+    directory: PathBuf,
+    path: Option<PathBuf>,
+    durable: bool,
+    /// Files and directories written since the last `persist`, made durable there.
+    unsynced: std::collections::BTreeSet<PathBuf>,
+    index: FlowIndex,
+}
+
+impl Local {
+    /// A builder for serialized-mode storage in `~/.flowstore/flows` (see [`LocalBuilder`]).
+    pub fn builder() -> LocalBuilder {
+        LocalBuilder::new()
+    }
+
+    /// The configuration, resolved: an absolute `directory` (and `path` in script mode), as
+    /// [`Storage::reference`] records it.
+    pub fn config(&self) -> &LocalConfig {
+        &self.config
     }
 
     /// The flow directory.
@@ -153,53 +318,26 @@ impl Local {
     /// Errors with [`Error::InvalidReference`] for malformed fields and [`Error::Config`] for script
     /// mode without a `path`.
     pub fn from_reference(reference: &StorageReference, _ctx: &OpenContext) -> Result<Self> {
-        let fields: LocalFields = reference.backend_fields()?;
-        if fields.stored_as_script && fields.path.is_none() {
-            return Err(missing_path());
-        }
-        let directory = fields
-            .directory
-            .map(|d| absolute(&expand_home(Path::new(&d))))
-            .unwrap_or_else(default_directory);
-        Ok(Local {
-            directory,
-            path: fields.path.map(PathBuf::from),
-            stored_as_script: fields.stored_as_script,
-            durable: true,
-            unsynced: Default::default(),
+        LocalBuilder {
+            config: LocalConfig::from_reference(reference)?,
             index: FlowIndex::from_reference(reference),
-        })
-    }
-
-    /// Opens `file:///path/to/dir` as Local storage in that directory (script mode for the
-    /// context's `script_path`).
-    ///
-    /// Errors with [`Error::Config`] for a URL that is not `file://` with an absolute path.
-    pub fn from_url(url: &str, ctx: &OpenContext) -> Result<Self> {
-        let path = url
-            .strip_prefix("file://")
-            .filter(|p| p.starts_with('/'))
-            .ok_or_else(|| {
-                Error::config(format!(
-                    "Local storage URL \"{url}\" must look like file:///absolute/directory"
-                ))
-            })?;
-        let local = match &ctx.script_path {
-            Some(script) => Local::script(script),
-            None => Local::new(),
-        };
-        Ok(local.directory(
-            percent_encoding::percent_decode_str(path)
-                .decode_utf8_lossy()
-                .into_owned(),
-        ))
-    }
-
-    fn validate(&self) -> Result<()> {
-        if self.stored_as_script && self.path.is_none() {
-            return Err(missing_path());
+            durable: true,
         }
-        Ok(())
+        .build()
+    }
+
+    /// Opens `file:///path/to/dir?option=value…` ([`LocalBuilder::from_url`]), in script mode
+    /// for the context's `script_path`, then applies the context's `options`.
+    ///
+    /// Errors as [`LocalBuilder::from_url`] and [`LocalBuilder::build`] do.
+    pub fn from_url(url: &str, ctx: &OpenContext) -> Result<Self> {
+        let mut builder = LocalBuilder::from_url(url)?;
+        if let Some(script) = &ctx.script_path {
+            builder = builder.script(script);
+        }
+        builder
+            .with_configs(ctx.options.iter().map(|(k, v)| (k, v)))?
+            .build()
     }
 
     /// Resolves a serialized flow's location to a path inside the directory, refusing anything
@@ -222,18 +360,13 @@ impl Local {
         } else {
             self.directory.join(candidate)
         };
-        let root = self.directory.canonicalize().map_err(|e| {
-            Error::io(
-                format!(
-                    "Flow \"{name}\": the Local flow directory {} cannot be read",
-                    self.directory.display()
-                ),
-                e,
-            )
-        })?;
+        let root = self
+            .directory
+            .canonicalize()
+            .map_err(|e| read_error(Missing::Directory, name, &self.directory, e))?;
         let real = joined
             .canonicalize()
-            .map_err(|e| Error::io(format!("Flow \"{name}\": reading {}", joined.display()), e))?;
+            .map_err(|e| read_error(Missing::File, name, &joined, e))?;
         if !real.starts_with(&root) || real == root {
             return Err(outside());
         }
@@ -272,12 +405,8 @@ impl Local {
 
     fn read_script(&self, name: &str, location: &str) -> Result<(Bytes, PathBuf)> {
         let path = PathBuf::from(location);
-        let source = std::fs::read(&path).map_err(|e| {
-            Error::io(
-                format!("Flow \"{name}\": reading its script {}", path.display()),
-                e,
-            )
-        })?;
+        let source =
+            std::fs::read(&path).map_err(|e| read_error(Missing::Script, name, &path, e))?;
         Ok((Bytes::from(source), path))
     }
 }
@@ -308,9 +437,8 @@ fn sync_all(directory: &Path, paths: &std::collections::BTreeSet<PathBuf>) -> Re
 pub const MAX_IN_MEMORY: u64 = 2 << 30;
 
 /// Refuses anything but a regular file of a size that fits in memory.
-fn check_readable_file(name: &str, location: &str, path: &Path) -> Result<()> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::io(format!("Flow \"{name}\": reading {}", path.display()), e))?;
+fn check_readable_file(name: &str, location: &str, path: &Path, what: Missing) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| read_error(what, name, path, e))?;
     let corrupt = |reason: String| Error::FlowCorrupt {
         flow: name.to_string(),
         location: location.to_string(),
@@ -329,6 +457,48 @@ fn check_readable_file(name: &str, location: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What a fetch found missing.
+#[derive(Debug, Clone, Copy)]
+enum Missing {
+    Directory,
+    File,
+    Script,
+}
+
+/// An I/O error reading `path` for flow `name`: a missing one is [`Error::NotFound`] (saying what
+/// to do), any other an [`Error::Io`]; the I/O error is kept as the source either way.
+fn read_error(what: Missing, name: &str, path: &Path, e: std::io::Error) -> Error {
+    if e.kind() != std::io::ErrorKind::NotFound {
+        return Error::io(format!("Flow \"{name}\": reading {}", path.display()), e);
+    }
+    let shown = path.display();
+    let (what, message) = match what {
+        Missing::Directory => (
+            "directory",
+            format!(
+                "Flow \"{name}\": the Local flow directory {shown} does not exist on this machine. \
+                 Fetch where the flow was registered (or where that directory is mounted), or \
+                 register the flow again."
+            ),
+        ),
+        Missing::File => (
+            "file",
+            format!(
+                "Flow \"{name}\": its file {shown} does not exist (removed after registration, or \
+                 another machine). Register the flow again."
+            ),
+        ),
+        Missing::Script => (
+            "file",
+            format!(
+                "Flow \"{name}\": its script {shown} does not exist. Put the script back at that \
+                 path, or register the flow again with the script's new path."
+            ),
+        ),
+    };
+    Error::not_found(what, shown.to_string(), message).with_source(e)
+}
+
 fn missing_path() -> Error {
     Error::config("A `path` must be provided to show where flow `.py` file is stored.")
 }
@@ -342,8 +512,13 @@ fn expand_home(path: &Path) -> PathBuf {
     }
 }
 
+/// `path` made absolute from the current directory, without a trailing slash (symlinks are not
+/// resolved).
 fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .components()
+        .collect()
 }
 
 #[async_trait]
@@ -361,7 +536,7 @@ impl Storage for Local {
     }
 
     fn capabilities(&self) -> flowstore_core::Capabilities {
-        let script = self.stored_as_script;
+        let script = self.config.stored_as_script;
         flowstore_core::Capabilities {
             write: true,
             many_flows: true,
@@ -373,17 +548,21 @@ impl Storage for Local {
     }
 
     async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
-        self.validate()?;
         self.index.ensure_new(flow.name())?;
-        if self.stored_as_script {
-            let path = self.path.as_ref().expect("validated").display().to_string();
+        if self.config.stored_as_script {
+            let path = self
+                .path
+                .as_ref()
+                .expect("build() checked script mode has a path")
+                .display()
+                .to_string();
             self.index.insert(flow.name(), path.clone(), None)?;
             return Ok(path);
         }
         let FlowInput::Serialized(sealed) = flow else {
             return Err(Error::config(format!(
                 "Flow \"{}\" is a script flow, but this Local storage stores serialized flows; \
-                 use Local::script(path) for script flows",
+                 use Local::builder().script(path) for script flows",
                 flow.name()
             )));
         };
@@ -402,9 +581,8 @@ impl Storage for Local {
         Ok(location)
     }
 
-    /// Makes every flow added since the last `build` durable (fsyncs their directories).
+    /// Makes every flow added since the last `persist` durable (see [`LocalBuilder::durable`]).
     async fn persist(&mut self) -> Result<()> {
-        self.validate()?;
         let paths = std::mem::take(&mut self.unsynced);
         if self.durable && !paths.is_empty() {
             let directory = self.directory.clone();
@@ -417,30 +595,25 @@ impl Storage for Local {
 
     async fn get_flow(&self, name: &str) -> Result<FetchedFlow> {
         let location = self.index.location(name)?.to_string();
-        if self.stored_as_script {
-            check_readable_file(name, &location, Path::new(&location))?;
+        if self.config.stored_as_script {
+            check_readable_file(name, &location, Path::new(&location), Missing::Script)?;
             let (source, path) = self.read_script(name, &location)?;
             return self
                 .index
                 .open_script(name, &location, None, source, Some(path));
         }
         let path = self.resolve_inside(name, &location)?;
-        check_readable_file(name, &location, &path)?;
+        check_readable_file(name, &location, &path, Missing::File)?;
         let bytes = tokio::fs::read(&path)
             .await
-            .map_err(|e| Error::io(format!("Flow \"{name}\": reading {}", path.display()), e))?;
+            .map_err(|e| read_error(Missing::File, name, &path, e))?;
         tracing::debug!(flow = name, path = %path.display(), "read flow");
         self.index
             .open_serialized(name, &location, None, Bytes::from(bytes))
     }
 
     fn reference(&self) -> Result<StorageReference> {
-        let fields = LocalFields {
-            directory: Some(self.directory.display().to_string()),
-            path: self.path.as_ref().map(|p| p.display().to_string()),
-            stored_as_script: self.stored_as_script,
-        };
-        let mut reference = StorageReference::new(TYPE_NAME, &fields)?;
+        let mut reference = StorageReference::new(TYPE_NAME, &self.config)?;
         self.index.fill_reference(&mut reference, self.labels());
         Ok(reference)
     }
@@ -465,7 +638,7 @@ impl Storage for Local {
     /// verified while it is copied, and `dest` appears only once everything checked out.
     async fn get_flow_to_file(&self, name: &str, dest: &Path) -> Result<FetchedFlow> {
         let location = self.index.location(name)?.to_string();
-        let source = if self.stored_as_script {
+        let source = if self.config.stored_as_script {
             PathBuf::from(&location)
         } else {
             self.resolve_inside(name, &location)?
@@ -487,10 +660,20 @@ impl Local {
         dest: &Path,
     ) -> Result<FetchedFlow> {
         use std::io::Read;
-        let mut file = std::fs::File::open(source)
-            .map_err(|e| Error::io(format!("Flow \"{name}\": reading {}", source.display()), e))?;
-        let mut sink =
-            FlowFileSink::create(&self.index, name, location, dest, !self.stored_as_script)?;
+        let what = if self.config.stored_as_script {
+            Missing::Script
+        } else {
+            Missing::File
+        };
+        let mut file =
+            std::fs::File::open(source).map_err(|e| read_error(what, name, source, e))?;
+        let mut sink = FlowFileSink::create(
+            &self.index,
+            name,
+            location,
+            dest,
+            !self.config.stored_as_script,
+        )?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = file.read(&mut buf).map_err(|e| {

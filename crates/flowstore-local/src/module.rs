@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 
 use flowstore_core::async_trait;
+use flowstore_core::raw::config::{self, BackendConfig};
 use flowstore_core::raw::FlowIndex;
 use flowstore_core::{
     envelope::{seal, AppInfo, SealedFlow},
@@ -117,16 +118,27 @@ fn find(location: &str, flow_name: &str) -> std::result::Result<SealedFlow, Loca
     let table = lock_table();
     let Some(flows) = table.get(module) else {
         let known: Vec<&String> = table.keys().collect();
-        return Err(LocalError::Module(format!(
-            "Failed to find flow at {location}: no module \"{module}\" is registered in this program \
-             (registered modules: {known:?}); publish it with flowstore_local::module::register_flow"
-        )));
+        return Err(LocalError::ModuleNotFound {
+            what: "module",
+            location: location.to_string(),
+            message: format!(
+                "Failed to find flow at {location}: no module \"{module}\" is registered in this program \
+                 (registered modules: {known:?}); publish it with flowstore_local::module::register_flow"
+            ),
+        });
     };
     if let Some(attr) = attr {
         let found = flows
             .iter()
             .find(|f| f.attr == attr)
-            .ok_or_else(|| LocalError::Module(format!("Failed to find flow at {location}")))?;
+            .ok_or_else(|| LocalError::ModuleNotFound {
+                what: "flow",
+                location: location.to_string(),
+                message: format!(
+                    "Failed to find flow at {location}: module {module} publishes no attribute \"{attr}\"; \
+                     publish it with flowstore_local::module::register_flow, or register the flow again"
+                ),
+            })?;
         if found.sealed.name != flow_name {
             return Err(LocalError::Module(format!(
                 "Flow at {location} is named {}, expected {flow_name}",
@@ -136,7 +148,11 @@ fn find(location: &str, flow_name: &str) -> std::result::Result<SealedFlow, Loca
         return Ok(found.sealed.clone());
     }
     if flows.is_empty() {
-        return Err(LocalError::Module(format!("No flows found in {location}")));
+        return Err(LocalError::ModuleNotFound {
+            what: "flow",
+            location: location.to_string(),
+            message: format!("No flows found in {location}"),
+        });
     }
     let matching: Vec<&ModuleFlow> = flows
         .iter()
@@ -144,14 +160,18 @@ fn find(location: &str, flow_name: &str) -> std::result::Result<SealedFlow, Loca
         .collect();
     match matching.as_slice() {
         [one] => Ok(one.sealed.clone()),
-        [] => Err(LocalError::Module(format!(
-            "Failed to find flow \"{flow_name}\" in {location}. Found flows: {}",
-            flows
-                .iter()
-                .map(|f| f.sealed.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+        [] => Err(LocalError::ModuleNotFound {
+            what: "flow",
+            location: location.to_string(),
+            message: format!(
+                "Failed to find flow \"{flow_name}\" in {location}. Found flows: {}",
+                flows
+                    .iter()
+                    .map(|f| f.sealed.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
         _ => Err(LocalError::Module(format!(
             "Multiple flows found in {location}, please provide flow_name to select one. \
              ({} flows are named \"{flow_name}\": select one with {location}:<attr>, attrs: {})",
@@ -165,36 +185,157 @@ fn find(location: &str, flow_name: &str) -> std::result::Result<SealedFlow, Loca
     }
 }
 
-/// The backend fields of a `Module` reference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModuleFields {
+/// The backend fields of a `Module` reference: the whole configuration of a [`Module`] storage.
+///
+/// Option keys ([`ModuleBuilder::with_config`]): `module`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleConfig {
     /// The module path (`my_crate::flows`, optionally `my_crate::flows:attr`).
     pub module: String,
 }
 
-/// Flows compiled into the running binary.
+impl BackendConfig for ModuleConfig {
+    const TYPE_NAME: &'static str = TYPE_NAME;
+    const OPTIONS: &'static [(&'static str, &'static str)] = &[("module", "module")];
+}
+
+/// Makes a [`Module`] storage: [`Module::builder`], then setters, then [`ModuleBuilder::build`].
+///
+/// ```
+/// use flowstore_local::Module;
+/// let storage = Module::builder("my_crate::flows").label("prod").build()?;
+/// assert_eq!(storage.config().module, "my_crate::flows");
+/// assert!(Module::builder("").build().is_err());
+/// # Ok::<(), flowstore_core::Error>(())
+/// ```
 #[derive(Debug, Clone)]
-pub struct Module {
-    module: String,
+pub struct ModuleBuilder {
+    config: ModuleConfig,
     index: FlowIndex,
 }
 
-impl Module {
-    /// Storage for flows published under `module`.
+impl ModuleBuilder {
+    /// A builder for flows published under `module` (see [`register_flow`]).
     pub fn new(module: impl Into<String>) -> Self {
-        Module {
-            module: module.into(),
+        ModuleBuilder {
+            config: ModuleConfig {
+                module: module.into(),
+            },
             index: FlowIndex::default(),
         }
     }
 
-    /// Opens a `Module` reference. Errors with [`Error::InvalidReference`] without `module`.
-    pub fn from_reference(reference: &StorageReference, _ctx: &OpenContext) -> Result<Self> {
-        let fields: ModuleFields = reference.backend_fields()?;
+    /// Adds a label agents must carry (once, however often it is given).
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        let label = label.into();
+        if !self.index.labels.contains(&label) {
+            self.index.labels.push(label);
+        }
+        self
+    }
+
+    /// Adds labels agents must carry (see [`ModuleBuilder::label`]).
+    pub fn labels<L: Into<String>>(self, labels: impl IntoIterator<Item = L>) -> Self {
+        labels.into_iter().fold(self, |b, l| b.label(l))
+    }
+
+    /// Whether default labels are added (Module has none; kept for the same shape everywhere).
+    pub fn add_default_labels(mut self, on: bool) -> Self {
+        self.index.add_default_labels = on;
+        self
+    }
+
+    /// Declares a secret an agent must resolve before fetching (once, however often it is given).
+    pub fn secret(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if !self.index.secrets.contains(&name) {
+            self.index.secrets.push(name);
+        }
+        self
+    }
+
+    /// Sets one option by key: `module`, and the options every storage takes (`label`,
+    /// `add_default_labels`, `secret`).
+    ///
+    /// Errors with [`Error::Config`] for an unknown key (naming it and the known ones).
+    pub fn with_config(self, key: &str, value: &str) -> Result<Self> {
+        self.with_configs([(key, value)])
+    }
+
+    /// Sets options in order (see [`ModuleBuilder::with_config`]).
+    ///
+    /// Errors as [`ModuleBuilder::with_config`] does, at the first pair that fails.
+    pub fn with_configs<K: AsRef<str>, V: AsRef<str>>(
+        mut self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self> {
+        config::apply_pairs(&mut self.config, &mut self.index, pairs)?;
+        Ok(self)
+    }
+
+    /// The configuration so far.
+    pub fn config(&self) -> &ModuleConfig {
+        &self.config
+    }
+
+    /// Builds the storage (nothing is looked up until a flow is fetched).
+    ///
+    /// Errors with [`Error::Config`] for an empty module path.
+    pub fn build(self) -> Result<Module> {
+        if self.config.module.trim().is_empty() {
+            return Err(Error::config(
+                "Module storage needs a module path (e.g. \"my_crate::flows\"), the one its flows \
+                 are published under with flowstore_local::module::register_flow",
+            ));
+        }
         Ok(Module {
-            module: fields.module,
-            index: FlowIndex::from_reference(reference),
+            config: self.config,
+            index: self.index,
         })
+    }
+}
+
+/// Flows compiled into the running binary (made by [`ModuleBuilder`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> flowstore_core::Result<()> {
+/// use flowstore_core::{FlowInput, Storage};
+/// use flowstore_local::{module::register_flow, Module};
+/// let app = flowstore_core::app_info!();
+/// register_flow("doc::flows", "etl", "My ETL Flow", &["extract", "load"], &app)?;
+/// let mut storage = Module::builder("doc::flows").build()?;
+/// storage.add_flow(FlowInput::script("My ETL Flow")).await?;
+/// let tasks: Vec<String> = storage.get_flow("My ETL Flow").await?.decode(&app)?;
+/// assert_eq!(tasks, ["extract", "load"]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Module {
+    config: ModuleConfig,
+    index: FlowIndex,
+}
+
+impl Module {
+    /// A builder for flows published under `module` (see [`ModuleBuilder`]).
+    pub fn builder(module: impl Into<String>) -> ModuleBuilder {
+        ModuleBuilder::new(module)
+    }
+
+    /// The configuration, as [`Storage::reference`] records it.
+    pub fn config(&self) -> &ModuleConfig {
+        &self.config
+    }
+
+    /// Opens a `Module` reference.
+    ///
+    /// Errors with [`Error::InvalidReference`] without `module`, and [`Error::Config`] for an
+    /// empty one.
+    pub fn from_reference(reference: &StorageReference, _ctx: &OpenContext) -> Result<Self> {
+        ModuleBuilder {
+            config: ModuleConfig::from_reference(reference)?,
+            index: FlowIndex::from_reference(reference),
+        }
+        .build()
     }
 }
 
@@ -228,11 +369,11 @@ impl Storage for Module {
     /// attribute (location = `module:attr`).
     async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
         self.index.ensure_new(flow.name())?;
-        let module = split_attr(&self.module).0.to_string();
+        let module = split_attr(&self.config.module).0.to_string();
         match flow {
             FlowInput::Script { name } => {
-                self.index.insert(&name, self.module.clone(), None)?;
-                Ok(self.module.clone())
+                self.index.insert(&name, self.config.module.clone(), None)?;
+                Ok(self.config.module.clone())
             }
             FlowInput::Serialized(sealed) => {
                 let attr = key::new_flow_key(&sealed.name).replace('/', "@");
@@ -258,12 +399,7 @@ impl Storage for Module {
     }
 
     fn reference(&self) -> Result<StorageReference> {
-        let mut reference = StorageReference::new(
-            TYPE_NAME,
-            &ModuleFields {
-                module: self.module.clone(),
-            },
-        )?;
+        let mut reference = StorageReference::new(TYPE_NAME, &self.config)?;
         self.index.fill_reference(&mut reference, self.labels());
         Ok(reference)
     }
@@ -284,7 +420,7 @@ mod tests {
         register_flow("tests::dups", "x", "Same", &1, &app()).unwrap();
         register_flow("tests::dups", "y", "Same", &2, &app()).unwrap();
 
-        let mut s = Module::new("tests::flows");
+        let mut s = Module::builder("tests::flows").build().unwrap();
         s.add_flow(FlowInput::script("Flow B")).await.unwrap();
         s.add_flow(FlowInput::script("Flow C")).await.unwrap();
         let v: i32 = s.get_flow("Flow B").await.unwrap().decode(&app()).unwrap();
@@ -297,7 +433,7 @@ mod tests {
             "{e}"
         );
 
-        let mut s = Module::new("tests::flows:a");
+        let mut s = Module::builder("tests::flows:a").build().unwrap();
         s.add_flow(FlowInput::script("Flow B")).await.unwrap();
         let e = s.get_flow("Flow B").await.unwrap_err().to_string();
         assert!(
@@ -305,12 +441,12 @@ mod tests {
             "{e}"
         );
 
-        let mut s = Module::new("tests::flows:zzz");
+        let mut s = Module::builder("tests::flows:zzz").build().unwrap();
         s.add_flow(FlowInput::script("Flow A")).await.unwrap();
         let e = s.get_flow("Flow A").await.unwrap_err().to_string();
         assert!(e.contains("Failed to find flow at tests::flows:zzz"), "{e}");
 
-        let mut s = Module::new("tests::dups");
+        let mut s = Module::builder("tests::dups").build().unwrap();
         s.add_flow(FlowInput::script("Same")).await.unwrap();
         let e = s.get_flow("Same").await.unwrap_err().to_string();
         assert!(
@@ -320,7 +456,7 @@ mod tests {
             "{e}"
         );
 
-        let mut s = Module::new("tests::nowhere");
+        let mut s = Module::builder("tests::nowhere").build().unwrap();
         s.add_flow(FlowInput::script("X")).await.unwrap();
         let e = s.get_flow("X").await.unwrap_err().to_string();
         assert!(e.contains("Failed to find flow at tests::nowhere"), "{e}");

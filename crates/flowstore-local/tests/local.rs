@@ -4,8 +4,10 @@
 use bytes::Bytes;
 use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
 use flowstore_core::testkit::{Harness, HarnessResult};
-use flowstore_core::{Error, FlowContent, FlowInput, Registry, Storage, StorageReference};
-use flowstore_local::Local;
+use flowstore_core::{
+    Error, FlowContent, FlowInput, OpenContext, Registry, Storage, StorageReference,
+};
+use flowstore_local::{Local, LocalBuilder, LocalConfig};
 
 struct LocalHarness {
     root: tempfile::TempDir,
@@ -15,7 +17,7 @@ struct LocalHarness {
 impl Harness for LocalHarness {
     async fn storage(&self) -> Option<Box<dyn Storage>> {
         let dir = tempfile::tempdir_in(self.root.path()).unwrap().keep();
-        Some(Box::new(Local::new().directory(dir)))
+        Some(Box::new(Local::builder().directory(dir).build().unwrap()))
     }
 
     async fn script_storage(&self, _flow: &str, source: &[u8]) -> Option<Box<dyn Storage>> {
@@ -24,7 +26,7 @@ impl Harness for LocalHarness {
             .path()
             .join(format!("script-{}.py", rand_suffix()));
         std::fs::write(&path, source).unwrap();
-        Some(Box::new(Local::script(path)))
+        Some(Box::new(Local::builder().script(path).build().unwrap()))
     }
 
     fn registry(&self) -> Registry {
@@ -68,7 +70,7 @@ fn registry() -> Registry {
 #[tokio::test]
 async fn serialized_flows_land_at_slug_and_timestamp() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Local::new().directory(dir.path());
+    let mut s = Local::builder().directory(dir.path()).build().unwrap();
     let loc = s
         .add_flow(seal("My ETL Flow", &1, &app()).unwrap().into())
         .await
@@ -100,7 +102,7 @@ async fn script_edits_are_seen_without_re_registering() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("flow.py");
     std::fs::write(&script, "v1").unwrap();
-    let mut s = Local::script(&script);
+    let mut s = Local::builder().script(&script).build().unwrap();
     let loc = s.add_flow(FlowInput::script("F")).await.unwrap();
     assert_eq!(loc, script.display().to_string());
     std::fs::write(&script, "v2").unwrap();
@@ -118,7 +120,7 @@ async fn script_edits_are_seen_without_re_registering() {
 #[tokio::test]
 async fn serialized_storage_refuses_script_flows() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Local::new().directory(dir.path());
+    let mut s = Local::builder().directory(dir.path()).build().unwrap();
     let err = s
         .add_flow(FlowInput::script("F"))
         .await
@@ -158,9 +160,13 @@ async fn locations_outside_the_directory_are_refused() {
 #[tokio::test]
 async fn hostname_label_is_default_and_switchable() {
     let host = hostname::get().unwrap().into_string().unwrap();
-    let s = Local::new().label("prod");
+    let s = Local::builder().label("prod").build().unwrap();
     assert_eq!(s.labels(), vec!["prod".to_string(), host.clone()]);
-    let s = Local::new().label("prod").add_default_labels(false);
+    let s = Local::builder()
+        .label("prod")
+        .add_default_labels(false)
+        .build()
+        .unwrap();
     assert_eq!(s.labels(), vec!["prod".to_string()]);
     assert_eq!(s.reference().unwrap().labels, vec!["prod".to_string()]);
 }
@@ -170,8 +176,25 @@ async fn flowstore_home_moves_the_default_directory() {
     // Only this test touches FLOWSTORE_HOME.
     std::env::set_var("FLOWSTORE_HOME", "/srv/flowstore-home");
     let d = flowstore_local::default_directory();
+    let from_env = LocalBuilder::from_env().unwrap().build().unwrap();
+    let plain = Local::builder().build().unwrap();
     std::env::remove_var("FLOWSTORE_HOME");
     assert_eq!(d, std::path::PathBuf::from("/srv/flowstore-home/flows"));
+    // from_env reads it and the reference records it; build() alone never reads it.
+    assert_eq!(
+        from_env.config().directory.as_deref(),
+        Some("/srv/flowstore-home/flows")
+    );
+    assert_eq!(
+        from_env.reference().unwrap().fields["directory"],
+        "/srv/flowstore-home/flows"
+    );
+    assert!(plain
+        .config()
+        .directory
+        .as_deref()
+        .unwrap()
+        .ends_with(".flowstore/flows"));
 }
 
 #[tokio::test]
@@ -221,12 +244,12 @@ async fn prefect1_references_open_as_they_are() {
 async fn list_versions_newest_first_with_names() {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..3 {
-        let mut s = Local::new().directory(dir.path());
+        let mut s = Local::builder().directory(dir.path()).build().unwrap();
         s.add_flow(seal_bytes("Flow A", format!("v{i}").as_bytes(), &app()).into())
             .await
             .unwrap();
     }
-    let mut s = Local::new().directory(dir.path());
+    let mut s = Local::builder().directory(dir.path()).build().unwrap();
     s.add_flow(seal_bytes("Flow B", b"b", &app()).into())
         .await
         .unwrap();
@@ -249,7 +272,7 @@ async fn concurrent_registrations_get_distinct_keys() {
     for i in 0..32 {
         let d = dir.path().to_path_buf();
         handles.push(tokio::spawn(async move {
-            let mut s = Local::new().directory(d);
+            let mut s = Local::builder().directory(d).build().unwrap();
             let loc = s
                 .add_flow(seal("same", &i, &app()).unwrap().into())
                 .await
@@ -272,7 +295,10 @@ async fn concurrent_registrations_get_distinct_keys() {
 #[tokio::test]
 async fn fetch_to_file_never_replaces_an_existing_file() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Local::new().directory(dir.path().join("flows"));
+    let mut s = Local::builder()
+        .directory(dir.path().join("flows"))
+        .build()
+        .unwrap();
     s.add_flow(seal_bytes("F", b"payload", &app()).into())
         .await
         .unwrap();
@@ -286,7 +312,10 @@ async fn fetch_to_file_never_replaces_an_existing_file() {
 #[tokio::test]
 async fn streamed_fetch_of_a_tampered_flow_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Local::new().directory(dir.path().join("flows"));
+    let mut s = Local::builder()
+        .directory(dir.path().join("flows"))
+        .build()
+        .unwrap();
     let payload = vec![3u8; 3 * 1024 * 1024];
     let loc = s
         .add_flow(seal_bytes("F", &payload, &app()).into())
@@ -331,10 +360,204 @@ async fn streamed_fetch_of_a_tampered_flow_leaves_no_file() {
 #[tokio::test]
 async fn stored_flows_are_read_only_files() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Local::new().directory(dir.path());
+    let mut s = Local::builder().directory(dir.path()).build().unwrap();
     let loc = s
         .add_flow(seal_bytes("F", b"x", &app()).into())
         .await
         .unwrap();
     assert!(std::fs::metadata(loc).unwrap().permissions().readonly());
+}
+
+#[test]
+fn url_typed_and_reference_configs_are_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("my flows");
+    let url = format!(
+        "file://{}/my%20flows/?label=prod,eu&add_default_labels=false&secret=DB_PASSWORD",
+        dir.path().display()
+    );
+    let ctx = OpenContext {
+        options: vec![("label".into(), "team-a".into())],
+        ..OpenContext::default()
+    };
+    let from_url = Local::from_url(&url, &ctx).unwrap();
+    let typed = Local::builder()
+        .directory(&flows)
+        .labels(["prod", "eu", "team-a"])
+        .add_default_labels(false)
+        .secret("DB_PASSWORD")
+        .build()
+        .unwrap();
+    let paired = LocalBuilder::new()
+        .with_configs([
+            ("directory", flows.to_str().unwrap()),
+            ("label", "prod"),
+            ("label", "eu,team-a"),
+            ("add_default_labels", "false"),
+            ("secret", "DB_PASSWORD"),
+        ])
+        .unwrap()
+        .build()
+        .unwrap();
+    let reopened = Local::from_reference(&from_url.reference().unwrap(), &ctx).unwrap();
+    assert_eq!(
+        from_url.config(),
+        &LocalConfig {
+            directory: Some(flows.display().to_string()),
+            path: None,
+            stored_as_script: false,
+        }
+    );
+    for other in [&typed, &paired, &reopened] {
+        assert_eq!(from_url.config(), other.config());
+        assert_eq!(from_url.labels(), other.labels());
+        assert_eq!(from_url.secrets(), other.secrets());
+    }
+    assert_eq!(from_url.labels(), ["prod", "eu", "team-a"]);
+    assert_eq!(
+        from_url.reference().unwrap(),
+        reopened.reference().unwrap(),
+        "a reopened storage writes the same reference"
+    );
+
+    // Script mode from URL options records the same as the typed setter.
+    let script = dir.path().join("flow.py");
+    let url = format!(
+        "file://{}?stored_as_script=true&path={}",
+        dir.path().display(),
+        script.display()
+    );
+    let by_url = LocalBuilder::from_url(&url).unwrap().build().unwrap();
+    let typed = Local::builder()
+        .directory(dir.path())
+        .script(&script)
+        .build()
+        .unwrap();
+    assert_eq!(by_url.config(), typed.config());
+    assert!(by_url.capabilities().script && !by_url.capabilities().serialized);
+}
+
+#[test]
+fn unknown_options_and_bad_urls_are_clear_errors() {
+    let e = LocalBuilder::from_url("file:///tmp/flows?directry=/x")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Unknown Local option \"directry\"")
+            && e.contains("directory")
+            && e.contains("label"),
+        "{e}"
+    );
+    let e = Local::builder()
+        .with_config("stored_as_script", "maybe")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("stored_as_script=\"maybe\""), "{e}");
+    for (url, expected) in [
+        ("s3://bucket/x", "takes file://"),
+        ("file://server/share", "absolute directory on this machine"),
+        ("not a url", "cannot be parsed"),
+    ] {
+        let e = Local::from_url(url, &OpenContext::default()).unwrap_err();
+        assert!(matches!(e, Error::Config { .. }), "{url}: {e:?}");
+        assert!(e.to_string().contains(expected), "{url}: {e}");
+    }
+    // localhost is this machine.
+    let s = LocalBuilder::from_url("file://localhost/tmp/flows")
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(s.config().directory.as_deref(), Some("/tmp/flows"));
+    // Options given with the URL name the bad one too.
+    let e = registry()
+        .open_url_with("file:///tmp/flows", [("lable", "prod")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"lable\""), "{e}");
+    let e = Local::builder().script("").build();
+    assert!(e.is_ok(), "an empty path is still a path");
+    let e = Local::builder()
+        .with_config("stored_as_script", "true")
+        .unwrap()
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("A `path` must be provided"), "{e}");
+}
+
+#[tokio::test]
+async fn missing_files_and_directories_are_typed_not_found_with_their_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Local::builder().directory(dir.path()).build().unwrap();
+    let loc = s
+        .add_flow(seal_bytes("F", b"x", &app()).into())
+        .await
+        .unwrap();
+    let reference = s.reference().unwrap();
+    let mut perms = std::fs::metadata(&loc).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&loc, perms).unwrap();
+    std::fs::remove_file(&loc).unwrap();
+    for fetch in [
+        registry().open(&reference).unwrap().get_flow("F").await,
+        s.get_flow_to_file("F", &dir.path().join("out")).await,
+    ] {
+        let err = fetch.unwrap_err();
+        assert!(err.is_not_found(), "{err:?}");
+        assert!(
+            matches!(&err, Error::NotFound { what: "file", location, .. } if location == &loc),
+            "{err:?}"
+        );
+        let source = std::error::Error::source(&err).expect("the I/O error is kept");
+        let io = source.downcast_ref::<std::io::Error>().unwrap();
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("Register the flow again"), "{err}");
+    }
+
+    // A whole directory that is not there (another machine).
+    let mut moved = reference.clone();
+    moved.fields["directory"] = serde_json::json!(dir.path().join("elsewhere"));
+    let err = registry()
+        .open(&moved)
+        .unwrap()
+        .get_flow("F")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotFound {
+                what: "directory",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(std::error::Error::source(&err).is_some());
+
+    // A script that was removed.
+    let script = dir.path().join("gone.py");
+    let mut s = Local::builder().script(&script).build().unwrap();
+    s.add_flow(FlowInput::script("S")).await.unwrap();
+    let err = s.get_flow("S").await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    assert!(err.to_string().contains("its script"), "{err}");
+}
+
+#[test]
+fn builders_and_storages_show_their_configuration() {
+    let b = Local::builder().directory("/srv/flows").label("prod");
+    assert_eq!(b.config().directory.as_deref(), Some("/srv/flows"));
+    let debug = format!("{b:?}");
+    assert!(
+        debug.contains("/srv/flows") && debug.contains("prod"),
+        "{debug}"
+    );
+    let s = b.durable(false).build().unwrap();
+    assert_eq!(s.flow_directory(), std::path::Path::new("/srv/flows"));
+    assert_eq!(s.type_name(), "Local");
+    let caps = s.capabilities();
+    assert!(caps.write && caps.many_flows && caps.serialized && caps.list_versions);
+    assert!(!caps.script && caps.stream_to_file);
 }

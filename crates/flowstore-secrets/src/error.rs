@@ -28,10 +28,27 @@ pub enum Error {
 }
 
 impl From<Error> for flowstore_core::Error {
+    /// Core errors pass through; the others become [`flowstore_core::Error::Config`] with the same
+    /// message and this crate's error kept as `source()` (downcast it to match on the variant).
     fn from(e: Error) -> Self {
         match e {
             Error::Core(e) => e,
-            other => flowstore_core::Error::config(other.to_string()),
+            other => flowstore_core::Error::config(other.to_string()).with_source(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_variant_survives_as_the_source() {
+        let core: flowstore_core::Error = Error::UnknownTemplateName { name: "X".into() }.into();
+        let source = std::error::Error::source(&core).expect("kept as source");
+        assert!(matches!(
+            source.downcast_ref::<Error>(),
+            Some(Error::UnknownTemplateName { name }) if name == "X"
+        ));
     }
 }

@@ -19,7 +19,8 @@
 //! assert_eq!(token.expose_secret(), "ghp_example");
 //! assert_eq!(format!("{token:?}"), "SecretBox<str>([REDACTED])");
 //! ```
-#![warn(missing_docs)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod error;

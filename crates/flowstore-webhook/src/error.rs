@@ -1,6 +1,10 @@
 //! The crate's error type.
 
-/// Errors from Webhook storage.
+use flowstore_core::Error as CoreError;
+
+/// Errors from Webhook storage; every one converts into [`flowstore_core::Error`] (what a
+/// `Storage` returns) with its kind kept and this error as the `source()` where it carries more
+/// detail (the status, the server's answer, the transport failure).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -25,7 +29,9 @@ pub enum Error {
         method: String,
         /// The URL as configured (the template, never the rendered value).
         url: String,
-        /// The status line.
+        /// The status code (`404`).
+        code: u16,
+        /// The status line (`404 Not Found`).
         status: String,
         /// The first bytes of the response body, secrets scrubbed.
         body: String,
@@ -47,21 +53,166 @@ pub enum Error {
     },
 }
 
-impl From<Error> for flowstore_core::Error {
+impl From<Error> for CoreError {
+    /// - a 404 or 410 answer: [`CoreError::NotFound`] (`object` for the get_flow request,
+    ///   `endpoint` for the build request);
+    /// - 401 or 403: [`CoreError::PermissionDenied`];
+    /// - 408, 429, 5xx and transport failures (timeouts, refused or reset connections):
+    ///   [`CoreError::Backend`] with `temporary: true`; other answers permanent;
+    /// - a template that cannot be rendered: [`CoreError::Config`].
+    ///
+    /// The top-level message says what failed and what to do; this error, with the server's
+    /// answer or the transport failure, is kept as its `source()`.
     fn from(e: Error) -> Self {
         match e {
             Error::Core(e) => e,
-            Error::Secrets(e) => e.into(),
-            Error::Config(message) => flowstore_core::Error::Config {
-                source: None,
-                message: format!("Webhook storage: {message}"),
-            },
-            other => flowstore_core::Error::Backend {
-                temporary: false,
-                backend: "Webhook".to_string(),
-                message: other.to_string(),
-                source: None,
-            },
+            Error::Secrets(flowstore_secrets::Error::Core(e)) => e,
+            Error::Secrets(other) => CoreError::config(
+                "Webhook storage: a request argument's ${NAME} template cannot be rendered; set \
+                 the environment variable or secret it names",
+            )
+            .with_source(other),
+            Error::Config(message) => CoreError::config(format!("Webhook storage: {message}")),
+            Error::Status {
+                what,
+                ref method,
+                ref url,
+                code,
+                ref status,
+                ..
+            } => {
+                let is_get = what == "get_flow request";
+                let mapped = match code {
+                    404 | 410 => {
+                        let (thing, fix) = if is_get {
+                            (
+                                "object",
+                                "Register the flow again, or check the url of get_flow_request_kwargs.",
+                            )
+                        } else {
+                            (
+                                "endpoint",
+                                "Check the url and method of the build request (build_request_kwargs, build_request_http_method).",
+                            )
+                        };
+                        CoreError::not_found(
+                            thing,
+                            url.clone(),
+                            format!(
+                                "Webhook {thing} not found: {method} {url} answered {status} to the {what}. {fix}"
+                            ),
+                        )
+                    }
+                    401 | 403 => CoreError::permission_denied(
+                        "Webhook",
+                        url.clone(),
+                        format!(
+                            "the {what} {method} answered {status}; check the credentials it sends \
+                             (the Authorization header or auth arguments, the secrets their ${{NAME}} \
+                             templates name, or the builder's bearer_token / basic_auth)"
+                        ),
+                    ),
+                    408 | 429 | 500..=599 => CoreError::temporary(
+                        "Webhook",
+                        format!(
+                            "the {what} {method} {url} answered {status}; the server may recover, \
+                             retrying later may help"
+                        ),
+                    ),
+                    _ => CoreError::backend(
+                        "Webhook",
+                        format!("the {what} {method} {url} answered {status}"),
+                    ),
+                };
+                mapped.with_source(e)
+            }
+            Error::Transport {
+                what,
+                ref method,
+                ref url,
+                attempts,
+                ..
+            } => CoreError::temporary(
+                "Webhook",
+                format!(
+                    "the {what} {method} {url} failed after {attempts} attempt(s) (no answer, or \
+                     the answer was cut off); retrying later may help"
+                ),
+            )
+            .with_source(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(what: &'static str, code: u16) -> CoreError {
+        Error::Status {
+            what,
+            method: "GET".into(),
+            url: "https://files.example/f".into(),
+            code,
+            status: format!("{code} Something"),
+            body: ": the body".into(),
+        }
+        .into()
+    }
+
+    #[test]
+    fn statuses_map_to_typed_kinds_keeping_the_answer() {
+        for code in [404, 410] {
+            let e = status("get_flow request", code);
+            assert!(
+                matches!(e, CoreError::NotFound { what: "object", .. }),
+                "{e:?}"
+            );
+        }
+        assert!(matches!(
+            status("build request", 404),
+            CoreError::NotFound {
+                what: "endpoint",
+                ..
+            }
+        ));
+        for code in [401, 403] {
+            let e = status("get_flow request", code);
+            assert!(matches!(e, CoreError::PermissionDenied { .. }), "{e:?}");
+        }
+        for code in [408, 429, 500, 503] {
+            assert!(status("get_flow request", code).is_temporary(), "{code}");
+        }
+        let e = status("get_flow request", 400);
+        assert!(matches!(e, CoreError::Backend { .. }) && !e.is_temporary());
+        let cause = std::error::Error::source(&e).unwrap().to_string();
+        assert!(cause.contains("the body"), "{cause}");
+        assert!(!e.to_string().contains("the body"), "{e}");
+    }
+
+    #[test]
+    fn transport_failures_are_temporary_and_templates_config() {
+        let e: CoreError = Error::Transport {
+            what: "build request",
+            method: "PUT".into(),
+            url: "https://files.example/f".into(),
+            attempts: 4,
+            reason: "timed out".into(),
+        }
+        .into();
+        assert!(e.is_temporary());
+        assert!(std::error::Error::source(&e)
+            .unwrap()
+            .to_string()
+            .contains("timed out"));
+        let e: CoreError = Error::Secrets(flowstore_secrets::Error::UnknownTemplateName {
+            name: "NOPE".into(),
+        })
+        .into();
+        assert!(matches!(e, CoreError::Config { .. }));
+        assert!(std::error::Error::source(&e)
+            .unwrap()
+            .to_string()
+            .contains("NOPE"));
     }
 }

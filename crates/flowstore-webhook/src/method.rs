@@ -54,6 +54,20 @@ impl HttpMethod {
     }
 }
 
+impl std::str::FromStr for HttpMethod {
+    type Err = Error;
+    /// As [`HttpMethod::parse`].
+    fn from_str(s: &str) -> Result<Self, Error> {
+        HttpMethod::parse(s)
+    }
+}
+
+impl std::fmt::Display for HttpMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl TryFrom<String> for HttpMethod {
     type Error = Error;
     fn try_from(s: String) -> Result<Self, Error> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use flowstore_core::secret::SecretSource;
+use flowstore_core::secret::{SecretSource, SecretString};
 use flowstore_secrets::{render_with_redactor, ExposeSecret, Redactor};
 use serde_json::Value;
 
@@ -47,6 +47,51 @@ pub(crate) enum Body {
     File(PathBuf),
 }
 
+/// A credential given to the builder as a typed value: sent by this storage, never recorded.
+#[derive(Debug, Clone)]
+pub(crate) enum Credential {
+    /// `Authorization: Bearer <token>`.
+    Bearer(SecretString),
+    /// HTTP basic authentication.
+    Basic {
+        /// The user name (not secret).
+        user: String,
+        /// The password.
+        password: SecretString,
+    },
+}
+
+impl Credential {
+    fn secret(&self) -> &SecretString {
+        match self {
+            Credential::Bearer(token) => token,
+            Credential::Basic { password, .. } => password,
+        }
+    }
+
+    fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Credential::Bearer(token) => req.bearer_auth(token.expose_secret()),
+            Credential::Basic { user, password } => {
+                req.basic_auth(user, Some(password.expose_secret()))
+            }
+        }
+    }
+}
+
+/// `kwargs` without the arguments a typed credential replaces (`auth`, any `Authorization`
+/// header), so their templates are neither rendered nor sent.
+fn without_auth(kwargs: &Value) -> Value {
+    let mut kwargs = kwargs.clone();
+    if let Some(map) = kwargs.as_object_mut() {
+        map.remove("auth");
+        if let Some(headers) = map.get_mut("headers").and_then(Value::as_object_mut) {
+            headers.retain(|k, _| !k.eq_ignore_ascii_case("authorization"));
+        }
+    }
+    kwargs
+}
+
 /// One configured request: which one it is, its method and its (template) kwargs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RequestSpec<'a> {
@@ -66,31 +111,56 @@ impl RequestSpec<'_> {
     }
 }
 
-/// Checks that kwargs are an object with a string `url`.
+/// Checks that kwargs are an object with a string `url`, and that header names (when `headers`
+/// is an object) are valid HTTP header names.
 pub(crate) fn validate_kwargs(what: &str, kwargs: &Value) -> Result<(), Error> {
     match kwargs.get("url") {
-        Some(Value::String(u)) if !u.is_empty() => Ok(()),
-        _ => Err(Error::Config(format!(
-            "{what} needs a \"url\" string (e.g. {{\"url\": \"https://files.example/flows/my-flow\"}})"
-        ))),
+        Some(Value::String(u)) if !u.is_empty() => {}
+        _ => {
+            return Err(Error::Config(format!(
+                "{what} needs a \"url\" string (e.g. {{\"url\": \"https://files.example/flows/my-flow\"}})"
+            )))
+        }
     }
+    let headers = kwargs.get("headers").and_then(Value::as_object);
+    for name in headers.into_iter().flat_map(|h| h.keys()) {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(Error::Config(format!(
+                "{what}: {name:?} is not a valid HTTP header name"
+            )));
+        }
+    }
+    Ok(())
 }
 
-/// Sends the request, retrying per `retry`; returns a response with a success status.
+/// Sends the request, retrying per `retry`; returns a response with a success status. A typed
+/// `credential` replaces the kwargs' own `auth` and `Authorization` header.
 pub(crate) async fn send(
     client: &reqwest::Client,
     spec: RequestSpec<'_>,
     body: &Body,
     sources: &dyn SecretSource,
     retry: &Retry,
+    credential: Option<&Credential>,
 ) -> Result<reqwest::Response, Error> {
-    let (rendered, redactor) = render_with_redactor(spec.kwargs, sources)?;
+    let (rendered, redactor) = match credential {
+        Some(c) => {
+            let (rendered, mut redactor) =
+                render_with_redactor(&without_auth(spec.kwargs), sources)?;
+            redactor.add(c.secret().clone());
+            (rendered, redactor)
+        }
+        None => render_with_redactor(spec.kwargs, sources)?,
+    };
     let kwargs = rendered.expose_secret();
     let url_template = spec.url_template();
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let request = build(client, spec, kwargs, body, retry).await?;
+        let mut request = build(client, spec, kwargs, body, retry).await?;
+        if let Some(c) = credential {
+            request = c.apply(request);
+        }
         let outcome = request.send().await;
         let retries_left = attempt <= retry.max_retries;
         match outcome {
@@ -114,6 +184,7 @@ pub(crate) async fn send(
                     what: spec.what,
                     method: spec.method.as_str().to_string(),
                     url: url_template,
+                    code: status.as_u16(),
                     status: status.to_string(),
                     body: if shown.trim().is_empty() {
                         String::new()

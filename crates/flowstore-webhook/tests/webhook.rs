@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
+use flowstore_core::secret::SecretString;
 use flowstore_core::testkit::proxy::{Fault, FaultProxy};
 use flowstore_core::testkit::{skip, Harness, HarnessResult, Skip};
 use flowstore_core::{
@@ -19,7 +20,7 @@ use flowstore_core::{
 };
 use flowstore_secrets::test_support::assert_secret_absent;
 use flowstore_secrets::MapSource;
-use flowstore_webhook::{Retry, Webhook};
+use flowstore_webhook::{HttpMethod, Retry, Webhook, WebhookBuilder};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -145,9 +146,10 @@ async fn templated_url_and_header_from_env_and_secret() {
         "timeout": 10,
     });
     let secrets = Arc::new(MapSource::new().with("WEBHOOK_TEST_SECRET_TOKEN", &e.token));
-    let mut s = Webhook::new(kwargs.clone(), "PUT", kwargs, "GET")
-        .unwrap()
-        .with_secrets(secrets.clone());
+    let mut s = Webhook::builder(kwargs.clone(), HttpMethod::Put, kwargs, HttpMethod::Get)
+        .secret_sources(secrets.clone())
+        .build()
+        .unwrap();
     s.add_flow(seal("Templated", &"body", &app()).unwrap().into())
         .await
         .unwrap();
@@ -183,9 +185,10 @@ async fn wrong_token_is_a_401_without_the_token_anywhere() {
     });
     let wrong = "not-the-token-c4n4ry";
     let secrets = Arc::new(MapSource::new().with("WEBHOOK_WRONG_TOKEN", wrong));
-    let mut s = Webhook::new(kwargs.clone(), "PUT", kwargs, "GET")
-        .unwrap()
-        .with_secrets(secrets);
+    let mut s = Webhook::builder(kwargs.clone(), HttpMethod::Put, kwargs, HttpMethod::Get)
+        .secret_sources(secrets)
+        .build()
+        .unwrap();
     s.add_flow(seal("F", &1, &app()).unwrap().into())
         .await
         .unwrap();
@@ -198,6 +201,8 @@ async fn wrong_token_is_a_401_without_the_token_anywhere() {
         (r, logs)
     };
     let err = result.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    assert!(std::error::Error::source(&err).is_some());
     let msg = err.to_string();
     assert!(msg.contains("401"), "{msg}");
     assert!(
@@ -233,35 +238,80 @@ async fn missing_object_is_a_404() {
         msg.contains("404") && msg.contains("get_flow request") && msg.contains(&url),
         "{msg}"
     );
+    assert!(err.is_not_found() && !err.is_temporary(), "{err:?}");
+    assert!(
+        matches!(&err, Error::NotFound { what: "object", location, .. } if location == &url),
+        "{err:?}"
+    );
+    // The crate's error, with the server's answer, is kept as the source.
+    let source = std::error::Error::source(&err).expect("a source is kept");
+    match source.downcast_ref::<flowstore_webhook::Error>() {
+        Some(flowstore_webhook::Error::Status { code: 404, .. }) => {}
+        other => panic!("expected the 404 status as the source, got {other:?}"),
+    }
+    // The same through a streamed fetch.
+    let dir = tempfile::tempdir().unwrap();
+    let err = registry()
+        .open_json(&reference.to_string())
+        .unwrap()
+        .get_flow_to_file("Ghost", &dir.path().join("out"))
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
 }
 
 #[tokio::test]
 async fn post_to_a_webdav_server_fails_with_its_status() {
     let e = need_server!("post_to_a_webdav_server_fails_with_its_status");
     let kwargs = json!({"url": format!("{}/{}", e.url, unique("post"))});
-    let mut s = Webhook::new(kwargs.clone(), "POST", kwargs, "GET")
-        .unwrap()
-        .with_retry(fast_retry());
+    let mut s = Webhook::builder(kwargs.clone(), HttpMethod::Post, kwargs, HttpMethod::Get)
+        .retry(fast_retry())
+        .build()
+        .unwrap();
     s.add_flow(seal("F", &1, &app()).unwrap().into())
         .await
         .unwrap();
-    let msg = s.persist().await.unwrap_err().to_string();
+    let err = s.persist().await.unwrap_err();
+    let msg = err.to_string();
     // nginx serves POST only for existing static files: a clear status error, not a retry loop.
     assert!(
         msg.contains("POST") && msg.contains("404 Not Found"),
         "{msg}"
     );
+    assert!(
+        matches!(
+            err,
+            Error::NotFound {
+                what: "endpoint",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(std::error::Error::source(&err).is_some());
 }
 
 #[tokio::test]
 async fn methods_other_than_get_patch_post_put_are_refused() {
     for bad in ["DELETE", "HEAD", "TRACE", ""] {
         let kwargs = json!({"url": "http://127.0.0.1:9/x"});
-        let err = Webhook::new(kwargs.clone(), bad, kwargs.clone(), "GET")
-            .unwrap_err()
-            .to_string();
+        let err = bad.parse::<HttpMethod>().unwrap_err().to_string();
         assert!(
             err.contains(&format!("\"{bad}\" is not supported")),
+            "{err}"
+        );
+        let err = Webhook::builder(
+            kwargs.clone(),
+            HttpMethod::Put,
+            kwargs.clone(),
+            HttpMethod::Get,
+        )
+        .with_config("build_request_http_method", bad)
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("build_request_http_method")
+                && err.contains(&format!("\"{bad}\" is not supported")),
             "{err}"
         );
         let reference = json!({
@@ -270,11 +320,18 @@ async fn methods_other_than_get_patch_post_put_are_refused() {
         });
         assert!(registry().open_json(&reference.to_string()).is_err());
     }
-    let err = Webhook::new(json!({}), "PUT", json!({"url": "x"}), "GET")
-        .unwrap_err()
-        .to_string();
+    let err = Webhook::builder(
+        json!({}),
+        HttpMethod::Put,
+        json!({"url": "x"}),
+        HttpMethod::Get,
+    )
+    .build()
+    .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
     assert!(
-        err.contains("build_request_kwargs needs a \"url\""),
+        err.to_string()
+            .contains("build_request_kwargs needs a \"url\""),
         "{err}"
     );
 }
@@ -285,9 +342,11 @@ async fn connection_resets_are_retried_against_nginx() {
     let upstream: SocketAddr = e.url.trim_start_matches("http://").parse().unwrap();
     let proxy = FaultProxy::start(upstream, vec![Fault::Reset, Fault::Reset]).await;
     let url = format!("http://{}/{}", proxy.addr(), unique("resets"));
-    let mut s = Webhook::from_url(&url, &OpenContext::default())
+    let mut s = WebhookBuilder::from_url(&url)
         .unwrap()
-        .with_retry(fast_retry());
+        .retry(fast_retry())
+        .build()
+        .unwrap();
     s.add_flow(seal("F", &"survived", &app()).unwrap().into())
         .await
         .unwrap();
@@ -366,9 +425,10 @@ async fn flaky_server(failures: usize) -> (SocketAddr, Arc<Mutex<Vec<u16>>>) {
 async fn server_errors_twice_then_success_is_retried() {
     let (addr, statuses) = flaky_server(2).await;
     let kwargs = json!({"url": format!("http://{addr}/flow")});
-    let mut s = Webhook::new(kwargs.clone(), "PUT", kwargs, "GET")
-        .unwrap()
-        .with_retry(fast_retry());
+    let mut s = Webhook::builder(kwargs.clone(), HttpMethod::Put, kwargs, HttpMethod::Get)
+        .retry(fast_retry())
+        .build()
+        .unwrap();
     s.add_flow(seal("F", &"after 500s", &app()).unwrap().into())
         .await
         .unwrap();
@@ -382,14 +442,22 @@ async fn server_errors_twice_then_success_is_retried() {
 async fn persistent_server_errors_fail_after_bounded_retries() {
     let (addr, statuses) = flaky_server(100).await;
     let kwargs = json!({"url": format!("http://{addr}/flow")});
-    let mut s = Webhook::new(kwargs.clone(), "PUT", kwargs, "GET")
-        .unwrap()
-        .with_retry(fast_retry());
+    let mut s = Webhook::builder(kwargs.clone(), HttpMethod::Put, kwargs, HttpMethod::Get)
+        .retry(fast_retry())
+        .build()
+        .unwrap();
     s.add_flow(seal("F", &1, &app()).unwrap().into())
         .await
         .unwrap();
-    let msg = s.persist().await.unwrap_err().to_string();
-    assert!(msg.contains("500") && msg.contains("try again"), "{msg}");
+    let err = s.persist().await.unwrap_err();
+    assert!(err.is_temporary(), "{err:?}");
+    let msg = err.to_string();
+    let cause = std::error::Error::source(&err).unwrap().to_string();
+    assert!(msg.contains("500"), "{msg}");
+    assert!(
+        cause.contains("500") && cause.contains("try again"),
+        "the server's answer is in the source: {cause}"
+    );
     assert_eq!(statuses.lock().unwrap().len(), 4, "1 attempt + 3 retries");
     assert!(
         s.reference().unwrap().flow_digests.is_empty(),
@@ -405,19 +473,20 @@ async fn a_server_that_is_down_is_a_clear_error() {
         .unwrap()
         .port();
     let kwargs = json!({"url": format!("http://127.0.0.1:{port}/flow")});
-    let mut s = Webhook::new(kwargs.clone(), "PUT", kwargs, "GET")
-        .unwrap()
-        .with_retry(fast_retry());
+    let mut s = Webhook::builder(kwargs.clone(), HttpMethod::Put, kwargs, HttpMethod::Get)
+        .retry(fast_retry())
+        .build()
+        .unwrap();
     s.add_flow(seal("F", &1, &app()).unwrap().into())
         .await
         .unwrap();
     let err = s.persist().await.unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.contains("failed after 4 attempt(s)") && msg.contains("could not connect"),
-        "{msg}"
-    );
+    let cause = std::error::Error::source(&err).unwrap().to_string();
+    assert!(msg.contains("failed after 4 attempt(s)"), "{msg}");
+    assert!(cause.contains("could not connect"), "{cause}");
     assert!(matches!(err, Error::Backend { .. }));
+    assert!(err.is_temporary());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,7 +567,14 @@ async fn streamed_fetch_refuses_a_tampered_flow_and_leaves_no_file() {
 async fn one_flow_per_storage_and_data_is_overwritten_with_a_warning() {
     let e = need_server!("one_flow_per_storage_and_data_is_overwritten_with_a_warning");
     let kwargs = json!({"url": format!("{}/{}", e.url, unique("one")), "data": "ignored"});
-    let mut s = Webhook::new(kwargs.clone(), "PUT", json!({"url": kwargs["url"]}), "GET").unwrap();
+    let mut s = Webhook::builder(
+        kwargs.clone(),
+        HttpMethod::Put,
+        json!({"url": kwargs["url"]}),
+        HttpMethod::Get,
+    )
+    .build()
+    .unwrap();
     s.add_flow(seal("First", &1, &app()).unwrap().into())
         .await
         .unwrap();
@@ -514,4 +590,198 @@ async fn one_flow_per_storage_and_data_is_overwritten_with_a_warning() {
     assert!(logs.contains("\"data\" argument is overwritten"), "{logs}");
     let v: i32 = s.get_flow("Second").await.unwrap().decode(&app()).unwrap();
     assert_eq!(v, 2);
+}
+
+#[test]
+fn url_typed_and_reference_configs_are_the_same() {
+    let url = "http://files.example:8080/flows/?timeout=10&header.X-Team=data&param.v=2\
+               &bearer_token_secret=WEBHOOK_TOKEN&label=prod&build_request_http_method=post";
+    let ctx = OpenContext {
+        options: vec![
+            ("get_flow_request_timeout".into(), "2.5".into()),
+            ("label".into(), "eu".into()),
+        ],
+        ..OpenContext::default()
+    };
+    let from_url = Webhook::from_url(url, &ctx).unwrap();
+    let config = from_url.config();
+    assert_eq!(
+        config.key_base_url.as_deref(),
+        Some("http://files.example:8080/flows")
+    );
+    assert_eq!(config.build_request_http_method, HttpMethod::Post);
+    assert_eq!(config.build_request_kwargs["timeout"], 10);
+    assert_eq!(config.get_flow_request_kwargs["timeout"], 2.5);
+    for kwargs in [
+        &config.build_request_kwargs,
+        &config.get_flow_request_kwargs,
+    ] {
+        assert_eq!(kwargs["url"], "http://files.example:8080/flows");
+        assert_eq!(kwargs["headers"]["X-Team"], "data");
+        assert_eq!(
+            kwargs["headers"]["Authorization"],
+            "Bearer ${WEBHOOK_TOKEN}"
+        );
+        assert_eq!(kwargs["params"]["v"], "2");
+    }
+    assert_eq!(from_url.labels(), ["prod", "eu"]);
+    assert_eq!(from_url.secrets(), ["WEBHOOK_TOKEN"]);
+
+    let reopened = Webhook::from_reference(&from_url.reference().unwrap(), &ctx).unwrap();
+    let typed = WebhookBuilder::from_url("http://files.example:8080/flows")
+        .unwrap()
+        .build_request_http_method(HttpMethod::Post)
+        .timeout(Duration::from_secs(10))
+        .header("X-Team", "data")
+        .param("v", "2")
+        .bearer_token_secret("WEBHOOK_TOKEN")
+        .labels(["prod", "eu"])
+        .with_config("get_flow_request_timeout", "2.5")
+        .unwrap()
+        .build()
+        .unwrap();
+    for other in [&reopened, &typed] {
+        assert_eq!(from_url.config(), other.config());
+        assert_eq!(from_url.labels(), other.labels());
+        assert_eq!(from_url.secrets(), other.secrets());
+    }
+    assert_eq!(from_url.reference().unwrap(), reopened.reference().unwrap());
+}
+
+#[test]
+fn unknown_options_and_bad_urls_are_clear_errors() {
+    let e = WebhookBuilder::from_url("https://files.example/flows?timout=10")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Unknown Webhook option \"timout\"")
+            && e.contains("timeout")
+            && e.contains("header.<name>")
+            && e.contains("label"),
+        "{e}"
+    );
+    for (url, expected) in [
+        ("ftp://files.example/x", "takes http:// or https://"),
+        (
+            "https://user:pw@files.example/x",
+            "must not carry a user or password",
+        ),
+        (
+            "https://files.example/x?timeout=-1",
+            "positive number of seconds",
+        ),
+        (
+            "https://files.example/x?bearer_token_secret=A-B",
+            "letters, digits and _",
+        ),
+        (
+            "https://files.example/x?basic_auth=nobody",
+            "USER:SECRET_NAME",
+        ),
+        ("not a url", "cannot be parsed"),
+    ] {
+        let err = Webhook::from_url(url, &OpenContext::default()).unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{url}: {err:?}");
+        assert!(err.to_string().contains(expected), "{url}: {err}");
+        assert!(!err.to_string().contains("pw@"), "{err}");
+    }
+    let e = WebhookBuilder::from_url("https://files.example/x?header.Bad%20Name=1")
+        .unwrap()
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a valid HTTP header name"), "{e}");
+    let e = registry()
+        .open_url_with("https://files.example/x", [("hedaer.X", "1")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"hedaer.X\""), "{e}");
+}
+
+#[test]
+fn typed_credentials_are_never_recorded_or_shown() {
+    let token = "typed-bearer-c4n4ry";
+    let password = "typed-basic-c4n4ry";
+    let kwargs = json!({"url": "https://files.example/flows/etl"});
+    let builder = Webhook::builder(kwargs.clone(), HttpMethod::Put, kwargs, HttpMethod::Get)
+        .bearer_token(SecretString::from(token))
+        .bearer_token_secret("FILES_TOKEN");
+    let storage = builder.clone().build().unwrap();
+    let reference = storage.reference().unwrap();
+    let json = reference.to_json();
+    for (what, text) in [
+        ("the builder's Debug", format!("{builder:?}")),
+        ("the storage's Debug", format!("{storage:?}")),
+        ("the reference", json.clone()),
+    ] {
+        assert_secret_absent(token, &text, what);
+    }
+    assert!(json.contains("Bearer ${FILES_TOKEN}"), "{json}");
+    assert_eq!(reference.secrets, ["FILES_TOKEN"]);
+
+    let basic = WebhookBuilder::from_url("https://files.example/flows")
+        .unwrap()
+        .basic_auth("flowstore", SecretString::from(password))
+        .basic_auth_secret("flowstore", "FILES_PASSWORD");
+    let storage = basic.clone().build().unwrap();
+    let json = storage.reference().unwrap().to_json();
+    for (what, text) in [
+        ("the builder's Debug", format!("{basic:?}")),
+        ("the storage's Debug", format!("{storage:?}")),
+        ("the reference", json.clone()),
+    ] {
+        assert_secret_absent(password, &text, what);
+    }
+    assert!(
+        json.contains(r#"["flowstore","${FILES_PASSWORD}"]"#),
+        "{json}"
+    );
+    // The option form records the same.
+    let by_option =
+        WebhookBuilder::from_url("https://files.example/flows?basic_auth=flowstore:FILES_PASSWORD")
+            .unwrap()
+            .build()
+            .unwrap();
+    assert_eq!(by_option.config(), storage.config());
+    assert_eq!(by_option.secrets(), ["FILES_PASSWORD"]);
+}
+
+#[tokio::test]
+async fn typed_bearer_token_registers_and_the_named_secret_fetches() {
+    let e = need_server!("typed_bearer_token_registers_and_the_named_secret_fetches");
+    let url = format!("{}/{}", e.auth_url, unique("typed-token"));
+    let mut s = WebhookBuilder::from_url(&url)
+        .unwrap()
+        .bearer_token(SecretString::from(e.token.clone()))
+        .bearer_token_secret("WEBHOOK_AGENT_TOKEN")
+        .build()
+        .unwrap();
+    s.add_flow(seal("Typed", &"with a typed token", &app()).unwrap().into())
+        .await
+        .unwrap();
+    // WEBHOOK_AGENT_TOKEN is set nowhere here: the typed token is what this process sends.
+    s.persist().await.unwrap();
+    let v: String = s.get_flow("Typed").await.unwrap().decode(&app()).unwrap();
+    assert_eq!(v, "with a typed token");
+    let reference = s.reference().unwrap();
+    assert_secret_absent(&e.token, &reference.to_json(), "the reference");
+
+    // An agent without the named secret is told up front, by name.
+    let err = registry().open(&reference).unwrap_err();
+    assert!(matches!(err, Error::SecretNotFound { .. }), "{err:?}");
+    assert!(err.to_string().contains("WEBHOOK_AGENT_TOKEN"), "{err}");
+    // With it, the template is rendered and the flow fetched.
+    let mut agent = Registry::new().with_secrets(Arc::new(
+        MapSource::new().with("WEBHOOK_AGENT_TOKEN", &e.token),
+    ));
+    flowstore_webhook::register(&mut agent);
+    let v: String = agent
+        .open(&reference)
+        .unwrap()
+        .get_flow("Typed")
+        .await
+        .unwrap()
+        .decode(&app())
+        .unwrap();
+    assert_eq!(v, "with a typed token");
 }

@@ -51,8 +51,8 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
 mod git {
     use super::*;
     use crate::output::{human_size, table, Align};
-    use flowstore_core::cache::{parse_age_limit, parse_duration, parse_size_limit};
-    use flowstore_git::git::GitCache;
+    use flowstore::backends::git::git::GitCache;
+    use flowstore::cache::{parse_age_limit, parse_duration, parse_size_limit};
 
     pub(super) fn run(command: CacheCommand, out: &Output) -> anyhow::Result<()> {
         let cache = GitCache::from_env()?;
@@ -122,7 +122,7 @@ mod git {
 
     fn gc(cache: GitCache, args: GcArgs, out: &Output) -> anyhow::Result<()> {
         let mut policy = cache.policy().clone();
-        let option = |flag: &str, e: String| flowstore_core::Error::config(format!("{flag}: {e}"));
+        let option = |flag: &str, e: String| flowstore::Error::config(format!("{flag}: {e}"));
         if let Some(v) = &args.max_size {
             policy.max_size = parse_size_limit(v).map_err(|e| option("--max-size", e))?;
         }

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use flowstore_core::flow::PICKLE_NOTE;
-use flowstore_core::FlowContent;
+use flowstore::flow::PICKLE_NOTE;
+use flowstore::FlowContent;
 
 use crate::backends;
 use crate::output::{human_size, Output};
@@ -30,7 +30,7 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         None => match reference.flows.keys().collect::<Vec<_>>().as_slice() {
             [one] => (*one).clone(),
             [] => {
-                return Err(flowstore_core::Error::invalid_reference(format!(
+                return Err(flowstore::Error::invalid_reference(format!(
                     "{} holds no flows; register a flow first",
                     args.reference
                 ))

@@ -11,6 +11,10 @@ pub struct Args {
     /// The storage to list (default: Local at the default directory).
     #[arg(long)]
     storage: Option<String>,
+    /// A storage option, as the URL's query takes it (repeatable): `region=eu-west-1`,
+    /// `endpoint_url=http://127.0.0.1:9000`, `label=prod`; an unknown key is refused by name.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = backends::parse_option)]
+    options: Vec<(String, String)>,
     /// Only this flow's versions.
     #[arg(long)]
     flow: Option<String>,
@@ -18,7 +22,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
-    let storage = backends::open_url(args.storage.as_deref(), None)?;
+    let storage = backends::open_url(args.storage.as_deref(), None, &args.options)?;
     let versions = storage
         .list_versions(args.flow.as_deref())
         .await

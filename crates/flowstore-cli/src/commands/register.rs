@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use flowstore_core::envelope::{peek_header, seal_file, AppInfo};
-use flowstore_core::FlowInput;
+use flowstore::envelope::{peek_header, seal_file, AppInfo};
+use flowstore::FlowInput;
 
 use crate::backends;
 use crate::output::{human_size, Output};
@@ -27,6 +27,10 @@ pub struct Args {
     /// $FLOWSTORE_HOME/flows or ~/.flowstore/flows).
     #[arg(long)]
     storage: Option<String>,
+    /// A storage option, as the URL's query takes it (repeatable): `region=eu-west-1`,
+    /// `endpoint_url=http://127.0.0.1:9000`, `label=prod`; an unknown key is refused by name.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = backends::parse_option)]
+    options: Vec<(String, String)>,
     /// A label agents must carry to run the flow (repeatable).
     #[arg(long = "label")]
     labels: Vec<String>,
@@ -43,6 +47,7 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let mut storage = backends::open_url(
         args.storage.as_deref(),
         args.script.then_some(args.file.as_str()),
+        &args.options,
     )?;
     let mut labels = storage.index().labels.clone();
     for l in args.labels {

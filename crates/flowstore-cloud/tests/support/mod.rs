@@ -7,40 +7,59 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use flowstore_cloud::{CloudStorage, RetryPolicy};
+use flowstore_cloud::{Azure, Gcs, RetryPolicy, S3};
 use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
 use flowstore_core::testkit::{Harness, Skip};
 use flowstore_core::{Error, FlowContent, FlowInput, Registry, Storage, StorageReference};
 
+/// What the shared tests need of a cloud storage type besides `Storage`.
+#[flowstore_core::async_trait]
+pub trait Cloud: Storage + Clone + 'static {
+    /// Writes bytes behind flowstore's back.
+    async fn replace(&self, key: &str, bytes: Bytes) -> flowstore_core::Result<()>;
+}
+
+macro_rules! cloud {
+    ($($t:ty),*) => {$(
+        #[flowstore_core::async_trait]
+        impl Cloud for $t {
+            async fn replace(&self, key: &str, bytes: Bytes) -> flowstore_core::Result<()> {
+                self.replace_object_for_tests(key, bytes).await
+            }
+        }
+    )*};
+}
+cloud!(S3, Azure, Gcs);
+
 /// Makes a storage from one argument.
-pub type Make<A> = Box<dyn Fn(A) -> CloudStorage + Send + Sync>;
+pub type Make<S> = Box<dyn Fn(&str) -> S + Send + Sync>;
 /// Makes a script-mode storage under a prefix for a local script.
-pub type MakeScript = Box<dyn for<'a> Fn(&'a str, &'a Path) -> CloudStorage + Send + Sync>;
+pub type MakeScript<S> = Box<dyn for<'a> Fn(&'a str, &'a Path) -> S + Send + Sync>;
 /// Makes a script-mode storage naming an uploaded script, or fails as configured.
-pub type MakeScriptKey =
-    Box<dyn for<'a> Fn(Option<&'a str>) -> flowstore_core::Result<CloudStorage> + Send + Sync>;
+pub type MakeScriptKey<S> =
+    Box<dyn for<'a> Fn(Option<&'a str>) -> flowstore_core::Result<S> + Send + Sync>;
 
 /// How one backend makes storages in its test bucket.
-pub struct Case {
+pub struct Case<S> {
     /// A storage in the test bucket, default keys under `prefix`.
-    pub storage: Box<dyn Fn(&str) -> CloudStorage + Send + Sync>,
+    pub storage: Make<S>,
     /// Script mode uploading `path`, default keys under `prefix`.
-    pub script: MakeScript,
+    pub script: MakeScript<S>,
     /// Serialized mode with a fixed key.
-    pub fixed_key: Box<dyn Fn(&str) -> CloudStorage + Send + Sync>,
+    pub fixed_key: Make<S>,
     /// Script mode naming an already-uploaded script by key (`None`: no key, no local path).
-    pub script_key: MakeScriptKey,
+    pub script_key: MakeScriptKey<S>,
     /// A storage in a bucket that does not exist.
-    pub wrong_bucket: Box<dyn Fn() -> CloudStorage + Send + Sync>,
+    pub wrong_bucket: Box<dyn Fn() -> S + Send + Sync>,
     /// A storage whose server is down (a closed port), with small retry bounds.
-    pub server_down: Box<dyn Fn() -> CloudStorage + Send + Sync>,
+    pub server_down: Box<dyn Fn() -> S + Send + Sync>,
     /// The credential value that must never leak.
     pub credential: Option<String>,
     /// The secret sources an agent has (the credentials' secrets).
     pub secrets: std::sync::Arc<dyn flowstore_core::SecretSource>,
 }
 
-impl Case {
+impl<S> Case<S> {
     /// A registry with the cloud backends and this case's secret sources, as an agent has.
     pub fn registry(&self) -> Registry {
         let mut r = Registry::new().with_secrets(self.secrets.clone());
@@ -82,13 +101,13 @@ pub fn closed_port() -> u16 {
         .port()
 }
 
-pub struct CloudHarness {
-    pub case: Case,
+pub struct CloudHarness<S> {
+    pub case: Case<S>,
     pub scripts: tempfile::TempDir,
 }
 
 #[flowstore_core::async_trait]
-impl Harness for CloudHarness {
+impl<S: Cloud> Harness for CloudHarness<S> {
     async fn storage(&self) -> Option<Box<dyn Storage>> {
         Some(Box::new((self.case.storage)(&unique("conformance"))))
     }
@@ -109,7 +128,7 @@ impl Harness for CloudHarness {
     async fn tamper(&self, reference: &StorageReference, flow: &str, bytes: Bytes) -> bool {
         let storage = (self.case.storage)("tamper");
         storage
-            .replace_object_for_tests(&reference.flows[flow], bytes)
+            .replace(&reference.flows[flow], bytes)
             .await
             .unwrap();
         true
@@ -120,14 +139,14 @@ impl Harness for CloudHarness {
     }
 }
 
-pub fn harness(case: Result<Case, Skip>) -> Result<CloudHarness, Skip> {
+pub fn harness<S>(case: Result<Case<S>, Skip>) -> Result<CloudHarness<S>, Skip> {
     Ok(CloudHarness {
         case: case?,
         scripts: tempfile::tempdir().unwrap(),
     })
 }
 
-pub async fn fixed_key_is_honoured_and_never_overwritten(case: &Case) {
+pub async fn fixed_key_is_honoured_and_never_overwritten<S: Cloud>(case: &Case<S>) {
     let key = unique("fixed");
     let mut a = (case.fixed_key)(&key);
     let loc = a
@@ -155,7 +174,7 @@ pub async fn fixed_key_is_honoured_and_never_overwritten(case: &Case) {
     assert_eq!(v, "first", "the stored flow was overwritten");
 }
 
-pub async fn script_mode_with_a_key_only(case: &Case) {
+pub async fn script_mode_with_a_key_only<S: Cloud>(case: &Case<S>) {
     let err = (case.script_key)(None)
         .and_then(|mut s| futures_block(s.add_flow(FlowInput::script("S"))))
         .unwrap_err()
@@ -168,7 +187,7 @@ pub async fn script_mode_with_a_key_only(case: &Case) {
     // A script uploaded before (here: by a script-mode storage with a fixed key) is fetched by key.
     let key = unique("uploaded-script");
     let s = (case.fixed_key)(&key);
-    s.replace_object_for_tests(&key, Bytes::from_static(b"print('already there')"))
+    s.replace(&key, Bytes::from_static(b"print('already there')"))
         .await
         .unwrap();
     let mut s = (case.script_key)(Some(&key)).unwrap();
@@ -188,16 +207,106 @@ fn futures_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
-pub async fn wrong_bucket_is_named(case: &Case) {
+pub async fn wrong_bucket_is_named<S: Cloud>(case: &Case<S>) {
     let mut s = (case.wrong_bucket)();
     s.add_flow(seal("F", &1, &app()).unwrap().into())
         .await
         .unwrap();
-    let err = s.persist().await.unwrap_err().to_string();
-    assert!(err.contains("flowstore-no-such-bucket"), "{err}");
+    let err = s.persist().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotFound {
+                what: "bucket" | "container",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+    assert!(
+        err.to_string().contains("flowstore-no-such-bucket"),
+        "{err}"
+    );
 }
 
-pub async fn server_down_fails_after_bounded_retries(case: &Case) {
+/// A reference whose flow points at an object that is not there: `NotFound` (object), naming
+/// the flow and the location, keeping the lower error.
+pub async fn missing_object_is_not_found<S: Cloud>(case: &Case<S>) {
+    let mut s = (case.storage)(&unique("missing-object"));
+    s.add_flow(seal("Present", &1, &app()).unwrap().into())
+        .await
+        .unwrap();
+    s.persist().await.unwrap();
+    let mut reference = s.reference().unwrap();
+    let gone = format!("{}/never-uploaded", unique("missing-object"));
+    reference.flows.insert("Gone".into(), gone.clone());
+    let agent = case.registry().open(&reference).unwrap();
+    for err in [
+        agent.get_flow("Gone").await.unwrap_err(),
+        agent
+            .get_flow_to_file(
+                "Gone",
+                &std::env::temp_dir().join(unique("x").replace('/', "-")),
+            )
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(err.is_not_found() && !err.is_temporary(), "{err:?}");
+        assert!(
+            matches!(&err, Error::NotFound { what: "object", location, .. } if location.ends_with(&gone)),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("\"Gone\""), "{err}");
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+    }
+}
+
+/// A reference to a bucket that does not exist: fetching is `NotFound` (bucket/container),
+/// naming the bucket, keeping the lower error.
+pub async fn missing_bucket_is_not_found<S: Cloud>(case: &Case<S>) {
+    let s = (case.wrong_bucket)();
+    let mut reference = s.reference().unwrap();
+    reference
+        .flows
+        .insert("F".into(), "some/flow/2026-01-01t00-00-00".into());
+    let err = case
+        .registry()
+        .open(&reference)
+        .unwrap()
+        .get_flow("F")
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found() && !err.is_temporary(), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::NotFound {
+                what: "bucket" | "container",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("flowstore-no-such-bucket"),
+        "{err}"
+    );
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+    let err = s.list_versions(None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotFound {
+                what: "bucket" | "container",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+pub async fn server_down_fails_after_bounded_retries<S: Cloud>(case: &Case<S>) {
     let mut s = (case.server_down)();
     s.add_flow(seal("F", &1, &app()).unwrap().into())
         .await
@@ -206,6 +315,11 @@ pub async fn server_down_fails_after_bounded_retries(case: &Case) {
     let err = s.persist().await.unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");
     assert!(
+        err.is_temporary(),
+        "a server that is down may come back: {err:?}"
+    );
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+    assert!(
         s.reference().unwrap().flow_digests.is_empty(),
         "a failed upload recorded a digest"
     );
@@ -213,7 +327,7 @@ pub async fn server_down_fails_after_bounded_retries(case: &Case) {
     eprintln!("server-down error after {:?}: {err}", started.elapsed());
 }
 
-pub async fn hundred_mib_script_streams(case: &Case) {
+pub async fn hundred_mib_script_streams<S: Cloud>(case: &Case<S>) {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("big.py");
     {
@@ -239,7 +353,7 @@ pub async fn hundred_mib_script_streams(case: &Case) {
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&script).unwrap());
 }
 
-pub async fn listing_is_newest_first(case: &Case) {
+pub async fn listing_is_newest_first<S: Cloud>(case: &Case<S>) {
     let prefix = unique("listing");
     for v in 0..3 {
         let mut s = (case.storage)(&prefix);
@@ -257,7 +371,7 @@ pub async fn listing_is_newest_first(case: &Case) {
         .all(|v| v.flow.as_deref() == Some("Listed Flow")));
 }
 
-pub async fn credentials_never_leak(case: &Case) {
+pub async fn credentials_never_leak<S: Cloud>(case: &Case<S>) {
     let Some(secret) = &case.credential else {
         return;
     };
@@ -285,7 +399,8 @@ pub async fn credentials_never_leak(case: &Case) {
 #[macro_export]
 macro_rules! cloud_tests {
     ($($test:ident),* $(,)?) => {
-        async fn harness() -> flowstore_core::testkit::HarnessResult<support::CloudHarness> {
+        async fn harness(
+        ) -> flowstore_core::testkit::HarnessResult<impl flowstore_core::testkit::Harness> {
             support::harness(case())
         }
         flowstore_core::conformance_suite!(harness);

@@ -39,7 +39,7 @@ impl NewFile {
 
     /// Flushes (and fsyncs when durable), makes the file read-only, and hard-links it to `dest`:
     /// fails with `AlreadyExists` rather than replace anything. The directory entry itself is made
-    /// durable by [`sync_dir`] (callers batch that: Local does it once per directory at `build`).
+    /// durable by a later `sync_filesystem` (Linux) or `sync_path` (callers batch that: Local does it once per directory at `build`).
     pub fn commit(mut self, dest: &Path) -> io::Result<()> {
         let mut file = self.file.take().expect("open until commit");
         file.flush()?;
@@ -85,7 +85,7 @@ pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
 }
 
 /// Writes `bytes` to `dest` only if `dest` does not exist (see [`NewFile`]); the directory entry
-/// is not fsynced (see [`sync_dir`]).
+/// is not fsynced (see `sync_filesystem`).
 ///
 /// Without `durable` a crash can lose a flow that was just written, but never leaves a partial one
 /// under its final name.

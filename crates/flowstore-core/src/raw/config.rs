@@ -148,9 +148,11 @@ pub fn apply_pairs<C: BackendConfig, K: AsRef<str>, V: AsRef<str>>(
 /// Errors with [`Error::Config`] naming the URL, what was expected (`example`), and the parser's
 /// error as the source.
 pub fn parse_url(url: &str, schemes: &[&str], example: &str) -> Result<Url> {
+    let shown = without_password(url);
+    let url = url.trim();
     let parsed = Url::parse(url).map_err(|e| {
         Error::config(format!(
-            "Storage URL \"{url}\" cannot be parsed ({e}); it should look like {example}"
+            "Storage URL \"{shown}\" cannot be parsed ({e}); it should look like {example}"
         ))
         .with_source(e)
     })?;
@@ -159,7 +161,7 @@ pub fn parse_url(url: &str, schemes: &[&str], example: &str) -> Result<Url> {
         .any(|s| s.eq_ignore_ascii_case(parsed.scheme()))
     {
         return Err(Error::config(format!(
-            "Storage URL \"{url}\" has scheme {}:// but this storage takes {}; it should look like {example}",
+            "Storage URL \"{shown}\" has scheme {}:// but this storage takes {}; it should look like {example}",
             parsed.scheme(),
             schemes
                 .iter()
@@ -169,6 +171,30 @@ pub fn parse_url(url: &str, schemes: &[&str], example: &str) -> Result<Url> {
         )));
     }
     Ok(parsed)
+}
+
+/// The URL as it may be shown in a message or a log: a password in it (`user:token@host`) is
+/// replaced by `***`, even when the URL does not parse.
+///
+/// ```
+/// use flowstore_core::raw::config::without_password;
+/// assert_eq!(without_password("git+https://me:s3cr3t@host/r.git"), "git+https://me:***@host/r.git");
+/// assert_eq!(without_password("s3://bucket/prefix"), "s3://bucket/prefix");
+/// ```
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{masked}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
 }
 
 /// The URL's path without its leading and trailing slashes, percent-decoded; `None` when empty
@@ -229,6 +255,14 @@ fn set_path<C: BackendConfig>(
                 with_text.push(Value::Array(items));
             }
             with_text
+        }
+        // An absent field may be a list left out of the JSON while empty: try a one-item list last.
+        Value::Null => {
+            let mut c = vec![text.clone()];
+            c.extend(parsed.clone());
+            c.push(Value::Array(vec![text]));
+            c.extend(parsed.map(|p| Value::Array(vec![p])));
+            c
         }
         _ => std::iter::once(text).chain(parsed).collect(),
     };
@@ -351,6 +385,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("also takes label"), "{e}");
+    }
+
+    #[test]
+    fn a_list_left_out_while_empty_takes_its_first_item() {
+        #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+        struct Lists {
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            paths: Vec<String>,
+        }
+        impl BackendConfig for Lists {
+            const TYPE_NAME: &'static str = "Lists";
+            const OPTIONS: &'static [(&'static str, &'static str)] = &[("path", "paths")];
+        }
+        let mut l = Lists::default();
+        l.set_all([("path", "a"), ("path", "b")]).unwrap();
+        assert_eq!(l.paths, ["a", "b"]);
+    }
+
+    #[test]
+    fn passwords_never_reach_url_errors() {
+        for bad in ["gs://me:tok3n@host/x", "git+https://me:tok3n@[bad/x"] {
+            let e = parse_url(bad, &["s3"], "s3://bucket")
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("tok3n") && e.contains("me:***@"), "{e}");
+        }
     }
 
     #[test]

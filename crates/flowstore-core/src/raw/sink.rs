@@ -143,7 +143,7 @@ impl<'a> FlowFileSink<'a> {
         };
         let mode = std::mem::replace(&mut self.mode, Mode::Script);
         let header = match mode {
-            Mode::Envelope(check) => check.finish()?.header,
+            Mode::Envelope(check) => Some(check.finish()?.header),
             Mode::Buffered(buf) => {
                 drop(out);
                 let content =

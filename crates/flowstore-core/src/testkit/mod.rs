@@ -9,7 +9,12 @@
 //! ```
 //!
 //! Each check becomes its own `#[tokio::test]` in a `conformance` module, so a failure names the
-//! check. A harness that cannot run (its server is not started) returns [`Skip`]: the test prints
+//! check. Checks choose themselves by what the storage declares ([`Storage::capabilities`]) and
+//! what the harness offers: writable serialized storages run the round trip, conflict, tamper,
+//! overwrite, many-flows, large-flow, unicode, `get_flow_to_file` and `list_versions` checks;
+//! read-only script storages (Git, the provider APIs) run round trip, unknown flow, reference
+//! round trip, altered-pinned-script and unicode checks through [`Harness::script_flows`]. A
+//! check that does not apply says so visibly (`flowstore-not-applicable: …`). A harness that cannot run (its server is not started) returns [`Skip`]: the test prints
 //! `flowstore-skip: <test>: <reason>` straight to stderr (visible even under libtest's capture) —
 //! or fails, when `FLOWSTORE_REQUIRE_SERVERS=1` (set by `cargo xtask test`, which starts them).
 
@@ -371,13 +376,7 @@ pub async fn large_flow(h: &dyn Harness) {
 /// Unicode, symbol-only and path-like names store under safe keys and fetch by their exact name
 /// (each in its own storage for one-flow backends).
 pub async fn unicode_names(h: &dyn Harness) {
-    let names = [
-        "Ünïcödé Straße",
-        "影師嗎",
-        "../../etc/passwd",
-        "!!!",
-        "emoji 🚀 flow",
-    ];
+    let names = UNICODE_NAMES;
     let Some(probe) = h.storage().await else {
         return not_applicable("unicode_names", NO_SERIALIZED);
     };
@@ -404,6 +403,263 @@ pub async fn unicode_names(h: &dyn Harness) {
     }
 }
 
+/// The capabilities a storage declares hold up: a storage from [`Harness::storage`] writes
+/// serialized flows, one from [`Harness::script_storage`] or [`Harness::script_flows`] holds
+/// scripts, a reopened reference declares the same, and a read-only storage refuses to store a
+/// serialized flow with an error instead of pretending.
+pub async fn capabilities_declared(h: &dyn Harness) {
+    let mut checked = 0;
+    if let Some(mut storage) = h.storage().await {
+        let caps = storage.capabilities();
+        assert!(caps.write && caps.serialized, "{caps:?}");
+        build_one(&mut storage, "caps flow").await;
+        assert_eq!(
+            reopen(h, &*storage).capabilities(),
+            caps,
+            "reopened reference"
+        );
+        checked += 1;
+    }
+    let source = b"print('caps')\n";
+    if let Some(storage) = h.script_flows(&[("caps script", source)]).await {
+        let caps = storage.capabilities();
+        assert!(caps.script, "{caps:?}");
+        assert_eq!(
+            reopen(h, &*storage).capabilities(),
+            caps,
+            "reopened reference"
+        );
+        if !caps.write {
+            let mut reopened = reopen(h, &*storage);
+            let sealed = seal_bytes("serialized into read-only", b"x", &app());
+            let refused = match reopened.add_flow(sealed.into()).await {
+                Err(_) => true,
+                Ok(_) => reopened.persist().await.is_err(),
+            };
+            assert!(refused, "a read-only storage accepted a serialized flow");
+        }
+        checked += 1;
+    } else if let Some(storage) = h.script_storage("caps script", source).await {
+        assert!(
+            storage.capabilities().script,
+            "{:?}",
+            storage.capabilities()
+        );
+        checked += 1;
+    }
+    if checked == 0 {
+        not_applicable("capabilities_declared", "the harness offers no storage");
+    }
+}
+
+/// `get_flow_to_file` writes exactly the flow's bytes (the payload of a serialized flow) and
+/// refuses an altered flow without leaving a file behind.
+pub async fn get_flow_to_file(h: &dyn Harness) {
+    let Some(mut storage) = h.storage().await else {
+        return not_applicable("get_flow_to_file", NO_SERIALIZED);
+    };
+    let payload = b"payload written to a file".repeat(1000);
+    let sealed = seal_bytes("to file", &payload, &app());
+    let original = sealed.bytes.clone();
+    storage.add_flow(sealed.into()).await.expect("add_flow");
+    storage.persist().await.expect("persist");
+    let dir = tempfile_dir();
+    let dest = dir.join("flow.out");
+    let agent = reopen(h, &*storage);
+    let fetched = agent
+        .get_flow_to_file("to file", &dest)
+        .await
+        .expect("get_flow_to_file");
+    assert_eq!(std::fs::read(&dest).expect("read dest"), payload);
+    assert_eq!(fetched.name, "to file");
+    let reference = storage.reference().unwrap();
+    let mut flipped = original.to_vec();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x01;
+    if h.tamper(&reference, "to file", Bytes::from(flipped)).await {
+        let dest2 = dir.join("altered.out");
+        let err = h
+            .registry()
+            .open(&reference)
+            .unwrap()
+            .get_flow_to_file("to file", &dest2)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::FlowCorrupt { .. }), "{err:?}");
+        assert!(!dest2.exists(), "an altered flow left {dest2:?} behind");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `list_versions` lists what was stored (every flow, or one flow's versions) when the storage
+/// declares it can, and is refused as unsupported when it declares it cannot.
+pub async fn list_versions(h: &dyn Harness) {
+    let Some(mut storage) = h.storage().await else {
+        return not_applicable("list_versions", NO_SERIALIZED);
+    };
+    if !storage.capabilities().list_versions {
+        let err = storage.list_versions(None).await.unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+        return not_applicable("list_versions", "the storage declares it cannot list");
+    }
+    let a = build_one(&mut storage, "listed a").await;
+    let mut second = h.storage().await.expect("a second storage");
+    let b = build_one(&mut second, "listed b").await;
+    let all = storage.list_versions(None).await.expect("list all");
+    let locations: Vec<&str> = all.iter().map(|v| v.location.as_str()).collect();
+    assert!(
+        locations.iter().any(|l| l.ends_with(&a)) || locations.contains(&a.as_str()),
+        "{a} missing from {locations:?}"
+    );
+    let only_a = storage
+        .list_versions(Some("listed a"))
+        .await
+        .expect("list one");
+    assert!(!only_a.is_empty(), "no versions of \"listed a\"");
+    assert!(
+        only_a
+            .iter()
+            .all(|v| v.slug == crate::key::flow_slug("listed a")),
+        "{only_a:?}"
+    );
+    assert!(
+        only_a.iter().all(|v| !v.location.ends_with(&b)),
+        "another flow's version was listed: {only_a:?}"
+    );
+}
+
+const NO_READ_ONLY: &str =
+    "the harness has no read-only script storage (the backend writes its own scripts)";
+
+fn script_source(name: &str) -> Vec<u8> {
+    format!(
+        "with Flow({name:?}) as flow:\n    print('hello from {}')\n",
+        name.len()
+    )
+    .into_bytes()
+}
+
+/// Read-only storages: every script in place comes back byte for byte, through a reopened
+/// reference.
+pub async fn read_only_round_trip(h: &dyn Harness) {
+    let names = ["first script", "second script"];
+    let sources: Vec<Vec<u8>> = names.iter().map(|n| script_source(n)).collect();
+    let flows: Vec<(&str, &[u8])> = names
+        .iter()
+        .copied()
+        .zip(sources.iter().map(|s| s.as_slice()))
+        .collect();
+    let Some(storage) = h.script_flows(&flows).await else {
+        return not_applicable("read_only_round_trip", NO_READ_ONLY);
+    };
+    let agent = reopen(h, &*storage);
+    for (name, source) in &flows {
+        let fetched = agent.get_flow(name).await.expect("get_flow");
+        match &fetched.content {
+            FlowContent::Script { source: got, .. } => assert_eq!(got.as_ref(), *source, "{name}"),
+            other => panic!("expected a script flow, got {other:?}"),
+        }
+    }
+}
+
+/// Read-only storages: an unknown flow is refused by name, before and after a reference round trip.
+pub async fn read_only_unknown_flow(h: &dyn Harness) {
+    let source = script_source("known script");
+    let Some(storage) = h.script_flows(&[("known script", &source)]).await else {
+        return not_applicable("read_only_unknown_flow", NO_READ_ONLY);
+    };
+    for s in [reopen(h, &*storage), storage] {
+        let err = s.get_flow("missing flow").await.unwrap_err();
+        assert!(matches!(err, Error::FlowNotFound { .. }), "{err:?}");
+        assert!(err.to_string().contains("\"known script\""), "{err}");
+    }
+}
+
+/// Read-only storages: the reference survives JSON and opens to a storage with the same flows,
+/// digests and fields.
+pub async fn read_only_reference_round_trip(h: &dyn Harness) {
+    let source = script_source("ref script");
+    let Some(storage) = h.script_flows(&[("ref script", &source)]).await else {
+        return not_applicable("read_only_reference_round_trip", NO_READ_ONLY);
+    };
+    let reference = storage.reference().expect("reference");
+    assert_eq!(reference.type_name, storage.type_name());
+    assert!(
+        reference.flow_digests.contains_key("ref script"),
+        "a pinned script records its digest: {reference:?}"
+    );
+    let parsed = StorageReference::from_json(&reference.to_json_pretty()).expect("parse");
+    assert_eq!(parsed, reference);
+    let agent = h.registry().open(&parsed).expect("open");
+    assert_eq!(agent.flows(), storage.flows());
+    assert_eq!(agent.reference().expect("agent reference"), reference);
+}
+
+/// Read-only storages: a pinned script changed behind flowstore's back is refused, naming the flow.
+pub async fn read_only_altered_refused(h: &dyn Harness) {
+    let source = script_source("pinned script");
+    let Some(storage) = h.script_flows(&[("pinned script", &source)]).await else {
+        return not_applicable("read_only_altered_refused", NO_READ_ONLY);
+    };
+    let reference = storage.reference().expect("reference");
+    let altered = b"print('not the script that was registered')\n";
+    if !h.alter_script(&reference, "pinned script", altered).await {
+        return not_applicable(
+            "read_only_altered_refused",
+            "the harness cannot change a script",
+        );
+    }
+    let err = h
+        .registry()
+        .open(&reference)
+        .expect("open")
+        .get_flow("pinned script")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::FlowCorrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("\"pinned script\""), "{err}");
+}
+
+/// Read-only storages: unicode, symbol-only and path-like flow names fetch by their exact name.
+pub async fn read_only_unicode_names(h: &dyn Harness) {
+    let sources: Vec<Vec<u8>> = UNICODE_NAMES.iter().map(|n| script_source(n)).collect();
+    let flows: Vec<(&str, &[u8])> = UNICODE_NAMES
+        .iter()
+        .copied()
+        .zip(sources.iter().map(|s| s.as_slice()))
+        .collect();
+    let Some(storage) = h.script_flows(&flows).await else {
+        return not_applicable("read_only_unicode_names", NO_READ_ONLY);
+    };
+    let agent = reopen(h, &*storage);
+    for (name, source) in &flows {
+        let fetched = agent.get_flow(name).await.expect("get_flow");
+        assert_eq!(fetched.name, *name);
+        assert_eq!(fetched.bytes().as_ref(), *source, "{name}");
+    }
+}
+
+/// Flow names that stress key schemes: unicode, CJK, path-like, symbol-only, emoji.
+const UNICODE_NAMES: [&str; 5] = [
+    "Ünïcödé Straße",
+    "影師嗎",
+    "../../etc/passwd",
+    "!!!",
+    "emoji 🚀 flow",
+];
+
+/// A fresh temporary directory (removed by the check that made it).
+fn tempfile_dir() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "flowstore-testkit-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
+
 /// Expands the conformance suite into one `#[tokio::test]` per check, in a `conformance` module.
 ///
 /// `$harness` is the name of an `async fn() -> HarnessResult<impl Harness>` in the calling module.
@@ -414,7 +670,9 @@ macro_rules! conformance_suite {
             $crate::conformance_suite!(@tests $harness;
                 round_trip_serialized, round_trip_script, name_conflict, unknown_flow,
                 reference_round_trip, digest_refusal, no_overwrite, many_flows, large_flow,
-                unicode_names);
+                unicode_names, capabilities_declared, get_flow_to_file, list_versions,
+                read_only_round_trip, read_only_unknown_flow, read_only_reference_round_trip,
+                read_only_altered_refused, read_only_unicode_names);
         }
     };
     (@tests $harness:ident; $($check:ident),*) => {

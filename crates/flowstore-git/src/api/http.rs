@@ -1,13 +1,37 @@
 //! The HTTP client the API storages share: bounded retries on connection errors, 429 and 5xx
-//! (honouring `Retry-After` up to 5 s), and status errors that never include request headers.
+//! (honouring `Retry-After` up to 5 s), status errors typed as core's (never including request
+//! headers), and the percent-encoding of paths and refs.
 
 use std::time::Duration;
 
 use flowstore_core::Error as CoreError;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::error::HttpStatus;
+
+/// Everything but RFC 3986's unreserved characters is encoded (one path segment or query value).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// As [`SEGMENT`], keeping `/` (a path of several segments).
+pub(crate) const PATH: &AsciiSet = &SEGMENT.remove(b'/');
+
+/// Percent-encodes `s` as one path segment or query value (`/` encoded too).
+pub(crate) fn encode_segment(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// Percent-encodes `s` as a path (`/` kept).
+pub(crate) fn encode_path(s: &str) -> String {
+    utf8_percent_encode(s, PATH).to_string()
+}
 
 /// A response's status, headers and body.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// The HTTP status.
     pub status: u16,
     /// Response headers.
@@ -17,25 +41,41 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// The body as JSON. Errors name `what` was being read.
+    /// The body as JSON. Errors name `what` was being read, keeping the parser's error.
     pub fn json(&self, backend: &str, what: &str) -> Result<serde_json::Value, CoreError> {
         serde_json::from_slice(&self.body).map_err(|e| {
             CoreError::backend(backend, format!("{what}: the response is not JSON: {e}"))
+                .with_source(self.http_status())
         })
+    }
+
+    /// The status and the start of the body, as an error to keep as a source.
+    pub fn http_status(&self) -> HttpStatus {
+        HttpStatus::new(self.status, &self.body)
+    }
+
+    /// The error for an answer that is not the one asked for, typed by status: 401 and 403 are
+    /// [`CoreError::PermissionDenied`] (for `location`), 429 and 5xx a temporary
+    /// [`CoreError::Backend`], anything else a permanent one; the answer is kept as the source.
+    /// Not-found answers are the provider's to type (they say what is missing).
+    pub fn status_error(&self, backend: &str, location: &str, message: String) -> CoreError {
+        let e = match self.status {
+            401 | 403 => CoreError::permission_denied(backend, location, message),
+            429 | 500..=599 => CoreError::temporary(
+                backend,
+                format!("{message} (HTTP {}; try again later)", self.status),
+            ),
+            s => CoreError::backend(backend, format!("{message} (HTTP {s})")),
+        };
+        e.with_source(self.http_status())
     }
 }
 
 /// The shared client.
 #[derive(Clone, Debug)]
-pub struct Http {
+pub(crate) struct Http {
     client: reqwest::Client,
     retries: u32,
-}
-
-impl Default for Http {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl Http {
@@ -56,7 +96,11 @@ impl Http {
         &self.client
     }
 
-    /// Sends the request `make` builds, retrying connection errors, 429 and 5xx.
+    /// Sends the request `make` builds, retrying connection errors, 429 and 5xx. A 429 or 5xx
+    /// that outlasts the retries is returned as a [`Reply`] (see [`Reply::status_error`]).
+    ///
+    /// Errors with a temporary [`CoreError::Backend`] when the server cannot be reached or the
+    /// response cannot be read, keeping the HTTP client's error (without the URL) as the source.
     pub async fn send(
         &self,
         backend: &str,
@@ -85,10 +129,9 @@ impl Http {
                     }
                     let headers = resp.headers().clone();
                     let body = resp.bytes().await.map_err(|e| {
-                        CoreError::backend(
-                            backend,
-                            format!("{what}: reading the response: {}", e.without_url()),
-                        )
+                        let e = e.without_url();
+                        CoreError::temporary(backend, format!("{what}: reading the response: {e}"))
+                            .with_source(e)
                     })?;
                     return Ok(Reply {
                         status,
@@ -101,49 +144,59 @@ impl Http {
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }
                 Err(e) => {
-                    return Err(CoreError::backend(
+                    let e = e.without_url();
+                    return Err(CoreError::temporary(
                         backend,
-                        format!(
-                            "{what} failed after {attempt} attempt(s): {}",
-                            e.without_url()
-                        ),
-                    ))
+                        format!("{what} failed after {attempt} attempt(s): {e}"),
+                    )
+                    .with_source(e));
                 }
             }
         }
     }
 }
 
-/// Percent-encodes `s`; `/` is kept when `keep_slash` (a path), encoded otherwise (one segment).
-pub fn encode(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b'~')
-            || (keep_slash && b == b'/')
-        {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Decodes standard base64, ignoring the line breaks GitHub and GitLab put in content.
-pub fn decode_base64(backend: &str, what: &str, s: &str) -> Result<bytes::Bytes, CoreError> {
+pub(crate) fn decode_base64(backend: &str, what: &str, s: &str) -> Result<bytes::Bytes, CoreError> {
     use base64::Engine as _;
     let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
     base64::engine::general_purpose::STANDARD
         .decode(clean)
         .map(bytes::Bytes::from)
-        .map_err(|e| CoreError::backend(backend, format!("{what}: the content is not base64: {e}")))
+        .map_err(|e| {
+            CoreError::backend(backend, format!("{what}: the content is not base64: {e}"))
+                .with_source(e)
+        })
 }
 
 /// The secret `name` (secret sources, then the environment), if set.
-pub fn optional_secret(
+pub(crate) fn optional_secret(
     name: &str,
     sources: &dyn flowstore_core::SecretSource,
 ) -> Result<Option<flowstore_core::secret::SecretString>, CoreError> {
-    flowstore_secrets::resolve_optional(name, sources).map_err(CoreError::from)
+    flowstore_secrets::resolve_optional(name, sources).map_err(crate::error::secret_error)
+}
+
+/// A required secret `name` (secret sources, then the environment).
+pub(crate) fn required_secret(
+    name: &str,
+    sources: &dyn flowstore_core::SecretSource,
+) -> Result<flowstore_core::secret::SecretString, CoreError> {
+    flowstore_secrets::resolve(name, sources).map_err(crate::error::secret_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_segments_and_paths() {
+        assert_eq!(encode_segment("group/sub proj"), "group%2Fsub%20proj");
+        assert_eq!(
+            encode_path("flows/my flow ü.py"),
+            "flows/my%20flow%20%C3%BC.py"
+        );
+        assert_eq!(encode_segment("a-b.c_d~e"), "a-b.c_d~e");
+        assert_eq!(encode_segment("feature/x+y"), "feature%2Fx%2By");
+    }
 }

@@ -12,16 +12,9 @@ fn hmac(key: &[u8], data: &str) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
+/// The canonical URI: every byte but the unreserved characters and `/` percent-encoded.
 fn encode_path(path: &str) -> String {
-    path.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(path, super::http::PATH).to_string()
 }
 
 /// The `Authorization` header for a request with no query string. `headers` are the signed

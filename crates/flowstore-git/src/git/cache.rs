@@ -23,7 +23,7 @@ use flowstore_core::Error as CoreError;
 use git2::{Oid, Repository};
 use sha2::{Digest, Sha256};
 
-use super::fields::Target;
+use super::config::Target;
 use super::transport::{git_failure, object_failure, resolve, Cause, Failure};
 use super::url::CloneTarget;
 use super::worktree::{blob_id, copy_dir, resolve_relative, write_tree, WriteError};

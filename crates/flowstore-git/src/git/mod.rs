@@ -1,184 +1,318 @@
-//! `Git` storage: a script flow committed in a git repository, cloned (shallow, cached) and
-//! checked out at the ref asked for; the whole checkout is there for the flow to read files beside
-//! it.
+//! `Git` storage: script flows committed in a git repository, cloned (shallow, cached) and
+//! checked out at the ref asked for; the whole checkout is there for the flow to read files
+//! beside it.
 //!
 //! Read-only, as in the reference system. Unlike it, a `commit` is checked out exactly, the flow
-//! asked for by name is the one loaded, and with `pin` the commit is resolved at `build` and
-//! recorded (with the file's digest) so every run of a registration gets the same code.
+//! asked for by name is the one loaded, and with `pin` the commit is resolved at
+//! [`persist`](Storage::persist) and recorded (with each flow file's digest) so every run of a
+//! registration gets the same code.
+//!
+//! Made by [`GitBuilder`] (`Git::builder(repo, flow_path)`, `GitBuilder::from_url`, …); opened
+//! from a reference with [`Git::from_reference`].
 
 mod cache;
-mod fields;
+mod config;
 mod known_hosts;
 mod transport;
 mod url;
 mod worktree;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flowstore_core::raw::config::{apply_pairs, parse_url, url_path};
 use flowstore_core::raw::FlowIndex;
-use flowstore_core::secret::{NoSecrets, SecretSource};
+use flowstore_core::secret::{NoSecrets, SecretSource, SecretString};
 use flowstore_core::{
-    async_trait, Error as CoreError, FetchedFlow, FlowInput, OpenContext, Registry, Result,
-    Storage, StorageReference,
+    async_trait, Capabilities, Error as CoreError, FetchedFlow, FlowInput, OpenContext, Registry,
+    Result, Storage, StorageReference,
 };
 
 pub use cache::{
     default_cache_dir, CachedEntry, GitCache, Progress, ProgressHook, CACHE_ENV, POLICY_ENV_PREFIX,
 };
-pub use fields::GitFields;
+pub use config::GitConfig;
 pub use flowstore_core::cache::{CachePolicy, GcReport};
 
 /// The reference type name.
 pub const TYPE_NAME: &str = "Git";
 
-/// Flows in a git repository.
+/// The URL schemes [`GitBuilder::from_url`] takes (and [`register`] registers).
+pub const URL_SCHEMES: [&str; 4] = ["git+https", "git+http", "git+ssh", "git"];
+
+const URL_EXAMPLE: &str = "git+https://host/org/repo.git#branch=main";
+
+/// Makes a [`Git`] storage: the repository and flow file, the ref, credentials, labels, and the
+/// local clone cache. Filled by the typed setters, by [`GitBuilder::with_config`] (the
+/// [`GitConfig`] keys), by [`GitBuilder::from_url`] or [`GitBuilder::from_env`]; all end in the
+/// same state.
 ///
 /// ```
-/// use flowstore_git::git::Git;
-/// let storage = Git::new("org/repo", "flows/etl.py").branch("main").git_token_secret_name("MY_GIT_TOKEN");
-/// # drop(storage);
+/// use flowstore_git::{Git, GitBuilder};
+/// let git = Git::builder("org/repo", "flows/etl.py")
+///     .branch("main")
+///     .pin(true)
+///     .git_token_secret_name("MY_GIT_TOKEN")
+///     .label("prod")
+///     .build()?;
+/// let same = GitBuilder::from_url("git+https://github.com/org/repo.git?label=prod#branch=main&pin&token_secret=MY_GIT_TOKEN")?
+///     .flow_path("flows/etl.py")
+///     .build()?;
+/// assert_eq!(git.config(), same.config());
+/// # Ok::<(), flowstore_core::Error>(())
 /// ```
 #[derive(Clone)]
-pub struct Git {
-    fields: GitFields,
+pub struct GitBuilder {
+    config: GitConfig,
     index: FlowIndex,
     secrets: Arc<dyn SecretSource>,
-    cache_dir: PathBuf,
+    access_token: Option<SecretString>,
+    cache_dir: Option<PathBuf>,
     cache_policy: Option<CachePolicy>,
     progress: Option<ProgressHook>,
 }
 
-impl std::fmt::Debug for Git {
+impl std::fmt::Debug for GitBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Fields hold secret *names* only.
-        f.debug_struct("Git")
-            .field("fields", &self.fields)
-            .field("flows", &self.index.flows)
+        // The config holds secret *names* only; the typed token is shown as set or not.
+        f.debug_struct("GitBuilder")
+            .field("config", &self.config)
+            .field("labels", &self.index.labels)
+            .field("access_token", &self.access_token.as_ref().map(|_| "***"))
             .field("cache_dir", &self.cache_dir)
             .finish()
     }
 }
 
-impl Git {
-    /// Git storage for `flow_path` in `repo` (`org/repo` on `github.com` unless
-    /// [`Git::host`] says otherwise).
+impl GitBuilder {
+    /// A builder for `flow_path` (relative to the repository root) in `repo` (`org/repo` on
+    /// `github.com` unless [`GitBuilder::host`] says otherwise).
     pub fn new(repo: impl Into<String>, flow_path: impl Into<String>) -> Self {
-        Self::from_fields(GitFields {
+        Self::from_config(GitConfig {
             repo: Some(repo.into()),
             flow_path: flow_path.into(),
-            ..GitFields::default()
+            ..GitConfig::default()
         })
     }
 
-    /// Git storage whose whole clone URL is in a secret.
+    /// A builder for a repository whose whole clone URL (credentials included) is kept in the
+    /// secret `secret_name`, resolved at every fetch.
     pub fn from_clone_url_secret(
         secret_name: impl Into<String>,
         flow_path: impl Into<String>,
     ) -> Self {
-        Self::from_fields(GitFields {
+        Self::from_config(GitConfig {
             git_clone_url_secret_name: Some(secret_name.into()),
             flow_path: flow_path.into(),
-            ..GitFields::default()
+            ..GitConfig::default()
         })
     }
 
-    fn from_fields(fields: GitFields) -> Self {
-        Git {
-            fields,
+    /// A builder holding `config` as it is (e.g. read from a reference).
+    pub fn from_config(config: GitConfig) -> Self {
+        GitBuilder {
+            config,
             index: FlowIndex::default(),
             secrets: Arc::new(NoSecrets),
-            cache_dir: default_cache_dir(),
+            access_token: None,
+            cache_dir: None,
             cache_policy: None,
             progress: None,
         }
     }
 
-    /// The host (and port) of the repository.
-    pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.fields.repo_host = host.into();
+    /// A builder from a storage URL: `git+https://host/org/repo.git`, `git+http://…`,
+    /// `git://host[:port]/org/repo.git` or `git+ssh://user@host[:port]/org/repo.git`.
+    ///
+    /// The query and the fragment take [`GitConfig`] keys (`#branch=main&pin=true`,
+    /// `?tag=v1&label=prod`; the short keys `branch` and `token_secret`; a bare `pin` is
+    /// `pin=true`), each applied with [`GitBuilder::with_config`]. A user in an https URL is the
+    /// `git_token_username`, a password the [`access_token`](GitBuilder::access_token) (typed:
+    /// never recorded; agents need `git_token_secret_name`); in an ssh URL the user is the ssh
+    /// user. The flow file is the `flow_path` key, or set it with [`GitBuilder::flow_path`].
+    ///
+    /// Errors with [`CoreError::Config`] for a URL that does not parse, another scheme, a URL
+    /// without host or repository path, and an unknown or ill-typed option (named).
+    pub fn from_url(url: &str) -> Result<Self> {
+        let u = parse_url(url, &URL_SCHEMES, URL_EXAMPLE)?;
+        let bad = |why: &str| {
+            CoreError::config(format!(
+                "Git storage URL {}: {why}; it should look like {URL_EXAMPLE}",
+                shown(&u)
+            ))
+        };
+        let host = crate::urls::host_port(&u).ok_or_else(|| bad("it names no host"))?;
+        let repo = url_path(&u)
+            .map(|p| p.trim_end_matches(".git").to_string())
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| bad("it names no repository"))?;
+        let mut b = GitBuilder::new(repo, "").host(host);
+        let user = crate::urls::decode(u.username());
+        let scheme = u.scheme().to_ascii_lowercase();
+        if scheme == "git+ssh" {
+            b.config.use_ssh = true;
+            if u.password().is_some() {
+                return Err(bad(
+                    "an ssh URL takes no password (use ssh_key_path or an ssh-agent)",
+                ));
+            }
+        } else {
+            // https is the default, left unrecorded as a builder leaves it.
+            let plain = scheme.trim_start_matches("git+");
+            if plain != "https" {
+                b.config.repo_scheme = Some(plain.to_string());
+            }
+            if let Some(p) = u.password() {
+                b.access_token = Some(SecretString::from(crate::urls::decode(p)));
+            }
+        }
+        if !user.is_empty() {
+            b.config.git_token_username = Some(user);
+        }
+        for (k, v) in crate::urls::url_pairs(&u) {
+            let v = if v.is_empty() && config::BOOL_OPTIONS.contains(&k.as_str()) {
+                "true".to_string()
+            } else {
+                v
+            };
+            b = b.with_config(&k, &v)?;
+        }
+        Ok(b)
+    }
+
+    /// A builder for `flow_path` in `repo` that also takes flowstore's local cache settings from
+    /// the environment: [`CACHE_ENV`] (the cache directory) and the bounds
+    /// `FLOWSTORE_GIT_CACHE_MAX_SIZE` / `FLOWSTORE_GIT_CACHE_MAX_AGE`. They are settings of this
+    /// machine and never recorded in the reference; git itself has no standard variables that
+    /// configure the repository to read.
+    ///
+    /// Errors with [`CoreError::Config`] for a cache bound that does not parse.
+    pub fn from_env(repo: impl Into<String>, flow_path: impl Into<String>) -> Result<Self> {
+        let mut b = Self::new(repo, flow_path);
+        b.cache_dir = Some(default_cache_dir());
+        b.cache_policy = Some(cache::policy_from_env()?);
+        Ok(b)
+    }
+
+    /// The flow file, relative to the repository root (`add_flow` records it for each flow).
+    pub fn flow_path(mut self, path: impl Into<String>) -> Self {
+        self.config.flow_path = path.into();
         self
     }
 
-    /// `https` (default), `http` or `git`.
+    /// The host (and port) of the repository (default `github.com`).
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.config.repo_host = host.into();
+        self
+    }
+
+    /// `https` (default), `http` or `git`: the scheme of the clone URL built from the host.
     pub fn scheme(mut self, scheme: impl Into<String>) -> Self {
-        self.fields.repo_scheme = Some(scheme.into());
+        self.config.repo_scheme = Some(scheme.into());
         self
     }
 
     /// Check out this branch (resolved at every fetch unless pinned).
     pub fn branch(mut self, branch: impl Into<String>) -> Self {
-        self.fields.branch_name = Some(branch.into());
+        self.config.branch_name = Some(branch.into());
         self
     }
 
     /// Check out this tag.
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
-        self.fields.tag = Some(tag.into());
+        self.config.tag = Some(tag.into());
         self
     }
 
     /// Check out exactly this commit.
     pub fn commit(mut self, sha: impl Into<String>) -> Self {
-        self.fields.commit = Some(sha.into());
+        self.config.commit = Some(sha.into());
         self
     }
 
-    /// Resolve the ref at `build` and record the commit and the file's digest.
+    /// Resolve the ref at `persist` and record the commit and each flow file's digest.
     pub fn pin(mut self, on: bool) -> Self {
-        self.fields.pin = on;
+        self.config.pin = on;
         self
     }
 
-    /// The secret holding an access token (sent as HTTP basic auth).
+    /// The secret holding an access token (sent as HTTP basic auth); recorded by name so agents
+    /// can resolve it.
     pub fn git_token_secret_name(mut self, name: impl Into<String>) -> Self {
-        self.fields.git_token_secret_name = Some(name.into());
+        self.config.git_token_secret_name = Some(name.into());
         self
     }
 
-    /// The username sent with the token (e.g. `oauth2` for GitLab deploy tokens).
+    /// The username sent with the token (default: the repository's owner; e.g. `oauth2` for
+    /// GitLab deploy tokens).
     pub fn git_token_username(mut self, user: impl Into<String>) -> Self {
-        self.fields.git_token_username = Some(user.into());
+        self.config.git_token_username = Some(user.into());
         self
     }
 
-    /// Clone over ssh, authenticating with this key file (else ssh-agent or `~/.ssh/id_*`), the
-    /// server checked against `known_hosts` (default `~/.ssh/known_hosts`).
+    /// Send the token as `{user}:{token}` (default true) rather than as the username.
+    pub fn format_access_token(mut self, on: bool) -> Self {
+        self.config.format_access_token = on;
+        self
+    }
+
+    /// An access token for HTTPS, held in memory only: used instead of `git_token_secret_name`
+    /// by this storage, never written to the reference, a log or `Debug` (agents opening the
+    /// reference need `git_token_secret_name`).
+    pub fn access_token(mut self, token: SecretString) -> Self {
+        self.access_token = Some(token);
+        self
+    }
+
+    /// The secret holding the whole clone URL, used verbatim.
+    pub fn git_clone_url_secret_name(mut self, name: impl Into<String>) -> Self {
+        self.config.git_clone_url_secret_name = Some(name.into());
+        self
+    }
+
+    /// Clone over ssh as `user`, authenticating with this key file (else ssh-agent or
+    /// `~/.ssh/id_*`), the server checked against `known_hosts` (default `~/.ssh/known_hosts`).
     pub fn ssh(
         mut self,
         user: impl Into<String>,
         key_path: Option<String>,
         known_hosts: Option<String>,
     ) -> Self {
-        self.fields.use_ssh = true;
-        self.fields.git_token_username = Some(user.into());
-        self.fields.ssh_key_path = key_path;
-        self.fields.known_hosts_path = known_hosts;
+        self.config.use_ssh = true;
+        self.config.git_token_username = Some(user.into());
+        self.config.ssh_key_path = key_path;
+        self.config.known_hosts_path = known_hosts;
         self
     }
 
     /// Accept an ssh host whose key is not in the known-hosts file (off by default).
     pub fn ssh_accept_unknown_host(mut self, on: bool) -> Self {
-        self.fields.ssh_accept_unknown_host = on;
+        self.config.ssh_accept_unknown_host = on;
         self
     }
 
     /// Also check out submodules.
     pub fn submodules(mut self, on: bool) -> Self {
-        self.fields.submodules = on;
+        self.config.submodules = on;
         self
     }
 
-    /// Only write the flow's directory and these paths out of the commit.
+    /// Only write the flows' directories and these paths out of the commit.
     pub fn sparse_paths(mut self, paths: Vec<String>) -> Self {
-        self.fields.sparse_paths = paths;
+        self.config.sparse_paths = paths;
         self
     }
 
     /// History depth for branches and tags (default 1; 0 = everything).
     pub fn clone_depth(mut self, depth: u32) -> Self {
-        self.fields.clone_depth = depth;
+        self.config.clone_depth = depth;
+        self
+    }
+
+    /// Informational: the flow the file defines (recorded; flowstore loads the flow asked for).
+    pub fn flow_name(mut self, name: impl Into<String>) -> Self {
+        self.config.flow_name = Some(name.into());
         self
     }
 
@@ -188,9 +322,51 @@ impl Git {
         self
     }
 
-    /// The clone cache directory (default [`default_cache_dir`]).
+    /// Adds a label agents must carry to run these flows.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        let label = label.into();
+        if !self.index.labels.contains(&label) {
+            self.index.labels.push(label);
+        }
+        self
+    }
+
+    /// Adds labels (see [`GitBuilder::label`]).
+    pub fn labels<L: Into<String>>(self, labels: impl IntoIterator<Item = L>) -> Self {
+        labels.into_iter().fold(self, |b, l| b.label(l))
+    }
+
+    /// Whether the storage's default labels are added (default true; Git has none).
+    pub fn add_default_labels(mut self, on: bool) -> Self {
+        self.index.add_default_labels = on;
+        self
+    }
+
+    /// Sets one option by its [`GitConfig`] key (`branch_name`, `pin`, …, and the short `branch`,
+    /// `token_secret`), or one every storage takes (`label`, `add_default_labels`, `secret`).
+    ///
+    /// Errors with [`CoreError::Config`] for an unknown key (listing the known ones) or a value
+    /// the field cannot hold.
+    pub fn with_config(mut self, key: &str, value: &str) -> Result<Self> {
+        apply_pairs(&mut self.config, &mut self.index, [(key, value)])?;
+        Ok(self)
+    }
+
+    /// Sets every pair in order (see [`GitBuilder::with_config`]).
+    ///
+    /// Errors as [`GitBuilder::with_config`] does, at the first bad pair.
+    pub fn with_configs<K: AsRef<str>, V: AsRef<str>>(
+        mut self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self> {
+        apply_pairs(&mut self.config, &mut self.index, pairs)?;
+        Ok(self)
+    }
+
+    /// The clone cache directory (default [`default_cache_dir`]); a setting of this machine,
+    /// not recorded.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.cache_dir = dir.into();
+        self.cache_dir = Some(dir.into());
         self
     }
 
@@ -207,95 +383,175 @@ impl Git {
         self
     }
 
-    /// The fields as they go into the reference.
-    pub fn fields(&self) -> &GitFields {
-        &self.fields
+    /// The configuration as it stands (what the reference will record).
+    pub fn config(&self) -> &GitConfig {
+        &self.config
     }
 
-    /// Opens a `Git` reference (Prefect 1's included).
+    /// Makes the storage (no network I/O: the repository is read at `persist` and `get_flow`).
+    ///
+    /// Errors with [`CoreError::Config`] when there is no repository (neither `repo` nor
+    /// `git_clone_url_secret_name`), no `flow_path`, more than one of `branch_name`/`tag`/
+    /// `commit`, or an unsupported `repo_scheme`.
+    pub fn build(self) -> Result<Git> {
+        self.config.validate()?;
+        if self.config.flow_path.trim().is_empty() {
+            return Err(CoreError::config(
+                "Git storage needs `flow_path`, the flow's file in the repository (with the CLI: \
+                 register with --script and the flow's path in the repository)",
+            ));
+        }
+        Ok(Git {
+            config: self.config,
+            index: self.index,
+            secrets: self.secrets,
+            access_token: self.access_token,
+            cache_dir: self.cache_dir.unwrap_or_else(default_cache_dir),
+            cache_policy: self.cache_policy,
+            progress: self.progress,
+        })
+    }
+}
+
+/// The URL for messages, without its password.
+fn shown(u: &flowstore_core::raw::config::Url) -> String {
+    let mut u = u.clone();
+    let _ = u.set_password(None);
+    format!("\"{u}\"")
+}
+
+/// Flows in a git repository (see the [module docs](self)); made by [`GitBuilder`].
+///
+/// ```no_run
+/// use flowstore_core::{FlowInput, Storage};
+/// use flowstore_git::Git;
+/// # async fn run() -> flowstore_core::Result<()> {
+/// let mut git = Git::builder("org/flows", "flows/etl.py").branch("main").pin(true).build()?;
+/// git.add_flow(FlowInput::script("ETL")).await?;
+/// git.persist().await?; // resolves `main` and records the commit and the file's digest
+/// let reference = git.reference()?.to_json();
+/// # let _ = reference; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Git {
+    config: GitConfig,
+    index: FlowIndex,
+    secrets: Arc<dyn SecretSource>,
+    access_token: Option<SecretString>,
+    cache_dir: PathBuf,
+    cache_policy: Option<CachePolicy>,
+    progress: Option<ProgressHook>,
+}
+
+impl std::fmt::Debug for Git {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The config holds secret *names* only.
+        f.debug_struct("Git")
+            .field("config", &self.config)
+            .field("flows", &self.index.flows)
+            .field("access_token", &self.access_token.as_ref().map(|_| "***"))
+            .field("cache_dir", &self.cache_dir)
+            .finish()
+    }
+}
+
+impl Git {
+    /// A builder for `flow_path` in `repo` (see [`GitBuilder::new`]).
+    pub fn builder(repo: impl Into<String>, flow_path: impl Into<String>) -> GitBuilder {
+        GitBuilder::new(repo, flow_path)
+    }
+
+    /// The configuration (what the reference records).
+    pub fn config(&self) -> &GitConfig {
+        &self.config
+    }
+
+    /// The clone cache directory this storage uses.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Opens a `Git` reference (Prefect 1's included), with the context's secrets and progress.
+    ///
+    /// Errors with [`CoreError::InvalidReference`] for fields that do not fit and
+    /// [`CoreError::Config`] for a configuration that cannot work (see [`GitBuilder::build`]).
     pub fn from_reference(reference: &StorageReference, ctx: &OpenContext) -> Result<Self> {
-        let fields: GitFields = reference.backend_fields()?;
-        fields.validate()?;
-        let mut git = Self::from_fields(fields).secrets(ctx.secrets.clone());
-        git.index = FlowIndex::from_reference(reference);
-        git.progress = ctx.progress.clone().map(progress_hook);
-        Ok(git)
+        let config: GitConfig = reference.backend_fields()?;
+        let mut b = GitBuilder::from_config(config).secrets(ctx.secrets.clone());
+        b.index = FlowIndex::from_reference(reference);
+        b.progress = ctx.progress.clone().map(progress_hook);
+        b.build()
     }
 
-    /// Opens `git+https://host/org/repo.git#branch=main` (also `git+http`, `git+ssh`, `git://`;
-    /// fragment keys `branch`, `tag`, `commit`, `pin=true`, `token_secret`), with the flow file
-    /// from the context's script path.
+    /// Opens a storage URL ([`GitBuilder::from_url`]) with the context: its script path is the
+    /// flow file, its options are applied after the URL's own, its secrets and progress are used.
+    ///
+    /// Errors as [`GitBuilder::from_url`] and [`GitBuilder::build`] do.
     pub fn from_url(url: &str, ctx: &OpenContext) -> Result<Self> {
-        let bad = || {
-            CoreError::config(format!(
-            "Git storage URL \"{url}\" must look like git+https://host/org/repo.git#branch=main"
-        ))
-        };
-        let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
-        let scheme = match scheme {
-            "git+https" => "https",
-            "git+http" => "http",
-            "git" => "git",
-            "git+ssh" => "ssh",
-            _ => return Err(bad()),
-        };
-        let (location, fragment) = rest.split_once('#').unwrap_or((rest, ""));
-        let (host, repo) = location.split_once('/').ok_or_else(bad)?;
-        let repo = repo.trim_end_matches('/').trim_end_matches(".git");
-        let flow_path = ctx.script_path.clone().ok_or_else(|| {
-            CoreError::config("Git storage stores script flows: register with --script and the flow's path in the repository")
-        })?;
-        let mut git = Git::new(repo, flow_path)
-            .host(host)
-            .secrets(ctx.secrets.clone());
-        if scheme == "ssh" {
-            git.fields.use_ssh = true;
-        } else {
-            git = git.scheme(scheme);
+        let mut b = GitBuilder::from_url(url)?;
+        if let Some(path) = &ctx.script_path {
+            b.config.flow_path = path.clone();
         }
-        for pair in fragment.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            git = match k {
-                "branch" => git.branch(v),
-                "tag" => git.tag(v),
-                "commit" => git.commit(v),
-                "pin" => git.pin(v == "true" || v.is_empty()),
-                "token_secret" => git.git_token_secret_name(v),
-                other => {
-                    return Err(CoreError::config(format!(
-                        "Git storage URL \"{url}\": unknown option \"{other}\""
-                    )))
-                }
+        b = b.with_configs(ctx.options.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        b.secrets = ctx.secrets.clone();
+        b.progress = ctx.progress.clone().map(progress_hook);
+        b.build()
+    }
+
+    /// Adds script flow `name` defined in the file at `path` (relative to the repository root)
+    /// instead of the configured `flow_path`, so one storage can hold flows of several files of
+    /// the same repository and ref. Returns the location (`path`).
+    ///
+    /// Errors as `add_flow` does ([`CoreError::NameConflict`], an invalid name), and with
+    /// [`CoreError::Config`] for an empty or absolute path or one with `..` in it.
+    pub fn add_flow_at(&mut self, name: &str, path: &str) -> Result<String> {
+        self.config.validate()?;
+        check_repo_path(path)?;
+        self.index.insert(name, path.to_string(), None)?;
+        Ok(path.to_string())
+    }
+
+    /// The paths to write in a sparse checkout: the configured ones and each flow's directory.
+    fn sparse_set(&self) -> Vec<String> {
+        if self.config.sparse_paths.is_empty() {
+            return Vec::new();
+        }
+        let mut sparse = self.config.sparse_paths.clone();
+        let files = std::iter::once(&self.config.flow_path).chain(self.index.flows.values());
+        for file in files {
+            let dir = Path::new(file)
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let entry = if dir.is_empty() {
+                file.clone()
+            } else {
+                format!("{dir}/")
             };
+            if !sparse.contains(&entry) {
+                sparse.push(entry);
+            }
         }
-        git.fields.validate()?;
-        Ok(git)
+        sparse
     }
 
     /// Fetches (cached) and checks out the configured ref; returns the verified checkout, held
-    /// in use until dropped. `flow` names the flow in errors.
+    /// in use until dropped. `flow` names the flow(s) in errors.
     async fn checkout(&self, flow: &str) -> Result<cache::Checkout> {
-        let target = self.fields.target()?;
-        let remote = url::clone_target(&self.fields, self.secrets.as_ref())?;
-        let flow_dir = std::path::Path::new(&self.fields.flow_path)
-            .parent()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut sparse = self.fields.sparse_paths.clone();
-        if !sparse.is_empty() {
-            sparse.push(if flow_dir.is_empty() {
-                self.fields.flow_path.clone()
-            } else {
-                format!("{flow_dir}/")
-            });
-        }
+        let target = self.config.target()?;
+        let remote = url::clone_target(
+            &self.config,
+            self.secrets.as_ref(),
+            self.access_token.as_ref(),
+        )?;
+        let sparse = self.sparse_set();
         let policy = match &self.cache_policy {
             Some(p) => p.clone(),
             None => cache::policy_from_env()?,
         };
         let cache = GitCache::new(&self.cache_dir).with_policy(policy);
-        let (depth, progress) = (self.fields.clone_depth, self.progress.clone());
-        let submodules = self.fields.submodules;
+        let (depth, progress) = (self.config.clone_depth, self.progress.clone());
+        let submodules = self.config.submodules;
         let outcome = tokio::task::spawn_blocking(move || {
             cache::checkout(
                 &cache,
@@ -310,11 +566,13 @@ impl Git {
             )
         })
         .await
-        .map_err(|e| CoreError::backend(TYPE_NAME, format!("checkout task failed: {e}")))?;
+        .map_err(|e| {
+            CoreError::backend(TYPE_NAME, format!("the checkout task failed: {e}")).with_source(e)
+        })?;
         outcome.map_err(|failure| match failure.cause {
             transport::Cause::ServerData => CoreError::FlowCorrupt {
                 flow: flow.to_string(),
-                location: self.fields.flow_path.clone(),
+                location: self.repo_label(),
                 reason: format!(
                     "objects the server sent are missing or fail git's checks, twice, the second \
                      time into an empty cache: {}. The repository on the server may be damaged",
@@ -325,36 +583,63 @@ impl Git {
         })
     }
 
-    /// Reads the flow file at a checkout, checking the path stays inside the checkout (no `..`,
-    /// no symlink out of it), the bytes are the commit's (their blob id is the one git recorded)
-    /// and the flow is defined in it.
-    fn read_flow(&self, name: &str, co: &cache::Checkout) -> Result<(Bytes, PathBuf)> {
-        let path = co.dir.join(&self.fields.flow_path);
-        let repo = self
-            .fields
+    fn repo_label(&self) -> String {
+        self.config
             .repo
-            .as_deref()
-            .unwrap_or("(from the clone-URL secret)");
-        let not_found = || CoreError::Backend {
-            temporary: false,
-            backend: TYPE_NAME.into(),
-            message: format!(
-                "File {} not found in repo {repo} at commit {}",
-                self.fields.flow_path, co.commit
-            ),
-            source: None,
+            .clone()
+            .unwrap_or_else(|| "(the repository in the clone-URL secret)".to_string())
+    }
+
+    /// Reads the file at `location` of a checkout, checking the path stays inside the checkout
+    /// (no `..`, no symlink out of it) and the bytes are the commit's (their blob id is the one
+    /// git recorded).
+    fn read_file(
+        &self,
+        name: &str,
+        location: &str,
+        co: &cache::Checkout,
+    ) -> Result<(Bytes, PathBuf)> {
+        let path = co.dir.join(location);
+        let repo = self.repo_label();
+        let not_found = || {
+            CoreError::not_found(
+                "file",
+                format!("{repo}@{}:{location}", co.commit),
+                format!(
+                    "Git: File {location} not found in repo {repo} at commit {}. Check the flow \
+                     path: it is relative to the repository root",
+                    co.commit
+                ),
+            )
         };
-        let (Ok(real), Ok(root)) = (path.canonicalize(), co.dir.canonicalize()) else {
-            return Err(not_found());
+        let root = co
+            .dir
+            .canonicalize()
+            .map_err(|e| CoreError::io(format!("reading the checkout {}", co.dir.display()), e))?;
+        let real = match path.canonicalize() {
+            Ok(real) => real,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Err(not_found().with_source(e))
+            }
+            Err(e) => return Err(CoreError::io(format!("reading {}", path.display()), e)),
         };
         let Ok(rel) = real.strip_prefix(&root) else {
             return Err(CoreError::OutsideStorage {
                 flow: name.to_string(),
-                location: self.fields.flow_path.clone(),
+                location: location.to_string(),
                 root: format!("the checkout of commit {}", co.commit),
             });
         };
-        let source = std::fs::read(&real).map_err(|_| not_found())?;
+        if real.is_dir() {
+            return Err(not_found());
+        }
+        let source = std::fs::read(&real)
+            .map_err(|e| CoreError::io(format!("reading {}", path.display()), e))?;
         let blob = git2::Oid::hash_object(git2::ObjectType::Blob, &source)
             .map(|o| o.to_string())
             .unwrap_or_default();
@@ -370,23 +655,27 @@ impl Git {
                 ),
             });
         }
-        if !String::from_utf8_lossy(&source).contains(name) {
-            return Err(CoreError::Backend {
-                temporary: false,
-                backend: TYPE_NAME.into(),
-                message: format!(
-                    "Flow \"{name}\" not found in file {} at commit {}: the file ({} bytes, \
-                     verified against git blob {blob}) does not contain the name \"{name}\"; \
-                     check the flow's name and flow_path",
-                    self.fields.flow_path,
-                    co.commit,
-                    source.len()
-                ),
-                source: None,
-            });
-        }
         Ok((Bytes::from(source), path))
     }
+}
+
+/// Checks a path inside the repository: not empty, relative, no `..`.
+fn check_repo_path(path: &str) -> Result<()> {
+    let p = Path::new(path);
+    let bad = path.trim().is_empty()
+        || p.is_absolute()
+        || p.components().any(|c| {
+            matches!(
+                c,
+                std::path::Component::ParentDir | std::path::Component::RootDir
+            )
+        });
+    if bad {
+        return Err(CoreError::config(format!(
+            "Flow file path {path:?} must be a relative path inside the repository (no `..`)"
+        )));
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -403,52 +692,99 @@ impl Storage for Git {
         &mut self.index
     }
 
-    fn capabilities(&self) -> flowstore_core::Capabilities {
-        flowstore_core::Capabilities::READ_ONLY_SCRIPTS
+    /// Read-only: script flows only, several per storage (each names its file), no listing.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::READ_ONLY_SCRIPTS
     }
 
-    /// Records the flow (the file is already committed); location: the flow path.
+    /// Records a script flow (the file is already committed); location: the flow path.
+    ///
+    /// Errors with [`CoreError::Config`] for a serialized flow (Git storage is read-only) and
+    /// [`CoreError::NameConflict`] for a name already held.
     async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
-        self.fields.validate()?;
-        self.index
-            .insert(flow.name(), self.fields.flow_path.clone(), None)?;
-        Ok(self.fields.flow_path.clone())
+        if let FlowInput::Serialized(s) = &flow {
+            return Err(CoreError::config(format!(
+                "Git storage is read-only: it loads script flows committed in the repository, so \
+                 it cannot store the serialized flow \"{}\". Register it with --script (the \
+                 flow's path in the repository), or store serialized flows in a writable storage",
+                s.name
+            )));
+        }
+        let path = self.config.flow_path.clone();
+        self.add_flow_at(flow.name(), &path)
     }
 
-    /// With `pin`, resolves the ref now and records the commit and each flow file's digest.
+    /// With `pin`, resolves the ref now and records the commit and each flow file's digest
+    /// (flows added after pinning get their digest at the pinned commit).
     async fn persist(&mut self) -> Result<()> {
-        if !self.fields.pin || self.fields.commit.is_some() && self.fields.pinned_from.is_some() {
+        if !self.config.pin || self.index.flows.is_empty() {
             return Ok(());
         }
-        let names: Vec<String> = self.index.flows.keys().cloned().collect();
+        let names: Vec<String> = self
+            .index
+            .flows
+            .keys()
+            .filter(|n| !self.index.digests.contains_key(*n))
+            .cloned()
+            .collect();
+        if names.is_empty() && self.config.commit.is_some() {
+            return Ok(());
+        }
         let co = self.checkout(&names.join(", ")).await?;
         for name in names {
-            let (source, _) = self.read_flow(&name, &co)?;
+            let location = self.index.location(&name)?.to_string();
+            let (source, _) = self.read_file(&name, &location, &co)?;
             self.index
                 .digests
                 .insert(name, flowstore_core::envelope::sha256_digest(&source));
         }
-        self.fields.pinned_from = self
-            .fields
+        if let Some(from) = self
+            .config
             .branch_name
             .take()
-            .or_else(|| self.fields.tag.take());
-        self.fields.commit = Some(co.commit.clone());
+            .or_else(|| self.config.tag.take())
+        {
+            self.config.pinned_from = Some(from);
+        }
+        self.config.commit = Some(co.commit.clone());
         tracing::info!(commit = %co.commit, "pinned");
         Ok(())
     }
 
+    /// Fetches the repository (cached), checks out the ref and reads the flow's file, checking
+    /// it is the commit's, inside the checkout, defines the flow, and (pinned) matches the
+    /// digest recorded at registration.
+    ///
+    /// Errors: [`CoreError::FlowNotFound`] for a name not held; [`CoreError::NotFound`] for a
+    /// missing repository, ref, file, or a file that does not name the flow;
+    /// [`CoreError::PermissionDenied`] for refused credentials; [`CoreError::FlowCorrupt`] for
+    /// altered bytes; [`CoreError::OutsideStorage`] for a path that leads out of the checkout.
     async fn get_flow(&self, name: &str) -> Result<FetchedFlow> {
         let location = self.index.location(name)?.to_string();
         let co = self.checkout(name).await?;
         tracing::info!(flow = name, commit = %co.commit, "using commit");
-        let (source, path) = self.read_flow(name, &co)?;
-        self.index
-            .open_script(name, &location, Some(co.commit), source, Some(path))
+        let (source, path) = self.read_file(name, &location, &co)?;
+        let (commit, size) = (co.commit.clone(), source.len());
+        // Checked against the registration first: an altered file is corrupt, not "missing".
+        let fetched =
+            self.index
+                .open_script(name, &location, Some(co.commit), source, Some(path))?;
+        if !String::from_utf8_lossy(fetched.bytes()).contains(name) {
+            return Err(CoreError::not_found(
+                "flow",
+                format!("{}@{commit}:{location}", self.repo_label()),
+                format!(
+                    "Git: Flow \"{name}\" not found in file {location} at commit {commit}: the \
+                     file ({size} bytes, verified against git's blob id) does not contain the \
+                     name \"{name}\"; check the flow's name and flow_path"
+                ),
+            ));
+        }
+        Ok(fetched)
     }
 
     fn reference(&self) -> Result<StorageReference> {
-        let mut reference = StorageReference::new(TYPE_NAME, &self.fields)?;
+        let mut reference = StorageReference::new(TYPE_NAME, &self.config)?;
         self.index.fill_reference(&mut reference, self.labels());
         Ok(reference)
     }
@@ -470,7 +806,7 @@ pub fn register(registry: &mut Registry) {
     registry.register_type(TYPE_NAME, |r, ctx| {
         Ok(Box::new(Git::from_reference(r, ctx)?) as Box<dyn Storage>)
     });
-    for scheme in ["git+https", "git+http", "git+ssh", "git"] {
+    for scheme in URL_SCHEMES {
         registry.register_scheme(scheme, |u, ctx| {
             Ok(Box::new(Git::from_url(u, ctx)?) as Box<dyn Storage>)
         });

@@ -7,8 +7,9 @@ use flowstore_core::Error as CoreError;
 use git2::{FetchOptions, Oid, RemoteCallbacks, Repository};
 
 use super::cache::{Progress, ProgressHook};
-use super::fields::Target;
+use super::config::Target;
 use super::url::CloneTarget;
+use crate::error::GitError;
 
 /// Why an attempt failed, which decides what the cache does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,11 @@ pub(crate) fn classify(e: &git2::Error) -> Cause {
 }
 
 /// A [`Failure`] from a libgit2 error, with what was being done; credentials redacted.
+///
+/// The error reported is typed: refused credentials are [`CoreError::PermissionDenied`], a
+/// repository the server does not have is [`CoreError::NotFound`] (`"repository"`), network
+/// trouble (timeouts, resets, 5xx, 429) a temporary [`CoreError::Backend`]; the redacted libgit2
+/// error is kept as the source ([`GitError`]).
 pub(crate) fn git_failure(what: String, target: &CloneTarget, e: &git2::Error) -> Failure {
     let refusal = HOST_KEY_REFUSAL.with(|r| r.borrow_mut().take());
     let detail = target
@@ -83,47 +89,105 @@ pub(crate) fn git_failure(what: String, target: &CloneTarget, e: &git2::Error) -
     } else {
         classify(e)
     };
-    let hint = match e.class() {
-        git2::ErrorClass::Http | git2::ErrorClass::Net
-            if detail.contains("401") || detail.contains("auth") =>
-        {
-            " (authentication failed: check the token secret and username)"
-        }
-        _ if e.code() == git2::ErrorCode::Auth => {
-            " (authentication failed: check the token secret and username)"
-        }
-        _ => "",
+    let source = GitError {
+        class: format!("{:?}", e.class()),
+        code: format!("{:?}", e.code()),
+        message: detail.clone(),
+    };
+    let lower = detail.to_ascii_lowercase();
+    let auth = e.code() == git2::ErrorCode::Auth
+        || lower.contains("refused the credentials")
+        || lower.contains("none are configured")
+        || (matches!(e.class(), git2::ErrorClass::Http | git2::ErrorClass::Net)
+            && (lower.contains("401") || lower.contains("403") || lower.contains("auth")));
+    let url = &target.url;
+    let error = if refusal.is_some() {
+        CoreError::backend("Git", format!("{what} {url}: {detail}"))
+    } else if auth {
+        CoreError::permission_denied(
+            "Git",
+            url.clone(),
+            format!("{detail} (authentication failed: check the token secret and username)"),
+        )
+    } else if repository_missing(&lower) {
+        CoreError::not_found(
+            "repository",
+            url.clone(),
+            format!(
+                "Git: repository {url} not found ({detail}). Check `repo` and `repo_host`, and \
+                 that the credentials may read it"
+            ),
+        )
+    } else if network_trouble(e, &lower) {
+        CoreError::temporary("Git", format!("{what} {url}: {detail}"))
+    } else {
+        CoreError::backend("Git", format!("{what} {url}: {detail}"))
     };
     Failure {
-        error: CoreError::Backend {
-            temporary: false,
-            backend: "Git".to_string(),
-            message: format!("{what} {}: {detail}{hint}", target.url),
-            source: None,
-        },
+        error: error.with_source(source),
         cause,
         detail: detail.into(),
     }
 }
 
+/// True when libgit2's message (lower-cased) says the server has no such repository.
+fn repository_missing(lower: &str) -> bool {
+    [
+        "repository not exported",
+        "does not appear to be a git repository",
+        "repository not found",
+        "status code: 404",
+        "no such repository",
+    ]
+    .iter()
+    .any(|p| lower.contains(p))
+}
+
+/// True for failures that trying again later may cure: timeouts, dropped connections, server
+/// errors and rate limits.
+fn network_trouble(e: &git2::Error, lower: &str) -> bool {
+    e.class() == git2::ErrorClass::Net
+        || [
+            "timed out",
+            "timeout",
+            "connection reset",
+            "connection refused",
+            "failed to connect",
+            "could not connect",
+            "early eof",
+            "unexpected eof",
+            "broken pipe",
+            "status code: 5",
+            "status code: 429",
+        ]
+        .iter()
+        .any(|p| lower.contains(p))
+}
+
 /// A [`Failure`] reading objects a successful fetch should have brought: [`Cause::Data`]
 /// whatever libgit2 calls it (missing, unreadable, failing its hash).
 pub(crate) fn object_failure(what: String, target: &CloneTarget, e: &git2::Error) -> Failure {
+    let detail = target.redactor.redact(e.message());
+    // Never "not found" nor "temporary": the objects were fetched, and are missing or bad.
+    let error = CoreError::backend("Git", format!("{what} {}: {detail}", target.url)).with_source(
+        GitError {
+            class: format!("{:?}", e.class()),
+            code: format!("{:?}", e.code()),
+            message: detail.clone(),
+        },
+    );
     Failure {
+        error,
         cause: Cause::Data,
-        ..git_failure(what, target, e)
+        detail: detail.into(),
     }
 }
 
-fn not_found(message: String, cause: Cause) -> Failure {
+/// A ref (branch, tag, commit) the remote does not have: [`CoreError::NotFound`] (`"ref"`).
+fn ref_not_found(message: String, url: &str, cause: Cause) -> Failure {
     Failure {
         detail: message.clone().into(),
-        error: CoreError::Backend {
-            temporary: false,
-            backend: "Git".into(),
-            message,
-            source: None,
-        },
+        error: CoreError::not_found("ref", url.to_string(), format!("Git: {message}")),
         cause,
     }
 }
@@ -270,11 +334,12 @@ pub(crate) fn resolve(
             }
             repo.find_commit(wanted)
                 .map_err(|_| {
-                    not_found(
+                    ref_not_found(
                         format!(
                             "Commit {sha} not found in {}: it is on no branch of the repository",
                             remote.url
                         ),
+                        &remote.url,
                         if fresh { Cause::Remote } else { Cause::Cache },
                     )
                 })?
@@ -335,11 +400,13 @@ fn fetch_ref(
         Ok(()) => {}
         Err(f)
             if f.cause == Cause::Remote
+                && !matches!(f.error, CoreError::NotFound { .. })
                 && (f.detail.contains("couldn't find remote ref")
                     || f.detail.contains("not found")) =>
         {
-            return Err(not_found(
+            return Err(ref_not_found(
                 format!("{kind} \"{name}\" not found in {}", remote.url),
+                &remote.url,
                 Cause::Remote,
             ))
         }
@@ -347,8 +414,9 @@ fn fetch_ref(
     }
     // libgit2 fetches a ref the server does not advertise without complaint: no ref, no branch.
     let reference = repo.find_reference(dst).map_err(|_| {
-        not_found(
+        ref_not_found(
             format!("{kind} \"{name}\" not found in {}", remote.url),
+            &remote.url,
             Cause::Remote,
         )
     })?;

@@ -5,7 +5,8 @@ use flowstore_core::secret::{ExposeSecret, SecretSource, SecretString};
 use flowstore_core::Error as CoreError;
 use flowstore_secrets::Redactor;
 
-use super::fields::GitFields;
+use super::config::GitConfig;
+use crate::error::secret_error;
 
 /// How to authenticate over ssh and check the server.
 #[derive(Debug, Clone)]
@@ -41,20 +42,27 @@ impl std::fmt::Debug for CloneTarget {
     }
 }
 
-/// The clone target for `fields`, resolving secrets from `sources` (then the environment).
+/// The clone target for `fields`, resolving secrets from `sources` (then the environment); a
+/// typed `token` (given to the builder) is used instead of `git_token_secret_name`.
 ///
 /// Errors: neither `repo` nor a clone-URL secret; a named secret found nowhere; a clone-URL
 /// secret that is not a URL (never quoted).
 pub(crate) fn clone_target(
-    fields: &GitFields,
+    fields: &GitConfig,
     sources: &dyn SecretSource,
+    token: Option<&SecretString>,
 ) -> Result<CloneTarget, CoreError> {
     let mut redactor = Redactor::new();
+    if let Some(t) = token {
+        redactor.add(t.clone());
+    }
     if let Some(secret) = &fields.git_clone_url_secret_name {
-        let full = flowstore_secrets::resolve(secret, sources)?;
+        let full = flowstore_secrets::resolve(secret, sources).map_err(secret_error)?;
         redactor.add(full.clone());
-        let mut parsed = url::Url::parse(full.expose_secret()).map_err(|_| {
+        // The parser's error names what is wrong, never the text it was given.
+        let mut parsed = url::Url::parse(full.expose_secret()).map_err(|e| {
             CoreError::config(format!("The clone URL in secret \"{secret}\" is not a URL"))
+                .with_source(e)
         })?;
         let credentials = if parsed.username().is_empty() && parsed.password().is_none() {
             None
@@ -80,8 +88,8 @@ pub(crate) fn clone_target(
     })?;
     let host = &fields.repo_host;
     if fields.use_ssh {
-        if fields.git_token_secret_name.is_some() {
-            tracing::warn!("use_ssh is set: the git token secret is ignored");
+        if fields.git_token_secret_name.is_some() || token.is_some() {
+            tracing::warn!("use_ssh is set: the git access token is ignored");
         }
         let user = fields
             .git_token_username
@@ -97,11 +105,18 @@ pub(crate) fn clone_target(
     }
     let scheme = fields.repo_scheme.as_deref().unwrap_or("https");
     let url = format!("{scheme}://{host}/{repo}.git");
-    let credentials = match &fields.git_token_secret_name {
+    let token = match (token, &fields.git_token_secret_name) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(name)) => {
+            let t = flowstore_secrets::resolve(name, sources).map_err(secret_error)?;
+            redactor.add(t.clone());
+            Some(t)
+        }
+        (None, None) => None,
+    };
+    let credentials = match token {
         None => None,
-        Some(name) => {
-            let token = flowstore_secrets::resolve(name, sources)?;
-            redactor.add(token.clone());
+        Some(token) => {
             if fields.format_access_token {
                 let user = fields
                     .git_token_username
@@ -125,7 +140,7 @@ pub(crate) fn clone_target(
     })
 }
 
-fn ssh_auth(fields: &GitFields, user: &str, port: Option<u16>) -> SshAuth {
+fn ssh_auth(fields: &GitConfig, user: &str, port: Option<u16>) -> SshAuth {
     SshAuth {
         user: if user.is_empty() {
             "git".to_string()
@@ -155,11 +170,11 @@ mod tests {
     use super::*;
     use flowstore_secrets::MapSource;
 
-    fn fields(repo: Option<&str>) -> GitFields {
-        GitFields {
+    fn fields(repo: Option<&str>) -> GitConfig {
+        GitConfig {
             flow_path: "flow.py".into(),
             repo: repo.map(str::to_string),
-            ..GitFields::default()
+            ..GitConfig::default()
         }
     }
 
@@ -168,7 +183,7 @@ mod tests {
         let src = MapSource::new()
             .with("TOKEN", "t0k3n")
             .with("URL", "https://u:p%40ss@dev.example/org/_git/repo");
-        let t = clone_target(&fields(Some("org/repo")), &src).unwrap();
+        let t = clone_target(&fields(Some("org/repo")), &src, None).unwrap();
         assert_eq!(t.url, "https://github.com/org/repo.git");
         assert!(
             t.credentials.is_none(),
@@ -177,24 +192,24 @@ mod tests {
 
         let mut f = fields(Some("org/repo"));
         f.git_token_secret_name = Some("TOKEN".into());
-        let t = clone_target(&f, &src).unwrap();
+        let t = clone_target(&f, &src, None).unwrap();
         assert_eq!(t.url, "https://github.com/org/repo.git");
         let (user, token) = t.credentials.unwrap();
         assert_eq!((user.as_str(), token.expose_secret()), ("org", "t0k3n"));
         f.git_token_username = Some("oauth2".into());
         assert_eq!(
-            clone_target(&f, &src).unwrap().credentials.unwrap().0,
+            clone_target(&f, &src, None).unwrap().credentials.unwrap().0,
             "oauth2"
         );
         f.format_access_token = false;
         assert_eq!(
-            clone_target(&f, &src).unwrap().credentials.unwrap().0,
+            clone_target(&f, &src, None).unwrap().credentials.unwrap().0,
             "t0k3n"
         );
 
         let mut f = fields(None);
         f.git_clone_url_secret_name = Some("URL".into());
-        let t = clone_target(&f, &src).unwrap();
+        let t = clone_target(&f, &src, None).unwrap();
         assert_eq!(t.url, "https://dev.example/org/_git/repo");
         assert_eq!(t.credentials.as_ref().unwrap().1.expose_secret(), "p@ss");
         assert_eq!(
@@ -206,11 +221,26 @@ mod tests {
         let mut f = fields(Some("org/repo"));
         f.use_ssh = true;
         assert_eq!(
-            clone_target(&f, &src).unwrap().url,
+            clone_target(&f, &src, None).unwrap().url,
             "ssh://git@github.com/org/repo.git"
         );
 
-        let err = clone_target(&fields(None), &src).unwrap_err().to_string();
+        // A typed token wins over the named secret, and is scrubbed from reports.
+        let mut f = fields(Some("org/repo"));
+        f.git_token_secret_name = Some("TOKEN".into());
+        let typed = SecretString::from("typed-t0k3n".to_string());
+        let t = clone_target(&f, &src, Some(&typed)).unwrap();
+        let (user, token) = t.credentials.as_ref().unwrap();
+        assert_eq!(
+            (user.as_str(), token.expose_secret()),
+            ("org", "typed-t0k3n")
+        );
+        assert_eq!(t.redactor.redact("x typed-t0k3n y"), "x *** y");
+        assert!(!format!("{t:?}").contains("typed-t0k3n"));
+
+        let err = clone_target(&fields(None), &src, None)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "Either `repo` or `git_clone_url_secret_name` must be provided"

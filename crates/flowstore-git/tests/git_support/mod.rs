@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flowstore_core::testkit::Skip;
-use flowstore_git::git::Git;
+use flowstore_git::git::GitBuilder;
 
 pub struct Env {
     pub root: PathBuf,
@@ -102,6 +102,12 @@ impl TestRepo {
 
     /// Commits files and pushes; returns the commit SHA.
     pub fn commit(&self, files: &[(&str, &str)], msg: &str) -> String {
+        let bytes: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
+        self.commit_bytes(&bytes, msg)
+    }
+
+    /// Commits files of any bytes and pushes; returns the commit SHA.
+    pub fn commit_bytes(&self, files: &[(&str, &[u8])], msg: &str) -> String {
         for (path, content) in files {
             let p = self.work.path().join(path);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -114,15 +120,20 @@ impl TestRepo {
         git(self.work.path(), &["rev-parse", "HEAD"])
     }
 
-    pub fn daemon(&self, env: &Env, flow_path: &str, cache: &Path) -> Git {
-        Git::new(&self.name, flow_path)
+    /// The bare repository on the server's disk.
+    pub fn bare(&self, env: &Env) -> PathBuf {
+        env.root.join(format!("{}.git", self.name))
+    }
+
+    pub fn daemon(&self, env: &Env, flow_path: &str, cache: &Path) -> GitBuilder {
+        GitBuilder::new(&self.name, flow_path)
             .host(&env.daemon)
             .scheme("git")
             .cache_dir(cache)
     }
 
-    pub fn http(&self, env: &Env, flow_path: &str, cache: &Path, token_secret: &str) -> Git {
-        Git::new(format!("git/{}", self.name), flow_path)
+    pub fn http(&self, env: &Env, flow_path: &str, cache: &Path, token_secret: &str) -> GitBuilder {
+        GitBuilder::new(format!("git/{}", self.name), flow_path)
             .host(&env.http)
             .scheme("http")
             .git_token_secret_name(token_secret)

@@ -1,6 +1,8 @@
-//! The fields of a `Git` reference (Prefect 1's names, plus flowstore's `repo_scheme`, `pin`,
-//! `pinned_from` and `sparse_paths`).
+//! The configuration of a `Git` storage: exactly the backend fields of its reference (Prefect 1's
+//! names, plus flowstore's `repo_scheme`, `pin`, `pinned_from`, the ssh settings, `submodules`
+//! and `sparse_paths`).
 
+use flowstore_core::raw::config::BackendConfig;
 use serde::{Deserialize, Serialize};
 
 fn default_host() -> String {
@@ -13,9 +15,21 @@ fn yes() -> bool {
     true
 }
 
-/// The backend fields of a `Git` reference.
+/// The backend fields of a `Git` reference, as [`GitBuilder`](super::GitBuilder) fills them and
+/// [`Git::config`](super::Git::config) shows them. Never holds a credential: only the *names* of
+/// the secrets that hold them.
+///
+/// ```
+/// use flowstore_core::raw::config::BackendConfig;
+/// use flowstore_git::GitConfig;
+/// let mut config = GitConfig::default();
+/// config.set_all([("repo", "org/flows"), ("flow_path", "etl.py"), ("branch", "main"), ("pin", "true")])?;
+/// assert_eq!(config.branch_name.as_deref(), Some("main"));
+/// assert!(config.pin);
+/// # Ok::<(), flowstore_core::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GitFields {
+pub struct GitConfig {
     /// The flow's file, relative to the repository root.
     pub flow_path: String,
     /// `org/repo`.
@@ -77,14 +91,15 @@ pub struct GitFields {
     /// Also check out the repository's submodules (default false).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub submodules: bool,
-    /// Sparse checkout: only the flow's directory and these paths are written out.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Sparse checkout: only the flows' directories and these paths are written out (empty:
+    /// the whole commit). Always recorded, so `sparse_paths=…` pairs append to it.
+    #[serde(default)]
     pub sparse_paths: Vec<String>,
 }
 
-impl Default for GitFields {
+impl Default for GitConfig {
     fn default() -> Self {
-        GitFields {
+        GitConfig {
             flow_path: String::new(),
             repo: None,
             repo_host: default_host(),
@@ -120,13 +135,63 @@ pub(crate) enum Target {
     Commit(String),
 }
 
-impl GitFields {
-    /// Checks the fields can work: a repository to clone and at most one ref.
+impl BackendConfig for GitConfig {
+    const TYPE_NAME: &'static str = "Git";
+    /// Every field but `pinned_from` (written by a pinning `persist`), plus the short keys of
+    /// the `git+https://…#branch=main` URL fragment: `branch`, `token_secret`.
+    const OPTIONS: &'static [(&'static str, &'static str)] = &[
+        ("flow_path", "flow_path"),
+        ("repo", "repo"),
+        ("repo_host", "repo_host"),
+        ("repo_scheme", "repo_scheme"),
+        ("flow_name", "flow_name"),
+        ("git_token_secret_name", "git_token_secret_name"),
+        ("token_secret", "git_token_secret_name"),
+        ("git_token_username", "git_token_username"),
+        ("git_clone_url_secret_name", "git_clone_url_secret_name"),
+        ("branch_name", "branch_name"),
+        ("branch", "branch_name"),
+        ("tag", "tag"),
+        ("commit", "commit"),
+        ("clone_depth", "clone_depth"),
+        ("use_ssh", "use_ssh"),
+        ("format_access_token", "format_access_token"),
+        ("pin", "pin"),
+        ("ssh_key_path", "ssh_key_path"),
+        ("known_hosts_path", "known_hosts_path"),
+        ("ssh_accept_unknown_host", "ssh_accept_unknown_host"),
+        ("submodules", "submodules"),
+        ("sparse_paths", "sparse_paths"),
+    ];
+}
+
+/// The options that are true or false (a bare `pin` in a URL fragment means `pin=true`).
+pub(crate) const BOOL_OPTIONS: &[&str] = &[
+    "pin",
+    "use_ssh",
+    "format_access_token",
+    "ssh_accept_unknown_host",
+    "submodules",
+    "add_default_labels",
+];
+
+impl GitConfig {
+    /// Checks the configuration can work: a repository to clone, a known scheme and at most one
+    /// ref. Errors with [`flowstore_core::Error::Config`] naming the field.
     pub(crate) fn validate(&self) -> Result<(), flowstore_core::Error> {
-        if self.repo.is_none() && self.git_clone_url_secret_name.is_none() {
+        if self.repo.as_deref().is_none_or(str::is_empty)
+            && self.git_clone_url_secret_name.is_none()
+        {
             return Err(flowstore_core::Error::config(
                 "Either `repo` or `git_clone_url_secret_name` must be provided",
             ));
+        }
+        if let Some(scheme) = &self.repo_scheme {
+            if !matches!(scheme.as_str(), "https" | "http" | "git") {
+                return Err(flowstore_core::Error::config(format!(
+                    "Git repo_scheme \"{scheme}\" is not supported: use https, http or git (or use_ssh for ssh)"
+                )));
+            }
         }
         self.target().map(|_| ())
     }

@@ -1,0 +1,111 @@
+//! Daemonless builds: the base image's manifest and config are read from its registry (the
+//! variant for the wanted platform), its layers are copied to the target repository, one layer
+//! of flows is added, and the new config and manifest are pushed. No Docker daemon, no pull.
+
+use bytes::Bytes;
+use flowstore_core::{Error as CoreError, Progress};
+
+use crate::error::{Error, Result};
+use crate::layer;
+use crate::oci::{
+    Descriptor, Digest, History, ImageConfiguration, ImageManifest, ImageReference, CONFIG, LAYER,
+};
+use crate::registry::Registry;
+use crate::storage::Docker;
+
+/// The label recording where the flows are in the image.
+pub(crate) const DIRECTORY_LABEL: &str = "io.flowstore.directory";
+
+impl Docker {
+    /// Daemonless: the base image's layers plus one layer of flows, pushed through the registry
+    /// API as `name:tag`; returns the manifest digest.
+    ///
+    /// Errors with [`Error::Registry`] (404 for a missing base image or blob, 401/403 for refused
+    /// credentials), [`Error::Config`] for a base image whose manifest or config lacks a field
+    /// (a digest, `rootfs`), and [`CoreError::Io`] for an unreadable host file.
+    pub(crate) async fn build_daemonless(&mut self, name: &str, tag: &str) -> Result<Digest> {
+        let registry_url = self.config.registry_url.clone().ok_or_else(|| {
+            Error::config("the daemonless build pushes to a registry: set registry_url")
+        })?;
+        let base_text = self
+            .build
+            .base_image
+            .clone()
+            .ok_or_else(|| Error::config("the daemonless build needs a base_image"))?;
+        let base: ImageReference = base_text.parse()?;
+        let auth = self.registry_auth()?;
+        let src = Registry::new(&base.registry, auth.clone());
+        let dst = Registry::new(&registry_url, auth);
+        let (manifest, _) = src
+            .platform_manifest(
+                &base.repository,
+                &base.reference,
+                "linux",
+                &self.build.platform,
+            )
+            .await?;
+        let config_bytes = src.blob(&base.repository, &manifest.config.digest).await?;
+        let mut config: ImageConfiguration =
+            serde_json::from_slice(&config_bytes).map_err(|e| {
+                Error::config(format!(
+                    "the config {} of base image {base_text} is not a valid image config: {e}",
+                    manifest.config.digest
+                ))
+            })?;
+        let total = Some(manifest.layers.len() as u64 + 2);
+        for (i, l) in manifest.layers.iter().enumerate() {
+            if !dst.has_blob(name, &l.digest).await? {
+                let blob = src.blob(&base.repository, &l.digest).await?;
+                dst.push_blob(name, &l.media_type, blob).await?;
+            }
+            self.report(Progress {
+                what: "blobs pushed",
+                done: i as u64 + 1,
+                total,
+            });
+        }
+        let built = layer::build(&self.layer_files()?)
+            .map_err(|e| CoreError::io("building the flows layer", e))?;
+        let flows_layer = dst.push_blob(name, LAYER, built.gz).await?;
+        self.report(Progress {
+            what: "blobs pushed",
+            done: manifest.layers.len() as u64 + 1,
+            total,
+        });
+        self.add_to_config(&mut config, built.diff_id);
+        let config_bytes =
+            Bytes::from(serde_json::to_vec(&config).expect("image configs serialize"));
+        let config_descriptor = dst.push_blob(name, CONFIG, config_bytes).await?;
+        self.report(Progress {
+            what: "blobs pushed",
+            done: manifest.layers.len() as u64 + 2,
+            total,
+        });
+        let mut layers: Vec<Descriptor> = manifest.layers;
+        layers.push(flows_layer);
+        let mut pushed = ImageManifest::new(config_descriptor, layers);
+        // What the base manifest carries besides config and layers (annotations) stays.
+        pushed.other = manifest.other;
+        dst.push_manifest(name, tag, &pushed.into()).await
+    }
+
+    /// The base config plus the flows layer: its diff id, a history entry, the image's
+    /// environment and the label naming the flows directory.
+    fn add_to_config(&self, config: &mut ImageConfiguration, diff_id: Digest) {
+        config.rootfs.diff_ids.push(diff_id);
+        config.history.push(History {
+            created_by: Some("flowstore: add flows".into()),
+            comment: Some("flowstore daemonless build".into()),
+            ..History::default()
+        });
+        let container = config.config.get_or_insert_with(Default::default);
+        let env = container.env.get_or_insert_with(Vec::new);
+        for (k, v) in &self.build.env_vars {
+            env.push(format!("{k}={v}"));
+        }
+        container
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(DIRECTORY_LABEL.to_string(), self.config.directory.clone());
+    }
+}
