@@ -611,3 +611,108 @@ fn cache_status_and_gc_show_and_trim_the_git_cache() {
     );
     assert!(!cache.join("0123456789abcdef01234567").exists());
 }
+
+#[test]
+fn storage_options_are_set_on_the_command_line_and_unknown_ones_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let flow = dir.path().join("f.flow");
+    std::fs::write(&flow, "options").unwrap();
+    let url = format!("file://{}", dir.path().join("flows").display());
+    let out = flowstore(
+        &home,
+        &[
+            "register",
+            flow.to_str().unwrap(),
+            "--name",
+            "Optioned",
+            "--storage",
+            &url,
+            "--set",
+            "label=eu",
+            "--set",
+            "add_default_labels=false",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["labels"], serde_json::json!(["eu"]));
+
+    let out = flowstore(
+        &home,
+        &[
+            "register",
+            flow.to_str().unwrap(),
+            "--name",
+            "Optioned",
+            "--storage",
+            &url,
+            "--set",
+            "diretory=/tmp",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Unknown Local option \"diretory\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = flowstore(&home, &["register", "x", "--name", "n", "--set", "novalue"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+/// The endpoint comes from `--set` and is recorded in the reference, so the agent that fetches
+/// needs nothing but credentials from its environment.
+#[test]
+fn an_s3_endpoint_given_as_an_option_is_recorded_for_the_agent() {
+    let Ok(endpoint) = std::env::var("FLOWSTORE_TEST_S3_ENDPOINT") else {
+        flowstore_core::testkit::skip(
+            "an_s3_endpoint_given_as_an_option_is_recorded_for_the_agent",
+            &flowstore_core::testkit::Skip(
+                "FLOWSTORE_TEST_S3_ENDPOINT is not set: the S3 server is not running".into(),
+            ),
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("f.flow");
+    std::fs::write(&flow, "endpoint from an option").unwrap();
+    let reference = dir.path().join("ref.json");
+    let url = format!("s3://flowstore-test/cli-opt-{}", std::process::id());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flowstore"))
+            .args(args)
+            .env("FLOWSTORE_HOME", dir.path().join("home"))
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT")
+            .env("AWS_ACCESS_KEY_ID", "AKIAFLOWSTORECLI")
+            .env("AWS_SECRET_ACCESS_KEY", "cli-secret-value")
+            .output()
+            .unwrap()
+    };
+    let set_endpoint = format!("endpoint_url={endpoint}");
+    let out = run(&[
+        "register",
+        flow.to_str().unwrap(),
+        "--name",
+        "Opt Flow",
+        "--storage",
+        &url,
+        "--set",
+        &set_endpoint,
+        "--set",
+        "region=us-east-1",
+        "--out",
+        reference.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&reference).unwrap()).unwrap();
+    assert_eq!(
+        recorded["client_options"]["endpoint_url"],
+        endpoint.as_str()
+    );
+    let out = run(&["fetch", reference.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "endpoint from an option");
+}

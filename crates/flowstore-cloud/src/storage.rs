@@ -151,29 +151,7 @@ macro_rules! builder_common {
                 Ok(self)
             }
 
-            /// Adds a label agents must carry to run these flows.
-            pub fn label(mut self, label: impl Into<String>) -> Self {
-                let label = label.into();
-                if !self.index.labels.contains(&label) {
-                    self.index.labels.push(label);
-                }
-                self
-            }
-
-            /// Adds labels (see [`Self::label`]).
-            pub fn labels<L: Into<String>>(mut self, labels: impl IntoIterator<Item = L>) -> Self {
-                for label in labels {
-                    self = self.label(label);
-                }
-                self
-            }
-
-            /// Whether the storage's default labels are added (default true; the cloud storages
-            /// have none today).
-            pub fn add_default_labels(mut self, on: bool) -> Self {
-                self.index.add_default_labels = on;
-                self
-            }
+            flowstore_core::builder_common_methods!(index);
 
             /// A prefix for default keys (`<prefix>/<slug>/<timestamp>`).
             pub fn prefix(mut self, prefix: impl Into<String>) -> Self {

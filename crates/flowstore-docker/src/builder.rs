@@ -388,25 +388,7 @@ impl DockerBuilder {
         self
     }
 
-    /// Adds a label (agents pick up flows by label).
-    pub fn label(mut self, label: impl Into<String>) -> Self {
-        let label = label.into();
-        if !self.index.labels.contains(&label) {
-            self.index.labels.push(label);
-        }
-        self
-    }
-
-    /// Adds labels.
-    pub fn labels<L: Into<String>>(self, labels: impl IntoIterator<Item = L>) -> Self {
-        labels.into_iter().fold(self, |b, l| b.label(l))
-    }
-
-    /// Whether the storage's default labels are added (Docker has none; default true).
-    pub fn add_default_labels(mut self, add: bool) -> Self {
-        self.index.add_default_labels = add;
-        self
-    }
+    flowstore_core::builder_common_methods!(index);
 
     /// The reference fields as set so far.
     pub fn config(&self) -> &DockerConfig {

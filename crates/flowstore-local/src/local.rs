@@ -177,34 +177,7 @@ impl LocalBuilder {
         self
     }
 
-    /// Adds a label agents must carry (once, however often it is given).
-    pub fn label(mut self, label: impl Into<String>) -> Self {
-        let label = label.into();
-        if !self.index.labels.contains(&label) {
-            self.index.labels.push(label);
-        }
-        self
-    }
-
-    /// Adds labels agents must carry (see [`LocalBuilder::label`]).
-    pub fn labels<L: Into<String>>(self, labels: impl IntoIterator<Item = L>) -> Self {
-        labels.into_iter().fold(self, |b, l| b.label(l))
-    }
-
-    /// Turns the default hostname label on or off (on by default).
-    pub fn add_default_labels(mut self, on: bool) -> Self {
-        self.index.add_default_labels = on;
-        self
-    }
-
-    /// Declares a secret an agent must resolve before fetching (once, however often it is given).
-    pub fn secret(mut self, name: impl Into<String>) -> Self {
-        let name = name.into();
-        if !self.index.secrets.contains(&name) {
-            self.index.secrets.push(name);
-        }
-        self
-    }
+    flowstore_core::builder_common_methods!(index);
 
     /// Sets one option by key, as a URL query gives it: `directory`, `path`,
     /// `stored_as_script`, and the options every storage takes (`label`, `add_default_labels`,

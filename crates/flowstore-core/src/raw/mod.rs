@@ -4,9 +4,12 @@
 //! - [`FlowIndex`]: the flow locations, digests, secrets and labels every backend records.
 //! - [`atomic`]: create-only, crash-safe file writes.
 //! - [`sink`]: streaming a fetched flow to a file while verifying it.
+//! - [`builder_common_methods!`](crate::builder_common_methods): the label and secret methods
+//!   every builder shares.
 //! - [`config`]: filling a backend's configuration from a URL, key/value pairs or the environment.
 
 pub mod atomic;
+mod builder;
 pub mod config;
 mod index;
 pub mod sink;

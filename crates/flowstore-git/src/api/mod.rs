@@ -140,12 +140,6 @@ impl<P: Provider> ApiBuilder<P> {
         }
     }
 
-    pub fn label(&mut self, label: String) {
-        if !self.index.labels.contains(&label) {
-            self.index.labels.push(label);
-        }
-    }
-
     pub fn with_configs<K: AsRef<str>, V: AsRef<str>>(
         &mut self,
         pairs: impl IntoIterator<Item = (K, V)>,
@@ -436,23 +430,7 @@ macro_rules! api_storage {
                 self
             }
 
-            /// Adds a label agents must carry to run these flows.
-            pub fn label(mut self, label: impl Into<String>) -> Self {
-                self.0.label(label.into());
-                self
-            }
-
-            /// Adds labels (see `label`).
-            pub fn labels<L: Into<String>>(self, labels: impl IntoIterator<Item = L>) -> Self {
-                labels.into_iter().fold(self, |b, l| b.label(l))
-            }
-
-            /// Whether the storage's default labels are added (default true; this storage has
-            /// none).
-            pub fn add_default_labels(mut self, on: bool) -> Self {
-                self.0.index.add_default_labels = on;
-                self
-            }
+            flowstore_core::builder_common_methods!(0.index);
 
             #[doc = concat!("Sets one option by its [`", stringify!($config), "`] key (or an alias in its `OPTIONS`), or one every storage takes (`label`, `add_default_labels`, `secret`).")]
             ///

@@ -322,25 +322,7 @@ impl GitBuilder {
         self
     }
 
-    /// Adds a label agents must carry to run these flows.
-    pub fn label(mut self, label: impl Into<String>) -> Self {
-        let label = label.into();
-        if !self.index.labels.contains(&label) {
-            self.index.labels.push(label);
-        }
-        self
-    }
-
-    /// Adds labels (see [`GitBuilder::label`]).
-    pub fn labels<L: Into<String>>(self, labels: impl IntoIterator<Item = L>) -> Self {
-        labels.into_iter().fold(self, |b, l| b.label(l))
-    }
-
-    /// Whether the storage's default labels are added (default true; Git has none).
-    pub fn add_default_labels(mut self, on: bool) -> Self {
-        self.index.add_default_labels = on;
-        self
-    }
+    flowstore_core::builder_common_methods!(index);
 
     /// Sets one option by its [`GitConfig`] key (`branch_name`, `pin`, …, and the short `branch`,
     /// `token_secret`), or one every storage takes (`label`, `add_default_labels`, `secret`).
