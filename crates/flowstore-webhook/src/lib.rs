@@ -64,15 +64,19 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
+mod config;
 mod error;
 mod method;
 mod request;
 mod storage;
 
+pub use builder::WebhookBuilder;
+pub use config::WebhookConfig;
 pub use error::Error;
 pub use method::HttpMethod;
 pub use request::Retry;
-pub use storage::{Webhook, WebhookBuilder, WebhookConfig, MAX_IN_MEMORY, TYPE_NAME};
+pub use storage::{Webhook, MAX_IN_MEMORY, TYPE_NAME};
 
 use flowstore_core::{Registry, Storage};
 

@@ -8,21 +8,26 @@
 //! `file://` URL ([`LocalBuilder::from_url`]) or the environment ([`LocalBuilder::from_env`]), all
 //! ending in the same [`LocalConfig`].
 
+mod builder;
+mod config;
+
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 use flowstore_core::async_trait;
 use flowstore_core::envelope::peek_header;
-use flowstore_core::raw::config::{self, BackendConfig};
+use flowstore_core::raw::config::BackendConfig;
 use flowstore_core::raw::FlowIndex;
 use flowstore_core::{
     key, Error, FetchedFlow, FlowInput, OpenContext, Result, Storage, StorageReference,
     StoredVersion,
 };
-use serde::{Deserialize, Serialize};
 
 use flowstore_core::raw::atomic;
 use flowstore_core::raw::sink::FlowFileSink;
+
+pub use builder::LocalBuilder;
+pub use config::LocalConfig;
 
 /// The reference type name.
 pub const TYPE_NAME: &str = "Local";
@@ -33,9 +38,6 @@ pub const HOME_ENV: &str = "FLOWSTORE_HOME";
 
 /// How many fresh keys are tried when a key is already taken (another process, same microsecond).
 const KEY_ATTEMPTS: usize = 16;
-
-/// What a `file://` URL looks like, for error messages.
-const URL_EXAMPLE: &str = "file:///absolute/directory";
 
 /// The default flow directory as the `flowstore` command uses it: `$FLOWSTORE_HOME/flows`, else
 /// `~/.flowstore/flows`.
@@ -55,191 +57,6 @@ fn home_default_directory() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
         .join(".flowstore")
         .join("flows")
-}
-
-/// The backend fields of a `Local` reference (Prefect 1's names): the whole configuration of a
-/// [`Local`] storage.
-///
-/// Option keys ([`LocalBuilder::with_config`], a `file://` URL's query): `directory`, `path`,
-/// `stored_as_script`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LocalConfig {
-    /// The flow directory (`~` is expanded when the storage is built). `None`:
-    /// `~/.flowstore/flows`.
-    #[serde(default)]
-    pub directory: Option<String>,
-    /// The script's path in script mode.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// Script mode: the flow is the script at `path`, read again at every fetch.
-    #[serde(default)]
-    pub stored_as_script: bool,
-}
-
-impl BackendConfig for LocalConfig {
-    const TYPE_NAME: &'static str = TYPE_NAME;
-    const OPTIONS: &'static [(&'static str, &'static str)] = &[
-        ("directory", "directory"),
-        ("path", "path"),
-        ("stored_as_script", "stored_as_script"),
-    ];
-}
-
-/// Makes a [`Local`] storage: [`Local::builder`], then setters, then [`LocalBuilder::build`].
-///
-/// ```
-/// use flowstore_local::{Local, LocalBuilder};
-/// let dir = tempfile::tempdir()?;
-/// let typed = Local::builder().directory(dir.path()).label("prod").build()?;
-/// let url = format!("file://{}?label=prod", dir.path().display());
-/// let from_url = LocalBuilder::from_url(&url)?.build()?;
-/// assert_eq!(typed.config(), from_url.config());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct LocalBuilder {
-    config: LocalConfig,
-    index: FlowIndex,
-    durable: bool,
-}
-
-impl Default for LocalBuilder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl LocalBuilder {
-    /// A builder for serialized-mode storage in `~/.flowstore/flows` (set [`LocalBuilder::directory`],
-    /// or start from [`LocalBuilder::from_env`] to honour `FLOWSTORE_HOME`).
-    pub fn new() -> Self {
-        LocalBuilder {
-            config: LocalConfig::default(),
-            index: FlowIndex::default(),
-            durable: true,
-        }
-    }
-
-    /// A builder for the `file://` URL `url` (`file:///srv/flows?label=prod`): its path is the
-    /// directory and every query pair is applied with [`LocalBuilder::with_config`].
-    ///
-    /// Errors with [`Error::Config`] for a URL that does not parse, is not `file://`, has a host
-    /// other than `localhost` or no absolute path, or has an unknown option (named).
-    pub fn from_url(url: &str) -> Result<Self> {
-        let parsed = config::parse_url(url, &["file"], URL_EXAMPLE)?;
-        let directory = parsed.to_file_path().map_err(|()| {
-            Error::config(format!(
-                "Local storage URL \"{url}\" must name an absolute directory on this machine \
-                 (no host); it should look like {URL_EXAMPLE}"
-            ))
-        })?;
-        Self::new()
-            .directory(directory)
-            .with_configs(parsed.query_pairs())
-    }
-
-    /// A builder that starts from the environment: the directory is `$FLOWSTORE_HOME/flows` when
-    /// `FLOWSTORE_HOME` is set (recorded in the reference like any directory), else as
-    /// [`LocalBuilder::new`].
-    ///
-    /// Never errors today; the `Result` keeps the same shape as every backend's `from_env`.
-    pub fn from_env() -> Result<Self> {
-        let builder = Self::new();
-        Ok(match std::env::var_os(HOME_ENV) {
-            Some(home) if !home.is_empty() => builder.directory(PathBuf::from(home).join("flows")),
-            _ => builder,
-        })
-    }
-
-    /// Sets the flow directory (`~` is expanded; a relative path is taken from the current
-    /// directory when the storage is built).
-    pub fn directory(mut self, directory: impl AsRef<Path>) -> Self {
-        self.config.directory = Some(directory.as_ref().display().to_string());
-        self
-    }
-
-    /// Script mode for the script at `path` (read again at every fetch).
-    pub fn script(mut self, path: impl AsRef<Path>) -> Self {
-        self.config.path = Some(path.as_ref().display().to_string());
-        self.config.stored_as_script = true;
-        self
-    }
-
-    /// Whether `persist` makes the flows added since the last `persist` durable (default true):
-    /// one `syncfs` on Linux, else an fsync of every file and directory written. A registration
-    /// is durable once `persist` returns. A power loss before that can lose or truncate a flow (a
-    /// truncated one is refused by its digest, never loaded); a process crash never leaves a
-    /// partial flow either way, since flows are written under a temporary name and linked whole.
-    ///
-    /// Not recorded in the reference (it only matters while registering).
-    pub fn durable(mut self, on: bool) -> Self {
-        self.durable = on;
-        self
-    }
-
-    flowstore_core::builder_common_methods!(index);
-
-    /// Sets one option by key, as a URL query gives it: `directory`, `path`,
-    /// `stored_as_script`, and the options every storage takes (`label`, `add_default_labels`,
-    /// `secret`).
-    ///
-    /// Errors with [`Error::Config`] for an unknown key (naming it and the known ones) or a value
-    /// that does not fit (`stored_as_script=maybe`).
-    pub fn with_config(self, key: &str, value: &str) -> Result<Self> {
-        self.with_configs([(key, value)])
-    }
-
-    /// Sets options in order (see [`LocalBuilder::with_config`]).
-    ///
-    /// Errors as [`LocalBuilder::with_config`] does, at the first pair that fails.
-    pub fn with_configs<K: AsRef<str>, V: AsRef<str>>(
-        mut self,
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Result<Self> {
-        config::apply_pairs(&mut self.config, &mut self.index, pairs)?;
-        Ok(self)
-    }
-
-    /// The configuration so far (directories not yet resolved).
-    pub fn config(&self) -> &LocalConfig {
-        &self.config
-    }
-
-    /// Builds the storage: the directory and script path are made absolute (`~` expanded); the
-    /// directory is created only when the first flow is written.
-    ///
-    /// Errors with [`Error::Config`] for script mode without a `path`.
-    pub fn build(self) -> Result<Local> {
-        let LocalBuilder {
-            config,
-            index,
-            durable,
-        } = self;
-        if config.stored_as_script && config.path.is_none() {
-            return Err(missing_path());
-        }
-        let directory = config
-            .directory
-            .as_deref()
-            .map(|d| absolute(&expand_home(Path::new(d))))
-            .unwrap_or_else(|| absolute(&home_default_directory()));
-        let path = config
-            .path
-            .as_deref()
-            .map(|p| absolute(&expand_home(Path::new(p))));
-        Ok(Local {
-            config: LocalConfig {
-                directory: Some(directory.display().to_string()),
-                path: path.as_ref().map(|p| p.display().to_string()),
-                stored_as_script: config.stored_as_script,
-            },
-            directory,
-            path,
-            durable,
-            unsynced: Default::default(),
-            index,
-        })
-    }
 }
 
 /// Flows stored as files on this machine (made by [`LocalBuilder`]).
@@ -470,28 +287,6 @@ fn read_error(what: Missing, name: &str, path: &Path, e: std::io::Error) -> Erro
         ),
     };
     Error::not_found(what, shown.to_string(), message).with_source(e)
-}
-
-fn missing_path() -> Error {
-    Error::config("A `path` must be provided to show where flow `.py` file is stored.")
-}
-
-fn expand_home(path: &Path) -> PathBuf {
-    match path.strip_prefix("~") {
-        Ok(rest) => dirs::home_dir()
-            .map(|h| h.join(rest))
-            .unwrap_or_else(|| path.to_path_buf()),
-        Err(_) => path.to_path_buf(),
-    }
-}
-
-/// `path` made absolute from the current directory, without a trailing slash (symlinks are not
-/// resolved).
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path)
-        .unwrap_or_else(|_| path.to_path_buf())
-        .components()
-        .collect()
 }
 
 #[async_trait]
