@@ -43,21 +43,17 @@ impl Error {
     }
 }
 
-/// `Client` becomes [`CoreError::Config`] with the same message and the client's error as
-/// `source()`; `Core` and `Secrets` become what they wrap.
+/// `Client` becomes [`CoreError::Config`] with the same message, keeping the `Client` error
+/// (and the client's own error behind it) as `source()`; `Core` and `Secrets` become what they
+/// wrap.
 impl From<Error> for CoreError {
     fn from(e: Error) -> Self {
         match e {
             Error::Core(e) => e,
             Error::Secrets(e) => e.into(),
-            Error::Client {
-                backend,
-                message,
-                source,
-            } => CoreError::Config {
-                message: format!("{backend} storage could not be configured: {message}"),
-                source,
-            },
+            client @ Error::Client { .. } => {
+                CoreError::config(client.to_string()).with_source(client)
+            }
         }
     }
 }

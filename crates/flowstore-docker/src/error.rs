@@ -111,13 +111,20 @@ fn transport_unreachable(source: &Option<BoxError>) -> bool {
 }
 
 impl From<Error> for CoreError {
+    /// Core and secrets errors pass through; every other variant becomes the core kind it is
+    /// (a missing image is `NotFound`, a refused login `PermissionDenied`, an unreachable or
+    /// failing registry or daemon a temporary `Backend`) and is kept as the `source()`, so a
+    /// caller can downcast to this enum and match on the variant.
     fn from(e: Error) -> Self {
+        let e = match e {
+            Error::Core(e) => return e,
+            Error::Secrets(e) => return e.into(),
+            other => other,
+        };
         let backend = crate::TYPE_NAME;
         let full = e.to_string();
-        match e {
-            Error::Core(e) => e,
-            Error::Secrets(e) => e.into(),
-            // A message of this crate's own, with no lower error to keep.
+        let mapped = match &e {
+            Error::Core(_) | Error::Secrets(_) => unreachable!("returned above"),
             Error::Config(_) => CoreError::config(full),
             Error::Registry {
                 registry,
@@ -126,11 +133,12 @@ impl From<Error> for CoreError {
                 message,
                 status,
                 source,
+                ..
             } => {
                 let location = format!("{registry}/{repository}");
                 let temporary =
-                    status.map_or_else(|| transport_unreachable(&source), temporary_status);
-                let mapped = match status {
+                    status.map_or_else(|| transport_unreachable(source), temporary_status);
+                match status {
                     Some(404) => CoreError::not_found("image", location, full),
                     Some(401 | 403) => CoreError::permission_denied(
                         backend,
@@ -139,37 +147,24 @@ impl From<Error> for CoreError {
                     ),
                     _ if temporary => CoreError::temporary(backend, full),
                     _ => CoreError::backend(backend, full),
-                };
-                with_cause(mapped, source)
+                }
             }
             Error::Engine {
                 status,
                 unreachable,
-                source,
                 ..
-            } => {
-                let mapped = match status {
-                    Some(404) => CoreError::not_found("image", "the Docker Engine", full),
-                    Some(401 | 403) => {
-                        CoreError::permission_denied(backend, "the Docker Engine", full)
-                    }
-                    Some(s) if temporary_status(s) => CoreError::temporary(backend, full),
-                    _ if unreachable => CoreError::temporary(backend, full),
-                    _ => CoreError::backend(backend, full),
-                };
-                with_cause(mapped, source)
-            }
+            } => match status {
+                Some(404) => CoreError::not_found("image", "the Docker Engine", full),
+                Some(401 | 403) => CoreError::permission_denied(backend, "the Docker Engine", full),
+                Some(s) if temporary_status(*s) => CoreError::temporary(backend, full),
+                _ if *unreachable => CoreError::temporary(backend, full),
+                _ => CoreError::backend(backend, full),
+            },
             Error::DigestMismatch { .. } | Error::BuildFailed { .. } => {
                 CoreError::backend(backend, full)
             }
-        }
-    }
-}
-
-fn with_cause(e: CoreError, cause: Option<BoxError>) -> CoreError {
-    match cause {
-        Some(cause) => e.with_source(cause),
-        None => e,
+        };
+        mapped.with_source(e)
     }
 }
 
@@ -203,10 +198,14 @@ mod tests {
         assert!(!e.is_temporary() && !e.is_not_found(), "{e:?}");
         let cause: BoxError = Box::new(std::io::Error::other("lower"));
         let e: CoreError = registry_error(None, Some(cause)).into();
+        // The variant is kept as the source, and the lower error behind it.
+        let source = std::error::Error::source(&e).expect("kept");
+        assert!(matches!(
+            source.downcast_ref::<Error>(),
+            Some(Error::Registry { .. })
+        ));
         assert_eq!(
-            std::error::Error::source(&e)
-                .map(|s| s.to_string())
-                .as_deref(),
+            source.source().map(|s| s.to_string()).as_deref(),
             Some("lower")
         );
     }

@@ -30,17 +30,20 @@ pub enum Error {
 
 impl From<Error> for flowstore_core::Error {
     /// Keeps the kind: a missing module or flow is [`flowstore_core::Error::NotFound`], an
-    /// ambiguous lookup [`flowstore_core::Error::Config`]. These errors have no lower cause, so
-    /// the core error carries the whole message and no `source()`.
+    /// ambiguous lookup [`flowstore_core::Error::Config`], each keeping this error as `source()`
+    /// (downcast it to match on the variant).
     fn from(e: Error) -> Self {
         match e {
             Error::Core(e) => e,
-            Error::Module(message) => flowstore_core::Error::config(message),
+            Error::Module(ref message) => {
+                flowstore_core::Error::config(message.clone()).with_source(e)
+            }
             Error::ModuleNotFound {
                 what,
-                location,
-                message,
-            } => flowstore_core::Error::not_found(what, location, message),
+                ref location,
+                ref message,
+            } => flowstore_core::Error::not_found(what, location.clone(), message.clone())
+                .with_source(e),
         }
     }
 }
