@@ -292,8 +292,14 @@ mod tests {
         }
         .into();
         assert!(matches!(e, CoreError::Config { .. }), "{e:?}");
+        // The `Client` variant is the source, and the client's own error is behind it.
+        let source = std::error::Error::source(&e).expect("kept");
+        assert!(matches!(
+            source.downcast_ref::<Error>(),
+            Some(Error::Client { backend: "S3", .. })
+        ));
         assert_eq!(
-            std::error::Error::source(&e).map(|s| s.to_string()),
+            source.source().map(|s| s.to_string()),
             Some("bad endpoint".to_string())
         );
         assert!(e
