@@ -168,14 +168,7 @@ impl Azure {
     ///
     /// Errors as [`AzureBuilder::with_url`] and [`AzureBuilder::build`] do.
     pub fn from_url(url: &str, ctx: &OpenContext) -> Result<Azure> {
-        let mut b = AzureBuilder::from_env()
-            .with_url(url)?
-            .secrets(ctx.secrets.clone());
-        if let Some(script) = &ctx.script_path {
-            b = b.script(script);
-        }
-        b.with_configs(ctx.options.iter().map(|(k, v)| (k.as_str(), v.as_str())))?
-            .build()
+        AzureBuilder::for_registry_url(url, ctx)?.build()
     }
 }
 

@@ -146,14 +146,7 @@ impl Gcs {
     ///
     /// Errors as [`GcsBuilder::with_url`] and [`GcsBuilder::build`] do.
     pub fn from_url(url: &str, ctx: &OpenContext) -> Result<Gcs> {
-        let mut b = GcsBuilder::from_env()
-            .with_url(url)?
-            .secrets(ctx.secrets.clone());
-        if let Some(script) = &ctx.script_path {
-            b = b.script(script);
-        }
-        b.with_configs(ctx.options.iter().map(|(k, v)| (k.as_str(), v.as_str())))?
-            .build()
+        GcsBuilder::for_registry_url(url, ctx)?.build()
     }
 }
 

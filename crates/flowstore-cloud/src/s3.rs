@@ -217,14 +217,7 @@ impl S3 {
     ///
     /// Errors as [`S3Builder::with_url`] and [`S3Builder::build`] do.
     pub fn from_url(url: &str, ctx: &OpenContext) -> Result<S3> {
-        let mut b = S3Builder::from_env()
-            .with_url(url)?
-            .secrets(ctx.secrets.clone());
-        if let Some(script) = &ctx.script_path {
-            b = b.script(script);
-        }
-        b.with_configs(ctx.options.iter().map(|(k, v)| (k.as_str(), v.as_str())))?
-            .build()
+        S3Builder::for_registry_url(url, ctx)?.build()
     }
 }
 

@@ -115,6 +115,20 @@ pub(crate) use cloud_storage;
 macro_rules! builder_common {
     ($builder:ident, $config:ty) => {
         impl $builder {
+            /// The builder the registry makes for a URL: `from_env()`, then the URL, then
+            /// `ctx`'s secret sources, script path and options (in that order, so the URL and
+            /// the options win over the environment).
+            pub(crate) fn for_registry_url(
+                url: &str,
+                ctx: &flowstore_core::OpenContext,
+            ) -> flowstore_core::Result<Self> {
+                let mut b = Self::from_env().with_url(url)?.secrets(ctx.secrets.clone());
+                if let Some(script) = &ctx.script_path {
+                    b = b.script(script);
+                }
+                b.with_configs(ctx.options.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            }
+
             /// The configuration so far (what the reference will record).
             pub fn config(&self) -> &$config {
                 &self.config

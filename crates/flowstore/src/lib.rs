@@ -12,6 +12,7 @@
 //! ## Register in S3, fetch back on an agent
 //!
 //! ```no_run
+//! # #[cfg(feature = "s3")] // this example needs the `s3` feature
 //! # async fn example() -> flowstore::Result<()> {
 //! use flowstore::{seal, Storage, S3};
 //! let app = flowstore::app_info!();
