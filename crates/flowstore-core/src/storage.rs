@@ -203,19 +203,4 @@ impl Capabilities {
         list_versions: false,
         stream_to_file: false,
     };
-
-    /// The capabilities named as a list (`write`, `serialized`, …), for tables and logs.
-    pub fn names(&self) -> Vec<&'static str> {
-        [
-            (self.write, "write"),
-            (self.many_flows, "many_flows"),
-            (self.serialized, "serialized"),
-            (self.script, "script"),
-            (self.list_versions, "list_versions"),
-            (self.stream_to_file, "stream_to_file"),
-        ]
-        .into_iter()
-        .filter_map(|(on, name)| on.then_some(name))
-        .collect()
-    }
 }
