@@ -61,6 +61,7 @@ macro_rules! cloud_storage {
                     script,
                     list_versions: true,
                     stream_to_file: true,
+                    bundles: false,
                 }
             }
 

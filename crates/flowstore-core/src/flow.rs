@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use crate::bundle::{is_manifest, BundleInput, Manifest};
 use crate::envelope::{is_envelope, AppInfo, Envelope, SealedFlow};
 use crate::error::{Error, Result};
 
@@ -24,6 +25,8 @@ pub enum FlowInput {
         /// The flow's name.
         name: String,
     },
+    /// A flow defined by a directory of code (see [`crate::bundle`]).
+    Bundle(BundleInput),
 }
 
 impl FlowInput {
@@ -32,11 +35,32 @@ impl FlowInput {
         FlowInput::Script { name: name.into() }
     }
 
+    /// A bundle flow named `name`: the tree at `dir`, whose entry file is `entry` (relative to
+    /// `dir`). The tree is read when the flow is added.
+    ///
+    /// ```
+    /// let flow = flowstore_core::FlowInput::bundle("ETL", "./project", "flows/etl.py");
+    /// assert_eq!(flow.name(), "ETL");
+    /// ```
+    pub fn bundle(
+        name: impl Into<String>,
+        dir: impl Into<PathBuf>,
+        entry: impl Into<String>,
+    ) -> Self {
+        FlowInput::Bundle(BundleInput {
+            name: name.into(),
+            dir: dir.into(),
+            entry: entry.into(),
+            progress: None,
+        })
+    }
+
     /// The flow's name.
     pub fn name(&self) -> &str {
         match self {
             FlowInput::Serialized(s) => &s.name,
             FlowInput::Script { name } => name,
+            FlowInput::Bundle(b) => &b.name,
         }
     }
 }
@@ -83,6 +107,9 @@ pub enum FlowContent {
         /// The envelope header, for a serialized flow.
         header: Option<crate::envelope::EnvelopeHeader>,
     },
+    /// A bundle's verified manifest (fetch its tree with
+    /// [`Storage::get_bundle`](crate::Storage::get_bundle)).
+    Bundle(Manifest),
     /// A flow pickled by Prefect 1 (a migrated reference). flowstore cannot unpickle Python
     /// objects: the bytes are handed back as they are, with the versions Prefect recorded.
     Prefect1Pickle {
@@ -104,10 +131,10 @@ impl FetchedFlow {
     pub fn decode<T: DeserializeOwned>(&self, app: &AppInfo) -> Result<T> {
         match &self.content {
             FlowContent::Serialized(env) => env.decode(app),
-            FlowContent::Script { .. } | FlowContent::File { .. } => Err(Error::Unsupported {
+            FlowContent::Script { .. } | FlowContent::File { .. } | FlowContent::Bundle(_) => Err(Error::Unsupported {
                 backend: "flowstore".into(),
                 what: format!(
-                    "decoding flow \"{}\": it is a script or was streamed to a file; read its source instead",
+                    "decoding flow \"{}\": it is a script, a bundle or was streamed to a file; read its source (or fetch the bundle) instead",
                     self.name
                 ),
             }),
@@ -118,7 +145,8 @@ impl FetchedFlow {
         }
     }
 
-    /// The flow's bytes in memory: the envelope payload, the script source, or the pickle.
+    /// The flow's bytes in memory: the envelope payload, the script source, the bundle's
+    /// manifest, or the pickle.
     /// Empty for [`FlowContent::File`], whose bytes are in the file.
     pub fn bytes(&self) -> &Bytes {
         static EMPTY: Bytes = Bytes::new();
@@ -126,6 +154,7 @@ impl FetchedFlow {
             FlowContent::Serialized(env) => env.payload(),
             FlowContent::Script { source, .. } => source,
             FlowContent::Prefect1Pickle { pickle, .. } => pickle,
+            FlowContent::Bundle(manifest) => manifest.bytes(),
             FlowContent::File { .. } => &EMPTY,
         }
     }
@@ -138,7 +167,7 @@ impl FetchedFlow {
         }
     }
 
-    /// `serialized`, `script` or `prefect1-pickle`.
+    /// `serialized`, `script`, `bundle` or `prefect1-pickle`.
     pub fn form(&self) -> &'static str {
         match &self.content {
             FlowContent::Serialized(_)
@@ -147,18 +176,23 @@ impl FetchedFlow {
             } => "serialized",
             FlowContent::Script { .. } | FlowContent::File { header: None, .. } => "script",
             FlowContent::Prefect1Pickle { .. } => "prefect1-pickle",
+            FlowContent::Bundle(_) => "bundle",
         }
     }
 }
 
 /// Interprets bytes read from a serialized-mode storage.
 ///
-/// A flowstore envelope is opened and verified ([`Envelope::open`]); a Prefect 1 payload (JSON
+/// A flowstore envelope is opened and verified ([`Envelope::open`]); a bundle manifest is parsed
+/// and checked ([`Manifest::parse`]); a Prefect 1 payload (JSON
 /// `{"flow": base64, "versions": …}`, or a bare cloudpickle stream) becomes
 /// [`FlowContent::Prefect1Pickle`]; anything else is [`Error::FlowCorrupt`].
 pub fn decode_stored(flow: &str, location: &str, bytes: Bytes) -> Result<FlowContent> {
     if is_envelope(&bytes) {
         return Envelope::open(flow, location, bytes).map(FlowContent::Serialized);
+    }
+    if is_manifest(&bytes) {
+        return Manifest::parse(flow, location, &bytes).map(FlowContent::Bundle);
     }
     if let Some(content) = crate::prefect1::parse_pickle_payload(&bytes) {
         tracing::warn!(flow, location, "{PICKLE_NOTE}");
@@ -167,6 +201,8 @@ pub fn decode_stored(flow: &str, location: &str, bytes: Bytes) -> Result<FlowCon
     Err(Error::FlowCorrupt {
         flow: flow.to_string(),
         location: location.to_string(),
-        reason: "it is neither a flowstore envelope nor a Prefect 1 flow payload".to_string(),
+        reason:
+            "it is neither a flowstore envelope, a bundle manifest nor a Prefect 1 flow payload"
+                .to_string(),
     })
 }

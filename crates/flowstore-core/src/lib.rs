@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod bundle;
 pub mod cache;
 pub mod envelope;
 pub mod error;

@@ -10,8 +10,9 @@ use std::path::Path;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::bundle::{BlobStore, FetchOptions, FetchedBundle, TransferReport};
 use crate::error::{Error, Result};
-use crate::flow::{FetchedFlow, FlowInput};
+use crate::flow::{FetchedFlow, FlowContent, FlowInput};
 use crate::raw::FlowIndex;
 use crate::reference::StorageReference;
 
@@ -121,6 +122,55 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
             .map_err(|e| Error::io(format!("writing flow \"{name}\" to {}", dest.display()), e))?;
         Ok(fetched)
     }
+
+    /// The storage's blob operations, where it stores bundles as blobs (see [`crate::bundle`]).
+    /// `None` (the default) where it cannot, or serves bundles its own way.
+    fn blob_store(&self) -> Option<&dyn BlobStore> {
+        None
+    }
+
+    /// Fetches bundle flow `name` and materializes its tree at `dest` (a new or empty directory,
+    /// or one an earlier fetch made, which is replaced atomically), downloading only the blobs
+    /// missing from the local blob cache and verifying every one.
+    ///
+    /// Errors: [`Error::FlowNotFound`]; [`Error::Unsupported`] when the flow is not a bundle or
+    /// the storage cannot hold bundles; [`Error::FlowCorrupt`] naming the file when the manifest
+    /// or a blob was altered or is missing (then nothing is materialized).
+    async fn get_bundle(
+        &self,
+        name: &str,
+        dest: &Path,
+        options: &FetchOptions,
+    ) -> Result<FetchedBundle> {
+        let Some(store) = self.blob_store() else {
+            return Err(Error::Unsupported {
+                backend: self.type_name().to_string(),
+                what: format!("fetching bundle \"{name}\": this storage does not hold bundles"),
+            });
+        };
+        let fetched = self.get_flow(name).await?;
+        let FlowContent::Bundle(manifest) = &fetched.content else {
+            return Err(not_a_bundle(name, &fetched));
+        };
+        crate::bundle::fetch(store, name, manifest, dest, options).await
+    }
+
+    /// What registering bundle flow `name` moved (blobs and manifest uploaded, blobs already
+    /// stored), once [`Storage::persist`] stored it in this session; `None` otherwise.
+    fn transfer_report(&self, name: &str) -> Option<TransferReport> {
+        self.index().transfers.get(name).copied()
+    }
+}
+
+/// The error for [`Storage::get_bundle`] on a flow that is not a bundle.
+pub fn not_a_bundle(name: &str, fetched: &FetchedFlow) -> Error {
+    Error::Unsupported {
+        backend: "flowstore".to_string(),
+        what: format!(
+            "fetching flow \"{name}\" as a bundle: it is a {} flow; fetch it with get_flow",
+            fetched.form()
+        ),
+    }
 }
 
 /// The longest flow name flowstore accepts, in characters.
@@ -191,6 +241,8 @@ pub struct Capabilities {
     pub list_versions: bool,
     /// [`Storage::get_flow_to_file`] streams to disk without holding the flow in memory.
     pub stream_to_file: bool,
+    /// Bundle flows ([`FlowInput::Bundle`], [`Storage::get_bundle`]) can be stored and fetched.
+    pub bundles: bool,
 }
 
 impl Capabilities {
@@ -202,5 +254,6 @@ impl Capabilities {
         script: true,
         list_versions: false,
         stream_to_file: false,
+        bundles: false,
     };
 }

@@ -169,6 +169,7 @@ impl Storage for Docker {
             script,
             list_versions: false,
             stream_to_file: false,
+            bundles: false,
         }
     }
 
@@ -203,6 +204,9 @@ impl Storage for Docker {
                     .push((name.clone(), location.clone(), sealed.bytes.clone()));
                 self.index.digests.insert(name.clone(), sealed.digest());
                 location
+            }
+            (FlowInput::Bundle(_), false) => {
+                return Err(flowstore_core::bundle::unsupported(TYPE_NAME, &name))
             }
             (FlowInput::Script { .. }, false) => {
                 return Err(CoreError::config(format!(

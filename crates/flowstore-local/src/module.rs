@@ -334,6 +334,7 @@ impl Storage for Module {
             script: false,
             list_versions: false,
             stream_to_file: false,
+            bundles: false,
         }
     }
 
@@ -357,6 +358,7 @@ impl Storage for Module {
                 self.index.insert(&name, location.clone(), Some(digest))?;
                 Ok(location)
             }
+            FlowInput::Bundle(b) => Err(flowstore_core::bundle::unsupported(TYPE_NAME, &b.name)),
         }
     }
 

@@ -180,6 +180,7 @@ impl Storage for Webhook {
             script,
             list_versions: false,
             stream_to_file: true,
+            bundles: false,
         }
     }
 
@@ -207,6 +208,9 @@ impl Storage for Webhook {
                 name: name.clone(),
                 bytes: sealed.bytes,
             },
+            (FlowInput::Bundle(_), false) => {
+                return Err(flowstore_core::bundle::unsupported(TYPE_NAME, &name))
+            }
             (FlowInput::Script { .. }, false) => {
                 return Err(CoreError::config(format!(
                     "Flow \"{name}\" is a script flow, but this Webhook storage sends serialized flows; \

@@ -21,6 +21,8 @@ pub struct FlowIndex {
     pub labels: Vec<String>,
     /// Whether [`Storage::default_labels`](crate::Storage::default_labels) are added (default true).
     pub add_default_labels: bool,
+    /// Flow name → what persisting its bundle moved (not part of the reference).
+    pub transfers: BTreeMap<String, crate::bundle::TransferReport>,
 }
 
 impl Default for FlowIndex {
@@ -31,6 +33,7 @@ impl Default for FlowIndex {
             secrets: Vec::new(),
             labels: Vec::new(),
             add_default_labels: true,
+            transfers: BTreeMap::new(),
         }
     }
 }
@@ -44,6 +47,7 @@ impl FlowIndex {
             secrets: reference.secrets.clone(),
             labels: reference.labels.clone(),
             add_default_labels: false,
+            transfers: BTreeMap::new(),
         }
     }
 

@@ -18,7 +18,13 @@
 //! `flowstore-skip: <test>: <reason>` straight to stderr (visible even under libtest's capture) —
 //! or fails, when `FLOWSTORE_REQUIRE_SERVERS=1` (set by `cargo xtask test`, which starts them).
 
+mod bundle;
 pub mod proxy;
+
+pub use bundle::{
+    bundle_concurrency, bundle_interrupted_fetch, bundle_one_change, bundle_round_trip,
+    bundle_tamper_refused,
+};
 
 use std::io::Write as _;
 
@@ -103,6 +109,19 @@ pub trait Harness: Send + Sync {
     async fn alter_script(&self, reference: &StorageReference, flow: &str, source: &[u8]) -> bool {
         let _ = (reference, flow, source);
         false
+    }
+
+    /// A storage serving the directory `tree` as bundle flow `name` with entry file `entry`, as
+    /// a read-only backend serves bundles (the tree committed to a repository). `None` (the
+    /// default) where bundles are registered with `add_flow` on [`Harness::storage`].
+    async fn bundle_flows(
+        &self,
+        name: &str,
+        tree: &std::path::Path,
+        entry: &str,
+    ) -> Option<Box<dyn Storage>> {
+        let _ = (name, tree, entry);
+        None
     }
 
     /// Size of the "large flow" check (default 24 MiB).
@@ -684,7 +703,9 @@ macro_rules! conformance_suite {
                 reference_round_trip, digest_refusal, no_overwrite, many_flows, large_flow,
                 unicode_names, capabilities_declared, get_flow_to_file, list_versions,
                 read_only_round_trip, read_only_unknown_flow, read_only_reference_round_trip,
-                read_only_altered_refused, read_only_unicode_names);
+                read_only_altered_refused, read_only_unicode_names, bundle_round_trip,
+                bundle_one_change, bundle_tamper_refused, bundle_concurrency,
+                bundle_interrupted_fetch);
         }
     };
     (@tests $harness:ident; $($check:ident),*) => {

@@ -8,6 +8,7 @@
 //! `file://` URL ([`LocalBuilder::from_url`]) or the environment ([`LocalBuilder::from_env`]), all
 //! ending in the same [`LocalConfig`].
 
+mod blobs;
 mod builder;
 mod config;
 
@@ -193,6 +194,17 @@ impl Local {
         .map_err(|e| Error::backend(TYPE_NAME, format!("writer task failed: {e}")))?
     }
 
+    /// Remembers a written flow file (and its directories) for `persist` to make durable.
+    fn note_written(&mut self, path: &Path) {
+        self.unsynced.insert(path.to_path_buf());
+        if let Some(dir) = path.parent() {
+            self.unsynced.insert(dir.to_path_buf());
+            if let Some(root) = dir.parent() {
+                self.unsynced.insert(root.to_path_buf());
+            }
+        }
+    }
+
     fn read_script(&self, name: &str, location: &str) -> Result<(Bytes, PathBuf)> {
         let path = PathBuf::from(location);
         let source =
@@ -312,6 +324,7 @@ impl Storage for Local {
             script,
             list_versions: !script,
             stream_to_file: true,
+            bundles: !script,
         }
     }
 
@@ -327,23 +340,20 @@ impl Storage for Local {
             self.index.insert(flow.name(), path.clone(), None)?;
             return Ok(path);
         }
-        let FlowInput::Serialized(sealed) = flow else {
-            return Err(Error::config(format!(
-                "Flow \"{}\" is a script flow, but this Local storage stores serialized flows; \
-                 use Local::builder().script(path) for script flows",
-                flow.name()
-            )));
+        let sealed = match flow {
+            FlowInput::Serialized(sealed) => sealed,
+            FlowInput::Bundle(input) => return self.add_bundle(input).await,
+            other => {
+                return Err(Error::config(format!(
+                    "Flow \"{}\" is a script flow, but this Local storage stores serialized flows; \
+                     use Local::builder().script(path) for script flows",
+                    other.name()
+                )))
+            }
         };
         let digest = sealed.digest();
         let location = self.write_serialized(&sealed.name, sealed.bytes).await?;
-        let path = Path::new(&location);
-        self.unsynced.insert(path.to_path_buf());
-        if let Some(dir) = path.parent() {
-            self.unsynced.insert(dir.to_path_buf());
-            if let Some(root) = dir.parent() {
-                self.unsynced.insert(root.to_path_buf());
-            }
-        }
+        self.note_written(Path::new(&location));
         self.index
             .insert(&sealed.name, location.clone(), Some(digest))?;
         Ok(location)
@@ -392,6 +402,10 @@ impl Storage for Local {
             .and_then(|h| h.into_string().ok())
             .into_iter()
             .collect()
+    }
+
+    fn blob_store(&self) -> Option<&dyn flowstore_core::bundle::BlobStore> {
+        (!self.config.stored_as_script).then_some(self as _)
     }
 
     async fn list_versions(&self, flow: Option<&str>) -> Result<Vec<StoredVersion>> {

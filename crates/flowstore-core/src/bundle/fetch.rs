@@ -1,0 +1,222 @@
+//! Fetching a bundle: blobs from the cache or the storage, verified, then the tree materialized.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+
+use crate::error::{Error, Result};
+use crate::registry::{Progress, ProgressFn};
+
+use super::cache::BlobCache;
+use super::manifest::{FileMode, Manifest};
+use super::{BlobStore, TransferReport, DEFAULT_PARALLELISM};
+
+/// How a bundle is fetched.
+#[derive(Clone, Default)]
+pub struct FetchOptions {
+    /// The blob cache (default: [`BlobCache::from_env`]).
+    pub cache: Option<BlobCache>,
+    /// Blobs downloaded at once (default [`DEFAULT_PARALLELISM`]).
+    pub parallelism: Option<usize>,
+    /// Told how many bytes of blobs were downloaded.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for FetchOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchOptions")
+            .field("cache", &self.cache)
+            .field("parallelism", &self.parallelism)
+            .finish()
+    }
+}
+
+impl FetchOptions {
+    /// Options using the blob cache at `dir` (default bounds).
+    pub fn with_cache_dir(dir: impl Into<PathBuf>) -> Self {
+        FetchOptions {
+            cache: Some(BlobCache::new(dir, crate::cache::CachePolicy::default())),
+            ..FetchOptions::default()
+        }
+    }
+}
+
+/// A bundle materialized on this machine.
+#[derive(Debug, Clone)]
+pub struct FetchedBundle {
+    /// The flow's name.
+    pub name: String,
+    /// The tree's root (the destination asked for).
+    pub root: PathBuf,
+    /// The entry file's path on this machine.
+    pub entry: PathBuf,
+    /// The verified manifest.
+    pub manifest: Manifest,
+    /// What was downloaded and what came from the cache.
+    pub transfer: TransferReport,
+}
+
+/// Fetches the blobs of `manifest` (flow `flow`) that the cache lacks from `store`, verifies
+/// every blob, and materializes the tree at `dest` (see
+/// [`Storage::get_bundle`](crate::Storage::get_bundle)).
+///
+/// Errors: [`Error::FlowCorrupt`] naming the file when a blob is missing or does not match its
+/// digest (nothing is materialized); [`Error::Config`] when `dest` is a non-empty directory that
+/// no fetch made; I/O errors naming the path.
+pub async fn fetch(
+    store: &dyn BlobStore,
+    flow: &str,
+    manifest: &Manifest,
+    dest: &Path,
+    options: &FetchOptions,
+) -> Result<FetchedBundle> {
+    let cache = match &options.cache {
+        Some(c) => c.clone(),
+        None => BlobCache::from_env()?,
+    };
+    cache.sweep();
+    // Distinct blobs, and whether an executable copy is needed.
+    let mut wanted: std::collections::BTreeMap<&str, (u64, bool, &str)> = Default::default();
+    for f in manifest.files() {
+        let e = wanted
+            .entry(f.digest.as_str())
+            .or_insert((f.size, false, f.path.as_str()));
+        e.1 |= f.mode == FileMode::Executable;
+    }
+    let verify_cache = cache.clone();
+    let digests: Vec<String> = wanted.keys().map(|d| d.to_string()).collect();
+    let present: Vec<bool> = tokio::task::spawn_blocking(move || {
+        digests
+            .iter()
+            .map(|d| verify_cache.verify(d, false))
+            .collect()
+    })
+    .await
+    .map_err(|e| Error::backend("flowstore", format!("checking the blob cache: {e}")))?;
+
+    let mut report = TransferReport::default();
+    let mut missing = Vec::new();
+    for ((digest, (size, _, path)), here) in wanted.iter().zip(present) {
+        if here {
+            report.reused_objects += 1;
+            report.reused_bytes += size;
+        } else {
+            missing.push((digest.to_string(), *size, path.to_string()));
+        }
+    }
+    let total: u64 = missing.iter().map(|m| m.1).sum();
+    tracing::debug!(
+        flow,
+        blobs = missing.len(),
+        bytes = total,
+        reused = report.reused_objects,
+        "fetching bundle blobs"
+    );
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let parallelism = options.parallelism.unwrap_or(DEFAULT_PARALLELISM).max(1);
+    futures::stream::iter(missing.clone())
+        .map(|(digest, size, path)| {
+            let (cache, done, progress) = (cache.clone(), done.clone(), options.progress.clone());
+            async move {
+                download(store, &cache, flow, &digest, &path).await?;
+                let so_far = done.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size;
+                if let Some(p) = progress {
+                    p(Progress {
+                        what: "bundle bytes downloaded",
+                        done: so_far,
+                        total: Some(total),
+                    });
+                }
+                Ok::<_, Error>(())
+            }
+        })
+        .buffer_unordered(parallelism)
+        .try_collect::<Vec<()>>()
+        .await?;
+    report.objects = missing.len() as u64;
+    report.bytes = total;
+
+    let exec: Vec<String> = wanted
+        .iter()
+        .filter(|(_, (_, x, _))| *x)
+        .map(|(d, _)| d.to_string())
+        .collect();
+    let (manifest_owned, dest_owned, cache_owned) =
+        (manifest.clone(), dest.to_path_buf(), cache.clone());
+    tokio::task::spawn_blocking(move || {
+        for d in &exec {
+            if !cache_owned.verify(d, true) {
+                cache_owned.make_executable(d)?;
+            }
+        }
+        super::materialize::materialize(&cache_owned, &manifest_owned, &dest_owned)?;
+        let keep: Vec<&str> = manifest_owned
+            .files()
+            .iter()
+            .map(|f| f.digest.as_str())
+            .collect();
+        let (evicted, freed) = cache_owned.evict(&keep);
+        if evicted > 0 {
+            tracing::info!(evicted, freed, "evicted least recently used bundle blobs");
+        }
+        Ok::<_, Error>(())
+    })
+    .await
+    .map_err(|e| Error::backend("flowstore", format!("materializing the bundle: {e}")))??;
+    Ok(FetchedBundle {
+        name: flow.to_string(),
+        root: dest.to_path_buf(),
+        entry: dest.join(manifest.entry()),
+        manifest: manifest.clone(),
+        transfer: report,
+    })
+}
+
+/// Downloads one blob into the cache's temporary area, verifies it and moves it into the cache.
+async fn download(
+    store: &dyn BlobStore,
+    cache: &BlobCache,
+    flow: &str,
+    digest: &str,
+    path: &str,
+) -> Result<()> {
+    let location = store.blob_location(digest);
+    let tmp = cache.temp_dir()?;
+    let file = tmp.path().join("blob");
+    store.get_blob(digest, &file).await.map_err(|e| {
+        if e.is_not_found() {
+            Error::FlowCorrupt {
+                flow: flow.to_string(),
+                location: location.clone(),
+                reason: format!("the blob of its file {path:?} is missing from the storage"),
+            }
+        } else {
+            e
+        }
+    })?;
+    let (cache, digest_owned, flow, path, location) = (
+        cache.clone(),
+        digest.to_string(),
+        flow.to_string(),
+        path.to_string(),
+        location,
+    );
+    tokio::task::spawn_blocking(move || {
+        let (actual, _) = super::digest_file(&file)?;
+        if actual != digest_owned {
+            return Err(Error::FlowCorrupt {
+                flow,
+                location,
+                reason: format!(
+                    "its file {path:?} has digest {actual}, but the manifest records {digest_owned}"
+                ),
+            });
+        }
+        cache.insert(&file, &digest_owned, false)?;
+        drop(tmp);
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::backend("flowstore", format!("verifying a blob: {e}")))?
+}

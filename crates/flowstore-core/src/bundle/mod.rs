@@ -1,0 +1,271 @@
+//! Bundles: a flow together with its code — a directory tree stored as content-addressed blobs
+//! plus one [`Manifest`].
+//!
+//! Registering ([`FlowInput::bundle`](crate::FlowInput::bundle)) walks the tree ([`scan`]),
+//! uploads the blobs the storage lacks ([`upload`], create-only, in parallel) and then stores the
+//! manifest as the flow: the reference records its location and digest like any flow's, so a
+//! re-registration after a one-line change uploads one blob and one manifest.
+//!
+//! Fetching ([`Storage::get_bundle`](crate::Storage::get_bundle), [`fetch`]) verifies the
+//! manifest against the reference, downloads only the blobs missing from a shared local
+//! [`BlobCache`], verifies every blob it uses, and materializes the tree atomically: it appears
+//! whole at the destination or not at all.
+//!
+//! Backends that store objects implement [`BlobStore`] (four operations) and get registration and
+//! fetching from here; backends with content-addressed storage of their own (Git, Docker) serve
+//! bundles their own way.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> flowstore_core::Result<()> {
+//! use flowstore_core::bundle;
+//! let project = tempfile::tempdir().unwrap();
+//! std::fs::write(project.path().join("flow.py"), "import helpers\n").unwrap();
+//! std::fs::write(project.path().join("helpers.py"), "X = 1\n").unwrap();
+//! let scanned = bundle::scan(project.path(), "flow.py")?;
+//! assert_eq!(scanned.manifest.files().len(), 2);
+//! assert_eq!(scanned.manifest.entry(), "flow.py");
+//! # Ok(()) }
+//! ```
+
+mod cache;
+mod fetch;
+mod manifest;
+mod materialize;
+mod scan;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::error::{Error, Result};
+use crate::registry::{Progress, ProgressFn};
+
+pub use cache::{BlobCache, BLOB_CACHE_ENV};
+pub use fetch::{fetch, FetchOptions, FetchedBundle};
+pub use manifest::{
+    check_path, is_manifest, FileMode, Manifest, ManifestFile, MANIFEST_FORMAT, MARKER_FILE,
+    MAX_FILES, MAX_FILE_SIZE, MAX_MANIFEST_BYTES, MAX_TOTAL_SIZE,
+};
+pub use scan::{scan, ScannedBundle, ScannedFile, IGNORE_FILE};
+
+/// Where blobs live inside a storage, relative to its prefix: `.blobs/sha256/<hex>`. The leading
+/// dot keeps it apart from flow keys (a slug never contains a dot).
+pub const BLOB_DIR: &str = ".blobs";
+
+/// How many blobs move at once by default.
+pub const DEFAULT_PARALLELISM: usize = 16;
+
+/// The key of a blob relative to a storage's prefix: `.blobs/sha256/<hex>`.
+///
+/// ```
+/// let d = flowstore_core::envelope::sha256_digest(b"x");
+/// assert!(flowstore_core::bundle::blob_key(&d).starts_with(".blobs/sha256/2d71"));
+/// ```
+pub fn blob_key(digest: &str) -> String {
+    format!("{BLOB_DIR}/{}", digest.replacen(':', "/", 1))
+}
+
+/// The error for a bundle flow given to a storage that cannot hold bundles (`backend` is its type
+/// name).
+pub fn unsupported(backend: &str, flow: &str) -> Error {
+    Error::Unsupported {
+        backend: backend.to_string(),
+        what: format!(
+            "storing bundle flow \"{flow}\": this storage does not hold bundles (Local, S3, Azure, GCS, Webhook, Git and Docker do, in serialized mode)"
+        ),
+    }
+}
+
+/// A flow defined by a directory of code: what [`FlowInput::Bundle`](crate::FlowInput::Bundle)
+/// holds.
+#[derive(Clone)]
+pub struct BundleInput {
+    /// The flow's name.
+    pub name: String,
+    /// The directory to bundle.
+    pub dir: PathBuf,
+    /// The entry file, relative to `dir` (`flows/etl.py`).
+    pub entry: String,
+    /// Told how many bytes of blobs were uploaded (the CLI draws a bar with it).
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for BundleInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BundleInput")
+            .field("name", &self.name)
+            .field("dir", &self.dir)
+            .field("entry", &self.entry)
+            .finish()
+    }
+}
+
+impl BundleInput {
+    /// Walks and hashes the directory (see [`scan`]).
+    ///
+    /// Errors: as [`scan`], with the flow's name added.
+    pub fn scan(&self) -> Result<ScannedBundle> {
+        scan(&self.dir, &self.entry).map_err(|e| match e {
+            Error::Config { message, source } => Error::Config {
+                message: format!("Flow \"{}\": {message}", self.name),
+                source,
+            },
+            other => other,
+        })
+    }
+}
+
+/// Objects and bytes moved by one registration or fetch, and what was already in place.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TransferReport {
+    /// Objects uploaded or downloaded (blobs, and the manifest on registration).
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Blobs already in place (in the storage on upload, in the local cache on fetch).
+    pub reused_objects: u64,
+    /// Their bytes.
+    pub reused_bytes: u64,
+}
+
+/// The object operations a backend provides so bundles work on it.
+///
+/// Blob names are `sha256:<hex>` digests; keys are the backend's business (usually
+/// [`blob_key`] under the storage's prefix). Errors name the blob's location.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Where the blob lives, for messages (`s3://bucket/prefix/.blobs/sha256/…`).
+    fn blob_location(&self, digest: &str) -> String;
+
+    /// True if the storage holds the blob.
+    async fn has_blob(&self, digest: &str) -> Result<bool>;
+
+    /// The digests among `digests` the storage does not hold. The default asks
+    /// [`BlobStore::has_blob`] for each, [`DEFAULT_PARALLELISM`] at a time; backends that can
+    /// list cheaply may override it.
+    async fn missing_blobs(&self, digests: &[String]) -> Result<Vec<String>> {
+        let found: Vec<(String, bool)> = futures::stream::iter(digests.iter().cloned())
+            .map(|d| async move {
+                let has = self.has_blob(&d).await?;
+                Ok::<_, Error>((d, has))
+            })
+            .buffer_unordered(DEFAULT_PARALLELISM)
+            .try_collect()
+            .await?;
+        let mut missing: Vec<String> = found
+            .into_iter()
+            .filter_map(|(d, has)| (!has).then_some(d))
+            .collect();
+        missing.sort();
+        Ok(missing)
+    }
+
+    /// Uploads the file at `source` (`size` bytes, hashing to `digest`) as a blob, create-only:
+    /// a blob already there is left as it is and is not an error (same name, same bytes).
+    async fn put_blob(&self, digest: &str, source: &Path, size: u64) -> Result<()>;
+
+    /// Downloads the blob into the file `dest` (created or truncated), returning the bytes
+    /// written. The caller verifies them. A missing blob is [`Error::NotFound`].
+    async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64>;
+
+    /// Replaces a blob's bytes behind flowstore's back, for tests that prove altered blobs are
+    /// refused. Returns false (the default) where the backend cannot. Not for production use.
+    #[doc(hidden)]
+    async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
+        let _ = (digest, bytes);
+        Ok(false)
+    }
+}
+
+/// Uploads the blobs of `bundle` that `store` lacks, [`DEFAULT_PARALLELISM`] at a time, telling
+/// `progress` the bytes uploaded. The manifest is the backend's to store afterwards (count it
+/// with [`TransferReport::add_object`]).
+///
+/// Errors: the first failed existence check or upload, naming the blob and its file.
+pub async fn upload(
+    store: &dyn BlobStore,
+    bundle: &ScannedBundle,
+    progress: Option<&ProgressFn>,
+) -> Result<TransferReport> {
+    let blobs = bundle.blobs();
+    let all: Vec<String> = blobs.iter().map(|(d, _, _)| d.to_string()).collect();
+    let missing = store.missing_blobs(&all).await?;
+    let mut report = TransferReport::default();
+    let total: u64 = blobs
+        .iter()
+        .filter(|(d, _, _)| missing.binary_search_by(|m| m.as_str().cmp(d)).is_ok())
+        .map(|(_, _, s)| s)
+        .sum();
+    for (d, _, size) in &blobs {
+        if missing.binary_search_by(|m| m.as_str().cmp(d)).is_err() {
+            report.reused_objects += 1;
+            report.reused_bytes += size;
+        }
+    }
+    let to_send: Vec<(String, PathBuf, u64)> = blobs
+        .into_iter()
+        .filter(|(d, _, _)| missing.binary_search_by(|m| m.as_str().cmp(d)).is_ok())
+        .map(|(d, p, s)| (d.to_string(), p.to_path_buf(), s))
+        .collect();
+    let count = to_send.len() as u64;
+    tracing::debug!(
+        blobs = to_send.len(),
+        bytes = total,
+        reused = report.reused_objects,
+        "uploading bundle blobs"
+    );
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    futures::stream::iter(to_send)
+        .map(|(digest, source, size)| {
+            let (done, progress) = (done.clone(), progress.cloned());
+            async move {
+                store.put_blob(&digest, &source, size).await.inspect_err(|_| {
+                    tracing::warn!(file = %source.display(), blob = %store.blob_location(&digest), "blob upload failed");
+                })?;
+                let so_far = done.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size;
+                if let Some(p) = progress {
+                    p(Progress {
+                        what: "bundle bytes uploaded",
+                        done: so_far,
+                        total: Some(total),
+                    });
+                }
+                Ok::<_, Error>(())
+            }
+        })
+        .buffer_unordered(DEFAULT_PARALLELISM)
+        .try_collect::<Vec<()>>()
+        .await?;
+    report.objects = count;
+    report.bytes = total;
+    Ok(report)
+}
+
+impl TransferReport {
+    /// Counts one more object of `bytes` moved (a manifest stored after its blobs).
+    pub fn add_object(&mut self, bytes: u64) {
+        self.objects += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// `sha256:<hex>` of a file and its size, read in 1 MiB chunks (blocking).
+///
+/// Errors with [`Error::Io`] naming the file.
+pub fn digest_file(path: &Path) -> Result<(String, u64)> {
+    use std::io::Read;
+    let read_err = |e| Error::io(format!("reading {}", path.display()), e);
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let mut digest = crate::envelope::DigestBuilder::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(read_err)?;
+        if n == 0 {
+            return Ok((digest.finish(), size));
+        }
+        size += n as u64;
+        digest.update(&buf[..n]);
+    }
+}
