@@ -78,8 +78,11 @@ impl BlobCache {
         self.root().join("sha256").join(name)
     }
 
-    /// A temporary directory inside the cache (same filesystem as the blobs).
-    pub(crate) fn temp_dir(&self) -> Result<TempDir> {
+    /// A temporary directory inside the cache (same filesystem as the blobs), removed when
+    /// dropped; one left by a killed process is swept by a later fetch.
+    ///
+    /// Errors: the cache directory cannot be created.
+    pub fn temp_dir(&self) -> Result<TempDir> {
         fs::create_dir_all(self.root().join("sha256"))
             .and_then(|_| self.cache.temp_dir())
             .map_err(|e| self.io_error("creating a temporary directory in", e))
@@ -104,7 +107,7 @@ impl BlobCache {
 
     /// Checks the cached blob against its digest (re-hashing it) and marks it used. A blob that
     /// does not match is removed. Returns whether a good blob is in place.
-    pub(crate) fn verify(&self, digest: &str, executable: bool) -> bool {
+    pub fn verify(&self, digest: &str, executable: bool) -> bool {
         let path = self.blob_path(digest, executable);
         match super::digest_file(&path) {
             Ok((actual, _)) if actual == digest => {
@@ -118,6 +121,32 @@ impl BlobCache {
             }
             Err(_) => false,
         }
+    }
+
+    /// Hashes `file` (a download in a directory of [`BlobCache::temp_dir`] or on the same
+    /// filesystem) and moves it into the cache as `digest`.
+    ///
+    /// Errors with [`Error::FlowCorrupt`] naming flow `flow`, its file `path` and the blob's
+    /// `location` when the bytes do not match (the file is left where it is).
+    pub fn add_verified(
+        &self,
+        file: &Path,
+        digest: &str,
+        flow: &str,
+        path: &str,
+        location: &str,
+    ) -> Result<()> {
+        let (actual, _) = super::digest_file(file)?;
+        if actual != digest {
+            return Err(Error::FlowCorrupt {
+                flow: flow.to_string(),
+                location: location.to_string(),
+                reason: format!(
+                    "its file {path:?} has digest {actual}, but the manifest records {digest}"
+                ),
+            });
+        }
+        self.insert(file, digest, false).map(|_| ())
     }
 
     /// Moves a verified file into the cache as `digest` (read-only), replacing nothing that is

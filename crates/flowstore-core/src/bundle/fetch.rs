@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::registry::{Progress, ProgressFn};
 
 use super::cache::BlobCache;
-use super::manifest::{FileMode, Manifest};
+use super::manifest::Manifest;
+
 use super::{BlobStore, TransferReport, DEFAULT_PARALLELISM};
 
 /// How a bundle is fetched.
@@ -76,13 +77,12 @@ pub async fn fetch(
         None => BlobCache::from_env()?,
     };
     cache.sweep();
-    // Distinct blobs, and whether an executable copy is needed.
-    let mut wanted: std::collections::BTreeMap<&str, (u64, bool, &str)> = Default::default();
+    // Distinct blobs: digest → (size, the first file with those bytes).
+    let mut wanted: std::collections::BTreeMap<&str, (u64, &str)> = Default::default();
     for f in manifest.files() {
-        let e = wanted
+        wanted
             .entry(f.digest.as_str())
-            .or_insert((f.size, false, f.path.as_str()));
-        e.1 |= f.mode == FileMode::Executable;
+            .or_insert((f.size, f.path.as_str()));
     }
     let verify_cache = cache.clone();
     let digests: Vec<String> = wanted.keys().map(|d| d.to_string()).collect();
@@ -97,7 +97,7 @@ pub async fn fetch(
 
     let mut report = TransferReport::default();
     let mut missing = Vec::new();
-    for ((digest, (size, _, path)), here) in wanted.iter().zip(present) {
+    for ((digest, (size, path)), here) in wanted.iter().zip(present) {
         if here {
             report.reused_objects += 1;
             report.reused_bytes += size;
@@ -137,30 +137,10 @@ pub async fn fetch(
     report.objects = missing.len() as u64;
     report.bytes = total;
 
-    let exec: Vec<String> = wanted
-        .iter()
-        .filter(|(_, (_, x, _))| *x)
-        .map(|(d, _)| d.to_string())
-        .collect();
     let (manifest_owned, dest_owned, cache_owned) =
         (manifest.clone(), dest.to_path_buf(), cache.clone());
     tokio::task::spawn_blocking(move || {
-        for d in &exec {
-            if !cache_owned.verify(d, true) {
-                cache_owned.make_executable(d)?;
-            }
-        }
-        super::materialize::materialize(&cache_owned, &manifest_owned, &dest_owned)?;
-        let keep: Vec<&str> = manifest_owned
-            .files()
-            .iter()
-            .map(|f| f.digest.as_str())
-            .collect();
-        let (evicted, freed) = cache_owned.evict(&keep);
-        if evicted > 0 {
-            tracing::info!(evicted, freed, "evicted least recently used bundle blobs");
-        }
-        Ok::<_, Error>(())
+        super::materialize_from_cache(&cache_owned, &manifest_owned, &dest_owned)
     })
     .await
     .map_err(|e| Error::backend("flowstore", format!("materializing the bundle: {e}")))??;
@@ -195,27 +175,16 @@ async fn download(
             e
         }
     })?;
-    let (cache, digest_owned, flow, path, location) = (
+    let (cache, digest, flow, path) = (
         cache.clone(),
         digest.to_string(),
         flow.to_string(),
         path.to_string(),
-        location,
     );
     tokio::task::spawn_blocking(move || {
-        let (actual, _) = super::digest_file(&file)?;
-        if actual != digest_owned {
-            return Err(Error::FlowCorrupt {
-                flow,
-                location,
-                reason: format!(
-                    "its file {path:?} has digest {actual}, but the manifest records {digest_owned}"
-                ),
-            });
-        }
-        cache.insert(&file, &digest_owned, false)?;
+        let added = cache.add_verified(&file, &digest, &flow, &path, &location);
         drop(tmp);
-        Ok(())
+        added
     })
     .await
     .map_err(|e| Error::backend("flowstore", format!("verifying a blob: {e}")))?

@@ -250,6 +250,35 @@ impl TransferReport {
     }
 }
 
+/// Materializes `manifest` at `dest` from blobs already in `cache` (blocking; see
+/// [`Storage::get_bundle`](crate::Storage::get_bundle) for what `dest` may be), then evicts blobs
+/// by the cache's policy, keeping this bundle's. For backends that fill the cache their own way
+/// (with [`BlobCache::add_verified`]) before calling it.
+///
+/// Errors: a blob missing from the cache, `dest` refused, or I/O, naming the path.
+pub fn materialize_from_cache(cache: &BlobCache, manifest: &Manifest, dest: &Path) -> Result<()> {
+    let mut executable: Vec<&str> = manifest
+        .files()
+        .iter()
+        .filter(|f| f.mode == FileMode::Executable)
+        .map(|f| f.digest.as_str())
+        .collect();
+    executable.sort_unstable();
+    executable.dedup();
+    for d in executable {
+        if !cache.verify(d, true) {
+            cache.make_executable(d)?;
+        }
+    }
+    materialize::materialize(cache, manifest, dest)?;
+    let keep: Vec<&str> = manifest.files().iter().map(|f| f.digest.as_str()).collect();
+    let (evicted, freed) = cache.evict(&keep);
+    if evicted > 0 {
+        tracing::info!(evicted, freed, "evicted least recently used bundle blobs");
+    }
+    Ok(())
+}
+
 /// `sha256:<hex>` of a file and its size, read in 1 MiB chunks (blocking).
 ///
 /// Errors with [`Error::Io`] naming the file.
