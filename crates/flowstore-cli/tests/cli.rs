@@ -716,3 +716,106 @@ fn an_s3_endpoint_given_as_an_option_is_recorded_for_the_agent() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "endpoint from an option");
 }
+
+#[test]
+fn register_and_fetch_a_bundle_moving_only_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, cache) = (dir.path().join("home"), dir.path().join("cache"));
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("flows")).unwrap();
+    std::fs::write(project.join("flows/etl.py"), "import helpers\n").unwrap();
+    std::fs::write(project.join("helpers.py"), "X = 1\n").unwrap();
+    std::fs::write(project.join(".flowstoreignore"), "*.log\n").unwrap();
+    std::fs::write(project.join("debug.log"), "not bundled\n").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flowstore"))
+            .args(args)
+            .env("FLOWSTORE_HOME", &home)
+            .env("FLOWSTORE_BLOB_CACHE", &cache)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run flowstore")
+    };
+    let register = |name: &str| {
+        let out = run(&[
+            "--json",
+            "register",
+            "--bundle",
+            project.to_str().unwrap(),
+            "--entry",
+            "flows/etl.py",
+            "--name",
+            name,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first = register("ETL");
+    assert_eq!(first["form"], "bundle");
+    assert_eq!(
+        first["transfer"]["objects"], 4,
+        "3 blobs and the manifest: {first}"
+    );
+    std::fs::write(project.join("helpers.py"), "X = 2\n").unwrap();
+    let second = register("ETL v2");
+    assert_eq!(second["transfer"]["objects"], 2, "{second}");
+    assert_eq!(second["transfer"]["reused_objects"], 2, "{second}");
+
+    let write_ref = |v: &serde_json::Value, file: &str| {
+        let p = dir.path().join(file);
+        std::fs::write(&p, v["reference"].to_string()).unwrap();
+        p
+    };
+    let (r1, r2) = (write_ref(&first, "r1.json"), write_ref(&second, "r2.json"));
+    let tree = dir.path().join("tree");
+    let fetch = |r: &Path| {
+        let out = run(&[
+            "--json",
+            "fetch",
+            r.to_str().unwrap(),
+            "--bundle-dir",
+            tree.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let one = fetch(&r1);
+    assert_eq!(one["transfer"]["objects"], 3, "{one}");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("helpers.py")).unwrap(),
+        "X = 1\n"
+    );
+    assert!(!tree.join("debug.log").exists());
+    let two = fetch(&r2);
+    assert_eq!(
+        two["transfer"]["objects"], 1,
+        "only the changed file: {two}"
+    );
+    assert_eq!(two["transfer"]["bytes"], 6, "{two}");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("helpers.py")).unwrap(),
+        "X = 2\n"
+    );
+    assert_eq!(two["entry"], tree.join("flows/etl.py").to_str().unwrap());
+
+    // A directory of the user's own is never written into (exit 6: configuration).
+    let mine = dir.path().join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "keep").unwrap();
+    let out = run(&[
+        "fetch",
+        r1.to_str().unwrap(),
+        "--bundle-dir",
+        mine.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not empty"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(mine.join("notes.txt")).unwrap(),
+        "keep"
+    );
+}

@@ -43,6 +43,35 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Bundles: a flow with its code
+//!
+//! A bundle is a directory tree registered as one flow: every distinct file is a
+//! content-addressed blob, uploaded only if the storage lacks it, plus one manifest. An agent
+//! downloads only the blobs its local cache lacks, verifies every file, and gets the whole tree
+//! atomically (see [`bundle`]).
+//!
+//! ```
+//! # #[tokio::main] async fn main() -> flowstore::Result<()> {
+//! use flowstore::{bundle::FetchOptions, FlowInput, Local, Storage};
+//! let project = tempfile::tempdir().unwrap();
+//! std::fs::create_dir(project.path().join("flows")).unwrap();
+//! std::fs::write(project.path().join("flows/etl.py"), "from helpers import run\nrun()\n").unwrap();
+//! std::fs::write(project.path().join("helpers.py"), "def run(): print('hi')\n").unwrap();
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut storage = Local::builder().directory(dir.path()).build()?;
+//! storage.add_flow(FlowInput::bundle("ETL", project.path(), "flows/etl.py")).await?;
+//! storage.persist().await?;
+//!
+//! let agent = flowstore::open_json(&storage.reference()?.to_json())?;
+//! let work = tempfile::tempdir().unwrap();
+//! let options = FetchOptions::with_cache_dir(work.path().join("cache"));
+//! let tree = agent.get_bundle("ETL", &work.path().join("etl"), &options).await?;
+//! assert!(tree.entry.ends_with("flows/etl.py"));
+//! assert!(tree.root.join("helpers.py").is_file());
+//! # Ok(()) }
+//! ```
+//!
 //! Storages also open from a URL plus options, as the `flowstore` command's `--storage` does:
 //! `flowstore::open_url("s3://my-bucket/flows", [("region", "eu-west-1"), ("label", "prod")])`.
 //!
@@ -90,7 +119,7 @@ pub use flowstore_core::{
     app_info, Capabilities, Error, FetchedFlow, FlowContent, FlowInput, OpenContext, Progress,
     ProgressFn, Registry, Result, Storage, StorageReference, StoredVersion,
 };
-pub use flowstore_core::{cache, flow, key};
+pub use flowstore_core::{bundle, cache, flow, key};
 
 /// The backend crates, for everything beyond the storage types re-exported at the top.
 pub mod backends {

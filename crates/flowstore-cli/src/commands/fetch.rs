@@ -18,8 +18,14 @@ pub struct Args {
     #[arg(long)]
     flow: Option<String>,
     /// Write the flow's bytes to this file (never replacing an existing one) instead of stdout.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "bundle_dir")]
     output: Option<PathBuf>,
+    /// Fetch a bundle flow's tree into this directory (new, empty, or a tree an earlier fetch
+    /// made, which is replaced atomically). Blobs come from the local blob cache
+    /// ($FLOWSTORE_BLOB_CACHE, else ~/.cache/flowstore/blobs) where they are, and every one is
+    /// verified.
+    #[arg(long, value_name = "DIR")]
+    bundle_dir: Option<PathBuf>,
 }
 
 /// Runs the command.
@@ -54,6 +60,9 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             reference.type_name, args.reference
         )
     })?;
+    if let Some(dir) = &args.bundle_dir {
+        return fetch_bundle(&*storage, &name, dir, out).await;
+    }
     let spinner = out.spinner(&format!(
         "Fetching flow \"{name}\" from {} storage",
         storage.type_name()
@@ -102,6 +111,12 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
                 .map(|r| format!(" at {r}"))
                 .unwrap_or_default(),
         ));
+        if let FlowContent::Bundle(manifest) = &fetched.content {
+            out.status(&format!(
+                "Note: a bundle of {} files; this is its manifest. Fetch the tree with --bundle-dir DIR.",
+                manifest.files().len()
+            ));
+        }
         if let FlowContent::Prefect1Pickle { versions, .. } = &fetched.content {
             out.status(&format!("Note: {PICKLE_NOTE}"));
             for (k, v) in versions {
@@ -118,6 +133,54 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
                     .context("writing the flow to stdout")?;
             }
         }
+    }
+    Ok(())
+}
+
+/// `fetch --bundle-dir`: materializes a bundle flow's tree.
+async fn fetch_bundle(
+    storage: &dyn flowstore::Storage,
+    name: &str,
+    dir: &std::path::Path,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let options = flowstore::bundle::FetchOptions {
+        progress: Some(crate::output::progress_reporter()),
+        ..Default::default()
+    };
+    let fetched = storage
+        .get_bundle(name, dir, &options)
+        .await
+        .with_context(|| format!("fetching bundle flow \"{name}\" into {}", dir.display()))?;
+    let t = fetched.transfer;
+    if out.json() {
+        out.json_value(&serde_json::json!({
+            "flow": fetched.name,
+            "form": "bundle",
+            "root": fetched.root,
+            "entry": fetched.entry,
+            "files": fetched.manifest.files().len(),
+            "size": fetched.manifest.total_size(),
+            "digest": fetched.manifest.digest(),
+            "transfer": t,
+            "verified": "manifest digest and every file verified",
+        }));
+    } else {
+        out.status(&format!(
+            "Fetched bundle flow \"{}\" ({} files, {}) into {}: manifest and every file verified",
+            fetched.name,
+            fetched.manifest.files().len(),
+            human_size(fetched.manifest.total_size()),
+            fetched.root.display()
+        ));
+        out.status(&format!(
+            "Downloaded {} blob(s), {}; {} blob(s), {} from the local cache",
+            t.objects,
+            human_size(t.bytes),
+            t.reused_objects,
+            human_size(t.reused_bytes)
+        ));
+        out.data(&fetched.entry.display().to_string());
     }
     Ok(())
 }

@@ -13,8 +13,22 @@ use crate::output::{human_size, Output};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The flow file. Serialized mode stores its bytes in a digest-checked envelope; with
-    /// `--script` the storage records (or uploads) the script instead.
-    file: String,
+    /// `--script` the storage records (or uploads) the script instead. Not with `--bundle`.
+    #[arg(required_unless_present = "bundle", conflicts_with = "bundle")]
+    file: Option<String>,
+    /// Register a bundle: this directory (its `.gitignore`d and `.flowstoreignore`d files left
+    /// out) as content-addressed blobs plus a manifest; only blobs the storage lacks are uploaded.
+    /// For Git storage, a directory of the repository.
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "entry",
+        conflicts_with = "script"
+    )]
+    bundle: Option<PathBuf>,
+    /// The bundle's entry file, relative to `--bundle` (`flows/etl.py`).
+    #[arg(long, value_name = "PATH", requires = "bundle")]
+    entry: Option<String>,
     /// The flow's name.
     #[arg(long)]
     name: String,
@@ -44,9 +58,10 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let file = args.file.clone().unwrap_or_default();
     let mut storage = backends::open_url(
         args.storage.as_deref(),
-        args.script.then_some(args.file.as_str()),
+        args.script.then_some(file.as_str()),
         &args.options,
     )?;
     let mut labels = storage.index().labels.clone();
@@ -57,19 +72,30 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     }
     let add_defaults = storage.index().add_default_labels && !args.no_default_labels;
     storage.set_labels(labels, add_defaults);
-    let (input, size) = if args.script {
+    let (input, size) = if let (Some(dir), Some(entry)) = (&args.bundle, &args.entry) {
+        let mut input = flowstore::bundle::BundleInput {
+            name: args.name.clone(),
+            dir: dir.clone(),
+            entry: entry.clone(),
+            progress: None,
+        };
+        input.progress = Some(crate::output::progress_reporter());
+        (FlowInput::Bundle(input), None)
+    } else if args.script {
         (FlowInput::script(&args.name), None)
     } else {
         let app = AppInfo::new("flowstore-cli", env!("CARGO_PKG_VERSION"));
         // Read straight into the envelope: the flow is in memory once.
-        let sealed = seal_file(&args.name, std::path::Path::new(&args.file), &app)
-            .with_context(|| format!("reading flow file {}", args.file))?;
+        let sealed = seal_file(&args.name, std::path::Path::new(&file), &app)
+            .with_context(|| format!("reading flow file {file}"))?;
         let size = peek_header(&sealed.bytes).map(|h| h.length);
         (sealed.into(), size)
     };
 
+    let bundle = matches!(input, FlowInput::Bundle(_));
     let spinner = out.spinner(&format!(
-        "Storing flow \"{}\" in {} storage",
+        "Storing {}flow \"{}\" in {} storage",
+        if bundle { "bundle " } else { "" },
         args.name,
         storage.type_name()
     ));
@@ -85,6 +111,7 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
 
     let reference = storage.reference()?;
     let json = reference.to_json_pretty();
+    let transfer = storage.transfer_report(&args.name);
     if let Some(path) = &args.out {
         std::fs::write(path, format!("{json}\n"))
             .with_context(|| format!("writing the reference to {}", path.display()))?;
@@ -95,12 +122,15 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             "flow": args.name,
             "location": location,
             "digest": reference.flow_digests.get(&args.name),
+            "form": if bundle { "bundle" } else if args.script { "script" } else { "serialized" },
+            "transfer": transfer,
             "reference": reference,
         }));
     } else {
-        let what = match size {
-            Some(n) => format!("serialized, {}", human_size(n)),
-            None => "script".to_string(),
+        let what = match (size, bundle) {
+            (_, true) => "bundle".to_string(),
+            (Some(n), _) => format!("serialized, {}", human_size(n)),
+            (None, _) => "script".to_string(),
         };
         out.status(&format!(
             "Registered flow \"{}\" ({what}) in {} storage at {location}",
@@ -109,6 +139,15 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         ));
         if let Some(d) = reference.flow_digests.get(&args.name) {
             out.status(&format!("Digest: {d}"));
+        }
+        if let Some(t) = transfer {
+            out.status(&format!(
+                "Uploaded {} object(s), {} (blobs and manifest); {} blob(s), {} already stored",
+                t.objects,
+                human_size(t.bytes),
+                t.reused_objects,
+                human_size(t.reused_bytes)
+            ));
         }
         if let Some(path) = &args.out {
             out.status(&format!("Reference written to {}", path.display()));
