@@ -5,6 +5,7 @@
 //! applies, the Prefect 1 baseline (`prefect==1.4.1` in a virtualenv the bench installs) and the
 //! floor (plain protocol requests with no SDK logic). Figures are medians over repetitions.
 
+mod bundles;
 mod footprint;
 mod memory;
 mod prefect;
@@ -39,6 +40,16 @@ pub struct Params {
     /// Crates whose cold release build is timed: light (core, local, secrets), all or none.
     #[arg(long, value_name = "WHICH", default_value = "light")]
     pub footprint_builds: String,
+    /// Files in the bundles section's generated project.
+    #[arg(long, value_name = "N", default_value_t = 400)]
+    pub bundle_files: usize,
+    /// Total size of that project, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 20)]
+    pub bundle_mib: usize,
+    /// Run only these sections (repeatable: local, s3, git, memory, docker, footprint, bundles);
+    /// their tables replace the same sections of the existing `BENCHMARKS.md`.
+    #[arg(long = "section", value_name = "NAME")]
+    pub sections: Vec<String>,
 }
 
 /// One table of results.
@@ -136,15 +147,27 @@ pub fn run(root: &Path, params: Params) -> Result<()> {
     let mut tables = Vec::new();
     let mut problems = Vec::new();
     type Section = fn(&Bench) -> Result<Table>;
-    let all: [(&str, Section); 6] = [
+    let all: [(&str, Section); 7] = [
         ("local", sections::local),
         ("s3", sections::s3),
         ("git", sections::git),
         ("memory", memory::run),
         ("docker", sections::docker_build),
         ("footprint", footprint::run),
+        ("bundles", bundles::run),
     ];
-    for (name, section) in all {
+    for wanted in &bench.params.sections {
+        if !all.iter().any(|(name, _)| name == wanted) {
+            bail!(
+                "unknown bench section {wanted:?}; the sections are {}",
+                all.map(|(n, _)| n).join(", ")
+            );
+        }
+    }
+    let chosen = |name: &str| {
+        bench.params.sections.is_empty() || bench.params.sections.iter().any(|s| s == name)
+    };
+    for (name, section) in all.into_iter().filter(|(n, _)| chosen(n)) {
         eprintln!("xtask bench: {name}");
         match section(&bench) {
             Ok(t) => tables.push(t),
@@ -154,13 +177,54 @@ pub fn run(root: &Path, params: Params) -> Result<()> {
             }
         }
     }
-    let md = render(&bench, &tables, &problems);
-    std::fs::write(root.join("BENCHMARKS.md"), &md)?;
+    let path = root.join("BENCHMARKS.md");
+    let md = if bench.params.sections.is_empty() {
+        render(&bench, &tables, &problems)
+    } else {
+        let existing = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut md = existing;
+        for t in &tables {
+            md = splice(&md, &t.markdown());
+        }
+        md
+    };
+    std::fs::write(&path, &md)?;
     println!("{md}");
     if !problems.is_empty() {
         bail!("{} bench section(s) failed", problems.len());
     }
     Ok(())
+}
+
+/// Replaces the section of `md` whose heading has the same number as `section`'s (`## 7.`), or
+/// inserts `section` before "Not measured" (else at the end).
+fn splice(md: &str, section: &str) -> String {
+    let number = section
+        .lines()
+        .next()
+        .and_then(|h| h.strip_prefix("## "))
+        .and_then(|h| h.split_once(' '))
+        .map(|(n, _)| format!("## {n} "))
+        .unwrap_or_default();
+    let mut blocks: Vec<String> = Vec::new();
+    for line in md.lines() {
+        if line.starts_with("## ") || blocks.is_empty() {
+            blocks.push(String::new());
+        }
+        let last = blocks.last_mut().expect("a block was pushed");
+        last.push_str(line);
+        last.push('\n');
+    }
+    if let Some(b) = blocks.iter_mut().find(|b| b.starts_with(&number)) {
+        *b = section.to_string();
+    } else {
+        let at = blocks
+            .iter()
+            .position(|b| b.starts_with("## Not measured"))
+            .unwrap_or(blocks.len());
+        blocks.insert(at, section.to_string());
+    }
+    blocks.concat()
 }
 
 fn render(bench: &Bench, tables: &[Table], problems: &[String]) -> String {
@@ -232,5 +296,31 @@ pub fn num(v: f64) -> String {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::splice;
+
+    #[test]
+    fn a_section_run_alone_replaces_its_own_table_and_keeps_the_others() {
+        let md = "# flowstore benchmarks\n\nintro\n\n## 1. Local: old\n\nold rows\n\n## 2. S3\n\ns3 rows\n";
+        let replaced = splice(md, "## 1. Local: new\n\nnew rows\n\n");
+        assert_eq!(
+            replaced,
+            "# flowstore benchmarks\n\nintro\n\n## 1. Local: new\n\nnew rows\n\n## 2. S3\n\ns3 rows\n"
+        );
+        let added = splice(md, "## 7. Bundles\n\nrows\n\n");
+        assert!(
+            added.ends_with("## 2. S3\n\ns3 rows\n## 7. Bundles\n\nrows\n\n"),
+            "{added}"
+        );
+        let with_problems = format!("{md}## Not measured in this run\n\n- x\n");
+        let inserted = splice(&with_problems, "## 7. Bundles\n\nrows\n\n");
+        assert!(
+            inserted.contains("## 7. Bundles\n\nrows\n\n## Not measured"),
+            "{inserted}"
+        );
     }
 }
