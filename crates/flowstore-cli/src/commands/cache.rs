@@ -1,5 +1,6 @@
 //! `flowstore cache status` and `flowstore cache gc`: what the local caches hold, and trimming
-//! them (the git clone cache: `$FLOWSTORE_GIT_CACHE`, else `~/.cache/flowstore/git`).
+//! them (the bundle blob cache: `$FLOWSTORE_BLOB_CACHE`, else `~/.cache/flowstore/blobs`; the git
+//! clone cache: `$FLOWSTORE_GIT_CACHE`, else `~/.cache/flowstore/git`).
 
 use crate::output::Output;
 
@@ -22,11 +23,12 @@ enum CacheCommand {
 
 #[derive(Debug, clap::Args)]
 struct GcArgs {
-    /// Maximum size (e.g. 500M, 2G; `none`). Default: FLOWSTORE_GIT_CACHE_MAX_SIZE, else 2G.
+    /// Maximum size of each cache (e.g. 500M, 2G; `none`). Default:
+    /// FLOWSTORE_GIT_CACHE_MAX_SIZE / FLOWSTORE_BLOB_CACHE_MAX_SIZE, else 2G.
     #[arg(long)]
     max_size: Option<String>,
     /// Maximum time since last use (e.g. 12h, 30d; `none`). Default:
-    /// FLOWSTORE_GIT_CACHE_MAX_AGE, else 30d.
+    /// FLOWSTORE_GIT_CACHE_MAX_AGE / FLOWSTORE_BLOB_CACHE_MAX_AGE, else 30d.
     #[arg(long)]
     max_age: Option<String>,
     /// Keep entries used within this time even over the limits (default 10m; 0 to trim all).
@@ -34,16 +36,87 @@ struct GcArgs {
     keep_recent: Option<String>,
 }
 
-/// Runs the command.
+/// Runs the command: the blob cache first, then (with the `git` feature) the git cache. With
+/// `--json`, one object: the git cache's fields plus `blob_cache`.
 pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let blob_json = blobs::run(&args.command, out)?;
     #[cfg(feature = "git")]
     {
-        git::run(args.command, out)
+        git::run(args.command, out, blob_json)
     }
     #[cfg(not(feature = "git"))]
     {
-        let _ = (args, out);
-        anyhow::bail!("this flowstore was built without the git feature: it keeps no caches")
+        if out.json() {
+            out.json_value(&serde_json::json!({ "blob_cache": blob_json }));
+        }
+        Ok(())
+    }
+}
+
+/// The bundle blob cache.
+mod blobs {
+    use super::*;
+    use crate::output::human_size;
+    use flowstore::bundle::BlobCache;
+    use flowstore::cache::{parse_age_limit, parse_duration, parse_size_limit};
+
+    /// Shows or trims the blob cache (human output here); returns its JSON description.
+    pub(super) fn run(command: &CacheCommand, out: &Output) -> anyhow::Result<serde_json::Value> {
+        let cache = BlobCache::from_env()?;
+        let (blobs, bytes) = cache.usage();
+        match command {
+            CacheCommand::Status => {
+                if out.json() {
+                    return Ok(serde_json::json!({
+                        "dir": cache.root(),
+                        "blobs": blobs,
+                        "total_size": bytes,
+                        "max_size": cache.policy().max_size,
+                    }));
+                } else {
+                    let limit = cache
+                        .policy()
+                        .max_size
+                        .map_or("no limit".into(), human_size);
+                    out.status(&format!(
+                        "Blob cache {}: {blobs} blob(s), {} (limit {limit})",
+                        cache.root().display(),
+                        human_size(bytes)
+                    ));
+                }
+            }
+            CacheCommand::Gc(args) => {
+                let mut policy = cache.policy().clone();
+                let option =
+                    |flag: &str, e: String| flowstore::Error::config(format!("{flag}: {e}"));
+                if let Some(v) = &args.max_size {
+                    policy.max_size = parse_size_limit(v).map_err(|e| option("--max-size", e))?;
+                }
+                if let Some(v) = &args.max_age {
+                    policy.max_age = parse_age_limit(v).map_err(|e| option("--max-age", e))?;
+                }
+                if let Some(v) = &args.keep_recent {
+                    policy.keep_recent =
+                        parse_duration(v).map_err(|e| option("--keep-recent", e))?;
+                }
+                let dir = cache.root().to_path_buf();
+                let (evicted, freed) = cache.with_policy(policy).evict(&[]);
+                if out.json() {
+                    return Ok(serde_json::json!({
+                        "dir": dir,
+                        "blobs_evicted": evicted,
+                        "bytes_freed": freed,
+                    }));
+                } else {
+                    out.status(&format!(
+                        "Blob cache: removed {evicted} blob(s), freed {}; {} blob(s) stay.",
+                        human_size(freed),
+                        blobs - evicted
+                    ));
+                }
+            }
+        }
+        Ok(serde_json::Value::Null)
     }
 }
 
@@ -54,18 +127,23 @@ mod git {
     use flowstore::backends::git::git::GitCache;
     use flowstore::cache::{parse_age_limit, parse_duration, parse_size_limit};
 
-    pub(super) fn run(command: CacheCommand, out: &Output) -> anyhow::Result<()> {
+    pub(super) fn run(
+        command: CacheCommand,
+        out: &Output,
+        blob_cache: serde_json::Value,
+    ) -> anyhow::Result<()> {
         let cache = GitCache::from_env()?;
         match command {
-            CacheCommand::Status => status(&cache, out),
-            CacheCommand::Gc(args) => gc(cache, args, out),
+            CacheCommand::Status => status(&cache, out, blob_cache),
+            CacheCommand::Gc(args) => gc(cache, args, out, blob_cache),
         }
     }
 
-    fn status(cache: &GitCache, out: &Output) -> anyhow::Result<()> {
+    fn status(cache: &GitCache, out: &Output, blob_cache: serde_json::Value) -> anyhow::Result<()> {
         let entries = cache.status()?;
         if out.json() {
             out.json_value(&serde_json::json!({
+                "blob_cache": blob_cache,
                 "dir": cache.dir(),
                 "total_size": entries.iter().map(|e| e.entry.size).sum::<u64>(),
                 "max_size": cache.policy().max_size,
@@ -120,7 +198,12 @@ mod git {
         Ok(())
     }
 
-    fn gc(cache: GitCache, args: GcArgs, out: &Output) -> anyhow::Result<()> {
+    fn gc(
+        cache: GitCache,
+        args: GcArgs,
+        out: &Output,
+        blob_cache: serde_json::Value,
+    ) -> anyhow::Result<()> {
         let mut policy = cache.policy().clone();
         let option = |flag: &str, e: String| flowstore::Error::config(format!("{flag}: {e}"));
         if let Some(v) = &args.max_size {
@@ -134,7 +217,9 @@ mod git {
         }
         let report = cache.with_policy(policy).gc()?;
         if out.json() {
-            out.json_value(&serde_json::to_value(&report)?);
+            let mut value = serde_json::to_value(&report)?;
+            value["blob_cache"] = blob_cache;
+            out.json_value(&value);
             return Ok(());
         }
         out.status(&format!(

@@ -67,6 +67,28 @@ impl BlobCache {
         self.cache.root()
     }
 
+    /// The bounds [`BlobCache::evict`] applies.
+    pub fn policy(&self) -> &CachePolicy {
+        &self.policy
+    }
+
+    /// The same cache with other bounds.
+    pub fn with_policy(mut self, policy: CachePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How many blobs the cache holds and their bytes.
+    pub fn usage(&self) -> (usize, u64) {
+        let Ok(entries) = fs::read_dir(self.root().join("sha256")) else {
+            return (0, 0);
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .fold((0, 0), |(n, bytes), m| (n + 1, bytes + m.len()))
+    }
+
     /// Where the blob `digest` is (or would be) kept; `executable` names the `0555` copy.
     pub fn blob_path(&self, digest: &str, executable: bool) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
@@ -167,9 +189,10 @@ impl BlobCache {
         self.insert(&copy, digest, true)
     }
 
-    /// Evicts blobs by the cache's policy, never one named in `keep`. Returns how many blobs and
-    /// bytes were removed.
+    /// Evicts blobs by the cache's policy, never one named in `keep`, and removes temporaries of
+    /// dead processes. Returns how many blobs and bytes were removed.
     pub fn evict(&self, keep: &[&str]) -> (usize, u64) {
+        self.sweep();
         let dir = self.root().join("sha256");
         let Ok(entries) = fs::read_dir(&dir) else {
             return (0, 0);

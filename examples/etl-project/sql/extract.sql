@@ -1,0 +1,1 @@
+select id, amount from orders where day = current_date;
