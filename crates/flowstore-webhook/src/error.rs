@@ -23,7 +23,8 @@ pub enum Error {
     /// The server answered with an error status (after retries, where they apply).
     #[error("Webhook {what}: {method} {url} answered {status}{body}")]
     Status {
-        /// Which request (`build request`, `get_flow request`).
+        /// Which request (`build request`, `get_flow request`, or a bundle's `blob check`,
+        /// `blob upload`, `blob download`).
         what: &'static str,
         /// The HTTP method.
         method: String,
@@ -53,9 +54,20 @@ pub enum Error {
     },
 }
 
+/// The `what` of the request that fetches a flow.
+pub(crate) const GET_FLOW_REQUEST: &str = "get_flow request";
+/// The `what` of the request that sends a flow.
+pub(crate) const BUILD_REQUEST: &str = "build request";
+/// The `what` of a bundle blob's existence check (`HEAD`, with the build request's arguments).
+pub(crate) const BLOB_CHECK: &str = "blob check";
+/// The `what` of a bundle blob's upload (the build request's method and arguments).
+pub(crate) const BLOB_UPLOAD: &str = "blob upload";
+/// The `what` of a bundle blob's download (the get_flow request's method and arguments).
+pub(crate) const BLOB_DOWNLOAD: &str = "blob download";
+
 impl From<Error> for CoreError {
     /// - a 404 or 410 answer: [`CoreError::NotFound`] (`object` for the get_flow request,
-    ///   `endpoint` for the build request);
+    ///   `blob` for a bundle's blob requests, `endpoint` for the build request);
     /// - 401 or 403: [`CoreError::PermissionDenied`];
     /// - 408, 429, 5xx and transport failures (timeouts, refused or reset connections):
     ///   [`CoreError::Backend`] with `temporary: true`; other answers permanent;
@@ -81,19 +93,21 @@ impl From<Error> for CoreError {
                 ref status,
                 ..
             } => {
-                let is_get = what == "get_flow request";
                 let mapped = match code {
                     404 | 410 => {
-                        let (thing, fix) = if is_get {
-                            (
+                        let (thing, fix) = match what {
+                            GET_FLOW_REQUEST => (
                                 "object",
                                 "Register the flow again, or check the url of get_flow_request_kwargs.",
-                            )
-                        } else {
-                            (
+                            ),
+                            BLOB_CHECK | BLOB_UPLOAD | BLOB_DOWNLOAD => (
+                                "blob",
+                                "Register the bundle again (it uploads the blobs the server lacks), or check key_base_url.",
+                            ),
+                            _ => (
                                 "endpoint",
                                 "Check the url and method of the build request (build_request_kwargs, build_request_http_method).",
-                            )
+                            ),
                         };
                         CoreError::not_found(
                             thing,
@@ -168,6 +182,14 @@ mod tests {
                 matches!(e, CoreError::NotFound { what: "object", .. }),
                 "{e:?}"
             );
+        }
+        for what in [BLOB_CHECK, BLOB_UPLOAD, BLOB_DOWNLOAD] {
+            let e = status(what, 404);
+            assert!(
+                matches!(&e, CoreError::NotFound { what: "blob", .. }),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("Register the bundle again"), "{e}");
         }
         assert!(matches!(
             status("build request", 404),

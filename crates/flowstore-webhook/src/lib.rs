@@ -14,6 +14,10 @@
 //! - What was sent is digested into the reference and checked on fetch; large flows stream.
 //! - URL scheme `http(s)://host/path?option=value`: PUT and GET of `<url>/<flow key>` (a fresh
 //!   key per registration); the options are [`WebhookConfig`]'s.
+//! - Bundles ([`FlowInput::bundle`](flowstore_core::FlowInput::bundle)) in URL mode: each blob is
+//!   sent once to `<url>/.blobs/sha256/<hex>` (a `HEAD` first; the build request's method and
+//!   arguments, create-only), then the manifest to `<url>/<flow key>` as the flow; agents fetch
+//!   blobs with the get_flow request's method and arguments. Other modes refuse bundles.
 //!
 //! [`register`] adds the `Webhook` type and the `http`/`https` URL schemes to a
 //! [`Registry`].
@@ -24,9 +28,9 @@
 //!
 //! # Capabilities
 //!
-//! | write | many flows | serialized | script | list versions | stream to file |
-//! |---|---|---|---|---|---|
-//! | yes | no (one flow per storage) | serialized mode | script mode | no | yes |
+//! | write | many flows | serialized | script | list versions | stream to file | bundles |
+//! |---|---|---|---|---|---|---|
+//! | yes | no (one flow per storage) | serialized mode | script mode | no | yes | URL mode, serialized |
 //!
 //! # Register and fetch
 //!
@@ -64,6 +68,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod blobs;
 mod builder;
 mod config;
 mod error;

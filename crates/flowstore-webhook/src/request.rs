@@ -92,11 +92,43 @@ fn without_auth(kwargs: &Value) -> Value {
     kwargs
 }
 
+/// The method a request is sent with: a configured one, or `HEAD` (the blob existence check,
+/// which no configuration chooses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verb {
+    /// A method the configuration names.
+    Http(HttpMethod),
+    /// `HEAD`.
+    Head,
+}
+
+impl Verb {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verb::Http(m) => m.as_str(),
+            Verb::Head => "HEAD",
+        }
+    }
+
+    fn to_reqwest(self) -> reqwest::Method {
+        match self {
+            Verb::Http(m) => m.to_reqwest(),
+            Verb::Head => reqwest::Method::HEAD,
+        }
+    }
+}
+
+impl From<HttpMethod> for Verb {
+    fn from(m: HttpMethod) -> Self {
+        Verb::Http(m)
+    }
+}
+
 /// One configured request: which one it is, its method and its (template) kwargs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RequestSpec<'a> {
     pub what: &'static str,
-    pub method: HttpMethod,
+    pub method: Verb,
     pub kwargs: &'a Value,
 }
 
@@ -335,7 +367,10 @@ async fn build(
                 k.eq_ignore_ascii_case("if-none-match") || k.eq_ignore_ascii_case("if-match")
             })
         });
-    if spec.method == HttpMethod::Put && !matches!(body, Body::None) && !user_conditional {
+    if spec.method == Verb::Http(HttpMethod::Put)
+        && !matches!(body, Body::None)
+        && !user_conditional
+    {
         req = req.header(reqwest::header::IF_NONE_MATCH, "*");
     }
     req = match body {
@@ -357,7 +392,7 @@ async fn build(
             }
             let file = tokio::fs::File::open(path).await.map_err(|e| {
                 Error::Core(flowstore_core::Error::io(
-                    format!("opening script {}", path.display()),
+                    format!("opening {} to send it", path.display()),
                     e,
                 ))
             })?;

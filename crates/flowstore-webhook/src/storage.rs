@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flowstore_core::bundle::{self, BundleInput, ScannedBundle};
 use flowstore_core::raw::config::BackendConfig;
 use flowstore_core::raw::sink::{file_digest, FlowFileSink};
 use flowstore_core::raw::FlowIndex;
@@ -22,7 +23,7 @@ use serde_json::Value;
 
 use crate::builder::WebhookBuilder;
 use crate::config::WebhookConfig;
-use crate::error::Error;
+use crate::error::{Error, BUILD_REQUEST, GET_FLOW_REQUEST};
 use crate::method::HttpMethod;
 use crate::request::{send, Body, Credential, RequestSpec, Retry};
 
@@ -35,8 +36,20 @@ pub const MAX_IN_MEMORY: u64 = 2 << 30;
 /// What `add_flow` staged for `persist`.
 #[derive(Debug, Clone)]
 pub(crate) enum Staged {
-    Serialized { name: String, bytes: Bytes },
-    Script { name: String, path: PathBuf },
+    Serialized {
+        name: String,
+        bytes: Bytes,
+    },
+    Script {
+        name: String,
+        path: PathBuf,
+    },
+    /// A bundle (URL mode): its blobs are uploaded at `persist`, then its manifest is sent as
+    /// the flow.
+    Bundle {
+        input: BundleInput,
+        scanned: ScannedBundle,
+    },
 }
 
 /// Flows stored and fetched through any HTTP service (made by [`WebhookBuilder`]).
@@ -127,16 +140,16 @@ impl Webhook {
 
     fn spec_build(&self) -> RequestSpec<'_> {
         RequestSpec {
-            what: "build request",
-            method: self.config.build_request_http_method,
+            what: BUILD_REQUEST,
+            method: self.config.build_request_http_method.into(),
             kwargs: &self.config.build_request_kwargs,
         }
     }
 
     fn spec_get(&self) -> RequestSpec<'_> {
         RequestSpec {
-            what: "get_flow request",
-            method: self.config.get_flow_request_http_method,
+            what: GET_FLOW_REQUEST,
+            method: self.config.get_flow_request_http_method.into(),
             kwargs: &self.config.get_flow_request_kwargs,
         }
     }
@@ -180,19 +193,26 @@ impl Storage for Webhook {
             script,
             list_versions: false,
             stream_to_file: true,
-            bundles: false,
+            bundles: self.holds_bundles(),
         }
     }
 
     /// Stages the flow for `persist`. A Webhook storage holds one flow: a flow added before is
-    /// replaced (with a warning), as in the reference system.
+    /// replaced (with a warning), as in the reference system. A bundle (URL mode only) is
+    /// scanned here and its manifest staged as the flow; `persist` uploads its blobs.
     async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
         flowstore_core::validate_flow_name(flow.name())?;
+        // Scanned before anything changes: a refused bundle leaves the storage as it was.
+        let scanned = match &flow {
+            FlowInput::Bundle(input) => Some(self.scan_bundle(input).await?),
+            _ => None,
+        };
         if let Some(old) = self.index.flows.keys().next() {
             tracing::warn!(old = %old, new = flow.name(), "Webhook storage holds one flow; replacing the one added before");
         }
         self.index.flows.clear();
         self.index.digests.clear();
+        self.index.transfers.clear();
         if let Some(base) = &self.config.key_base_url {
             let url = format!("{base}/{}", key::new_flow_key(flow.name()));
             self.config.build_request_kwargs["url"] = Value::String(url.clone());
@@ -208,9 +228,10 @@ impl Storage for Webhook {
                 name: name.clone(),
                 bytes: sealed.bytes,
             },
-            (FlowInput::Bundle(_), false) => {
-                return Err(flowstore_core::bundle::unsupported(TYPE_NAME, &name))
-            }
+            (FlowInput::Bundle(input), false) => Staged::Bundle {
+                input,
+                scanned: scanned.expect("a bundle is scanned above"),
+            },
             (FlowInput::Script { .. }, false) => {
                 return Err(CoreError::config(format!(
                     "Flow \"{name}\" is a script flow, but this Webhook storage sends serialized flows; \
@@ -224,11 +245,13 @@ impl Storage for Webhook {
     }
 
     /// Sends the staged flow with the build request (retrying per the policy) and records its
-    /// digest.
+    /// digest. A bundle's missing blobs are uploaded first, then its manifest is sent as the
+    /// flow, so a stored manifest never names a blob the server lacks.
     async fn persist(&mut self) -> Result<()> {
         let Some(staged) = self.staged.clone() else {
             return Ok(());
         };
+        let mut transfer = None;
         let (name, body, digest) = match staged {
             Staged::Serialized { name, bytes } => {
                 let digest = flowstore_core::envelope::sha256_digest(&bytes);
@@ -242,6 +265,16 @@ impl Storage for Webhook {
                         CoreError::backend(TYPE_NAME, format!("digest task failed: {e}"))
                     })??;
                 (name, Body::File(path), digest)
+            }
+            Staged::Bundle { input, scanned } => {
+                let report = bundle::upload(&*self, &scanned, input.progress.as_ref()).await?;
+                let manifest = scanned.manifest;
+                transfer = Some((report, manifest.files().len()));
+                (
+                    input.name,
+                    Body::Bytes(manifest.bytes().clone()),
+                    manifest.digest(),
+                )
             }
         };
         let sent = send(
@@ -260,6 +293,11 @@ impl Storage for Webhook {
         }
         sent?;
         tracing::info!(flow = %name, url = %self.spec_build().url_template(), "sent flow");
+        if let (Some((mut report, files)), Body::Bytes(manifest)) = (transfer, &body) {
+            report.add_object(manifest.len() as u64);
+            tracing::info!(flow = %name, files, uploaded = report.objects, reused = report.reused_objects, "stored bundle");
+            self.index.transfers.insert(name.clone(), report);
+        }
         self.index.digests.insert(name, digest);
         self.staged = None;
         Ok(())
@@ -287,7 +325,7 @@ impl Storage for Webhook {
                 }
                 Err(e) => {
                     return Err(Error::Transport {
-                        what: "get_flow request",
+                        what: GET_FLOW_REQUEST,
                         method: self
                             .config
                             .get_flow_request_http_method
@@ -306,6 +344,10 @@ impl Storage for Webhook {
         } else {
             self.index.open_serialized(name, &location, None, bytes)
         }
+    }
+
+    fn blob_store(&self) -> Option<&dyn bundle::BlobStore> {
+        self.holds_bundles().then_some(self as _)
     }
 
     fn reference(&self) -> Result<StorageReference> {
@@ -327,7 +369,7 @@ impl Storage for Webhook {
             !self.config.stored_as_script,
         )?;
         while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Transport {
-            what: "get_flow request",
+            what: GET_FLOW_REQUEST,
             method: self
                 .config
                 .get_flow_request_http_method

@@ -80,18 +80,41 @@ fn fast_retry() -> Retry {
     }
 }
 
+/// The secret the auth-server harness's storages name for the bearer token.
+const HARNESS_TOKEN_SECRET: &str = "WEBHOOK_HARNESS_TOKEN";
+
+/// Storages in URL mode (so they hold bundles) on the open server, or, with `auth`, on the
+/// server that demands the bearer token: recorded as `Bearer ${WEBHOOK_HARNESS_TOKEN}`, resolved
+/// from a secret source by the storage and by the harness's registry.
 struct WebhookHarness {
     env: Env,
     scripts: tempfile::TempDir,
+    auth: bool,
+}
+
+impl WebhookHarness {
+    fn secrets(&self) -> Arc<MapSource> {
+        Arc::new(MapSource::new().with(HARNESS_TOKEN_SECRET, &self.env.token))
+    }
+
+    fn open(&self, prefix: &str, ctx: OpenContext) -> Webhook {
+        if self.auth {
+            let ctx = OpenContext {
+                secrets: self.secrets(),
+                options: vec![("bearer_token_secret".into(), HARNESS_TOKEN_SECRET.into())],
+                ..ctx
+            };
+            Webhook::from_url(&format!("{}/{}", self.env.auth_url, unique(prefix)), &ctx).unwrap()
+        } else {
+            Webhook::from_url(&format!("{}/{}", self.env.url, unique(prefix)), &ctx).unwrap()
+        }
+    }
 }
 
 #[flowstore_core::async_trait]
 impl Harness for WebhookHarness {
     async fn storage(&self) -> Option<Box<dyn Storage>> {
-        let url = format!("{}/{}", self.env.url, unique("conformance"));
-        Some(Box::new(
-            Webhook::from_url(&url, &OpenContext::default()).unwrap(),
-        ))
+        Some(Box::new(self.open("conformance", OpenContext::default())))
     }
 
     async fn script_storage(&self, _flow: &str, source: &[u8]) -> Option<Box<dyn Storage>> {
@@ -101,18 +124,24 @@ impl Harness for WebhookHarness {
             script_path: Some(path.display().to_string()),
             ..OpenContext::default()
         };
-        let url = format!("{}/{}", self.env.url, unique("scripts"));
-        Some(Box::new(Webhook::from_url(&url, &ctx).unwrap()))
+        Some(Box::new(self.open("scripts", ctx)))
     }
 
     fn registry(&self) -> Registry {
-        registry()
+        if self.auth {
+            let mut r = Registry::new().with_secrets(self.secrets());
+            flowstore_webhook::register(&mut r);
+            r
+        } else {
+            registry()
+        }
     }
 
     async fn tamper(&self, reference: &StorageReference, flow: &str, bytes: Bytes) -> bool {
         let url = &reference.flows[flow];
         let resp = reqwest::Client::new()
             .put(url)
+            .bearer_auth(&self.env.token)
             .body(bytes)
             .send()
             .await
@@ -130,10 +159,26 @@ async fn harness() -> HarnessResult<WebhookHarness> {
     Ok(WebhookHarness {
         env: env()?,
         scripts: tempfile::tempdir().unwrap(),
+        auth: false,
     })
 }
 
 flowstore_core::conformance_suite!(harness);
+
+/// The whole suite again (bundles included) against the server that demands the bearer token.
+mod auth_server {
+    use super::*;
+
+    async fn harness() -> HarnessResult<WebhookHarness> {
+        Ok(WebhookHarness {
+            env: env()?,
+            scripts: tempfile::tempdir().unwrap(),
+            auth: true,
+        })
+    }
+
+    flowstore_core::conformance_suite!(harness);
+}
 
 #[tokio::test]
 async fn templated_url_and_header_from_env_and_secret() {
@@ -784,4 +829,284 @@ async fn typed_bearer_token_registers_and_the_named_secret_fetches() {
         .decode(&app())
         .unwrap();
     assert_eq!(v, "with a typed token");
+}
+
+/// Writes a small project (`flow.py` and `files`) under a fresh directory; returns it.
+fn write_project(files: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("flow.py"), b"import helpers\n").unwrap();
+    for (path, bytes) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    dir
+}
+
+/// The status nginx answers to a `HEAD` of `url`, with `token` as the bearer token if given.
+async fn head_status(url: &str, token: Option<&str>) -> u16 {
+    let mut req = reqwest::Client::new().head(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_requests_carry_the_bearer_token() {
+    let e = need_server!("blob_requests_carry_the_bearer_token");
+    let project = write_project(&[
+        ("helpers.py", b"X = 1\n".to_vec()),
+        ("data/rows.csv", b"a,b\n1,2\n".to_vec()),
+    ]);
+    let base = format!("{}/{}", e.auth_url, unique("bundle-token"));
+    // Registration sends the typed token; agents render the recorded template.
+    let mut s = WebhookBuilder::from_url(&base)
+        .unwrap()
+        .bearer_token(SecretString::from(e.token.clone()))
+        .bearer_token_secret("WEBHOOK_BUNDLE_TOKEN")
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    assert!(s.capabilities().bundles);
+    s.add_flow(FlowInput::bundle("Tokened", project.path(), "flow.py"))
+        .await
+        .unwrap();
+    let rt = tokio::runtime::Handle::current();
+    let (persisted, logs) = flowstore_secrets::test_support::capture_logs(|| {
+        tokio::task::block_in_place(|| rt.block_on(s.persist()))
+    });
+    persisted.unwrap();
+    assert_secret_absent(&e.token, &logs, "the registration's logs");
+    let report = s.transfer_report("Tokened").unwrap();
+    assert_eq!(
+        report.objects, 4,
+        "three blobs and the manifest: {report:?}"
+    );
+
+    // The blobs are on the server that refuses requests without the token: they got there
+    // with it, and are refused to a request without it.
+    let manifest = match s.get_flow("Tokened").await.unwrap().content {
+        FlowContent::Bundle(m) => m,
+        other => panic!("expected a bundle, got {other:?}"),
+    };
+    let store = s.blob_store().expect("URL mode holds bundles");
+    for file in manifest.files() {
+        let url = store.blob_location(&file.digest);
+        assert!(url.starts_with(&format!("{base}/.blobs/sha256/")), "{url}");
+        assert_eq!(
+            head_status(&url, None).await,
+            401,
+            "{url} without the token"
+        );
+        assert_eq!(head_status(&url, Some(&e.token)).await, 200, "{url}");
+        assert!(store.has_blob(&file.digest).await.unwrap());
+    }
+
+    // An agent with the named secret downloads every blob with it.
+    let reference = s.reference().unwrap();
+    assert_secret_absent(&e.token, &reference.to_json(), "the reference");
+    let mut agent = Registry::new().with_secrets(Arc::new(
+        MapSource::new().with("WEBHOOK_BUNDLE_TOKEN", &e.token),
+    ));
+    flowstore_webhook::register(&mut agent);
+    let agent = agent.open(&reference).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let fetched = agent
+        .get_bundle(
+            "Tokened",
+            &work.path().join("checkout"),
+            &flowstore_core::bundle::FetchOptions::with_cache_dir(work.path().join("cache")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fetched.transfer.objects, 3, "{:?}", fetched.transfer);
+    assert_eq!(
+        std::fs::read(fetched.root.join("data/rows.csv")).unwrap(),
+        b"a,b\n1,2\n"
+    );
+
+    // With a wrong token, a blob check and a blob download are refused (not "missing"), and
+    // the token is nowhere in the errors.
+    let wrong = "wrong-blob-token-c4n4ry";
+    let mut intruder = Registry::new().with_secrets(Arc::new(
+        MapSource::new().with("WEBHOOK_BUNDLE_TOKEN", wrong),
+    ));
+    flowstore_webhook::register(&mut intruder);
+    let intruder = intruder.open(&reference).unwrap();
+    let store = intruder.blob_store().unwrap();
+    let digest = &manifest.files()[0].digest;
+    let err = store.has_blob(digest).await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    assert!(err.to_string().contains("blob check HEAD"), "{err}");
+    let err = store
+        .get_blob(digest, &work.path().join("blob"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    assert!(err.to_string().contains("blob download GET"), "{err}");
+    for secret in [wrong, e.token.as_str()] {
+        assert_secret_absent(secret, &err.to_string(), "the error");
+        assert_secret_absent(secret, &format!("{err:?}"), "the error's Debug");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_failing_mid_bundle_leaves_no_manifest() {
+    let e = need_server!("an_upload_failing_mid_bundle_leaves_no_manifest");
+    let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let mut files: Vec<(&str, Vec<u8>)> = vec![("data/big.bin", big)];
+    let small = ["a.txt", "b.txt", "c.txt", "d.txt"];
+    for name in small {
+        files.push((name, format!("small {name}\n").into_bytes()));
+    }
+    let project = write_project(&files);
+    // Every connection through the proxy forwards at most 64 KiB of requests: the checks and
+    // the small blobs get through, the 1 MiB blob is cut off on every attempt.
+    let upstream: SocketAddr = e.url.trim_start_matches("http://").parse().unwrap();
+    let proxy = FaultProxy::start(upstream, vec![Fault::TruncateRequest(64 << 10); 64]).await;
+    let path = unique("mid-bundle");
+    let mut s = WebhookBuilder::from_url(&format!("http://{}/{path}", proxy.addr()))
+        .unwrap()
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    let manifest_url = s
+        .add_flow(FlowInput::bundle("Broken", project.path(), "flow.py"))
+        .await
+        .unwrap();
+    let err = s.persist().await.unwrap_err();
+    assert!(err.is_temporary(), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("blob upload PUT") && msg.contains("/.blobs/sha256/"),
+        "{msg}"
+    );
+
+    // Nothing names the bundle: no manifest on the server, no digest in the reference.
+    let direct = |url: &str| {
+        url.replace(
+            &proxy.addr().to_string(),
+            e.url.trim_start_matches("http://"),
+        )
+    };
+    assert_eq!(head_status(&direct(&manifest_url), None).await, 404);
+    assert!(s.reference().unwrap().flow_digests.is_empty());
+    assert!(s.transfer_report("Broken").is_none());
+    let err = s.get_flow("Broken").await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+
+    // The cut blob is absent; the small ones that went up before the failure are whole (the
+    // failure cancels uploads still in flight, so a slow machine may have sent fewer).
+    let store = s.blob_store().unwrap();
+    let digest = |b: &[u8]| flowstore_core::envelope::sha256_digest(b);
+    let big_url = direct(&store.blob_location(&digest(&files[0].1)));
+    assert_eq!(head_status(&big_url, None).await, 404, "{big_url}");
+    files.push(("flow.py", b"import helpers\n".to_vec()));
+    let mut present = 0;
+    for (name, bytes) in &files[1..] {
+        let url = direct(&store.blob_location(&digest(bytes)));
+        let resp = reqwest::get(&url).await.unwrap();
+        if resp.status().as_u16() == 404 {
+            continue;
+        }
+        let got = resp.bytes().await.unwrap();
+        assert_eq!(&got[..], &bytes[..], "{name} at {url}");
+        present += 1;
+    }
+    assert!(present > 0, "no blob went up before the failure");
+
+    // Registered again straight to nginx (same base), only the missing blob and the manifest go.
+    let mut again = WebhookBuilder::from_url(&format!("{}/{path}", e.url))
+        .unwrap()
+        .build()
+        .unwrap();
+    again
+        .add_flow(FlowInput::bundle("Broken", project.path(), "flow.py"))
+        .await
+        .unwrap();
+    again.persist().await.unwrap();
+    let report = again.transfer_report("Broken").unwrap();
+    assert_eq!(
+        (report.objects, report.reused_objects),
+        (2 + 5 - present, present),
+        "the big blob, the small ones not sent before, and the manifest: {report:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_source_file_gone_before_persist_fails_then_persist_again_completes() {
+    let e = need_server!("a_source_file_gone_before_persist_fails_then_persist_again_completes");
+    let project = write_project(&[
+        ("helpers.py", b"X = 1\n".to_vec()),
+        ("gone.txt", b"about to vanish\n".to_vec()),
+    ]);
+    let mut s = WebhookBuilder::from_url(&format!("{}/{}", e.url, unique("gone")))
+        .unwrap()
+        .build()
+        .unwrap();
+    let manifest_url = s
+        .add_flow(FlowInput::bundle("Gone", project.path(), "flow.py"))
+        .await
+        .unwrap();
+    let gone = project.path().join("gone.txt");
+    std::fs::remove_file(&gone).unwrap();
+    let err = s.persist().await.unwrap_err();
+    assert!(
+        err.to_string().contains(&gone.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(head_status(&manifest_url, None).await, 404);
+    assert!(s.reference().unwrap().flow_digests.is_empty());
+
+    // The staged bundle is still there: put the file back and persist again.
+    std::fs::write(&gone, b"about to vanish\n").unwrap();
+    s.persist().await.unwrap();
+    assert_eq!(head_status(&manifest_url, None).await, 200);
+    let report = s.transfer_report("Gone").unwrap();
+    assert_eq!(
+        report.objects + report.reused_objects,
+        4,
+        "three blobs and the manifest: {report:?}"
+    );
+    let FlowContent::Bundle(manifest) = s.get_flow("Gone").await.unwrap().content else {
+        panic!("not a bundle")
+    };
+    assert_eq!(manifest.files().len(), 3);
+}
+
+#[tokio::test]
+async fn bundles_are_refused_outside_url_mode_leaving_the_storage_as_it_was() {
+    let project = write_project(&[]);
+    let kwargs = json!({"url": "http://127.0.0.1:9/flows/etl"});
+    let mut fixed = Webhook::builder(kwargs.clone(), HttpMethod::Put, kwargs, HttpMethod::Get)
+        .build()
+        .unwrap();
+    assert!(!fixed.capabilities().bundles && fixed.blob_store().is_none());
+    fixed
+        .add_flow(seal("Kept", &1, &app()).unwrap().into())
+        .await
+        .unwrap();
+    let err = fixed
+        .add_flow(FlowInput::bundle("B", project.path(), "flow.py"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("\"B\"") && err.to_string().contains("URL mode"),
+        "{err}"
+    );
+    assert_eq!(fixed.flows().keys().collect::<Vec<_>>(), ["Kept"]);
+
+    let ctx = OpenContext {
+        script_path: Some(project.path().join("flow.py").display().to_string()),
+        ..OpenContext::default()
+    };
+    let mut script = Webhook::from_url("http://127.0.0.1:9/flows", &ctx).unwrap();
+    assert!(!script.capabilities().bundles && script.blob_store().is_none());
+    let err = script
+        .add_flow(FlowInput::bundle("B", project.path(), "flow.py"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("script mode"), "{err}");
 }

@@ -1,0 +1,299 @@
+//! Bundle blobs of a [`Webhook`] storage in URL mode: each blob lives at
+//! `<key_base_url>/.blobs/sha256/<hex>` and travels with the storage's own request arguments
+//! (headers, params, auth, timeout; `${NAME}` templates rendered at call time):
+//!
+//! - existence: `HEAD` with the build request's arguments (404 or 410: missing);
+//! - upload: the build request's method (PUT by default) with the blob as the body, create-only
+//!   as flows are (`If-None-Match: *` on a PUT; a 412 means the blob is already there, which is
+//!   success: same name, same bytes);
+//! - download: the get_flow request's method (GET by default), streamed to the file.
+//!
+//! The configured body arguments (`data`, `json`) are never sent with a blob request. Every
+//! request is retried by the storage's [`Retry`](crate::Retry) policy.
+
+use std::path::Path;
+
+use flowstore_core::bundle::{self, BlobStore, BundleInput, ScannedBundle};
+use flowstore_core::{async_trait, Error as CoreError, Result};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{Error, BLOB_CHECK, BLOB_DOWNLOAD, BLOB_UPLOAD};
+use crate::request::{send, Body, RequestSpec, Verb};
+use crate::storage::{Webhook, TYPE_NAME};
+
+/// `kwargs` aimed at `url`, without the configured body (`data`, `json`): a blob request's body
+/// is the blob, or nothing.
+fn blob_kwargs(kwargs: &Value, url: &str) -> Value {
+    let mut kwargs = kwargs.clone();
+    if let Some(map) = kwargs.as_object_mut() {
+        map.insert("url".into(), Value::String(url.to_string()));
+        map.remove("data");
+        map.remove("json");
+    }
+    kwargs
+}
+
+impl Webhook {
+    /// Whether this storage holds bundles: URL mode (`key_base_url`), serialized mode.
+    pub(crate) fn holds_bundles(&self) -> bool {
+        !self.config.stored_as_script && self.config.key_base_url.is_some()
+    }
+
+    /// The blob's URL as configured (a template, never rendered: safe to show).
+    fn blob_url(&self, digest: &str) -> Result<String> {
+        let base = self
+            .config
+            .key_base_url
+            .as_deref()
+            .ok_or_else(|| CoreError::Unsupported {
+                backend: TYPE_NAME.to_string(),
+                what: format!(
+                    "blob {digest}: this Webhook storage is not in URL mode (no key_base_url), \
+                     so it has nowhere to keep bundle blobs; open it with \
+                     WebhookBuilder::from_url(\"https://files.example/flows\")"
+                ),
+            })?;
+        Ok(format!("{base}/{}", bundle::blob_key(digest)))
+    }
+
+    /// Sends one blob request with the build request's (`build`) or the get_flow request's
+    /// arguments, aimed at the blob's URL.
+    async fn blob_request(
+        &self,
+        what: &'static str,
+        digest: &str,
+        method: Verb,
+        build: bool,
+        extra_headers: &[(&str, &str)],
+        body: &Body,
+    ) -> Result<reqwest::Response, Error> {
+        let url = self.blob_url(digest)?;
+        let base = if build {
+            &self.config.build_request_kwargs
+        } else {
+            &self.config.get_flow_request_kwargs
+        };
+        let mut kwargs = blob_kwargs(base, &url);
+        if !extra_headers.is_empty() {
+            if let Some(map) = kwargs.as_object_mut() {
+                let headers = map
+                    .entry("headers")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Some(headers) = headers.as_object_mut() {
+                    for (name, value) in extra_headers {
+                        headers.insert(name.to_string(), Value::String(value.to_string()));
+                    }
+                }
+            }
+        }
+        let spec = RequestSpec {
+            what,
+            method,
+            kwargs: &kwargs,
+        };
+        send(
+            &self.client,
+            spec,
+            body,
+            self.secrets.as_ref(),
+            &self.retry,
+            self.credential.as_ref(),
+        )
+        .await
+    }
+
+    /// Walks and hashes the bundle's tree off the async threads.
+    ///
+    /// Errors with [`bundle::unsupported`] unless the storage holds bundles (URL mode, serialized
+    /// mode), and as [`BundleInput::scan`] does.
+    pub(crate) async fn scan_bundle(&self, input: &BundleInput) -> Result<ScannedBundle> {
+        if !self.holds_bundles() {
+            let hint = if self.config.stored_as_script {
+                "this Webhook storage is in script mode"
+            } else {
+                "this Webhook storage sends every flow to one configured url; open it in URL mode \
+                 (WebhookBuilder::from_url(\"https://files.example/flows\")) so blobs get URLs of \
+                 their own"
+            };
+            return Err(match bundle::unsupported(TYPE_NAME, &input.name) {
+                CoreError::Unsupported { backend, what } => CoreError::Unsupported {
+                    backend,
+                    what: format!("{what}; {hint}"),
+                },
+                other => other,
+            });
+        }
+        let scan_input = input.clone();
+        tokio::task::spawn_blocking(move || scan_input.scan())
+            .await
+            .map_err(|e| CoreError::backend(TYPE_NAME, format!("scan task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl BlobStore for Webhook {
+    fn blob_location(&self, digest: &str) -> String {
+        self.blob_url(digest)
+            .unwrap_or_else(|_| format!("(no key_base_url)/{}", bundle::blob_key(digest)))
+    }
+
+    /// `HEAD` of the blob's URL with the build request's arguments; 404 or 410 is "missing".
+    async fn has_blob(&self, digest: &str) -> Result<bool> {
+        match self
+            .blob_request(BLOB_CHECK, digest, Verb::Head, true, &[], &Body::None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(Error::Status {
+                code: 404 | 410, ..
+            }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Streams the file with the build request's method; a 412 answer to the create-only PUT
+    /// means the blob is already stored, which is success (same name, same bytes).
+    async fn put_blob(&self, digest: &str, source: &Path, _size: u64) -> Result<()> {
+        let method = self.config.build_request_http_method.into();
+        let body = Body::File(source.to_path_buf());
+        match self
+            .blob_request(BLOB_UPLOAD, digest, method, true, &[], &body)
+            .await
+        {
+            Ok(_) => {
+                tracing::debug!(blob = %self.blob_location(digest), "uploaded blob");
+                Ok(())
+            }
+            Err(Error::Status { code: 412, .. }) => {
+                tracing::debug!(blob = %self.blob_location(digest), "blob already stored");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Streams the answer to the get_flow request's method into `dest`; a body cut off mid-way
+    /// is fetched again from the start (bounded by the retry policy).
+    async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64> {
+        let method: Verb = self.config.get_flow_request_http_method.into();
+        let write_err =
+            |e| CoreError::io(format!("writing blob {digest} to {}", dest.display()), e);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut resp = self
+                .blob_request(BLOB_DOWNLOAD, digest, method, false, &[], &Body::None)
+                .await?;
+            let mut file = tokio::fs::File::create(dest).await.map_err(write_err)?;
+            let mut written = 0u64;
+            let cut = loop {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => {
+                        file.write_all(&chunk).await.map_err(write_err)?;
+                        written += chunk.len() as u64;
+                    }
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            match cut {
+                None => {
+                    file.flush().await.map_err(write_err)?;
+                    return Ok(written);
+                }
+                Some(e) if attempt <= self.retry.max_retries => {
+                    tracing::warn!(blob = %self.blob_location(digest), attempt, error = %e.without_url(), "blob download cut off; fetching again");
+                    tokio::time::sleep(self.retry.base_delay).await;
+                }
+                Some(e) => {
+                    return Err(Error::Transport {
+                        what: BLOB_DOWNLOAD,
+                        method: method.as_str().to_string(),
+                        url: self.blob_location(digest),
+                        attempts: attempt,
+                        reason: format!("reading the body: {}", e.without_url()),
+                    }
+                    .into())
+                }
+            }
+        }
+    }
+
+    /// PUTs (the build request's method) `bytes` over the blob with `If-Match: *`, so the
+    /// create-only guard does not apply.
+    async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
+        let method = self.config.build_request_http_method.into();
+        let body = Body::Bytes(bytes.to_vec().into());
+        self.blob_request(
+            BLOB_UPLOAD,
+            digest,
+            method,
+            true,
+            &[("If-Match", "*")],
+            &body,
+        )
+        .await?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HttpMethod;
+    use serde_json::json;
+
+    #[test]
+    fn blob_requests_keep_arguments_but_not_the_body_or_url() {
+        let kwargs = json!({
+            "url": "https://files.example/flows/etl/2024",
+            "headers": {"Authorization": "Bearer ${TOKEN}"},
+            "params": {"v": "2"},
+            "data": "configured body",
+            "json": {"a": 1},
+            "timeout": 5,
+        });
+        let blob = blob_kwargs(&kwargs, "https://files.example/flows/.blobs/sha256/ab");
+        assert_eq!(
+            blob,
+            json!({
+                "url": "https://files.example/flows/.blobs/sha256/ab",
+                "headers": {"Authorization": "Bearer ${TOKEN}"},
+                "params": {"v": "2"},
+                "timeout": 5,
+            })
+        );
+    }
+
+    #[test]
+    fn only_url_mode_in_serialized_mode_holds_bundles() {
+        let d = flowstore_core::envelope::sha256_digest(b"x");
+        let url_mode = crate::WebhookBuilder::from_url("https://files.example/flows")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(url_mode.holds_bundles());
+        assert_eq!(
+            url_mode.blob_location(&d),
+            format!(
+                "https://files.example/flows/.blobs/sha256/{}",
+                d.trim_start_matches("sha256:")
+            )
+        );
+        let kwargs = json!({"url": "https://files.example/flows/etl"});
+        let fixed = Webhook::builder(kwargs.clone(), HttpMethod::Put, kwargs, HttpMethod::Get)
+            .build()
+            .unwrap();
+        assert!(!fixed.holds_bundles());
+        let err = fixed.blob_url(&d).unwrap_err();
+        assert!(matches!(err, CoreError::Unsupported { .. }), "{err:?}");
+        assert!(err.to_string().contains("URL mode"), "{err}");
+        let script = crate::WebhookBuilder::from_url("https://files.example/flows")
+            .unwrap()
+            .script("flow.py")
+            .build()
+            .unwrap();
+        assert!(!script.holds_bundles());
+    }
+}
