@@ -6,7 +6,8 @@
 //!   ref, into a clone cache that heals itself and stays bounded — checks out the branch, tag or
 //!   exact commit asked for, and loads the flow's file from the checkout (with the files beside
 //!   it on disk). With `pin`, the ref is resolved at registration and the commit and each file's
-//!   digest are recorded, so every run of a registration gets the same code.
+//!   digest are recorded, so every run of a registration gets the same code. It also serves
+//!   *bundles*: a directory of the repository at the resolved commit, as one flow.
 //! - [`GitHub`], [`GitLab`], [`Bitbucket`] (Server and Cloud), [`CodeCommit`] (features
 //!   `github`, `gitlab`, `bitbucket`, `codecommit`): read the flow's file through the host's
 //!   REST API, without a clone. The digest is recorded at registration and checked when the ref
@@ -27,15 +28,17 @@
 //!
 //! # Capabilities
 //!
-//! All five are read-only storages of script flows ([`Capabilities::READ_ONLY_SCRIPTS`](flowstore_core::Capabilities::READ_ONLY_SCRIPTS)):
+//! All five are read-only storages of script flows ([`Capabilities::READ_ONLY_SCRIPTS`](flowstore_core::Capabilities::READ_ONLY_SCRIPTS));
+//! [`Git`] also serves bundles: a directory of the repository at the resolved commit (see
+//! [the `git` module](crate::git#bundles)).
 //!
-//! | Storage | write | many flows | serialized | script | list versions | stream to file |
-//! |---|---|---|---|---|---|---|
-//! | [`Git`] | no | yes | no | yes | no | no |
-//! | [`GitHub`] | no | yes | no | yes | no | no |
-//! | [`GitLab`] | no | yes | no | yes | no | no |
-//! | [`Bitbucket`] | no | yes | no | yes | no | no |
-//! | [`CodeCommit`] | no | yes | no | yes | no | no |
+//! | Storage | write | many flows | serialized | script | list versions | stream to file | bundles |
+//! |---|---|---|---|---|---|---|---|
+//! | [`Git`] | no | yes | no | yes | no | no | yes (a directory of the repository) |
+//! | [`GitHub`] | no | yes | no | yes | no | no | no |
+//! | [`GitLab`] | no | yes | no | yes | no | no | no |
+//! | [`Bitbucket`] | no | yes | no | yes | no | no | no |
+//! | [`CodeCommit`] | no | yes | no | yes | no | no | no |
 //!
 //! Several flows per storage: `add_flow` records the configured file for a flow, and
 //! `add_flow_at(name, path)` another file of the same repository and ref.

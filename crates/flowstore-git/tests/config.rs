@@ -2,7 +2,7 @@
 //! end in the same configuration; the reference reopens to it; typed credentials never reach a
 //! reference or `Debug`; unknown options are named.
 
-use flowstore_core::{Capabilities, OpenContext, Registry, Storage, StorageReference};
+use flowstore_core::{Capabilities, FlowInput, OpenContext, Registry, Storage, StorageReference};
 use flowstore_git::{
     Bitbucket, BitbucketBuilder, CodeCommit, CodeCommitBuilder, Git, GitBuilder, GitHub,
     GitHubBuilder, GitLab, GitLabBuilder,
@@ -319,7 +319,17 @@ fn typed_credentials_never_reach_a_reference_or_debug() {
         let json = s.reference().unwrap().to_json();
         assert!(!json.contains(canary), "{json}");
         assert!(!format!("{s:?}").contains(canary), "{s:?}");
-        assert_eq!(s.capabilities(), Capabilities::READ_ONLY_SCRIPTS);
+        // Git serves bundles (directories of the repository); the API storages do not.
+        let bundles = s.type_name() == "Git";
+        assert_eq!(
+            s.capabilities(),
+            Capabilities {
+                bundles,
+                ..Capabilities::READ_ONLY_SCRIPTS
+            },
+            "{}",
+            s.type_name()
+        );
     }
     // Credentials in client_options would be recorded: refused.
     let e = CodeCommit::builder("r", "f.py")
@@ -422,4 +432,91 @@ fn from_env_records_the_providers_standard_variables() {
         std::env::remove_var(k);
     }
     std::env::remove_var("FLOWSTORE_GIT_CACHE_MAX_SIZE");
+}
+
+#[tokio::test]
+async fn the_api_storages_refuse_bundle_flows_and_git_records_their_directory() {
+    let secret = || "token".to_string().into();
+    let storages: Vec<Box<dyn Storage>> = vec![
+        Box::new(
+            GitHub::builder("o/r", "f.py")
+                .access_token(secret())
+                .build()
+                .unwrap(),
+        ),
+        Box::new(
+            GitLab::builder("o/r", "f.py")
+                .access_token(secret())
+                .build()
+                .unwrap(),
+        ),
+        Box::new(
+            Bitbucket::server("https://h", "P", "r", "f.py")
+                .access_token(secret())
+                .build()
+                .unwrap(),
+        ),
+        Box::new(
+            CodeCommit::builder("r", "f.py")
+                .region("eu-west-1")
+                .access_key_id(secret())
+                .secret_access_key(secret())
+                .build()
+                .unwrap(),
+        ),
+    ];
+    for mut s in storages {
+        let err = s
+            .add_flow(FlowInput::bundle("Bundled", "project", "flow.py"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, flowstore_core::Error::Unsupported { .. }),
+            "{}: {err:?}",
+            s.type_name()
+        );
+        assert!(err.to_string().contains("\"Bundled\""), "{err}");
+        assert!(s.flows().is_empty(), "{}: {:?}", s.type_name(), s.flows());
+        let dest = tempfile::tempdir().unwrap();
+        let err = s
+            .get_bundle("Bundled", dest.path(), &Default::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, flowstore_core::Error::Unsupported { .. }),
+            "{err:?}"
+        );
+    }
+
+    // Git: the directory and the entry file are recorded (no server needed to register).
+    let mut git = Git::builder("o/r", "f.py").build().unwrap();
+    let location = git
+        .add_flow(FlowInput::bundle(
+            "Bundled",
+            "./projects/etl/",
+            "./flows/etl.py",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(location, "bundle:projects/etl//flows/etl.py");
+    let at_root = git
+        .add_flow(FlowInput::bundle("At root", ".", "flow.py"))
+        .await
+        .unwrap();
+    assert_eq!(at_root, "bundle:.//flow.py");
+    let reference = reopen(&git);
+    assert_eq!(reference.flows["Bundled"], location);
+    for (dir, entry) in [("../out", "f.py"), ("/etc", "f.py"), ("p", "../f.py")] {
+        let err = git
+            .add_flow(FlowInput::bundle("Bad", dir, entry))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, flowstore_core::Error::Config { .. }),
+            "{dir} {entry}: {err:?}"
+        );
+        assert!(err.to_string().contains("\"Bad\""), "{err}");
+    }
+    // A script path shaped like a bundle location is refused, so locations stay unambiguous.
+    assert!(git.add_flow_at("Script", "bundle:a//b.py").is_err());
 }

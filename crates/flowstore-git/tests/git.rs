@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flowstore_core::bundle::{FetchOptions, FileMode};
 use flowstore_core::testkit::{skip, Harness, HarnessResult, Skip};
 use flowstore_core::{
     Error, FlowContent, FlowInput, OpenContext, Registry, Storage, StorageReference,
@@ -132,6 +133,42 @@ impl Harness for GitHarness {
         std::fs::remove_file(&object).unwrap();
         std::fs::copy(from, &object).unwrap();
         true
+    }
+
+    /// A fresh repository with the files of `tree` that a bundle holds (what `bundle::scan`
+    /// keeps: `git add` honouring the `.gitignore` and the `.flowstoreignore`) committed, with
+    /// their modes, under `projects/app/`; a storage on branch `main` with `pin` (as
+    /// `script_flows`), the bundle added as that directory and persisted: the commit and the
+    /// manifest's digest are recorded.
+    async fn bundle_flows(&self, name: &str, tree: &Path, entry: &str) -> Option<Box<dyn Storage>> {
+        const DIR: &str = "projects/app";
+        let scanned = flowstore_core::bundle::scan(tree, entry).expect("scan the tree");
+        let files: Vec<(String, Vec<u8>, bool)> = scanned
+            .files
+            .iter()
+            .map(|f| {
+                (
+                    format!("{DIR}/{}", f.file.path),
+                    std::fs::read(&f.source).unwrap(),
+                    f.file.mode == FileMode::Executable,
+                )
+            })
+            .collect();
+        let repo = TestRepo::new(&self.env, &[("README", "bundles\n")]);
+        repo.commit_files(&files, "the bundle");
+        let mut storage = repo
+            .daemon(&self.env, &format!("{DIR}/{entry}"), self.cache.path())
+            .branch("main")
+            .pin(true)
+            .build()
+            .unwrap();
+        storage
+            .add_flow(FlowInput::bundle(name, DIR, entry))
+            .await
+            .unwrap();
+        storage.persist().await.unwrap();
+        self.repos.lock().unwrap().push(repo);
+        Some(Box::new(storage))
     }
 
     fn registry(&self) -> Registry {
@@ -884,4 +921,441 @@ async fn a_flow_path_that_links_out_of_the_checkout_is_refused() {
     s.add_flow(FlowInput::script("hostname")).await.unwrap();
     let err = s.get_flow("hostname").await.unwrap_err();
     assert!(matches!(err, Error::OutsideStorage { .. }), "{err:?}");
+}
+
+/// What a bundle's files should be: path → (bytes, executable).
+type Files = std::collections::BTreeMap<String, (Vec<u8>, bool)>;
+
+fn files(list: &[(&str, &str, bool)]) -> Files {
+    list.iter()
+        .map(|(p, c, x)| (p.to_string(), (c.as_bytes().to_vec(), *x)))
+        .collect()
+}
+
+/// Commits `files` under `dir` (`""`: the root).
+fn commit_under(repo: &TestRepo, dir: &str, files: &Files, msg: &str) -> String {
+    let list: Vec<(String, Vec<u8>, bool)> = files
+        .iter()
+        .map(|(p, (c, x))| {
+            let path = if dir.is_empty() {
+                p.clone()
+            } else {
+                format!("{dir}/{p}")
+            };
+            (path, c.clone(), *x)
+        })
+        .collect();
+    repo.commit_files(&list, msg)
+}
+
+/// The manifest lists exactly `files`, with their digests and modes.
+fn assert_manifest(manifest: &flowstore_core::bundle::Manifest, files: &Files) {
+    let listed: Vec<&str> = manifest.files().iter().map(|f| f.path.as_str()).collect();
+    let wanted: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(listed, wanted);
+    for f in manifest.files() {
+        let (bytes, exec) = &files[&f.path];
+        assert_eq!(
+            f.digest,
+            flowstore_core::envelope::sha256_digest(bytes),
+            "{}",
+            f.path
+        );
+        assert_eq!(f.size, bytes.len() as u64, "{}", f.path);
+        let mode = if *exec {
+            FileMode::Executable
+        } else {
+            FileMode::Regular
+        };
+        assert_eq!(f.mode, mode, "{}", f.path);
+    }
+}
+
+/// The materialized tree holds exactly `files`, with their bytes and modes.
+fn assert_tree(root: &Path, files: &Files) {
+    use std::os::unix::fs::PermissionsExt;
+    for (path, (bytes, exec)) in files {
+        let p = root.join(path);
+        assert_eq!(&std::fs::read(&p).unwrap(), bytes, "{path}");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o111 != 0, *exec, "{path}: {mode:o}");
+    }
+}
+
+fn manifest_of(flow: &flowstore_core::FetchedFlow) -> &flowstore_core::bundle::Manifest {
+    match &flow.content {
+        FlowContent::Bundle(m) => m,
+        other => panic!("expected a bundle, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_at_the_repository_root_follows_its_branch_and_reuses_the_blob_cache() {
+    let e = need_servers!(
+        "a_bundle_at_the_repository_root_follows_its_branch_and_reuses_the_blob_cache"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let blobs = FetchOptions::with_cache_dir(work.path().join("blobs"));
+    let mut v1 = files(&[
+        ("README", "root bundle\n", false),
+        ("flow.py", &source("Root"), false),
+        ("lib/helpers.py", "X = 1\n", false),
+        ("lib/same.txt", "X = 1\n", false),
+        ("bin/run.sh", "#!/bin/sh\nexec python flow.py\n", true),
+    ]);
+    let repo = TestRepo::new(&e, &[("README", "root bundle\n")]);
+    commit_under(&repo, "", &v1, "the project");
+    let mut s = repo
+        .daemon(&e, "flow.py", cache.path())
+        .branch("main")
+        .build()
+        .unwrap();
+    let location = s
+        .add_flow(FlowInput::bundle("Root", ".", "flow.py"))
+        .await
+        .unwrap();
+    assert_eq!(location, "bundle:.//flow.py");
+    s.persist().await.unwrap();
+    let reference = s.reference().unwrap();
+    assert!(reference.flow_digests.is_empty(), "unpinned: no digest");
+    let agent = registry(Arc::new(MapSource::new()))
+        .open(&reference)
+        .unwrap();
+    assert!(agent.capabilities().bundles);
+
+    let flow = agent.get_flow("Root").await.unwrap();
+    assert_eq!(flow.form(), "bundle");
+    assert_eq!(manifest_of(&flow).entry(), "flow.py");
+    assert_manifest(manifest_of(&flow), &v1);
+    let first_commit = flow.revision.clone().unwrap();
+
+    let dest = work.path().join("checkout");
+    let fetched = agent.get_bundle("Root", &dest, &blobs).await.unwrap();
+    assert_tree(&dest, &v1);
+    assert_eq!(fetched.entry, dest.join("flow.py"));
+    // Five files, four distinct blobs (two files share their bytes).
+    assert_eq!(
+        (fetched.transfer.objects, fetched.transfer.reused_objects),
+        (4, 0)
+    );
+    let again = agent.get_bundle("Root", &dest, &blobs).await.unwrap();
+    assert_eq!(
+        (again.transfer.objects, again.transfer.reused_objects),
+        (0, 4)
+    );
+    assert_tree(&dest, &v1);
+
+    // A push reaches the unpinned bundle; only the changed file is written to the blob cache.
+    v1.insert("lib/helpers.py".into(), (b"X = 2\n".to_vec(), false));
+    let second_commit = commit_under(&repo, "", &v1, "v2");
+    let flow = agent.get_flow("Root").await.unwrap();
+    assert_eq!(flow.revision.as_deref(), Some(second_commit.as_str()));
+    assert_ne!(second_commit, first_commit);
+    let newer = agent.get_bundle("Root", &dest, &blobs).await.unwrap();
+    assert_eq!(newer.transfer.objects, 1, "{:?}", newer.transfer);
+    assert_eq!(newer.transfer.bytes, 6, "{:?}", newer.transfer);
+    assert_tree(&dest, &v1);
+    assert_manifest(&newer.manifest, &v1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_bundle_whose_tree_changed_on_its_branch_is_refused() {
+    let e = need_servers!("a_pinned_bundle_whose_tree_changed_on_its_branch_is_refused");
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let v1 = files(&[
+        ("flow.py", &source("Pinned"), false),
+        ("lib.py", "VALUE = 'registered'\n", false),
+    ]);
+    let repo = TestRepo::new(&e, &[("README", "x\n")]);
+    commit_under(&repo, "proj", &v1, "the project");
+    let mut s = repo
+        .daemon(&e, "proj/flow.py", cache.path())
+        .branch("main")
+        .pin(true)
+        .build()
+        .unwrap();
+    s.add_flow(FlowInput::bundle("Pinned", "proj", "flow.py"))
+        .await
+        .unwrap();
+    s.persist().await.unwrap();
+    let pinned = s.reference().unwrap();
+    assert_eq!(pinned.fields["pinned_from"], "main");
+    let recorded = pinned.flow_digests["Pinned"].clone();
+
+    let mut v2 = v1.clone();
+    v2.insert("lib.py".into(), (b"VALUE = 'changed'\n".to_vec(), false));
+    commit_under(&repo, "proj", &v2, "changed behind flowstore's back");
+
+    // The pinned reference still gets the registered tree.
+    let r = registry(Arc::new(MapSource::new()));
+    let agent = r.open(&pinned).unwrap();
+    let flow = agent.get_flow("Pinned").await.unwrap();
+    assert_eq!(manifest_of(&flow).digest(), recorded);
+    let fetched = agent
+        .get_bundle(
+            "Pinned",
+            &work.path().join("pinned"),
+            &FetchOptions::with_cache_dir(work.path().join("blobs")),
+        )
+        .await
+        .unwrap();
+    assert_tree(&fetched.root, &v1);
+
+    // The same reference made to follow its branch again: the tree there is not the registered
+    // one, and the recorded manifest digest refuses it.
+    let mut following = pinned.clone();
+    following.fields.remove("commit");
+    following.fields.insert("branch_name".into(), "main".into());
+    let agent = r.open(&following).unwrap();
+    let err = agent.get_flow("Pinned").await.unwrap_err();
+    assert!(matches!(err, Error::FlowCorrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("\"Pinned\""), "{err}");
+    assert!(err.to_string().contains("proj"), "{err}");
+    let dest = work.path().join("refused");
+    let err = agent
+        .get_bundle(
+            "Pinned",
+            &dest,
+            &FetchOptions::with_cache_dir(work.path().join("blobs")),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::FlowCorrupt { .. }), "{err:?}");
+    assert!(!dest.exists(), "a refused bundle was materialized");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_bundle_whose_blob_the_server_altered_is_refused() {
+    let e = need_servers!("a_pinned_bundle_whose_blob_the_server_altered_is_refused");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(&e, &[("README", "x\n")]);
+    let v1 = files(&[
+        ("flow.py", &source("Altered"), false),
+        ("lib.py", "VALUE = 'registered'\n", false),
+    ]);
+    let commit = commit_under(&repo, "proj", &v1, "the project");
+    let mut s = repo
+        .daemon(&e, "proj/flow.py", cache.path())
+        .pin(true)
+        .build()
+        .unwrap();
+    s.add_flow(FlowInput::bundle("Altered", "proj", "flow.py"))
+        .await
+        .unwrap();
+    s.persist().await.unwrap();
+    // The server's copy of lib.py's blob replaced under its id (no honest server does this).
+    let bare = repo.bare(&e);
+    let blob = git(&bare, &["rev-parse", &format!("{commit}:proj/lib.py")]);
+    let object = bare.join("objects").join(&blob[..2]).join(&blob[2..]);
+    if !object.exists() {
+        return eprintln!("the blob is packed on the server: nothing to alter in place");
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    git(scratch.path(), &["init", "-q"]);
+    std::fs::write(scratch.path().join("new"), "import os; os.system('evil')\n").unwrap();
+    let new = git(scratch.path(), &["hash-object", "-w", "new"]);
+    std::fs::remove_file(&object).unwrap();
+    std::fs::copy(
+        scratch
+            .path()
+            .join(".git/objects")
+            .join(&new[..2])
+            .join(&new[2..]),
+        &object,
+    )
+    .unwrap();
+    // An agent whose clone cache (the process's default) never held the repository.
+    let reference = s.reference().unwrap();
+    assert_eq!(reference.fields["commit"], commit.as_str());
+    let agent = registry(Arc::new(MapSource::new()))
+        .open(&reference)
+        .unwrap();
+    let err = agent.get_flow("Altered").await.unwrap_err();
+    assert!(matches!(err, Error::FlowCorrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("\"Altered\""), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinks_and_submodules_in_a_bundle_are_refused_naming_them() {
+    let e = need_servers!("symlinks_and_submodules_in_a_bundle_are_refused_naming_them");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(
+        &e,
+        &[
+            ("linked/flow.py", &source("Linked")),
+            ("clean/flow.py", &source("Clean")),
+        ],
+    );
+    std::os::unix::fs::symlink("flow.py", repo.work.path().join("linked/alias.py")).unwrap();
+    // A link elsewhere in the repository does not concern a bundle of another directory.
+    std::os::unix::fs::symlink("/etc/hostname", repo.work.path().join("outside")).unwrap();
+    repo.commit(&[], "links");
+    let lib = TestRepo::new(&e, &[("helpers.py", "def help(): pass\n")]);
+    let lib_url = format!("git://{}/{}.git", e.daemon, lib.name);
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &lib_url,
+            "vendored/vendor/lib",
+        ])
+        .current_dir(repo.work.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    repo.commit(&[("vendored/flow.py", &source("Vendored"))], "a submodule");
+
+    let mut s = repo
+        .daemon(&e, "clean/flow.py", cache.path())
+        .branch("main")
+        .build()
+        .unwrap();
+    for (name, dir) in [
+        ("Linked", "linked"),
+        ("Vendored", "vendored"),
+        ("Clean", "clean"),
+    ] {
+        s.add_flow(FlowInput::bundle(name, dir, "flow.py"))
+            .await
+            .unwrap();
+    }
+    let err = s.get_flow("Linked").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert!(
+        msg.contains("\"Linked\"") && msg.contains("linked/alias.py"),
+        "{msg}"
+    );
+    assert!(msg.contains("symbolic link"), "{msg}");
+    let err = s.get_flow("Vendored").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert!(
+        msg.contains("\"Vendored\"") && msg.contains("vendored/vendor/lib"),
+        "{msg}"
+    );
+    assert!(msg.contains("submodule"), "{msg}");
+    let dest = cache.path().join("never");
+    let err = s
+        .get_bundle(
+            "Linked",
+            &dest,
+            &FetchOptions::with_cache_dir(cache.path().join("b")),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("linked/alias.py"), "{err}");
+    assert!(!dest.exists());
+    let clean = s.get_flow("Clean").await.unwrap();
+    assert_manifest(
+        manifest_of(&clean),
+        &files(&[("flow.py", &source("Clean"), false)]),
+    );
+
+    // Pinning refuses them too, naming them.
+    let mut pinned = repo
+        .daemon(&e, "clean/flow.py", cache.path())
+        .pin(true)
+        .build()
+        .unwrap();
+    pinned
+        .add_flow(FlowInput::bundle("Linked", "linked", "flow.py"))
+        .await
+        .unwrap();
+    let err = pinned.persist().await.unwrap_err();
+    assert!(err.to_string().contains("linked/alias.py"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_and_scripts_pin_one_commit_and_errors_name_the_directory_and_entry() {
+    let e =
+        need_servers!("bundles_and_scripts_pin_one_commit_and_errors_name_the_directory_and_entry");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(
+        &e,
+        &[
+            ("scripts/etl.py", &source("Script")),
+            ("app/main.py", &source("App")),
+            ("app/README", "a file, not a directory\n"),
+        ],
+    );
+    let mut s = repo
+        .daemon(&e, "scripts/etl.py", cache.path())
+        .branch("main")
+        .pin(true)
+        .build()
+        .unwrap();
+    s.add_flow(FlowInput::script("Script")).await.unwrap();
+    s.add_flow(FlowInput::bundle("App", "app", "main.py"))
+        .await
+        .unwrap();
+    s.persist().await.unwrap();
+    let reference = s.reference().unwrap();
+    assert_eq!(reference.flow_digests.len(), 2, "{reference:?}");
+    let agent = registry(Arc::new(MapSource::new()))
+        .open(&reference)
+        .unwrap();
+    let script = agent.get_flow("Script").await.unwrap();
+    let app = agent.get_flow("App").await.unwrap();
+    assert_eq!(script.revision, app.revision);
+    assert_eq!(app.revision.as_deref(), reference.fields["commit"].as_str());
+    let err = agent
+        .get_bundle(
+            "Script",
+            &cache.path().join("x"),
+            &FetchOptions::with_cache_dir(cache.path().join("b")),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+
+    for (name, dir, entry, what, needle) in [
+        (
+            "No dir",
+            "nowhere",
+            "main.py",
+            "directory",
+            "directory nowhere",
+        ),
+        (
+            "No entry",
+            "app",
+            "missing.py",
+            "file",
+            "entry file missing.py",
+        ),
+    ] {
+        let mut s = repo
+            .daemon(&e, "scripts/etl.py", cache.path())
+            .build()
+            .unwrap();
+        s.add_flow(FlowInput::bundle(name, dir, entry))
+            .await
+            .unwrap();
+        let err = s.get_flow(name).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::NotFound { what: w, .. } if *w == what),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(needle), "{err}");
+        assert!(err.to_string().contains(&format!("\"{name}\"")), "{err}");
+    }
+    let mut s = repo
+        .daemon(&e, "scripts/etl.py", cache.path())
+        .build()
+        .unwrap();
+    s.add_flow(FlowInput::bundle("Not a dir", "app/README", "x.py"))
+        .await
+        .unwrap();
+    let err = s.get_flow("Not a dir").await.unwrap_err();
+    assert!(err.to_string().contains("is not a directory"), "{err}");
 }

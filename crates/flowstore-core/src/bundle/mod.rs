@@ -72,7 +72,7 @@ pub fn unsupported(backend: &str, flow: &str) -> Error {
     Error::Unsupported {
         backend: backend.to_string(),
         what: format!(
-            "storing bundle flow \"{flow}\": this storage does not hold bundles (Local, S3, Azure, GCS, Webhook, Git and Docker do, in serialized mode)"
+            "storing bundle flow \"{flow}\": this storage does not hold bundles. Local, S3, Azure and GCS (serialized mode, no fixed key), Webhook (URL mode), Docker (serialized mode) and Git (a directory of the repository) do"
         ),
     }
 }

@@ -237,6 +237,9 @@ impl<P: Provider> ApiStorage<P> {
     }
 
     pub async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
+        if let FlowInput::Bundle(b) = &flow {
+            return Err(flowstore_core::bundle::unsupported(P::TYPE_NAME, &b.name));
+        }
         if let FlowInput::Serialized(s) = &flow {
             return Err(CoreError::config(format!(
                 "{} storage is read-only: it loads script flows committed in the repository, so \
@@ -383,7 +386,9 @@ macro_rules! api_storage {
             /// Records a script flow (the file is already in the repository); location: its path.
             ///
             /// Errors with [`flowstore_core::Error::Config`] for a serialized flow (read-only
-            /// storage) and [`flowstore_core::Error::NameConflict`] for a name already held.
+            /// storage), [`flowstore_core::Error::Unsupported`] for a bundle flow (this storage
+            /// does not hold bundles; `Git` serves a repository's directory as one) and
+            /// [`flowstore_core::Error::NameConflict`] for a name already held.
             async fn add_flow(
                 &mut self,
                 flow: flowstore_core::FlowInput,

@@ -228,16 +228,7 @@ pub(crate) struct CheckoutRequest<'a> {
 /// ([`Cause::ServerData`]) objects the server sent that are missing or fail git's checks even in
 /// an empty cache.
 pub(crate) fn checkout(cache: &GitCache, req: &CheckoutRequest<'_>) -> Result<Checkout, Failure> {
-    let remote = req.remote;
-    let remote_key = hex::encode(&Sha256::digest(remote.url.as_bytes())[..12]);
-    let clone_key = format!("clone-{remote_key}");
-    let _writing = cache
-        .cache
-        .lock(&clone_key)
-        .map_err(|e| cache.io("locking", e))?;
-    let run = || -> Result<Checkout, Failure> {
-        let (repo, oid) = attempt(cache, &clone_key, req)?;
-        let _ = cache.cache.record_size(&clone_key);
+    with_commit(cache, req, |repo, oid, remote_key| {
         let mut co_key = format!("checkout-{remote_key}-{oid}");
         if !req.sparse.is_empty() {
             let paths = hex::encode(&Sha256::digest(req.sparse.join("\n").as_bytes())[..6]);
@@ -246,10 +237,38 @@ pub(crate) fn checkout(cache: &GitCache, req: &CheckoutRequest<'_>) -> Result<Ch
         if req.submodules {
             co_key.push_str("-with-submodules");
         }
-        ensure_checkout(cache, &repo, oid, &co_key, req)
+        ensure_checkout(cache, repo, oid, &co_key, req)
+    })
+}
+
+/// Fetches the request's ref from the remote into the cache (when needed) and runs `read` on the
+/// cached clone, the resolved commit and the remote's cache key, under the clone's exclusive lock
+/// (so no other flowstore process fetches into, or repairs, the clone meanwhile). Blocking.
+///
+/// Self-healing like [`checkout`]: when an attempt fails on the local copy ([`Cause::Cache`],
+/// [`Cause::Data`] — `read` returns the latter for objects it cannot read), the clone is
+/// discarded and everything, `read` included, runs once more; a second [`Cause::Data`] is the
+/// server's ([`Cause::ServerData`]). `read` returns [`Cause::Remote`] for failures that
+/// discarding the clone cannot cure.
+pub(crate) fn with_commit<T>(
+    cache: &GitCache,
+    req: &CheckoutRequest<'_>,
+    mut read: impl FnMut(&Repository, Oid, &str) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let remote = req.remote;
+    let remote_key = hex::encode(&Sha256::digest(remote.url.as_bytes())[..12]);
+    let clone_key = format!("clone-{remote_key}");
+    let _writing = cache
+        .cache
+        .lock(&clone_key)
+        .map_err(|e| cache.io("locking", e))?;
+    let mut run = || -> Result<T, Failure> {
+        let (repo, oid) = attempt(cache, &clone_key, req)?;
+        let _ = cache.cache.record_size(&clone_key);
+        read(&repo, oid, &remote_key)
     };
-    let co = match run() {
-        Ok(co) => co,
+    let out = match run() {
+        Ok(out) => out,
         Err(first) if matches!(first.cause, Cause::Cache | Cause::Data) => {
             tracing::warn!(
                 cache = %cache.cache.entry_path(&clone_key).display(),
@@ -273,7 +292,7 @@ pub(crate) fn checkout(cache: &GitCache, req: &CheckoutRequest<'_>) -> Result<Ch
     };
     // Also sweeps temporaries left by dead processes.
     cache.trim();
-    Ok(co)
+    Ok(out)
 }
 
 /// Opens (or creates) the clone, clears what dead processes left in it and resolves the target.

@@ -1,6 +1,6 @@
 //! `Git` storage: script flows committed in a git repository, cloned (shallow, cached) and
 //! checked out at the ref asked for; the whole checkout is there for the flow to read files
-//! beside it.
+//! beside it. Bundle flows are directories of the repository (see [Bundles](#bundles)).
 //!
 //! Read-only, as in the reference system. Unlike it, a `commit` is checked out exactly, the flow
 //! asked for by name is the one loaded, and with `pin` the commit is resolved at
@@ -9,8 +9,49 @@
 //!
 //! Made by [`GitBuilder`] (`Git::builder(repo, flow_path)`, `GitBuilder::from_url`, …); opened
 //! from a reference with [`Git::from_reference`].
+//!
+//! # Bundles
+//!
+//! A bundle flow is a directory of the repository at the resolved commit:
+//! `add_flow(FlowInput::bundle(name, dir, entry))` names the directory `dir` (relative to the
+//! repository root, `.` for the root) and its entry file `entry` (relative to `dir`). The
+//! reference records the location `bundle:<dir>//<entry>` — `bundle:projects/etl//flows/etl.py`,
+//! `bundle:.//flow.py` (neither part holds an empty segment, so the first `//` splits them; a
+//! script path of that shape is refused) — and, with `pin`, the digest of the bundle's manifest
+//! at the pinned commit, so a tree that differs from the registered one is refused as
+//! [`CoreError::FlowCorrupt`] naming the flow.
+//!
+//! [`Storage::get_flow`] returns [`FlowContent::Bundle`]: the manifest built from the tree of
+//! `dir` (sha256 of each blob, read from git's verified objects; `100755` → `0755`, `100644` →
+//! `0644`; symlinks, submodules and names a bundle cannot hold are refused naming the path;
+//! ignore files are not applied — what is committed is the bundle). [`Storage::get_bundle`]
+//! writes the directory's blobs into the shared [`BlobCache`] (skipping those already there and
+//! verified) and materializes the tree from it.
+//!
+//! libgit2 has no partial clone, so what is fetched is what a script flow fetches: the one ref,
+//! shallow (`clone_depth`, default 1) — the commit's whole tree, not only the directory — into
+//! the clone cache, once per commit. Only the directory's objects are then read and copied.
+//!
+//! ```no_run
+//! use flowstore_core::bundle::FetchOptions;
+//! use flowstore_core::{FlowInput, Storage};
+//! use flowstore_git::Git;
+//! # async fn run() -> flowstore_core::Result<()> {
+//! let mut git = Git::builder("org/flows", "projects/etl/flows/etl.py")
+//!     .branch("main")
+//!     .pin(true)
+//!     .build()?;
+//! git.add_flow(FlowInput::bundle("ETL", "projects/etl", "flows/etl.py")).await?;
+//! git.persist().await?; // records the commit and the manifest's digest
+//! let fetched = git
+//!     .get_bundle("ETL", "/tmp/etl".as_ref(), &FetchOptions::default())
+//!     .await?;
+//! println!("run {}", fetched.entry.display());
+//! # Ok(()) }
+//! ```
 
 mod builder;
+mod bundle;
 mod cache;
 mod config;
 mod known_hosts;
@@ -22,12 +63,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flowstore_core::bundle::{BlobCache, BundleInput, FetchOptions, FetchedBundle};
 use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::{SecretSource, SecretString};
 use flowstore_core::{
-    async_trait, Capabilities, Error as CoreError, FetchedFlow, FlowInput, OpenContext, Registry,
-    Result, Storage, StorageReference,
+    async_trait, Capabilities, Error as CoreError, FetchedFlow, FlowContent, FlowInput,
+    OpenContext, Registry, Result, Storage, StorageReference,
 };
+
+use bundle::{BlobSink, BundleLocation, ReadBundle};
+use config::Target;
 
 pub use builder::GitBuilder;
 pub use cache::{
@@ -129,17 +174,41 @@ impl Git {
     pub fn add_flow_at(&mut self, name: &str, path: &str) -> Result<String> {
         self.config.validate()?;
         check_repo_path(path)?;
+        if BundleLocation::looks_like(path) {
+            return Err(CoreError::config(format!(
+                "Flow file path {path:?} has the shape of a bundle location \
+                 (`bundle:<directory>//<entry>`); add bundle flows with FlowInput::bundle"
+            )));
+        }
         self.index.insert(name, path.to_string(), None)?;
         Ok(path.to_string())
     }
 
-    /// The paths to write in a sparse checkout: the configured ones and each flow's directory.
+    /// Adds bundle flow `input.name`: the directory `input.dir` of the repository (relative to
+    /// its root, `.` for the root) with entry file `input.entry` (relative to that directory).
+    /// Nothing is uploaded (the files are committed); with `pin`, [`Storage::persist`] records
+    /// the digest of the bundle's manifest at the pinned commit. Returns the location,
+    /// `bundle:<dir>//<entry>`.
+    fn add_bundle(&mut self, input: BundleInput) -> Result<String> {
+        self.config.validate()?;
+        let location = BundleLocation::new(&input.name, &input.dir, &input.entry)?.to_location();
+        self.index.insert(&input.name, location.clone(), None)?;
+        Ok(location)
+    }
+
+    /// The paths to write in a sparse checkout: the configured ones and each script flow's
+    /// directory (bundles are read from the clone, not from a checkout).
     fn sparse_set(&self) -> Vec<String> {
         if self.config.sparse_paths.is_empty() {
             return Vec::new();
         }
         let mut sparse = self.config.sparse_paths.clone();
-        let files = std::iter::once(&self.config.flow_path).chain(self.index.flows.values());
+        let scripts = self
+            .index
+            .flows
+            .values()
+            .filter(|l| !BundleLocation::looks_like(l));
+        let files = std::iter::once(&self.config.flow_path).chain(scripts);
         for file in files {
             let dir = Path::new(file)
                 .parent()
@@ -161,17 +230,9 @@ impl Git {
     /// in use until dropped. `flow` names the flow(s) in errors.
     async fn checkout(&self, flow: &str) -> Result<cache::Checkout> {
         let target = self.config.target()?;
-        let remote = url::clone_target(
-            &self.config,
-            self.secrets.as_ref(),
-            self.access_token.as_ref(),
-        )?;
+        let remote = self.remote()?;
         let sparse = self.sparse_set();
-        let policy = match &self.cache_policy {
-            Some(p) => p.clone(),
-            None => cache::policy_from_env()?,
-        };
-        let cache = GitCache::new(&self.cache_dir).with_policy(policy);
+        let cache = self.git_cache()?;
         let (depth, progress) = (self.config.clone_depth, self.progress.clone());
         let submodules = self.config.submodules;
         let outcome = tokio::task::spawn_blocking(move || {
@@ -191,7 +252,31 @@ impl Git {
         .map_err(|e| {
             CoreError::backend(TYPE_NAME, format!("the checkout task failed: {e}")).with_source(e)
         })?;
-        outcome.map_err(|failure| match failure.cause {
+        outcome.map_err(|failure| self.failure_error(flow, failure))
+    }
+
+    /// Where to clone from, with credentials resolved.
+    fn remote(&self) -> Result<url::CloneTarget> {
+        url::clone_target(
+            &self.config,
+            self.secrets.as_ref(),
+            self.access_token.as_ref(),
+        )
+    }
+
+    /// The clone cache with its bounds (set in code, else from the environment).
+    fn git_cache(&self) -> Result<GitCache> {
+        let policy = match &self.cache_policy {
+            Some(p) => p.clone(),
+            None => cache::policy_from_env()?,
+        };
+        Ok(GitCache::new(&self.cache_dir).with_policy(policy))
+    }
+
+    /// The error a failed fetch reports; `flow` names the flow(s) when the server's objects are
+    /// bad.
+    fn failure_error(&self, flow: &str, failure: transport::Failure) -> CoreError {
+        match failure.cause {
             transport::Cause::ServerData => CoreError::FlowCorrupt {
                 flow: flow.to_string(),
                 location: self.repo_label(),
@@ -202,7 +287,104 @@ impl Git {
                 ),
             },
             _ => failure.error,
+        }
+    }
+
+    /// Fetches `target` into the clone cache (when needed: a shallow fetch of the one ref, as
+    /// for script flows — libgit2 has no partial clone, so the commit's whole tree comes, not
+    /// only the bundles' directories) and reads the bundle flows `flows` at its commit from the
+    /// cached clone, under the clone's lock. With `sink`, each bundle's blobs are written to the
+    /// blob cache (those already there, verified, are skipped). Returns the commit and the
+    /// bundles in order.
+    async fn read_bundles(
+        &self,
+        target: Target,
+        flows: Vec<(String, BundleLocation)>,
+        sink: Option<BlobSink>,
+    ) -> Result<(String, Vec<ReadBundle>)> {
+        let remote = self.remote()?;
+        let cache = self.git_cache()?;
+        let (depth, progress) = (self.config.clone_depth, self.progress.clone());
+        let repo_label = self.repo_label();
+        let names: Vec<&str> = flows.iter().map(|(n, _)| n.as_str()).collect();
+        let names = names.join(", ");
+        let outcome = tokio::task::spawn_blocking(move || {
+            if let Some(sink) = &sink {
+                // What `BlobCache::sweep` does for core's fetch: temporaries of dead processes.
+                let blobs = flowstore_core::cache::Cache::new(sink.cache.root());
+                if let Err(e) = blobs.sweep_temporaries() {
+                    tracing::debug!(error = %e, "sweeping blob cache temporaries failed");
+                }
+            }
+            let request = cache::CheckoutRequest {
+                remote: &remote,
+                target: &target,
+                depth,
+                sparse: &[],
+                submodules: false,
+                progress: progress.as_ref(),
+            };
+            cache::with_commit(&cache, &request, |repo, oid, _| {
+                let read = flows
+                    .iter()
+                    .map(|(name, loc)| {
+                        bundle::read(repo, oid, &remote, (name, &repo_label), loc, sink.as_ref())
+                    })
+                    .collect::<std::result::Result<Vec<_>, transport::Failure>>()?;
+                Ok((oid.to_string(), read))
+            })
         })
+        .await
+        .map_err(|e| {
+            CoreError::backend(TYPE_NAME, format!("the bundle read task failed: {e}"))
+                .with_source(e)
+        })?;
+        outcome.map_err(|failure| self.failure_error(&names, failure))
+    }
+
+    /// Checks out the configured ref and records the digest of each script flow of `names`;
+    /// returns the commit.
+    async fn pin_scripts(&mut self, names: Vec<String>) -> Result<String> {
+        let co = self.checkout(&names.join(", ")).await?;
+        for name in names {
+            let location = self.index.location(&name)?.to_string();
+            let (source, _) = self.read_file(&name, &location, &co)?;
+            self.index
+                .digests
+                .insert(name, flowstore_core::envelope::sha256_digest(&source));
+        }
+        Ok(co.commit.clone())
+    }
+
+    /// Reads bundle flow `name` at the configured ref and checks its manifest against the digest
+    /// recorded when the storage pinned.
+    async fn read_bundle(
+        &self,
+        name: &str,
+        loc: &BundleLocation,
+        sink: Option<BlobSink>,
+    ) -> Result<(String, ReadBundle)> {
+        let flows = vec![(name.to_string(), loc.clone())];
+        let (commit, mut read) = self
+            .read_bundles(self.config.target()?, flows, sink)
+            .await?;
+        let read = read.pop().ok_or_else(|| {
+            CoreError::backend(TYPE_NAME, format!("bundle flow \"{name}\" was not read"))
+        })?;
+        let actual = read.manifest.digest();
+        match self.index.digests.get(name) {
+            Some(expected) if *expected != actual => Err(CoreError::FlowCorrupt {
+                flow: name.to_string(),
+                location: format!("{}@{commit}:{}", self.repo_label(), loc.dir),
+                reason: format!(
+                    "the manifest of its directory {} at commit {commit} has digest {actual}, but \
+                     {expected} was recorded at registration: the directory's files are not the \
+                     ones registered",
+                    loc.dir
+                ),
+            }),
+            _ => Ok((commit, read)),
+        }
     }
 
     fn repo_label(&self) -> String {
@@ -314,30 +496,42 @@ impl Storage for Git {
         &mut self.index
     }
 
-    /// Read-only: script flows only, several per storage (each names its file), no listing.
+    /// Read-only: script flows and bundles (directories of the repository), several per storage
+    /// (each names its file or directory), no listing.
     fn capabilities(&self) -> Capabilities {
-        Capabilities::READ_ONLY_SCRIPTS
+        Capabilities {
+            bundles: true,
+            ..Capabilities::READ_ONLY_SCRIPTS
+        }
     }
 
-    /// Records a script flow (the file is already committed); location: the flow path.
+    /// Records a script flow (the file is already committed; location: the flow path) or a
+    /// bundle flow: `FlowInput::bundle(name, dir, entry)` names the directory `dir` of the
+    /// repository (relative to its root, `.` for the root) and its entry file `entry` (relative
+    /// to `dir`); location: `bundle:<dir>//<entry>`.
     ///
-    /// Errors with [`CoreError::Config`] for a serialized flow (Git storage is read-only) and
+    /// Errors with [`CoreError::Config`] for a serialized flow (Git storage is read-only) or a
+    /// bundle directory or entry that is not a relative path inside the repository, and
     /// [`CoreError::NameConflict`] for a name already held.
     async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
-        if let FlowInput::Serialized(s) = &flow {
-            return Err(CoreError::config(format!(
+        match flow {
+            FlowInput::Serialized(s) => Err(CoreError::config(format!(
                 "Git storage is read-only: it loads script flows committed in the repository, so \
                  it cannot store the serialized flow \"{}\". Register it with --script (the \
                  flow's path in the repository), or store serialized flows in a writable storage",
                 s.name
-            )));
+            ))),
+            FlowInput::Bundle(input) => self.add_bundle(input),
+            script => {
+                let path = self.config.flow_path.clone();
+                self.add_flow_at(script.name(), &path)
+            }
         }
-        let path = self.config.flow_path.clone();
-        self.add_flow_at(flow.name(), &path)
     }
 
-    /// With `pin`, resolves the ref now and records the commit and each flow file's digest
-    /// (flows added after pinning get their digest at the pinned commit).
+    /// With `pin`, resolves the ref now and records the commit and each flow's digest: a script
+    /// file's, or a bundle's manifest's (built from its directory at the commit). Flows added
+    /// after pinning get their digest at the pinned commit.
     async fn persist(&mut self) -> Result<()> {
         if !self.config.pin || self.index.flows.is_empty() {
             return Ok(());
@@ -352,14 +546,30 @@ impl Storage for Git {
         if names.is_empty() && self.config.commit.is_some() {
             return Ok(());
         }
-        let co = self.checkout(&names.join(", ")).await?;
+        let mut bundles = Vec::new();
+        let mut scripts = Vec::new();
         for name in names {
-            let location = self.index.location(&name)?.to_string();
-            let (source, _) = self.read_file(&name, &location, &co)?;
-            self.index
-                .digests
-                .insert(name, flowstore_core::envelope::sha256_digest(&source));
+            match BundleLocation::parse(&name, self.index.location(&name)?) {
+                Some(loc) => bundles.push((name, loc?)),
+                None => scripts.push(name),
+            }
         }
+        let commit = if bundles.is_empty() {
+            self.pin_scripts(scripts).await?
+        } else {
+            // At the scripts' commit when there are scripts, so every flow pins the same one.
+            let target = if scripts.is_empty() {
+                self.config.target()?
+            } else {
+                Target::Commit(self.pin_scripts(scripts).await?)
+            };
+            let names: Vec<String> = bundles.iter().map(|(n, _)| n.clone()).collect();
+            let (resolved, read) = self.read_bundles(target, bundles, None).await?;
+            for (name, bundle) in names.into_iter().zip(read) {
+                self.index.digests.insert(name, bundle.manifest.digest());
+            }
+            resolved
+        };
         if let Some(from) = self
             .config
             .branch_name
@@ -368,8 +578,8 @@ impl Storage for Git {
         {
             self.config.pinned_from = Some(from);
         }
-        self.config.commit = Some(co.commit.clone());
-        tracing::info!(commit = %co.commit, "pinned");
+        tracing::info!(commit = %commit, "pinned");
+        self.config.commit = Some(commit);
         Ok(())
     }
 
@@ -381,8 +591,24 @@ impl Storage for Git {
     /// missing repository, ref, file, or a file that does not name the flow;
     /// [`CoreError::PermissionDenied`] for refused credentials; [`CoreError::FlowCorrupt`] for
     /// altered bytes; [`CoreError::OutsideStorage`] for a path that leads out of the checkout.
+    ///
+    /// A bundle flow comes back as [`FlowContent::Bundle`]: the manifest of its directory at the
+    /// commit (every file read from git's verified objects and hashed), checked against the
+    /// digest recorded when the storage pinned. Errors then also: [`CoreError::NotFound`] for a
+    /// missing directory (`"directory"`) or entry file; [`CoreError::Config`] naming the path of
+    /// a symlink, a submodule or a name a bundle cannot hold.
     async fn get_flow(&self, name: &str) -> Result<FetchedFlow> {
         let location = self.index.location(name)?.to_string();
+        if let Some(loc) = BundleLocation::parse(name, &location) {
+            let (commit, read) = self.read_bundle(name, &loc?, None).await?;
+            tracing::info!(flow = name, commit = %commit, "bundle read");
+            return Ok(FetchedFlow {
+                name: name.to_string(),
+                location,
+                revision: Some(commit),
+                content: FlowContent::Bundle(read.manifest),
+            });
+        }
         let co = self.checkout(name).await?;
         tracing::info!(flow = name, commit = %co.commit, "using commit");
         let (source, path) = self.read_file(name, &location, &co)?;
@@ -403,6 +629,68 @@ impl Storage for Git {
             ));
         }
         Ok(fetched)
+    }
+
+    /// Fetches bundle flow `name`'s directory at the resolved commit and materializes it at
+    /// `dest`. The ref is fetched into the clone cache as for script flows (a shallow fetch of
+    /// the one ref: libgit2 has no partial clone, so the commit's whole tree is transferred, once
+    /// per commit, not only the directory); then only the directory's blobs are read from the
+    /// clone (git verifies each against its id), each not already in the blob cache
+    /// (`options.cache`, else [`BlobCache::from_env`]) is written there and verified by its
+    /// sha256, and the tree is materialized from the cache. The transfer report counts the blobs
+    /// written to the blob cache (`objects`, `bytes`) and found there already (`reused_*`).
+    /// `options.parallelism` does not apply (blobs are read from the local clone one by one).
+    ///
+    /// Errors as [`Storage::get_flow`] of a bundle, plus [`CoreError::Unsupported`] for a script
+    /// flow and those of materializing (`dest` not empty and not made by a fetch, I/O).
+    async fn get_bundle(
+        &self,
+        name: &str,
+        dest: &Path,
+        options: &FetchOptions,
+    ) -> Result<FetchedBundle> {
+        let location = self.index.location(name)?.to_string();
+        let Some(loc) = BundleLocation::parse(name, &location) else {
+            return Err(CoreError::Unsupported {
+                backend: "flowstore".to_string(),
+                what: format!(
+                    "fetching flow \"{name}\" as a bundle: it is a script flow (file {location}); \
+                     fetch it with get_flow"
+                ),
+            });
+        };
+        let cache = match &options.cache {
+            Some(c) => c.clone(),
+            None => BlobCache::from_env()?,
+        };
+        let sink = BlobSink {
+            cache: cache.clone(),
+            progress: options.progress.clone(),
+        };
+        let (commit, read) = self.read_bundle(name, &loc?, Some(sink)).await?;
+        let ReadBundle { manifest, transfer } = read;
+        let (to_build, dest_owned) = (manifest.clone(), dest.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            flowstore_core::bundle::materialize_from_cache(&cache, &to_build, &dest_owned)
+        })
+        .await
+        .map_err(|e| {
+            CoreError::backend(TYPE_NAME, format!("materializing the bundle: {e}")).with_source(e)
+        })??;
+        tracing::info!(
+            flow = name,
+            commit = %commit,
+            written = transfer.objects,
+            reused = transfer.reused_objects,
+            "bundle materialized"
+        );
+        Ok(FetchedBundle {
+            name: name.to_string(),
+            root: dest.to_path_buf(),
+            entry: dest.join(manifest.entry()),
+            manifest,
+            transfer,
+        })
     }
 
     fn reference(&self) -> Result<StorageReference> {

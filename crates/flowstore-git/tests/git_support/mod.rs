@@ -120,6 +120,19 @@ impl TestRepo {
         git(self.work.path(), &["rev-parse", "HEAD"])
     }
 
+    /// Commits files with their modes (`true`: executable) and pushes; returns the commit SHA.
+    pub fn commit_files(&self, files: &[(String, Vec<u8>, bool)], msg: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        for (path, content, executable) in files {
+            let p = self.work.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content).unwrap();
+            let mode = if *executable { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        self.commit_bytes(&[], msg)
+    }
+
     /// The bare repository on the server's disk.
     pub fn bare(&self, env: &Env) -> PathBuf {
         env.root.join(format!("{}.git", self.name))
