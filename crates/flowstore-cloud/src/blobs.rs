@@ -45,10 +45,14 @@ pub(crate) enum PutError {
 pub(crate) trait Blobs: Send + Sync {
     /// Uploads small bytes; create-only unless `overwrite`.
     async fn put(&self, key: &str, bytes: Bytes, overwrite: bool) -> Result<(), PutError>;
-    /// Uploads a large file streamed from disk; create-only unless `overwrite`.
+    /// Uploads a large file (a script, a bundle blob) streamed from disk; create-only unless
+    /// `overwrite`.
     async fn put_file(&self, key: &str, path: &Path, overwrite: bool) -> Result<(), PutError>;
     /// The object's metadata and bytes; a missing object or bucket is [`CoreError::NotFound`].
     async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), CoreError>;
+    /// True if the object exists (a HEAD, or the JSON API's metadata request). A missing object
+    /// is `false`; any other failure is an error naming the key.
+    async fn exists(&self, key: &str) -> Result<bool, CoreError>;
     /// The first `n` bytes of an object (for listings), if it can be read.
     async fn head_bytes(&self, key: &str, n: u64) -> Option<Bytes>;
     /// Every object under `prefix`.
@@ -140,12 +144,7 @@ impl Blobs for ObjectStoreBlobs {
             .await
             .map_err(|e| self.put_error(e, key))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let read_err = |e| {
-            PutError::Other(CoreError::io(
-                format!("reading script {}", path.display()),
-                e,
-            ))
-        };
+        let read_err = |e| PutError::Other(CoreError::io(format!("reading {}", path.display()), e));
         let mut file = tokio::fs::File::open(path).await.map_err(read_err)?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -188,6 +187,14 @@ impl Blobs for ObjectStoreBlobs {
             })
             .boxed();
         Ok((m, stream))
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, CoreError> {
+        match self.store.head(&ObjectPath::from(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error(Op::Get, "checking", key, e)),
+        }
     }
 
     async fn head_bytes(&self, key: &str, n: u64) -> Option<Bytes> {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use flowstore_core::bundle::{self, BundleInput, ScannedBundle};
 use flowstore_core::raw::sink::{file_digest, FlowFileSink};
 use flowstore_core::raw::FlowIndex;
 use flowstore_core::{key, Error as CoreError, FetchedFlow, FlowInput, Result, StoredVersion};
@@ -21,15 +22,20 @@ pub const MAX_IN_MEMORY: u64 = 2 << 30;
 
 /// What `add_flow` staged for `persist`.
 #[derive(Debug, Clone)]
-enum Body {
+pub(crate) enum Body {
     Bytes(Bytes),
     File(PathBuf),
+    /// A bundle: its blobs go first, then its manifest (the flow's bytes).
+    Bundle {
+        scanned: Arc<ScannedBundle>,
+        input: BundleInput,
+    },
 }
 
 #[derive(Debug, Clone)]
-struct Staged {
-    name: String,
-    body: Body,
+pub(crate) struct Staged {
+    pub name: String,
+    pub body: Body,
 }
 
 /// Shared state of a cloud storage: where objects go and what was stored.
@@ -51,7 +57,7 @@ pub(crate) struct Engine {
     /// Prefect 1's message for script mode without a key or a local script.
     pub script_key_error: &'static str,
     pub index: FlowIndex,
-    staged: Vec<Staged>,
+    pub(crate) staged: Vec<Staged>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -89,11 +95,17 @@ impl Engine {
         }
     }
 
-    fn url(&self, key: &str) -> String {
+    pub(crate) fn url(&self, key: &str) -> String {
         format!("{}/{key}", self.display)
     }
 
-    fn default_key(&self, name: &str) -> String {
+    /// Bundles need default keys (a bundle's blobs live beside the flows under the prefix) and
+    /// serialized mode (the manifest is stored as the flow).
+    pub fn bundles(&self) -> bool {
+        !self.stored_as_script && self.fixed_key.is_none()
+    }
+
+    pub(crate) fn default_key(&self, name: &str) -> String {
         let key = key::new_flow_key(name);
         match &self.prefix {
             Some(p) if !p.is_empty() => format!("{}/{key}", p.trim_end_matches('/')),
@@ -101,8 +113,13 @@ impl Engine {
         }
     }
 
-    /// Stages a flow; the location is final (the upload happens at `persist`).
-    pub fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
+    /// Stages a flow; the location is final (the upload happens at `persist`). A bundle's tree
+    /// is scanned now (see `add_bundle`).
+    pub async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
+        let flow = match flow {
+            FlowInput::Bundle(input) => return self.add_bundle(input).await,
+            other => other,
+        };
         self.index.ensure_new(flow.name())?;
         let name = flow.name().to_string();
         let (body, key) = if self.stored_as_script {
@@ -150,8 +167,17 @@ impl Engine {
     }
 
     async fn upload(&mut self, item: &Staged) -> Result<()> {
+        // A bundle's missing blobs are uploaded before its manifest, so no stored manifest ever
+        // names a blob the storage lacks.
+        let mut report = match &item.body {
+            Body::Bundle { scanned, input } => {
+                Some(bundle::upload(&*self, scanned, input.progress.as_ref()).await?)
+            }
+            _ => None,
+        };
         let digest = match &item.body {
             Body::Bytes(b) => flowstore_core::envelope::sha256_digest(b),
+            Body::Bundle { scanned, .. } => scanned.manifest.digest(),
             Body::File(p) => {
                 let p = p.clone();
                 tokio::task::spawn_blocking(move || file_digest(&p))
@@ -180,12 +206,28 @@ impl Engine {
         }
         tracing::info!(flow = %item.name, location = %self.url(&key), "uploaded flow");
         self.index.digests.insert(item.name.clone(), digest);
+        if let (Some(report), Body::Bundle { scanned, .. }) = (&mut report, &item.body) {
+            report.add_object(scanned.manifest.bytes().len() as u64);
+            tracing::info!(
+                flow = %item.name,
+                files = scanned.manifest.files().len(),
+                uploaded = report.objects,
+                reused = report.reused_objects,
+                "stored bundle"
+            );
+            self.index.transfers.insert(item.name.clone(), *report);
+        }
         Ok(())
     }
 
     async fn put(&self, key: &str, body: &Body) -> Result<(), PutError> {
         match body {
             Body::Bytes(b) => self.blobs.put(key, b.clone(), self.overwrite).await,
+            Body::Bundle { scanned, .. } => {
+                self.blobs
+                    .put(key, scanned.manifest.bytes().clone(), self.overwrite)
+                    .await
+            }
             Body::File(p) => {
                 let read_err = |e| {
                     PutError::Other(CoreError::io(format!("reading script {}", p.display()), e))
@@ -279,27 +321,42 @@ impl Engine {
     pub async fn list_versions(&self, flow: Option<&str>) -> Result<Vec<StoredVersion>> {
         let base = self.prefix.clone().unwrap_or_default();
         let base = base.trim_end_matches('/').to_string();
-        let prefix = match flow {
-            Some(f) if base.is_empty() => Some(key::flow_slug(f)),
-            Some(f) => Some(format!("{base}/{}", key::flow_slug(f))),
+        let wanted_slug = flow.map(key::flow_slug);
+        // Listed with a trailing `/`: GCS matches prefixes character by character, so
+        // `team/etl` would also list `team/etl-2/…`.
+        let prefix = match &wanted_slug {
+            Some(slug) if base.is_empty() => Some(format!("{slug}/")),
+            Some(slug) => Some(format!("{base}/{slug}/")),
             None if base.is_empty() => None,
-            None => Some(base.clone()),
+            None => Some(format!("{base}/")),
         };
         let metas = self.blobs.list(prefix.as_deref()).await?;
         let mut versions = Vec::new();
         let mut names: BTreeMap<String, Option<String>> = BTreeMap::new();
         for meta in metas {
             let location = meta.key.clone();
-            let rel = location
-                .strip_prefix(&format!("{base}/"))
-                .unwrap_or(&location)
-                .to_string();
+            let rel = if base.is_empty() {
+                location.as_str()
+            } else {
+                match location.strip_prefix(&format!("{base}/")) {
+                    Some(rel) => rel,
+                    None => continue,
+                }
+            };
             let Some((slug, version)) = rel.split_once('/') else {
                 continue;
             };
+            // Bundle blobs (`.blobs/sha256/…`) are not flow versions.
+            if slug == bundle::BLOB_DIR || slug.starts_with('.') {
+                continue;
+            }
             if version.contains('/') || version.starts_with('.') {
                 continue;
             }
+            if wanted_slug.as_deref().is_some_and(|w| w != slug) {
+                continue;
+            }
+            let slug = slug.to_string();
             let flow_name = match names.get(&location) {
                 Some(n) => n.clone(),
                 None => {
@@ -313,7 +370,7 @@ impl Engine {
             };
             versions.push(StoredVersion {
                 flow: flow_name,
-                slug: slug.to_string(),
+                slug,
                 location,
                 size: Some(meta.size),
                 stored_at: Some(meta.last_modified),

@@ -291,18 +291,13 @@ impl Blobs for GcsJsonBlobs {
     async fn put_file(&self, key: &str, path: &Path, overwrite: bool) -> Result<(), PutError> {
         let what = format!("uploading to {}", self.url(key));
         if !overwrite {
-            match self.get(key).await {
-                Ok(_) => return Err(PutError::Exists),
-                Err(CoreError::NotFound { what: "object", .. }) => {}
+            match self.exists(key).await {
+                Ok(true) => return Err(PutError::Exists),
+                Ok(false) => {}
                 Err(e) => return Err(PutError::Other(e)),
             }
         }
-        let read_err = |e| {
-            PutError::Other(CoreError::io(
-                format!("reading script {}", path.display()),
-                e,
-            ))
-        };
+        let read_err = |e| PutError::Other(CoreError::io(format!("reading {}", path.display()), e));
         let len = tokio::fs::metadata(path).await.map_err(read_err)?.len();
         let resp = self
             .send(&what, || {
@@ -344,9 +339,9 @@ impl Blobs for GcsJsonBlobs {
             .send(&what, || {
                 let session = session.clone();
                 async move {
-                    let file = tokio::fs::File::open(path).await.map_err(|e| {
-                        CoreError::io(format!("reading script {}", path.display()), e)
-                    })?;
+                    let file = tokio::fs::File::open(path)
+                        .await
+                        .map_err(|e| CoreError::io(format!("reading {}", path.display()), e))?;
                     let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
                     Ok(self
                         .client
@@ -408,6 +403,23 @@ impl Blobs for GcsJsonBlobs {
             })
             .boxed();
         Ok((meta, stream))
+    }
+
+    /// The object's metadata request (no media): 200 is there, 404 is not.
+    async fn exists(&self, key: &str) -> Result<bool, CoreError> {
+        let what = format!("checking {}", self.url(key));
+        let url = self.object_url(key);
+        let resp = self
+            .send(&what, || {
+                let rb = self.client.get(&url);
+                async move { Ok(rb) }
+            })
+            .await?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.status_error(Op::Get, &what, key, resp).await),
+        }
     }
 
     async fn head_bytes(&self, key: &str, n: u64) -> Option<Bytes> {

@@ -35,13 +35,22 @@
 //!
 //! # Capabilities
 //!
-//! | storage | write | many flows | serialized | script | list versions | stream to file |
-//! |---|---|---|---|---|---|---|
-//! | [`S3`] | yes | yes (no with a fixed `key`) | yes (serialized mode) | yes (script mode) | yes | yes |
-//! | [`Azure`] | yes | yes (no with a fixed `blob_name`) | yes (serialized mode) | yes (script mode) | yes | yes |
-//! | [`Gcs`] | yes | yes (no with a fixed `key`) | yes (serialized mode) | yes (script mode) | yes | yes |
+//! | storage | write | many flows | serialized | script | list versions | stream to file | bundles |
+//! |---|---|---|---|---|---|---|---|
+//! | [`S3`] | yes | yes (no with a fixed `key`) | yes (serialized mode) | yes (script mode) | yes | yes | serialized mode, no fixed `key` |
+//! | [`Azure`] | yes | yes (no with a fixed `blob_name`) | yes (serialized mode) | yes (script mode) | yes | yes | serialized mode, no fixed `blob_name` |
+//! | [`Gcs`] | yes | yes (no with a fixed `key`) | yes (serialized mode) | yes (script mode) | yes | yes | serialized mode, no fixed `key` |
 //!
 //! A storage holds serialized flows, or (with `stored_as_script`) scripts, not both.
+//!
+//! # Bundles
+//!
+//! A bundle ([`FlowInput::bundle`](flowstore_core::FlowInput::bundle)) is scanned at `add_flow`
+//! and uploaded at `persist`: first the blobs the storage lacks, create-only, at
+//! `<prefix>/.blobs/sha256/<hex>` (one listing of that prefix finds which; large blobs go in
+//! parts streamed from disk), then the manifest, create-only, at a fresh default key like any
+//! serialized flow. Re-registering after a one-file change uploads one blob and one manifest.
+//! `list_versions` never lists blobs; agents fetch with [`Storage::get_bundle`].
 //!
 //! # Register in S3 and fetch back
 //!
@@ -76,6 +85,7 @@
 )]
 
 mod blobs;
+mod bundles;
 mod engine;
 mod error;
 mod retry;

@@ -61,20 +61,24 @@ macro_rules! cloud_storage {
                     script,
                     list_versions: true,
                     stream_to_file: true,
-                    bundles: false,
+                    bundles: self.engine.bundles(),
                 }
             }
 
-            /// Stages the flow (uploaded at `persist`) and returns its key.
+            /// Stages the flow (uploaded at `persist`) and returns its key. A bundle's tree is
+            /// scanned now and staged as its manifest at a fresh default key (serialized mode
+            /// without a fixed key only; else [`flowstore_core::bundle::unsupported`]).
             async fn add_flow(
                 &mut self,
                 flow: flowstore_core::FlowInput,
             ) -> flowstore_core::Result<String> {
-                self.engine.add_flow(flow)
+                self.engine.add_flow(flow).await
             }
 
             /// Uploads every staged flow, create-only (an existing object is an error, except
-            /// with Azure's `overwrite`), and records digests.
+            /// with Azure's `overwrite`), and records digests. A bundle's missing blobs go
+            /// first (create-only; one listing finds them), then its manifest; what moved is
+            /// the flow's [`transfer_report`](flowstore_core::Storage::transfer_report).
             async fn persist(&mut self) -> flowstore_core::Result<()> {
                 self.engine.persist().await
             }
@@ -104,6 +108,56 @@ macro_rules! cloud_storage {
                 dest: &std::path::Path,
             ) -> flowstore_core::Result<flowstore_core::FetchedFlow> {
                 self.engine.get_flow_to_file(name, dest).await
+            }
+
+            fn blob_store(&self) -> Option<&dyn flowstore_core::bundle::BlobStore> {
+                self.engine.bundles().then_some(self as _)
+            }
+        }
+
+        /// Bundle blobs at `<prefix>/.blobs/sha256/<hex>` in the bucket (container).
+        #[flowstore_core::async_trait]
+        impl flowstore_core::bundle::BlobStore for $name {
+            fn blob_location(&self, digest: &str) -> String {
+                self.engine.blob_location(digest)
+            }
+
+            async fn has_blob(&self, digest: &str) -> flowstore_core::Result<bool> {
+                self.engine.has_blob(digest).await
+            }
+
+            /// One listing of the blob prefix instead of a request per blob.
+            async fn missing_blobs(
+                &self,
+                digests: &[String],
+            ) -> flowstore_core::Result<Vec<String>> {
+                self.engine.missing_blobs(digests).await
+            }
+
+            /// Create-only; large blobs are streamed from disk in parts.
+            async fn put_blob(
+                &self,
+                digest: &str,
+                source: &std::path::Path,
+                size: u64,
+            ) -> flowstore_core::Result<()> {
+                self.engine.put_blob(digest, source, size).await
+            }
+
+            async fn get_blob(
+                &self,
+                digest: &str,
+                dest: &std::path::Path,
+            ) -> flowstore_core::Result<u64> {
+                self.engine.get_blob(digest, dest).await
+            }
+
+            async fn replace_blob_for_tests(
+                &self,
+                digest: &str,
+                bytes: &[u8],
+            ) -> flowstore_core::Result<bool> {
+                self.engine.replace_blob_for_tests(digest, bytes).await
             }
         }
     };

@@ -56,6 +56,20 @@ fn case() -> Result<Case<Azure>, Skip> {
         }
     };
     let (b1, b2, b3, b4) = (base.clone(), base.clone(), base.clone(), base.clone());
+    let b5 = base.clone();
+    // Azurite's address and the account path after it (`http://host:port`, `/devstoreaccount1`).
+    let blob_endpoint = conn
+        .split(';')
+        .find_map(|p| p.strip_prefix("BlobEndpoint="))
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string();
+    let upstream = blob_endpoint
+        .split('/')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("/");
+    let account_path = blob_endpoint[upstream.len()..].to_string();
     let (s1, s2) = (secrets.clone(), secrets.clone());
     Ok(Case {
         storage: Box::new(move |p| b1().prefix(p).build().unwrap()),
@@ -84,6 +98,13 @@ fn case() -> Result<Case<Azure>, Skip> {
                 .build()
                 .unwrap()
         }),
+        upstream,
+        via: Box::new(move |p, e| {
+            b5().prefix(p)
+                .endpoint(format!("{e}{account_path}"))
+                .build()
+                .unwrap()
+        }),
         credential: Some(account_key(&conn)),
         secrets,
     })
@@ -98,6 +119,8 @@ cloud_tests!(
     server_down_fails_after_bounded_retries,
     hundred_mib_script_streams,
     listing_is_newest_first,
+    bundle_reregistration_uploads_one_blob_and_the_manifest,
+    bundles_need_default_keys_and_serialized_mode,
     credentials_never_leak,
 );
 

@@ -33,6 +33,7 @@ fn case() -> Result<Case<Gcs>, Skip> {
         }
     };
     let (b1, b2, b3, b4) = (base.clone(), base.clone(), base.clone(), base.clone());
+    let b5 = base.clone();
     let e2 = endpoint.clone();
     Ok(Case {
         storage: Box::new(move |p| b1().prefix(p).build().unwrap()),
@@ -59,6 +60,8 @@ fn case() -> Result<Case<Gcs>, Skip> {
                 .build()
                 .unwrap()
         }),
+        upstream: endpoint.clone(),
+        via: Box::new(move |p, e| b5().prefix(p).emulator(e).build().unwrap()),
         credential: None,
         secrets: Arc::new(MapSource::new()),
     })
@@ -73,6 +76,8 @@ cloud_tests!(
     server_down_fails_after_bounded_retries,
     hundred_mib_script_streams,
     listing_is_newest_first,
+    bundle_reregistration_uploads_one_blob_and_the_manifest,
+    bundles_need_default_keys_and_serialized_mode,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

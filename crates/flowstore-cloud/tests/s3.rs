@@ -36,6 +36,7 @@ fn case() -> Result<Case<S3>, Skip> {
     let b2 = base.clone();
     let b3 = base.clone();
     let b4 = base.clone();
+    let b5 = base.clone();
     let e2 = endpoint.clone();
     let (s2, s3) = (secrets.clone(), secrets.clone());
     Ok(Case {
@@ -67,6 +68,8 @@ fn case() -> Result<Case<S3>, Skip> {
                 .build()
                 .unwrap()
         }),
+        upstream: endpoint.clone(),
+        via: Box::new(move |p, e| b5().prefix(p).endpoint(e).build().unwrap()),
         credential: Some("s3-s3cr3t-c4n4ry".into()),
         secrets,
     })
@@ -81,6 +84,8 @@ cloud_tests!(
     server_down_fails_after_bounded_retries,
     hundred_mib_script_streams,
     listing_is_newest_first,
+    bundle_reregistration_uploads_one_blob_and_the_manifest,
+    bundles_need_default_keys_and_serialized_mode,
     credentials_never_leak,
 );
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -33,6 +35,9 @@ cloud!(S3, Azure, Gcs);
 
 /// Makes a storage from one argument.
 pub type Make<S> = Box<dyn Fn(&str) -> S + Send + Sync>;
+/// Makes a storage under a prefix (first argument) whose requests go to another server address
+/// (second argument, `http://host:port`).
+pub type MakeVia<S> = Box<dyn for<'a> Fn(&'a str, &'a str) -> S + Send + Sync>;
 /// Makes a script-mode storage under a prefix for a local script.
 pub type MakeScript<S> = Box<dyn for<'a> Fn(&'a str, &'a Path) -> S + Send + Sync>;
 /// Makes a script-mode storage naming an uploaded script, or fails as configured.
@@ -53,6 +58,10 @@ pub struct Case<S> {
     pub wrong_bucket: Box<dyn Fn() -> S + Send + Sync>,
     /// A storage whose server is down (a closed port), with small retry bounds.
     pub server_down: Box<dyn Fn() -> S + Send + Sync>,
+    /// The real server's address (`http://host:port`), for a recording proxy in front of it.
+    pub upstream: String,
+    /// A storage under a prefix that talks to the server through the given address (a proxy).
+    pub via: MakeVia<S>,
     /// The credential value that must never leak.
     pub credential: Option<String>,
     /// The secret sources an agent has (the credentials' secrets).
@@ -392,6 +401,145 @@ pub async fn credentials_never_leak<S: Cloud>(case: &Case<S>) {
         ("logs", logs),
     ] {
         flowstore_secrets::test_support::assert_secret_absent(secret, &text, what);
+    }
+}
+
+/// A small project: `flow.py` (the entry), a helper module, a shell script, and a data file
+/// just over [`flowstore_cloud::MULTIPART_THRESHOLD`] (its blob goes up in parts).
+fn write_project(root: &Path, helper: &str) {
+    let large = flowstore_cloud::MULTIPART_THRESHOLD as u32 + 4096;
+    let files: [(&str, Vec<u8>); 4] = [
+        ("flow.py", b"from pkg.helpers import X\n".to_vec()),
+        ("pkg/helpers.py", helper.as_bytes().to_vec()),
+        ("bin/run.sh", b"#!/bin/sh\nexec python flow.py\n".to_vec()),
+        (
+            "data/large.bin",
+            (0..large).map(|i| (i % 251) as u8).collect(),
+        ),
+    ];
+    for (path, bytes) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+    }
+}
+
+/// Re-registering a bundle after a one-file change sends exactly two uploads through the wire
+/// (the changed file's blob, then the manifest), finds the blobs already stored with one listing
+/// (no request per blob), and `list_versions` shows the two manifests and never a blob.
+pub async fn bundle_reregistration_uploads_one_blob_and_the_manifest<S: Cloud>(case: &Case<S>) {
+    let prefix = unique("rereg");
+    let project = tempfile::tempdir().unwrap();
+    let root = project.path();
+    write_project(root, "X = 1\n");
+    let mut v1 = (case.storage)(&prefix);
+    assert!(v1.capabilities().bundles, "{:?}", v1.capabilities());
+    v1.add_flow(FlowInput::bundle("Bundled", root, "flow.py"))
+        .await
+        .unwrap();
+    v1.persist().await.unwrap();
+    let first = v1.transfer_report("Bundled").unwrap();
+    assert_eq!((first.objects, first.reused_objects), (5, 0), "{first:?}");
+
+    std::fs::write(root.join("pkg/helpers.py"), "X = 2\n").unwrap();
+    let changed = flowstore_core::envelope::sha256_digest(b"X = 2\n");
+    let changed_hex = changed.strip_prefix("sha256:").unwrap();
+    let proxy = proxy::Proxy::start(&case.upstream).await;
+    let mut v2 = (case.via)(&prefix, &proxy.url);
+    let key = v2
+        .add_flow(FlowInput::bundle("Bundled", root, "flow.py"))
+        .await
+        .unwrap();
+    let staged = proxy.take();
+    assert!(staged.is_empty(), "add_flow only stages: {staged:#?}");
+    v2.persist().await.unwrap();
+    let seen = proxy.take();
+    let writes: Vec<&proxy::Seen> = seen.iter().filter(|r| r.is_write()).collect();
+    assert_eq!(
+        writes.len(),
+        2,
+        "one blob and one manifest upload: {seen:#?}"
+    );
+    assert!(
+        writes[0].names_blob() && writes[0].mentions(changed_hex),
+        "the changed file's blob goes first: {seen:#?}"
+    );
+    assert!(
+        !writes[1].names_blob() && writes[1].mentions(&key),
+        "then the manifest at {key}: {seen:#?}"
+    );
+    assert!(
+        !seen.iter().any(|r| r.method == "HEAD"),
+        "no HEAD per blob: {seen:#?}"
+    );
+    let listings = seen
+        .iter()
+        .filter(|r| r.method == "GET" && r.names_blob())
+        .count();
+    assert_eq!(listings, 1, "one listing of the blob prefix: {seen:#?}");
+    let report = v2.transfer_report("Bundled").unwrap();
+    assert_eq!(
+        (report.objects, report.reused_objects),
+        (2, 3),
+        "{report:?}"
+    );
+
+    for versions in [
+        v2.list_versions(None).await.unwrap(),
+        v2.list_versions(Some("Bundled")).await.unwrap(),
+    ] {
+        assert_eq!(versions.len(), 2, "the two manifests only: {versions:#?}");
+        assert!(
+            versions
+                .iter()
+                .all(|v| v.slug == "bundled" && !v.location.contains(".blobs")),
+            "{versions:#?}"
+        );
+        assert_eq!(versions[0].location, key, "newest first: {versions:#?}");
+    }
+
+    let agent = case.registry().open(&v2.reference().unwrap()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let fetched = agent
+        .get_bundle(
+            "Bundled",
+            &work.path().join("tree"),
+            &flowstore_core::bundle::FetchOptions::with_cache_dir(work.path().join("cache")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(fetched.root.join("pkg/helpers.py")).unwrap(),
+        b"X = 2\n"
+    );
+    assert!(
+        std::fs::read(fetched.root.join("data/large.bin")).unwrap()
+            == std::fs::read(root.join("data/large.bin")).unwrap(),
+        "the large blob came back whole"
+    );
+    assert_eq!(fetched.transfer.objects, 4, "{:?}", fetched.transfer);
+}
+
+/// With a fixed key or in script mode a storage declares no bundles, has no blob store, and
+/// refuses a bundle at `add_flow` naming the flow, staging nothing.
+pub async fn bundles_need_default_keys_and_serialized_mode<S: Cloud>(case: &Case<S>) {
+    let project = tempfile::tempdir().unwrap();
+    write_project(project.path(), "X = 1\n");
+    let script = project.path().join("flow.py");
+    for mut s in [
+        (case.fixed_key)(&unique("fixed-bundle")),
+        (case.script)(&unique("script-bundle"), &script),
+    ] {
+        assert!(!s.capabilities().bundles, "{:?}", s.capabilities());
+        assert!(s.blob_store().is_none());
+        let err = s
+            .add_flow(FlowInput::bundle("Refused", project.path(), "flow.py"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+        assert!(err.to_string().contains("\"Refused\""), "{err}");
+        s.persist().await.unwrap();
+        assert!(s.reference().unwrap().flows.is_empty());
     }
 }
 

@@ -1,0 +1,343 @@
+//! Bundles on S3, Azure and GCS: blobs at `<prefix>/.blobs/sha256/<hex>` beside the flows, the
+//! manifest stored as the flow.
+//!
+//! `add_flow` scans the tree and stages the manifest at a fresh default key; `persist` uploads the
+//! blobs the storage lacks (one listing of the blob prefix finds them), create-only, then the
+//! manifest, create-only.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flowstore_core::bundle::{self, BlobStore, BundleInput};
+use flowstore_core::{async_trait, Error as CoreError, Result};
+use futures::TryStreamExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::blobs::{PutError, MULTIPART_THRESHOLD};
+use crate::engine::{Body, Engine, Staged};
+
+impl Engine {
+    /// The key of blob `digest`: `<prefix>/.blobs/sha256/<hex>`, or `.blobs/sha256/<hex>`
+    /// without a prefix.
+    fn blob_key(&self, digest: &str) -> String {
+        let key = bundle::blob_key(digest);
+        match self.prefix.as_deref().map(|p| p.trim_end_matches('/')) {
+            Some(p) if !p.is_empty() => format!("{p}/{key}"),
+            _ => key,
+        }
+    }
+
+    /// The prefix every blob key starts with (`<prefix>/.blobs/sha256/`).
+    fn blob_prefix(&self) -> String {
+        let probe = self.blob_key("sha256:");
+        probe.trim_end_matches('/').to_string() + "/"
+    }
+
+    /// Scans the bundle's tree (blocking, off the async threads) and stages its manifest at a
+    /// fresh default key; the blobs and the manifest are uploaded at `persist`.
+    ///
+    /// Errors with [`flowstore_core::Error::Unsupported`] in script mode or with a fixed key,
+    /// as `add_flow` does for a name that is taken, and as the scan does (naming the path).
+    pub(crate) async fn add_bundle(&mut self, input: BundleInput) -> Result<String> {
+        if !self.bundles() {
+            return Err(bundle::unsupported(self.backend, &input.name));
+        }
+        self.index.ensure_new(&input.name)?;
+        let scan_input = input.clone();
+        let scanned = tokio::task::spawn_blocking(move || scan_input.scan())
+            .await
+            .map_err(|e| CoreError::backend(self.backend, format!("scan task failed: {e}")))??;
+        let key = self.default_key(&input.name);
+        self.index.insert(&input.name, key.clone(), None)?;
+        tracing::debug!(
+            flow = %input.name,
+            files = scanned.manifest.files().len(),
+            location = %self.url(&key),
+            "staged bundle"
+        );
+        self.staged.push(Staged {
+            name: input.name.clone(),
+            body: Body::Bundle {
+                scanned: Arc::new(scanned),
+                input,
+            },
+        });
+        Ok(key)
+    }
+
+    /// Reads a blob's source file whole and checks it still hashes to `digest`.
+    async fn read_checked(&self, digest: &str, source: &Path) -> Result<Bytes> {
+        let bytes = tokio::fs::read(source)
+            .await
+            .map_err(|e| CoreError::io(format!("reading {}", source.display()), e))?;
+        let actual = flowstore_core::envelope::sha256_digest(&bytes);
+        check_unchanged(digest, &actual, source)?;
+        Ok(Bytes::from(bytes))
+    }
+}
+
+/// The error for a file that changed between the scan and the upload (uploading it would store
+/// other bytes under the blob's name).
+fn check_unchanged(digest: &str, actual: &str, source: &Path) -> Result<()> {
+    if actual == digest {
+        return Ok(());
+    }
+    Err(CoreError::config(format!(
+        "{} changed after the bundle was scanned (it was {digest}, it is now {actual}); its blob \
+         was not uploaded. Register the flow again once the files stop changing.",
+        source.display()
+    )))
+}
+
+#[async_trait]
+impl BlobStore for Engine {
+    fn blob_location(&self, digest: &str) -> String {
+        self.url(&self.blob_key(digest))
+    }
+
+    async fn has_blob(&self, digest: &str) -> Result<bool> {
+        self.blobs.exists(&self.blob_key(digest)).await
+    }
+
+    /// One listing of `<prefix>/.blobs/sha256/` instead of a request per blob.
+    async fn missing_blobs(&self, digests: &[String]) -> Result<Vec<String>> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prefix = self.blob_prefix();
+        let listed = self.blobs.list(Some(&prefix)).await?;
+        let present: HashSet<&str> = listed
+            .iter()
+            .filter_map(|m| m.key.rsplit('/').next())
+            .collect();
+        let mut missing: Vec<String> = digests
+            .iter()
+            .filter(|d| {
+                let hex = d.split_once(':').map_or(d.as_str(), |(_, hex)| hex);
+                !present.contains(hex)
+            })
+            .cloned()
+            .collect();
+        missing.sort();
+        missing.dedup();
+        Ok(missing)
+    }
+
+    /// Create-only: small blobs in one request, large ones streamed from disk in parts. A blob
+    /// already there (same name, so same bytes) is success. The file is checked against its
+    /// digest first, so a file edited since the scan is never stored under the old name.
+    async fn put_blob(&self, digest: &str, source: &Path, size: u64) -> Result<()> {
+        let key = self.blob_key(digest);
+        let put = if size > MULTIPART_THRESHOLD {
+            let path = source.to_path_buf();
+            let (actual, _) = tokio::task::spawn_blocking(move || bundle::digest_file(&path))
+                .await
+                .map_err(|e| {
+                    CoreError::backend(self.backend, format!("digest task failed: {e}"))
+                })??;
+            check_unchanged(digest, &actual, source)?;
+            self.blobs.put_file(&key, source, false).await
+        } else {
+            let bytes = self.read_checked(digest, source).await?;
+            self.blobs.put(&key, bytes, false).await
+        };
+        match put {
+            Ok(()) => {
+                tracing::debug!(blob = %self.url(&key), size, "uploaded blob");
+                Ok(())
+            }
+            Err(PutError::Exists) => Ok(()),
+            Err(PutError::Other(e)) => Err(e),
+        }
+    }
+
+    /// Streams the blob into `dest`; a missing blob is `NotFound` (`blob`) naming its location.
+    async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64> {
+        let key = self.blob_key(digest);
+        let (_, mut stream) = self.blobs.get(&key).await.map_err(|e| match e {
+            CoreError::NotFound {
+                what: "object",
+                location,
+                source,
+                ..
+            } => CoreError::NotFound {
+                what: "blob",
+                message: format!(
+                    "{}: blob {location} does not exist: it was deleted from the {}. Register the \
+                     flow again to upload it.",
+                    self.backend,
+                    crate::error::bucket_word(self.backend)
+                ),
+                location,
+                source,
+            },
+            other => other,
+        })?;
+        let write_err = |e| CoreError::io(format!("writing {}", dest.display()), e);
+        let mut file = tokio::fs::File::create(dest).await.map_err(write_err)?;
+        let mut written = 0u64;
+        while let Some(chunk) = stream.try_next().await? {
+            file.write_all(&chunk).await.map_err(write_err)?;
+            written += chunk.len() as u64;
+        }
+        file.flush().await.map_err(write_err)?;
+        Ok(written)
+    }
+
+    async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
+        self.blobs
+            .replace(&self.blob_key(digest), Bytes::copy_from_slice(bytes))
+            .await?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blobs::ObjectStoreBlobs;
+    use flowstore_core::envelope::sha256_digest;
+    use flowstore_core::{FlowContent, FlowInput};
+
+    /// An engine on an in-memory object store.
+    fn engine(prefix: Option<&str>) -> Engine {
+        let blobs = ObjectStoreBlobs {
+            backend: "S3",
+            display: "s3://b".into(),
+            store: Arc::new(object_store::memory::InMemory::new()),
+        };
+        let mut e = Engine::new("S3", "s3://b".into(), Arc::new(blobs), "no key");
+        e.prefix = prefix.map(str::to_string);
+        e
+    }
+
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn blob_keys_sit_under_the_prefix() {
+        let d = sha256_digest(b"x");
+        let hex = d.strip_prefix("sha256:").unwrap();
+        assert_eq!(
+            engine(Some("team/flows/")).blob_key(&d),
+            format!("team/flows/.blobs/sha256/{hex}")
+        );
+        assert_eq!(engine(None).blob_key(&d), format!(".blobs/sha256/{hex}"));
+        assert_eq!(engine(Some("p")).blob_prefix(), "p/.blobs/sha256/");
+        assert_eq!(engine(None).blob_prefix(), ".blobs/sha256/");
+        assert_eq!(
+            engine(None).blob_location(&d),
+            format!("s3://b/.blobs/sha256/{hex}")
+        );
+    }
+
+    #[tokio::test]
+    async fn blobs_go_up_at_persist_before_the_manifest_and_stay_out_of_listings() {
+        let dir = project(&[
+            ("flow.py", "import lib\n"),
+            ("lib.py", "X = 1\n"),
+            ("copy.py", "X = 1\n"),
+        ]);
+        let mut e = engine(Some("p"));
+        let key = e
+            .add_flow(FlowInput::bundle("B", dir.path(), "flow.py"))
+            .await
+            .unwrap();
+        assert!(key.starts_with("p/b/"), "{key}");
+        assert!(
+            e.blobs.list(None).await.unwrap().is_empty(),
+            "add_flow only stages"
+        );
+        e.persist().await.unwrap();
+        let report = e.index.transfers["B"];
+        assert_eq!(
+            (report.objects, report.reused_objects),
+            (3, 0),
+            "{report:?}"
+        );
+
+        let (flow_py, lib_py) = (sha256_digest(b"import lib\n"), sha256_digest(b"X = 1\n"));
+        let unknown = sha256_digest(b"never stored");
+        let asked = [flow_py.clone(), lib_py.clone(), unknown.clone()];
+        assert_eq!(
+            e.missing_blobs(&asked).await.unwrap(),
+            vec![unknown.clone()]
+        );
+        assert!(e.has_blob(&lib_py).await.unwrap() && !e.has_blob(&unknown).await.unwrap());
+        // Create-only, and an existing blob is success.
+        e.put_blob(&lib_py, &dir.path().join("lib.py"), 6)
+            .await
+            .unwrap();
+        let out = dir.path().join("fetched");
+        assert_eq!(e.get_blob(&lib_py, &out).await.unwrap(), 6);
+        assert_eq!(std::fs::read(&out).unwrap(), b"X = 1\n");
+        let err = e.get_blob(&unknown, &out).await.unwrap_err();
+        assert!(
+            matches!(err, CoreError::NotFound { what: "blob", .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains(&e.blob_location(&unknown)),
+            "{err}"
+        );
+
+        let flow = e.get_flow("B").await.unwrap();
+        let FlowContent::Bundle(manifest) = &flow.content else {
+            panic!("{:?}", flow.content)
+        };
+        assert_eq!(e.index.digests["B"], manifest.digest());
+        let versions = e.list_versions(None).await.unwrap();
+        assert_eq!(versions.len(), 1, "{versions:?}");
+        assert_eq!(versions[0].location, key);
+    }
+
+    #[tokio::test]
+    async fn a_file_changed_after_the_scan_is_not_uploaded() {
+        let dir = project(&[("flow.py", "v1\n")]);
+        let mut e = engine(None);
+        e.add_flow(FlowInput::bundle("B", dir.path(), "flow.py"))
+            .await
+            .unwrap();
+        std::fs::write(dir.path().join("flow.py"), "v2\n").unwrap();
+        let err = e.persist().await.unwrap_err().to_string();
+        assert!(err.contains("flow.py") && err.contains("changed"), "{err}");
+        assert!(e.blobs.list(None).await.unwrap().is_empty());
+        assert!(e.index.digests.is_empty() && e.index.transfers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn script_mode_and_fixed_keys_refuse_bundles() {
+        let dir = project(&[("flow.py", "v1\n")]);
+        let mut fixed = engine(None);
+        fixed.fixed_key = Some("k".into());
+        let mut script = engine(None);
+        script.stored_as_script = true;
+        for mut e in [fixed, script] {
+            assert!(!e.bundles());
+            let err = e
+                .add_flow(FlowInput::bundle("B", dir.path(), "flow.py"))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, CoreError::Unsupported { .. }), "{err:?}");
+            assert!(e.index.flows.is_empty() && e.staged.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_changed_file_is_named() {
+        let e = check_unchanged("sha256:aa", "sha256:bb", Path::new("/p/f.py"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/p/f.py") && e.contains("sha256:aa"), "{e}");
+        assert!(check_unchanged("sha256:aa", "sha256:aa", Path::new("f")).is_ok());
+    }
+}
