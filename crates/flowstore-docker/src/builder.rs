@@ -474,6 +474,7 @@ impl DockerBuilder {
             build,
             index,
             staged: Vec::new(),
+            staged_bundles: Vec::new(),
             secrets,
             credentials,
             built: false,

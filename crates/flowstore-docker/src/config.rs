@@ -63,6 +63,10 @@ pub struct DockerConfig {
     /// The name of the secret holding the registry password or token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_password_secret: Option<String>,
+    /// Bundle flow name → the digest of the image layer holding its tree (written by the build,
+    /// for a pushed image), so `get_bundle` fetches that one layer by digest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bundle_layers: BTreeMap<String, String>,
 }
 
 impl Default for DockerConfig {
@@ -78,6 +82,7 @@ impl Default for DockerConfig {
             flowstore_version: Some(flowstore_core::envelope::FLOWSTORE_VERSION.to_string()),
             registry_username_secret: None,
             registry_password_secret: None,
+            bundle_layers: BTreeMap::new(),
         }
     }
 }
@@ -86,7 +91,8 @@ impl BackendConfig for DockerConfig {
     const TYPE_NAME: &'static str = TYPE_NAME;
     /// `registry_url`, `image_name`, `image_tag`, `directory`, `path`, `stored_as_script`,
     /// `registry_username_secret` / `username_secret`, `registry_password_secret` /
-    /// `password_secret`. (`image_digest` and `flowstore_version` are written by the build.)
+    /// `password_secret`. (`image_digest`, `flowstore_version` and `bundle_layers` are written by
+    /// the build.)
     const OPTIONS: &'static [(&'static str, &'static str)] = &[
         ("registry_url", "registry_url"),
         ("image_name", "image_name"),

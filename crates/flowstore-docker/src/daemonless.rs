@@ -1,6 +1,7 @@
 //! Daemonless builds: the base image's manifest and config are read from its registry (the
-//! variant for the wanted platform), its layers are copied to the target repository, one layer
-//! of flows is added, and the new config and manifest are pushed. No Docker daemon, no pull.
+//! variant for the wanted platform), its layers are copied to the target repository, a layer per
+//! bundle tree and one layer of flows are added, and the new config and manifest are pushed. No
+//! Docker daemon, no pull.
 
 use bytes::Bytes;
 use flowstore_core::{Error as CoreError, Progress};
@@ -17,8 +18,9 @@ use crate::storage::Docker;
 pub(crate) const DIRECTORY_LABEL: &str = "io.flowstore.directory";
 
 impl Docker {
-    /// Daemonless: the base image's layers plus one layer of flows, pushed through the registry
-    /// API as `name:tag`; returns the manifest digest.
+    /// Daemonless: the base image's layers, one layer per bundle tree, and one layer of flows,
+    /// pushed through the registry API as `name:tag` (a layer the repository has is not sent
+    /// again); returns the manifest digest.
     ///
     /// Errors with [`Error::Registry`] (404 for a missing base image or blob, 401/403 for refused
     /// credentials), [`Error::Config`] for a base image whose manifest or config lacks a field
@@ -52,7 +54,8 @@ impl Docker {
                     manifest.config.digest
                 ))
             })?;
-        let total = Some(manifest.layers.len() as u64 + 2);
+        let bundles = self.staged_bundles.clone();
+        let total = Some(manifest.layers.len() as u64 + bundles.len() as u64 + 2);
         for (i, l) in manifest.layers.iter().enumerate() {
             if !dst.has_blob(name, &l.digest).await? {
                 let blob = src.blob(&base.repository, &l.digest).await?;
@@ -64,12 +67,43 @@ impl Docker {
                 total,
             });
         }
+        let mut done = manifest.layers.len() as u64;
+        // One layer per bundle, below the flows layer (which stays the image's last).
+        let mut bundle_layers = Vec::new();
+        for staged in &bundles {
+            let (dir, scanned) = (staged.dir.clone(), staged.scanned.clone());
+            let built = tokio::task::spawn_blocking(move || layer::bundle(&dir, &scanned))
+                .await
+                .map_err(|e| {
+                    CoreError::backend(
+                        crate::TYPE_NAME,
+                        format!("building the layer of bundle \"{}\": {e}", staged.name),
+                    )
+                })??;
+            let size = built.gz.len() as u64;
+            let (descriptor, sent) = dst.upload_blob(name, LAYER, built.gz).await?;
+            self.record_bundle_push(staged, descriptor.digest.clone(), size, sent);
+            config.rootfs.diff_ids.push(built.diff_id);
+            config.history.push(History {
+                created_by: Some(format!("flowstore: add bundle {}", staged.dir)),
+                comment: Some("flowstore daemonless build".into()),
+                ..History::default()
+            });
+            bundle_layers.push(descriptor);
+            done += 1;
+            self.report(Progress {
+                what: "blobs pushed",
+                done,
+                total,
+            });
+        }
         let built = layer::build(&self.layer_files()?)
             .map_err(|e| CoreError::io("building the flows layer", e))?;
         let flows_layer = dst.push_blob(name, LAYER, built.gz).await?;
+        done += 1;
         self.report(Progress {
             what: "blobs pushed",
-            done: manifest.layers.len() as u64 + 1,
+            done,
             total,
         });
         self.add_to_config(&mut config, built.diff_id);
@@ -78,10 +112,11 @@ impl Docker {
         let config_descriptor = dst.push_blob(name, CONFIG, config_bytes).await?;
         self.report(Progress {
             what: "blobs pushed",
-            done: manifest.layers.len() as u64 + 2,
+            done: done + 1,
             total,
         });
         let mut layers: Vec<Descriptor> = manifest.layers;
+        layers.extend(bundle_layers);
         layers.push(flows_layer);
         let mut pushed = ImageManifest::new(config_descriptor, layers);
         // What the base manifest carries besides config and layers (annotations) stays.

@@ -1,8 +1,11 @@
 //! Engine builds through `bollard`: a generated Dockerfile and build context, `docker build` with
 //! no network, a health-check step that verifies every flow's SHA-256 inside the image (and runs
 //! the user's load command), then tag, push, and removal of the local image.
+//!
+//! Each bundle's tree is an archive in the context, `ADD`ed (unpacked) at its directory: a layer
+//! of its own, found after the push through the image config's history and recorded by digest.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{
@@ -14,8 +17,10 @@ use flowstore_core::secret::ExposeSecret;
 use flowstore_core::Progress;
 use futures::StreamExt;
 
+use crate::bundles::StagedBundle;
 use crate::config::TlsFiles;
 use crate::error::{Error, Result};
+use crate::oci::{ImageConfiguration, Manifest};
 use crate::storage::Docker;
 
 /// An [`Error::Engine`] keeping the client's error, with the daemon's status when it answered.
@@ -116,6 +121,12 @@ pub fn dockerfile(s: &Docker) -> String {
                 .replace("{packages}", &b.dependencies.join(" "))
         ));
     }
+    // Each bundle's tree: one layer, ADDed (unpacked) at its directory.
+    for (i, bundle) in s.staged_bundles.iter().enumerate() {
+        let json = serde_json::to_string(&[bundle_archive(i), format!("{}/", bundle.dir)])
+            .unwrap_or_default();
+        lines.push(format!("ADD {json}"));
+    }
     lines.push("COPY layer/ /".to_string());
     for c in &b.extra_dockerfile_commands {
         lines.push(c.clone());
@@ -128,7 +139,14 @@ pub fn dockerfile(s: &Docker) -> String {
     lines.join("\n") + "\n"
 }
 
-fn context(s: &Docker) -> Result<Bytes> {
+/// Where bundle `i`'s tree archive is in the build context.
+fn bundle_archive(i: usize) -> String {
+    format!("bundles/{i}.tar.gz")
+}
+
+/// The build context: the Dockerfile, the flows layer's files under `layer/`, and each bundle's
+/// tree archive (`archives`, in the order of `staged_bundles`).
+fn context(s: &Docker, archives: &[Bytes]) -> Result<Bytes> {
     let mut tar_bytes = Vec::new();
     {
         let mut t = tar::Builder::new(&mut tar_bytes);
@@ -145,6 +163,9 @@ fn context(s: &Docker) -> Result<Bytes> {
         for (path, content, _) in s.layer_files()? {
             add(&format!("layer/{}", path.trim_start_matches('/')), &content).map_err(io)?;
         }
+        for (i, archive) in archives.iter().enumerate() {
+            add(&bundle_archive(i), archive).map_err(io)?;
+        }
         t.finish().map_err(io)?;
     }
     Ok(Bytes::from(tar_bytes))
@@ -159,15 +180,33 @@ fn build_step(line: &str) -> Option<(u64, u64)> {
 }
 
 /// Builds, tags and pushes `s` as `name:tag`; returns the pushed manifest digest (`None`
-/// without a registry).
+/// without a registry) and, for a pushed image, the layer holding each bundle's tree (flow name
+/// → layer digest).
 /// Build steps and pushed layers are reported to the storage's progress callback; every build
 /// line goes to `tracing` (target `flowstore_docker::build`).
 ///
 /// Errors with [`Error::BuildFailed`] (the daemon's text and the tail of the build output) when
 /// a step fails, health check included; [`Error::Engine`] when the daemon is unreachable or
 /// refuses the push.
-pub(crate) async fn build_and_push(s: &Docker, name: &str, tag: &str) -> Result<Option<String>> {
+pub(crate) async fn build_and_push(
+    s: &Docker,
+    name: &str,
+    tag: &str,
+) -> Result<(Option<String>, BTreeMap<String, String>)> {
     let engine = connect_tls(s.build.base_url.as_deref(), s.build.tls.as_ref()).await?;
+    let mut archives = Vec::new();
+    for staged in &s.staged_bundles {
+        let scanned = staged.scanned.clone();
+        let built = tokio::task::spawn_blocking(move || crate::layer::bundle("", &scanned))
+            .await
+            .map_err(|e| {
+                flowstore_core::Error::backend(
+                    crate::TYPE_NAME,
+                    format!("archiving the tree of bundle \"{}\": {e}", staged.name),
+                )
+            })??;
+        archives.push(built.gz);
+    }
     let image = s.image_ref().expect("named before building");
     let mut opts = BuildImageOptionsBuilder::new()
         .dockerfile("Dockerfile")
@@ -184,7 +223,11 @@ pub(crate) async fn build_and_push(s: &Docker, name: &str, tag: &str) -> Result<
                 .collect::<HashMap<_, _>>(),
         );
     }
-    let mut stream = engine.build_image(opts.build(), None, Some(bollard::body_full(context(s)?)));
+    let mut stream = engine.build_image(
+        opts.build(),
+        None,
+        Some(bollard::body_full(context(s, &archives)?)),
+    );
     let mut log = String::new();
     let failed = |daemon: String, log: &str| Error::BuildFailed {
         image: image.clone(),
@@ -214,7 +257,7 @@ pub(crate) async fn build_and_push(s: &Docker, name: &str, tag: &str) -> Result<
     }
     let Some(registry_url) = &s.config.registry_url else {
         tracing::warn!(image = %image, "no registry_url: the image stays local and is not pushed");
-        return Ok(None);
+        return Ok((None, BTreeMap::new()));
     };
     let auth = s.registry_auth()?;
     let creds = auth.as_ref().map(|c| DockerCredentials {
@@ -253,7 +296,12 @@ pub(crate) async fn build_and_push(s: &Docker, name: &str, tag: &str) -> Result<
         }
     }
     let reg = crate::registry::Registry::new(registry_url, auth);
-    let (_, pushed) = reg.manifest(name, tag).await?;
+    let (manifest, pushed) = reg.manifest(name, tag).await?;
+    let bundle_layers = if s.staged_bundles.is_empty() {
+        BTreeMap::new()
+    } else {
+        find_bundle_layers(&reg, name, &image, manifest, &s.staged_bundles).await?
+    };
     if !s.build.local_image {
         if let Err(e) = engine
             .remove_image(&image, None::<RemoveImageOptions>, None)
@@ -262,7 +310,65 @@ pub(crate) async fn build_and_push(s: &Docker, name: &str, tag: &str) -> Result<
             tracing::warn!(image = %image, error = %e, "pushed, but the local image could not be removed");
         }
     }
-    Ok(Some(pushed.digest.to_string()))
+    Ok((Some(pushed.digest.to_string()), bundle_layers))
+}
+
+/// The pushed layers holding the bundles' trees (flow name → layer digest), found through the
+/// image config's history: its entries that made a layer line up with the manifest's layers
+/// (matched from the top, so a base image with a shorter history does not shift them), and the
+/// entry of bundle `i` is the `ADD` of its archive at its directory.
+///
+/// Errors with [`Error::Config`] when the pushed manifest is an index, its config does not parse,
+/// or no history entry says which layer holds a bundle; [`Error::Registry`] when the config
+/// cannot be read.
+async fn find_bundle_layers(
+    reg: &crate::registry::Registry,
+    name: &str,
+    image: &str,
+    manifest: Manifest,
+    bundles: &[StagedBundle],
+) -> Result<BTreeMap<String, String>> {
+    let Some(manifest) = manifest.into_image() else {
+        return Err(Error::config(format!(
+            "the pushed image {image} is a multi-platform index, not the image that was built"
+        )));
+    };
+    let config_bytes = reg.blob(name, &manifest.config.digest).await?;
+    let config: ImageConfiguration = serde_json::from_slice(&config_bytes).map_err(|e| {
+        Error::config(format!(
+            "the config {} of the pushed image {image} is not a valid image config: {e}",
+            manifest.config.digest
+        ))
+    })?;
+    let made_layers: Vec<&str> = config
+        .history
+        .iter()
+        .filter(|h| h.empty_layer != Some(true))
+        .map(|h| h.created_by.as_deref().unwrap_or(""))
+        .collect();
+    let mut found = BTreeMap::new();
+    for (i, bundle) in bundles.iter().enumerate() {
+        let target = format!("{}/", bundle.dir);
+        // Classic builder: `ADD file:<hash> in <dir>/`; BuildKit: `ADD <archive> <dir>/`.
+        let classic = format!(" in {target}");
+        let buildkit = format!("{} {target}", bundle_archive(i));
+        let hit = made_layers
+            .iter()
+            .rev()
+            .zip(manifest.layers.iter().rev())
+            .find(|(by, _)| {
+                by.contains("ADD ") && (by.contains(&classic) || by.contains(&buildkit))
+            });
+        let Some((_, layer)) = hit else {
+            return Err(Error::config(format!(
+                "the pushed image {image} does not say which layer holds bundle \"{}\" (no history entry ADDs {target}); build it with BuildMode::Daemonless",
+                bundle.name
+            )));
+        };
+        tracing::debug!(flow = %bundle.name, layer = %layer.digest, "found the bundle's layer");
+        found.insert(bundle.name.clone(), layer.digest.to_string());
+    }
+    Ok(found)
 }
 
 fn tail(log: &str) -> String {

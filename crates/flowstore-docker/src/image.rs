@@ -18,8 +18,9 @@ impl Docker {
         )
     }
 
-    /// The files of the flows layer: each flow, the `files`, and a `sha256sum -c` checklist of
-    /// all of them (the build's health check).
+    /// The files of the flows layer: each flow (a bundle's manifest included), the `files`, and
+    /// a `sha256sum -c` checklist of all of them and of every bundle tree's files (the build's
+    /// health check).
     ///
     /// Errors with [`CoreError::Io`] naming a host file that cannot be read, and
     /// [`CoreError::FlowCorrupt`] when a script changed since it was registered.
@@ -40,7 +41,7 @@ impl Docker {
             }
             files.push((image.clone(), content, 0o644));
         }
-        let checklist: String = files
+        let mut checklist: String = files
             .iter()
             .map(|(path, content, _)| {
                 format!(
@@ -49,6 +50,13 @@ impl Docker {
                 )
             })
             .collect();
+        // Every file of every bundle's tree, from its manifest.
+        for bundle in &self.staged_bundles {
+            for f in bundle.scanned.manifest.files() {
+                let hex = f.digest.strip_prefix("sha256:").unwrap_or(&f.digest);
+                checklist.push_str(&format!("{hex}  {}/{}\n", bundle.dir, f.path));
+            }
+        }
         files.push((
             format!(
                 "{}/flows.sha256",

@@ -10,6 +10,12 @@
 //!   [`oci`] manifests and configs).
 //! - `get_flow` inside the image reads the file; outside it, only the flow's layer is fetched from
 //!   the registry by the recorded digest (no daemon, no full pull), and verified.
+//! - Bundles (a directory of code registered as one flow, serialized mode): the manifest is the
+//!   flow's file, and the tree is an image layer of its own at `{directory}/flows/{slug}.bundle/`
+//!   (both build modes), so the image runs it. The layer is deterministic, so registering an
+//!   unchanged tree of the same flow again pushes no new layer; a changed file makes a new layer,
+//!   pushed whole. `get_bundle` fetches that one layer by the digest the reference records
+//!   (`bundle_layers`), unless the blob cache already holds every file.
 //!
 //! A [`Docker`] storage is made by a [`DockerBuilder`] (`Docker::builder()`): typed setters,
 //! [`with_config`](DockerBuilder::with_config) pairs, a `docker://` URL
@@ -31,9 +37,9 @@
 //!
 //! # Capabilities
 //!
-//! | write | many flows | serialized | script | list versions | stream to file |
-//! |---|---|---|---|---|---|
-//! | yes (a built image is not changed: each `persist` builds a new one) | yes | yes, unless in script mode | yes, in script mode | no | no |
+//! | write | many flows | serialized | script | bundles | list versions | stream to file |
+//! |---|---|---|---|---|---|---|
+//! | yes (a built image is not changed: each `persist` builds a new one) | yes | yes, unless in script mode | yes, in script mode | yes, unless in script mode (a layer per bundle) | no | no |
 //!
 //! # Errors
 //!
@@ -81,6 +87,7 @@
 
 pub mod auth;
 mod builder;
+mod bundles;
 mod config;
 mod credentials;
 mod daemonless;

@@ -235,10 +235,23 @@ impl Registry {
         media_type: &str,
         bytes: Bytes,
     ) -> Result<Descriptor> {
+        Ok(self.upload_blob(name, media_type, bytes).await?.0)
+    }
+
+    /// [`Registry::push_blob`], also telling whether the bytes were sent (`false`: the
+    /// repository already had the blob, and nothing was uploaded).
+    ///
+    /// Errors as [`Registry::push_blob`] does.
+    pub async fn upload_blob(
+        &self,
+        name: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<(Descriptor, bool)> {
         let d = Digest::of(&bytes);
         let descriptor = Descriptor::new(media_type, d.clone(), bytes.len() as u64);
         if self.has_blob(name, &d).await? {
-            return Ok(descriptor);
+            return Ok((descriptor, false));
         }
         let start = self
             .send(
@@ -280,7 +293,7 @@ impl Registry {
                 .body(bytes),
         )
         .await?;
-        Ok(descriptor)
+        Ok((descriptor, true))
     }
 
     /// Pushes a one-layer `linux`/`amd64` image holding `files` (absolute image path, contents,

@@ -1,9 +1,10 @@
 //! The `Docker` storage: the [`Storage`] implementation and opening a reference.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flowstore_core::bundle::{FetchOptions, FetchedBundle};
 use flowstore_core::raw::config::BackendConfig;
 use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::SecretSource;
@@ -13,6 +14,7 @@ use flowstore_core::{
 };
 
 use crate::builder::DockerBuilder;
+use crate::bundles::StagedBundle;
 use crate::config::{BuildConfig, BuildMode, DockerConfig, TYPE_NAME};
 use crate::credentials::{self, Credentials};
 use crate::error::Error;
@@ -31,8 +33,10 @@ pub struct Docker {
     pub(crate) config: DockerConfig,
     pub(crate) build: BuildConfig,
     pub(crate) index: FlowIndex,
-    /// Flows waiting for `persist`: name, image path, bytes.
+    /// Flows waiting for `persist`: name, image path, bytes (a bundle's manifest included).
     pub(crate) staged: Vec<(String, String, Bytes)>,
+    /// Bundle trees waiting for `persist`, each for a layer of its own.
+    pub(crate) staged_bundles: Vec<StagedBundle>,
     pub(crate) secrets: Arc<dyn SecretSource>,
     /// The builder's `username`/`password` (never recorded).
     pub(crate) credentials: Option<Credentials>,
@@ -68,6 +72,7 @@ impl Docker {
             build: BuildConfig::default(),
             index: FlowIndex::from_reference(reference),
             staged: Vec::new(),
+            staged_bundles: Vec::new(),
             secrets: ctx.secrets.clone(),
             credentials: None,
             built: true,
@@ -169,7 +174,7 @@ impl Storage for Docker {
             script,
             list_versions: false,
             stream_to_file: false,
-            bundles: false,
+            bundles: !script,
         }
     }
 
@@ -177,8 +182,14 @@ impl Storage for Docker {
     /// In script mode the flow is the script at `path` (its SHA-256 recorded when `path` is a
     /// destination in `files`).
     ///
+    /// A bundle (serialized mode only) is scanned now: its manifest is staged as the flow's file
+    /// (its digest recorded), and its tree for an image layer of its own at
+    /// `{directory}/flows/{slug}.bundle/`, built deterministically and pushed by `persist` (a
+    /// registry that has the same layer is sent nothing).
+    ///
     /// Errors with [`CoreError::Config`] on a storage that describes a built image, or a flow
-    /// whose form does not fit the mode.
+    /// whose form does not fit the mode (a bundle in script mode is
+    /// [`CoreError::Unsupported`]); a bundle's scan errors name the path.
     async fn add_flow(&mut self, flow: FlowInput) -> Result<String> {
         if self.built {
             return Err(CoreError::config(format!(
@@ -189,6 +200,9 @@ impl Storage for Docker {
         self.index.ensure_new(flow.name())?;
         let name = flow.name().to_string();
         let location = match (flow, self.config.stored_as_script) {
+            (FlowInput::Bundle(_), true) => {
+                return Err(flowstore_core::bundle::unsupported(TYPE_NAME, &name))
+            }
             (_, true) => {
                 let path = self.config.path.clone().ok_or_else(|| {
                     CoreError::config("A `path` must be provided to show where flow `.py` file is stored in the image.")
@@ -205,9 +219,7 @@ impl Storage for Docker {
                 self.index.digests.insert(name.clone(), sealed.digest());
                 location
             }
-            (FlowInput::Bundle(_), false) => {
-                return Err(flowstore_core::bundle::unsupported(TYPE_NAME, &name))
-            }
+            (FlowInput::Bundle(input), false) => return self.add_bundle(input).await,
             (FlowInput::Script { .. }, false) => {
                 return Err(CoreError::config(format!(
                     "Flow \"{name}\" is a script flow: set stored_as_script and `path`"
@@ -220,6 +232,13 @@ impl Storage for Docker {
 
     /// Builds and pushes the image (Engine or daemonless) and records its digest; nothing to do
     /// on a storage that describes a built image.
+    ///
+    /// Each bundle's tree is a layer of its own, below the layer of flow files; the reference
+    /// records its digest (`bundle_layers`). A daemonless build records what it pushed for each
+    /// bundle ([`transfer_report`](Storage::transfer_report)): the layer (one object of its
+    /// compressed size, or one reused object when the registry already had it) and the manifest.
+    /// A one-file change makes a new layer, pushed whole. An Engine build records no report: the
+    /// daemon pushes, and does not say which layers the registry already had.
     ///
     /// Errors with [`CoreError::NotFound`] for a missing base image, [`CoreError::PermissionDenied`]
     /// for refused registry credentials, a temporary [`CoreError::Backend`] for an unreachable
@@ -251,7 +270,10 @@ impl Storage for Docker {
             BuildMode::Engine => {
                 #[cfg(feature = "engine")]
                 {
-                    crate::engine::build_and_push(self, &name, &tag).await?
+                    let (digest, bundle_layers) =
+                        crate::engine::build_and_push(self, &name, &tag).await?;
+                    self.config.bundle_layers.extend(bundle_layers);
+                    digest
                 }
                 #[cfg(not(feature = "engine"))]
                 {
@@ -264,6 +286,7 @@ impl Storage for Docker {
         tracing::info!(image = %self.image_ref().unwrap_or_default(), ?digest, elapsed = ?started.elapsed(), "built image");
         self.config.image_digest = digest;
         self.staged.clear();
+        self.staged_bundles.clear();
         self.built = true;
         Ok(())
     }
@@ -303,6 +326,31 @@ impl Storage for Docker {
         } else {
             self.index.open_serialized(name, &location, revision, bytes)
         }
+    }
+
+    /// Fetches bundle flow `name` into `dest`: the manifest through `get_flow` (verified against
+    /// the reference), then its files from the blob cache when every one of them is there (no
+    /// download); inside the image from the tree at `{directory}/flows/{slug}.bundle/`; otherwise
+    /// from the bundle's one layer, fetched from the registry by the digest the reference records
+    /// (`bundle_layers`), verified, and unpacked into the cache file by file (each checked against
+    /// the manifest). The tree is then materialized atomically.
+    ///
+    /// The transfer report counts the layer: one object of its compressed size when it was
+    /// downloaded; else one reused object of the files' total size.
+    ///
+    /// Errors with [`CoreError::FlowCorrupt`] (nothing materialized) when the layer does not match
+    /// its digest, holds an entry that is not a regular file listed in the manifest (a `..` or
+    /// absolute path, a symlink, a device, an unlisted file), or a file whose bytes do not match
+    /// the manifest (named); [`CoreError::InvalidReference`] when the reference records no layer
+    /// for the flow; as `get_flow` and [`materialize_from_cache`](flowstore_core::bundle::materialize_from_cache)
+    /// do otherwise.
+    async fn get_bundle(
+        &self,
+        name: &str,
+        dest: &Path,
+        options: &FetchOptions,
+    ) -> Result<FetchedBundle> {
+        self.fetch_bundle(name, dest, options).await
     }
 
     fn reference(&self) -> Result<StorageReference> {

@@ -10,9 +10,12 @@ use bollard::query_parameters::{
     CreateImageOptionsBuilder, LogsOptionsBuilder, WaitContainerOptions,
 };
 use bytes::Bytes;
+use flowstore_core::bundle::{FetchOptions, TransferReport};
 use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
 use flowstore_core::testkit::{skip, Harness, HarnessResult, Skip};
-use flowstore_core::{Error as CoreError, Registry as Types, Storage, StorageReference};
+use flowstore_core::{
+    Error as CoreError, FlowContent, FlowInput, Registry as Types, Storage, StorageReference,
+};
 use flowstore_docker::oci::{self, ContainerConfig, Descriptor, ImageIndex, Platform};
 use flowstore_docker::registry::Registry;
 use flowstore_docker::{
@@ -264,6 +267,26 @@ impl Harness for DockerHarness {
     }
     fn large_flow_size(&self) -> usize {
         8 * 1024 * 1024
+    }
+    /// A Docker storage cannot register into a built image (each `persist` builds a new one, and
+    /// a reopened reference describes the built image), so the bundle checks get each bundle
+    /// from a fresh daemonless build, as an agent opens it: from its reference. That storage
+    /// carries no transfer report (it registered nothing in this session): the checks'
+    /// registration counts assume a blob per file, where Docker pushes a layer per bundle;
+    /// `bundle_layers_are_reused_and_reported_honestly` checks Docker's own counts.
+    async fn bundle_flows(
+        &self,
+        name: &str,
+        tree: &std::path::Path,
+        entry: &str,
+    ) -> Option<Box<dyn Storage>> {
+        let mut storage = self.storage().await?;
+        storage
+            .add_flow(FlowInput::bundle(name, tree, entry))
+            .await
+            .expect("add a bundle");
+        storage.persist().await.expect("build the bundle's image");
+        Some(types().open(&storage.reference().unwrap()).unwrap())
     }
 }
 
@@ -882,4 +905,422 @@ async fn a_token_flow_registry_through_its_token_server() {
     let err = types().open(&reference).unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
     assert!(err.to_string().contains("REG_USER"), "{err}");
+}
+
+/// A bundle test's files: path, bytes, executable.
+type TreeFiles = Vec<(&'static str, Vec<u8>, bool)>;
+
+/// A project tree for the bundle tests: nested directories, an executable, a unicode name, two
+/// files with the same bytes, and `marker` in one file so each test's layer is its own.
+fn bundle_tree(marker: &str) -> (tempfile::TempDir, TreeFiles) {
+    let dir = tempfile::tempdir().unwrap();
+    let files: TreeFiles = vec![
+        (
+            "flows/etl.py",
+            b"from pkg.helpers import extract\n".to_vec(),
+            false,
+        ),
+        ("pkg/__init__.py", Vec::new(), false),
+        (
+            "pkg/helpers.py",
+            format!("MARKER = {marker:?}\n").into_bytes(),
+            false,
+        ),
+        ("bin/run.sh", b"#!/bin/sh\necho run\n".to_vec(), true),
+        ("data/n\u{e4}me \u{540d}.txt", b"unicode\n".to_vec(), false),
+        ("same-a.txt", b"same bytes\n".to_vec(), false),
+        ("same-b.txt", b"same bytes\n".to_vec(), false),
+    ];
+    for (path, bytes, exec) in &files {
+        write_file(dir.path(), path, bytes, *exec);
+    }
+    (dir, files)
+}
+
+fn write_file(root: &std::path::Path, path: &str, bytes: &[u8], exec: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let p = root.join(path);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, bytes).unwrap();
+    let mode = if exec { 0o755 } else { 0o644 };
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn assert_bundle(root: &std::path::Path, files: &[(&str, Vec<u8>, bool)]) {
+    use std::os::unix::fs::PermissionsExt;
+    for (path, bytes, exec) in files {
+        let p = root.join(path);
+        assert_eq!(&std::fs::read(&p).unwrap(), bytes, "{path}");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o111 != 0, *exec, "{path}: {mode:o}");
+    }
+}
+
+/// The layers of the image a reference names.
+async fn image_layers(e: &Env, reference: &StorageReference) -> Vec<Descriptor> {
+    let (manifest, _) = Registry::new(&e.registry, None)
+        .manifest(
+            reference.fields["image_name"].as_str().unwrap(),
+            reference.fields["image_digest"].as_str().unwrap(),
+        )
+        .await
+        .unwrap();
+    manifest.into_image().unwrap().layers
+}
+
+fn bundle_layer(reference: &StorageReference, flow: &str) -> String {
+    reference.fields["bundle_layers"][flow]
+        .as_str()
+        .unwrap_or_else(|| panic!("no bundle layer recorded: {}", reference.to_json()))
+        .to_string()
+}
+
+/// Daemonless: the tree is one layer (below the flows layer) and the reference records its digest;
+/// registering the unchanged tree again (also twice at once) finds the layer in the registry and
+/// pushes only the manifest; a one-file change pushes a new layer, whole. The reports say so, and
+/// an agent downloads one layer per fetch, nothing when its cache holds every file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundle_layers_are_reused_and_reported_honestly() {
+    let e = need!("bundle_layers_are_reused_and_reported_honestly");
+    let base = base_image(&e.registry, None).await;
+    let (tree, files) = bundle_tree(&unique("reuse"));
+    let image = unique("bundles");
+    let register = |tag: &str| {
+        let builder = daemonless(&e, &base).image(&image, Some(tag));
+        let tree = tree.path().to_path_buf();
+        async move {
+            let mut s = builder.build().unwrap();
+            s.add_flow(FlowInput::bundle("Bundled ETL", &tree, "flows/etl.py"))
+                .await
+                .unwrap();
+            s.persist().await.unwrap();
+            let report = s
+                .transfer_report("Bundled ETL")
+                .expect("a daemonless build reports");
+            (s.reference().unwrap(), report)
+        }
+    };
+    let (v1, first) = register("v1").await;
+    let layer = bundle_layer(&v1, "Bundled ETL");
+    let layers = image_layers(&e, &v1).await;
+    assert_eq!(layers.len(), 3, "base, bundle, flows: {layers:?}");
+    assert_eq!(
+        layers[1].digest.as_str(),
+        layer,
+        "the bundle's layer sits below the flows layer"
+    );
+    let layer_size = layers[1].size;
+    let agent = types().open(&v1).unwrap();
+    let FlowContent::Bundle(manifest) = agent.get_flow("Bundled ETL").await.unwrap().content else {
+        panic!("not a bundle")
+    };
+    let manifest_size = manifest.bytes().len() as u64;
+    assert_eq!(
+        first,
+        TransferReport {
+            objects: 2,
+            bytes: layer_size + manifest_size,
+            reused_objects: 0,
+            reused_bytes: 0
+        },
+        "the layer and the manifest were pushed"
+    );
+
+    // The same tree again: the registry has the layer, so only the manifest goes.
+    let (v2, again) = register("v2").await;
+    assert_eq!(
+        bundle_layer(&v2, "Bundled ETL"),
+        layer,
+        "same tree, same layer"
+    );
+    let unchanged = TransferReport {
+        objects: 1,
+        bytes: manifest_size,
+        reused_objects: 1,
+        reused_bytes: layer_size,
+    };
+    assert_eq!(again, unchanged, "no new layer pushed");
+    // Twice at once: both find the layer.
+    let (a, b) = futures::join!(register("v2a"), register("v2b"));
+    for (reference, report) in [a, b] {
+        assert_eq!(bundle_layer(&reference, "Bundled ETL"), layer);
+        assert_eq!(report, unchanged);
+    }
+
+    // One file changed: a new layer, pushed whole, and the manifest.
+    let changed = b"MARKER = 'changed'\n".to_vec();
+    write_file(tree.path(), "pkg/helpers.py", &changed, false);
+    let (v3, third) = register("v3").await;
+    let new_layer = bundle_layer(&v3, "Bundled ETL");
+    assert_ne!(new_layer, layer);
+    let new_size = image_layers(&e, &v3).await[1].size;
+    let agent_v3 = types().open(&v3).unwrap();
+    let new_manifest_size = agent_v3
+        .get_flow("Bundled ETL")
+        .await
+        .unwrap()
+        .bytes()
+        .len() as u64;
+    assert_eq!(
+        third,
+        TransferReport {
+            objects: 2,
+            bytes: new_size + new_manifest_size,
+            reused_objects: 0,
+            reused_bytes: 0
+        },
+        "the whole new layer and the manifest"
+    );
+
+    // An agent: one layer per version, then nothing when the cache holds every file.
+    let work = tempfile::tempdir().unwrap();
+    let opts = FetchOptions::with_cache_dir(work.path().join("cache"));
+    let one = agent
+        .get_bundle("Bundled ETL", &work.path().join("v1"), &opts)
+        .await
+        .unwrap();
+    assert_bundle(&one.root, &files);
+    assert_eq!((one.transfer.objects, one.transfer.bytes), (1, layer_size));
+    let mut files_v3 = files.clone();
+    files_v3[2].1 = changed;
+    let three = agent_v3
+        .get_bundle("Bundled ETL", &work.path().join("v3"), &opts)
+        .await
+        .unwrap();
+    assert_bundle(&three.root, &files_v3);
+    assert_eq!(
+        (three.transfer.objects, three.transfer.bytes),
+        (1, new_size),
+        "a changed file means the whole new layer"
+    );
+    let cached = agent_v3
+        .get_bundle("Bundled ETL", &work.path().join("v3"), &opts)
+        .await
+        .unwrap();
+    assert_bundle(&cached.root, &files_v3);
+    assert_eq!(cached.transfer.objects, 0, "{:?}", cached.transfer);
+    assert_eq!(cached.transfer.reused_objects, 1, "{:?}", cached.transfer);
+    assert_bundle(&one.root, &files);
+
+    // The image runs it: the tree is at its directory, checked by the image's checklist.
+    let (code, out) = run_in_image(
+        &e,
+        &format!("{}/{image}:v1", e.registry),
+        &["sh", "-c", "sha256sum -c /opt/flowstore/flows.sha256 && ls -l /opt/flowstore/flows/bundled-etl.bundle/bin/run.sh"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("/opt/flowstore/flows/bundled-etl.bundle/pkg/helpers.py: OK"),
+        "{out}"
+    );
+    assert!(out.contains("-rwxr-xr-x"), "{out}");
+}
+
+/// A gzipped tar of `entries` (path, contents) written as they are, `..` included, as a hostile
+/// tool could (the `tar` crate's builder refuses such paths).
+fn raw_tar_gz(entries: &[(String, Vec<u8>)]) -> Bytes {
+    use std::io::Write;
+    let mut tar_bytes = Vec::new();
+    for (path, bytes) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_mode(0o644);
+        h.set_size(bytes.len() as u64);
+        h.set_cksum();
+        tar_bytes.extend_from_slice(h.as_bytes());
+        tar_bytes.extend_from_slice(bytes);
+        tar_bytes.resize(tar_bytes.len().div_ceil(512) * 512, 0);
+    }
+    tar_bytes.resize(tar_bytes.len() + 1024, 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar_bytes).unwrap();
+    Bytes::from(gz.finish().unwrap())
+}
+
+/// A layer in the registry that holds more than the manifest lists (an extra file, a `..` path)
+/// is refused as a whole, naming the entry, and nothing is materialized; a bundle layer altered
+/// in the registry's store no longer matches its digest and is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_layer_with_entries_beyond_the_manifest_is_refused() {
+    let e = need!("a_bundle_layer_with_entries_beyond_the_manifest_is_refused");
+    let base = base_image(&e.registry, None).await;
+    let (tree, files) = bundle_tree(&unique("refused"));
+    let image = unique("bundle-refused");
+    let mut s = daemonless(&e, &base).image(&image, None).build().unwrap();
+    s.add_flow(FlowInput::bundle("Refused", tree.path(), "flows/etl.py"))
+        .await
+        .unwrap();
+    s.persist().await.unwrap();
+    let reference = s.reference().unwrap();
+    let dir = "opt/flowstore/flows/refused.bundle";
+    let genuine: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(p, b, _)| (format!("{dir}/{p}"), b.clone()))
+        .collect();
+    let reg = Registry::new(&e.registry, None);
+    let work = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            format!("{dir}/evil.sh"),
+            "which is not a file of the bundle's manifest",
+        ),
+        (
+            format!("{dir}/../../../../../tmp/flowstore-escaped"),
+            "`..` segment",
+        ),
+    ];
+    for (i, (extra, expected)) in cases.iter().enumerate() {
+        let mut entries = genuine.clone();
+        entries.push((extra.clone(), b"#!/bin/sh\nrm -rf ~\n".to_vec()));
+        let forged = reg
+            .push_blob(&image, oci::LAYER, raw_tar_gz(&entries))
+            .await
+            .unwrap();
+        // The reference now names the forged layer (its digest checks out).
+        let mut pointed = reference.clone();
+        pointed.fields["bundle_layers"]["Refused"] = json!(forged.digest.to_string());
+        let dest = work.path().join(format!("dest{i}"));
+        let err = types()
+            .open(&pointed)
+            .unwrap()
+            .get_bundle(
+                "Refused",
+                &dest,
+                &FetchOptions::with_cache_dir(work.path().join(format!("cache{i}"))),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CoreError::FlowCorrupt { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains(expected) && text.contains(extra.as_str()),
+            "{text}"
+        );
+        assert!(
+            text.contains(forged.digest.as_str()),
+            "names the layer: {text}"
+        );
+        assert!(!dest.exists(), "a refused bundle was materialized");
+        assert!(!std::path::Path::new("/tmp/flowstore-escaped").exists());
+    }
+
+    // The genuine layer still serves the bundle.
+    let agent = types().open(&reference).unwrap();
+    let fetched = agent
+        .get_bundle(
+            "Refused",
+            &work.path().join("genuine"),
+            &FetchOptions::with_cache_dir(work.path().join("cache-genuine")),
+        )
+        .await
+        .unwrap();
+    assert_bundle(&fetched.root, &files);
+
+    // Altered in the registry's own store (this tree's layer is this test's alone).
+    let Some(data) = std::env::var_os("FLOWSTORE_TEST_REGISTRY_DATA") else {
+        return;
+    };
+    let layer: oci::Digest = bundle_layer(&reference, "Refused").parse().unwrap();
+    let hex = layer.encoded();
+    let blob = std::path::Path::new(&data).join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    let mut altered = genuine.clone();
+    altered[0].1 = b"import os; os.system('evil')\n".to_vec();
+    std::fs::write(&blob, raw_tar_gz(&altered)).unwrap();
+    let dest = work.path().join("altered");
+    let err = agent
+        .get_bundle(
+            "Refused",
+            &dest,
+            &FetchOptions::with_cache_dir(work.path().join("cache-altered")),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::FlowCorrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("altered in the registry"), "{err}");
+    assert!(!dest.exists());
+}
+
+/// An Engine build carries the bundle's tree as a layer of its own too: the daemon's health check
+/// verifies every file, the reference records the pushed layer, and an agent fetches the bundle
+/// from that layer alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_build_carries_the_bundle_layer() {
+    let e = need!("engine_build_carries_the_bundle_layer");
+    let base = base_image(&e.registry, None).await;
+    let (tree, files) = bundle_tree(&unique("engine"));
+    let mut s = Docker::builder()
+        .registry_url(&e.registry)
+        .mode(BuildMode::Engine)
+        .base_image(base)
+        .base_url(&e.docker_host)
+        .load_command("/opt/flowstore/flows/engine-bundle.bundle/bin/run.sh")
+        .image(&unique("engine-bundle"), None)
+        .build()
+        .unwrap();
+    s.add_flow(FlowInput::bundle(
+        "Engine Bundle",
+        tree.path(),
+        "flows/etl.py",
+    ))
+    .await
+    .unwrap();
+    s.add_flow(seal_bytes("Beside", b"a serialized flow beside it", &app()).into())
+        .await
+        .unwrap();
+    s.persist().await.unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        s.transfer_report("Engine Bundle"),
+        None,
+        "the daemon pushes and does not say what the registry had"
+    );
+    let reference = s.reference().unwrap();
+    let layer = bundle_layer(&reference, "Engine Bundle");
+    let layers = image_layers(&e, &reference).await;
+    assert!(
+        layers.iter().any(|l| l.digest.as_str() == layer),
+        "{layer} is one of {layers:?}"
+    );
+    let agent = types().open(&reference).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let opts = FetchOptions::with_cache_dir(work.path().join("cache"));
+    let fetched = agent
+        .get_bundle("Engine Bundle", &work.path().join("tree"), &opts)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_bundle(&fetched.root, &files);
+    assert_eq!(fetched.transfer.objects, 1);
+    let beside = agent.get_flow("Beside").await.unwrap();
+    assert_eq!(beside.bytes().as_ref(), b"a serialized flow beside it");
+    let (code, out) = run_in_image(
+        &e,
+        &s.image_ref().unwrap(),
+        &[
+            "cat",
+            "/opt/flowstore/flows/engine-bundle.bundle/flows/etl.py",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.as_bytes(), files[0].1.as_slice());
+}
+
+/// Script mode stores scripts only: a bundle is refused at `add_flow`, before any I/O.
+#[tokio::test]
+async fn script_mode_refuses_bundles() {
+    let mut s = Docker::builder()
+        .script("/opt/flowstore/flows/flow.py")
+        .build()
+        .unwrap();
+    assert!(!s.capabilities().bundles);
+    let tree = tempfile::tempdir().unwrap();
+    let err = s
+        .add_flow(FlowInput::bundle("B", tree.path(), "flow.py"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Unsupported { .. }), "{err:?}");
+    assert!(s.flows().is_empty());
 }
