@@ -4,7 +4,10 @@
 //! floors on the same server: one archive of the whole tree (one PUT, one GET) and naive per-file
 //! upload and download (plain unsigned HTTP). Prints one JSON object.
 //!
-//! `cargo run --release -p flowstore-cloud --example bench_bundle -- ENDPOINT BUCKET FILES TOTAL_MIB REPS DIR`
+//! `cargo run --release -p flowstore-cloud --example bench_bundle -- ENDPOINT BUCKET FILES TOTAL_MIB REPS DIR [FLOOR_ENDPOINT]`
+//!
+//! FLOOR_ENDPOINT (default ENDPOINT) serves the floors' unsigned requests on the same data (a
+//! second instance of a server that checks signatures on its main endpoint).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total_mib: usize = a[4].parse()?;
     let reps: usize = a[5].parse()?;
     let dir = PathBuf::from(&a[6]);
+    let floor = a.get(7).cloned().unwrap_or_else(|| endpoint.clone());
     let _ = std::fs::remove_dir_all(&dir);
     let project = dir.join("project");
     let listing = generate(&project, files, total_mib << 20)?;
@@ -128,7 +132,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             archive.extend_from_slice(&std::fs::read(project.join(rel))?);
         }
         let r = http
-            .put(format!("{endpoint}/{bucket}/floor-{prefix}/tree.tar"))
+            .put(format!("{floor}/{bucket}/floor-{prefix}/tree.tar"))
             .header("x-amz-acl", "public-read")
             .body(archive)
             .send()
@@ -137,7 +141,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.entry("tar_put_ms").or_default().push(ms(start));
         let start = Instant::now();
         let body = http
-            .get(format!("{endpoint}/{bucket}/floor-{prefix}/tree.tar"))
+            .get(format!("{floor}/{bucket}/floor-{prefix}/tree.tar"))
             .send()
             .await?
             .bytes()
@@ -156,7 +160,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let start = Instant::now();
         for (rel, _) in &listing {
             let r = http
-                .put(format!("{endpoint}/{bucket}/naive-{prefix}/{rel}"))
+                .put(format!("{floor}/{bucket}/naive-{prefix}/{rel}"))
                 .header("x-amz-acl", "public-read")
                 .body(std::fs::read(project.join(rel))?)
                 .send()
@@ -167,7 +171,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let start = Instant::now();
         for (rel, _) in &listing {
             let b = http
-                .get(format!("{endpoint}/{bucket}/naive-{prefix}/{rel}"))
+                .get(format!("{floor}/{bucket}/naive-{prefix}/{rel}"))
                 .send()
                 .await?
                 .bytes()

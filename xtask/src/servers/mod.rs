@@ -20,6 +20,7 @@ pub mod fake_gcs;
 pub mod git;
 pub mod moto;
 pub mod nginx;
+pub mod s3s_fs;
 pub mod sigv4;
 pub mod sshd;
 
