@@ -53,6 +53,10 @@ pub(crate) trait Blobs: Send + Sync {
     /// True if the object exists (a HEAD, or the JSON API's metadata request). A missing object
     /// is `false`; any other failure is an error naming the key.
     async fn exists(&self, key: &str) -> Result<bool, CoreError>;
+    /// `len` bytes of an object from `offset`, in one ranged request (a bundle file out of its
+    /// pack). A missing object or bucket is [`CoreError::NotFound`]; an object that ends before
+    /// `offset + len` is an error naming the key and the bytes asked for.
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, CoreError>;
     /// The first `n` bytes of an object (for listings), if it can be read.
     async fn head_bytes(&self, key: &str, n: u64) -> Option<Bytes>;
     /// Every object under `prefix`.
@@ -97,6 +101,26 @@ impl ObjectStoreBlobs {
             other => PutError::Other(self.error(Op::Put, "uploading to", key, other)),
         }
     }
+}
+
+/// The error for an object that holds fewer bytes than a ranged read asked for (`detail`: what
+/// is known of its size, e.g. ` (it holds 10 bytes)`): it was cut short or replaced behind
+/// flowstore's back.
+pub(crate) fn short_object(
+    backend: &'static str,
+    location: &str,
+    offset: u64,
+    len: u64,
+    detail: &str,
+) -> CoreError {
+    CoreError::backend(
+        backend,
+        format!(
+            "{location} is shorter than expected: {len} bytes at offset {offset} were asked \
+             for{detail}. The object was truncated or replaced; register the flow again to upload \
+             it."
+        ),
+    )
 }
 
 fn meta(m: object_store::ObjectMeta) -> BlobMeta {
@@ -195,6 +219,42 @@ impl Blobs for ObjectStoreBlobs {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(self.error(Op::Get, "checking", key, e)),
         }
+    }
+
+    /// `object_store`'s ranged GET (a `Range` header; it checks the answer is the range asked
+    /// for, but cuts a range that runs past the object's end, which is refused here).
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, CoreError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let short = |detail: &str| short_object(self.backend, &self.url(key), offset, len, detail);
+        let end = offset.checked_add(len).ok_or_else(|| short(""))?;
+        let location = ObjectPath::from(key);
+        let bytes = match self.store.get_range(&location, offset..end).await {
+            Ok(bytes) => bytes,
+            Err(e @ object_store::Error::NotFound { .. }) => {
+                return Err(self.error(Op::Get, "downloading", key, e))
+            }
+            Err(e) => {
+                // A range past the end fails differently by service and client (416, or the
+                // client's own range error): the object's size says whether that is why.
+                return Err(match self.store.head(&location).await {
+                    Ok(m) if m.size < end => {
+                        short(&format!(" (it holds {} bytes)", m.size)).with_source(e)
+                    }
+                    _ => self.error(
+                        Op::Get,
+                        &format!("reading bytes {offset}..{end} of"),
+                        key,
+                        e,
+                    ),
+                });
+            }
+        };
+        if bytes.len() as u64 != len {
+            return Err(short(&format!(" (only {} came back)", bytes.len())));
+        }
+        Ok(bytes)
     }
 
     async fn head_bytes(&self, key: &str, n: u64) -> Option<Bytes> {

@@ -2,8 +2,9 @@
 //! manifest stored as the flow.
 //!
 //! `add_flow` scans the tree and stages the manifest at a fresh default key; `persist` uploads the
-//! blobs the storage lacks (one listing of the blob prefix finds them), create-only, then the
-//! manifest, create-only.
+//! blobs the storage lacks (packs of small files and large files; one listing of the blob prefix
+//! finds them), create-only, then the manifest, create-only. Fetching reads a whole blob as a
+//! stream, or one file out of a pack with one ranged request.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -65,6 +66,30 @@ impl Engine {
             },
         });
         Ok(key)
+    }
+
+    /// Names a missing object as a missing blob (what to do about it included); other errors
+    /// pass unchanged.
+    fn blob_missing(&self, e: CoreError) -> CoreError {
+        match e {
+            CoreError::NotFound {
+                what: "object",
+                location,
+                source,
+                ..
+            } => CoreError::NotFound {
+                what: "blob",
+                message: format!(
+                    "{}: blob {location} does not exist: it was deleted from the {}. Register the \
+                     flow again to upload it.",
+                    self.backend,
+                    crate::error::bucket_word(self.backend)
+                ),
+                location,
+                source,
+            },
+            other => other,
+        }
     }
 
     /// Reads a blob's source file whole and checks it still hashes to `digest`.
@@ -156,25 +181,11 @@ impl BlobStore for Engine {
     /// Streams the blob into `dest`; a missing blob is `NotFound` (`blob`) naming its location.
     async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64> {
         let key = self.blob_key(digest);
-        let (_, mut stream) = self.blobs.get(&key).await.map_err(|e| match e {
-            CoreError::NotFound {
-                what: "object",
-                location,
-                source,
-                ..
-            } => CoreError::NotFound {
-                what: "blob",
-                message: format!(
-                    "{}: blob {location} does not exist: it was deleted from the {}. Register the \
-                     flow again to upload it.",
-                    self.backend,
-                    crate::error::bucket_word(self.backend)
-                ),
-                location,
-                source,
-            },
-            other => other,
-        })?;
+        let (_, mut stream) = self
+            .blobs
+            .get(&key)
+            .await
+            .map_err(|e| self.blob_missing(e))?;
         let write_err = |e| CoreError::io(format!("writing {}", dest.display()), e);
         let mut file = tokio::fs::File::create(dest).await.map_err(write_err)?;
         let mut written = 0u64;
@@ -184,6 +195,21 @@ impl BlobStore for Engine {
         }
         file.flush().await.map_err(write_err)?;
         Ok(written)
+    }
+
+    /// One ranged request for the `len` bytes at `offset` (a file out of a pack): S3 and Azure
+    /// through `object_store`'s ranged GET, GCS with a `Range` header on its `alt=media`
+    /// download. A missing blob is `NotFound` (`blob`) naming its location; a blob shorter than
+    /// the range is an error naming it.
+    async fn get_blob_range(&self, digest: &str, offset: u64, len: u64) -> Result<Bytes> {
+        let key = self.blob_key(digest);
+        let bytes = self
+            .blobs
+            .get_range(&key, offset, len)
+            .await
+            .map_err(|e| self.blob_missing(e))?;
+        tracing::debug!(blob = %self.url(&key), offset, len, "read a range of a blob");
+        Ok(bytes)
     }
 
     async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
@@ -258,37 +284,75 @@ mod tests {
             "add_flow only stages"
         );
         e.persist().await.unwrap();
+        // The three small files travel in one pack: copy.py's bytes, then flow.py's (lib.py
+        // has copy.py's bytes, so it points at them).
+        let scanned = bundle::scan(dir.path(), "flow.py").unwrap();
+        let blobs = scanned.manifest.blobs();
+        assert_eq!(blobs.len(), 1, "{blobs:?}");
+        let (pack, size) = (blobs[0].0.to_string(), blobs[0].1);
+        assert_eq!(pack, sha256_digest(b"X = 1\nimport lib\n"));
+        assert_eq!(size, 17);
         let report = e.index.transfers["B"];
         assert_eq!(
             (report.objects, report.reused_objects),
-            (3, 0),
-            "{report:?}"
+            (2, 0),
+            "the pack and the manifest: {report:?}"
         );
 
-        let (flow_py, lib_py) = (sha256_digest(b"import lib\n"), sha256_digest(b"X = 1\n"));
+        let lib_py = sha256_digest(b"X = 1\n");
         let unknown = sha256_digest(b"never stored");
-        let asked = [flow_py.clone(), lib_py.clone(), unknown.clone()];
+        let asked = [pack.clone(), lib_py.clone(), unknown.clone()];
         assert_eq!(
             e.missing_blobs(&asked).await.unwrap(),
-            vec![unknown.clone()]
+            vec![lib_py.clone(), unknown.clone()],
+            "a file in a pack is no blob of its own"
         );
-        assert!(e.has_blob(&lib_py).await.unwrap() && !e.has_blob(&unknown).await.unwrap());
-        // Create-only, and an existing blob is success.
-        e.put_blob(&lib_py, &dir.path().join("lib.py"), 6)
-            .await
-            .unwrap();
+        assert!(e.has_blob(&pack).await.unwrap() && !e.has_blob(&unknown).await.unwrap());
         let out = dir.path().join("fetched");
-        assert_eq!(e.get_blob(&lib_py, &out).await.unwrap(), 6);
-        assert_eq!(std::fs::read(&out).unwrap(), b"X = 1\n");
-        let err = e.get_blob(&unknown, &out).await.unwrap_err();
+        assert_eq!(e.get_blob(&pack, &out).await.unwrap(), 17);
+        assert_eq!(std::fs::read(&out).unwrap(), b"X = 1\nimport lib\n");
+        // Create-only, and an existing blob is success.
+        e.put_blob(&pack, &out, 17).await.unwrap();
+        // Each file's bytes are its range of the pack.
+        for f in scanned.manifest.files() {
+            let (blob, offset) = f.source();
+            assert_eq!(blob, pack);
+            let bytes = e.get_blob_range(blob, offset, f.size).await.unwrap();
+            assert_eq!(sha256_digest(&bytes), f.digest, "{}", f.path);
+        }
+        assert!(e.get_blob_range(&pack, 17, 0).await.unwrap().is_empty());
+        // A range running past the end is refused naming the blob and what it holds.
+        let err = e
+            .get_blob_range(&pack, 10, 8)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
-            matches!(err, CoreError::NotFound { what: "blob", .. }),
-            "{err:?}"
-        );
-        assert!(
-            err.to_string().contains(&e.blob_location(&unknown)),
+            err.contains(&e.blob_location(&pack)) && err.contains("only 7 came back"),
             "{err}"
         );
+        for offset in [17, 100] {
+            let err = e.get_blob_range(&pack, offset, 1).await.unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(&e.blob_location(&pack)) && text.contains("it holds 17 bytes"),
+                "{offset}: {err:?}"
+            );
+            assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+        }
+        for err in [
+            e.get_blob(&unknown, &out).await.unwrap_err(),
+            e.get_blob_range(&unknown, 0, 1).await.unwrap_err(),
+        ] {
+            assert!(
+                matches!(err, CoreError::NotFound { what: "blob", .. }),
+                "{err:?}"
+            );
+            assert!(
+                err.to_string().contains(&e.blob_location(&unknown)),
+                "{err}"
+            );
+        }
 
         let flow = e.get_flow("B").await.unwrap();
         let FlowContent::Bundle(manifest) = &flow.content else {

@@ -46,11 +46,13 @@
 //! # Bundles
 //!
 //! A bundle ([`FlowInput::bundle`](flowstore_core::FlowInput::bundle)) is scanned at `add_flow`
-//! and uploaded at `persist`: first the blobs the storage lacks, create-only, at
-//! `<prefix>/.blobs/sha256/<hex>` (one listing of that prefix finds which; large blobs go in
-//! parts streamed from disk), then the manifest, create-only, at a fresh default key like any
-//! serialized flow. Re-registering after a one-file change uploads one blob and one manifest.
-//! `list_versions` never lists blobs; agents fetch with [`Storage::get_bundle`].
+//! and uploaded at `persist`: first the blobs the storage lacks (packs of small files, and large
+//! files on their own), create-only, at `<prefix>/.blobs/sha256/<hex>` (one listing of that prefix
+//! finds which; large blobs go in parts streamed from disk), then the manifest, create-only, at a
+//! fresh default key like any serialized flow. Re-registering after a one-file change uploads the
+//! pack (or large file) holding it and the manifest. `list_versions` never lists blobs; agents
+//! fetch with [`Storage::get_bundle`], reading a single file out of a pack with one ranged
+//! request.
 //!
 //! # Register in S3 and fetch back
 //!

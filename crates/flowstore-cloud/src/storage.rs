@@ -152,6 +152,16 @@ macro_rules! cloud_storage {
                 self.engine.get_blob(digest, dest).await
             }
 
+            /// One ranged request (a file out of a pack).
+            async fn get_blob_range(
+                &self,
+                digest: &str,
+                offset: u64,
+                len: u64,
+            ) -> flowstore_core::Result<bytes::Bytes> {
+                self.engine.get_blob_range(digest, offset, len).await
+            }
+
             async fn replace_blob_for_tests(
                 &self,
                 digest: &str,

@@ -85,6 +85,7 @@ cloud_tests!(
     hundred_mib_script_streams,
     listing_is_newest_first,
     bundle_reregistration_uploads_one_blob_and_the_manifest,
+    bundle_warm_fetch_reads_one_range,
     bundles_need_default_keys_and_serialized_mode,
     credentials_never_leak,
 );

@@ -6,13 +6,20 @@
 //! - upload: the build request's method (PUT by default) with the blob as the body, create-only
 //!   as flows are (`If-None-Match: *` on a PUT; a 412 means the blob is already there, which is
 //!   success: same name, same bytes);
-//! - download: the get_flow request's method (GET by default), streamed to the file.
+//! - download: the get_flow request's method (GET by default), streamed to the file;
+//! - one file out of a pack: the same request with `Range: bytes=<first>-<last>`. A `206`
+//!   answer must say (`Content-Range`) that it starts at or before the first byte asked for; a
+//!   server that ignores `Range` and answers `200` with the whole blob still gives the right
+//!   bytes: the body is read up to the end of the range and sliced (logged once per storage as a
+//!   warning, since it costs the download the range was meant to save).
 //!
 //! The configured body arguments (`data`, `json`) are never sent with a blob request. Every
 //! request is retried by the storage's [`Retry`](crate::Retry) policy.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
+use bytes::{Bytes, BytesMut};
 use flowstore_core::bundle::{self, BlobStore, BundleInput, ScannedBundle};
 use flowstore_core::{async_trait, Error as CoreError, Result};
 use serde_json::Value;
@@ -82,6 +89,7 @@ impl Webhook {
                     .or_insert_with(|| Value::Object(Default::default()));
                 if let Some(headers) = headers.as_object_mut() {
                     for (name, value) in extra_headers {
+                        headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
                         headers.insert(name.to_string(), Value::String(value.to_string()));
                     }
                 }
@@ -220,6 +228,142 @@ impl BlobStore for Webhook {
         }
     }
 
+    /// The get_flow request (its method and arguments) with `Range: bytes=<offset>-<last>`. A
+    /// `206` answer is checked against its `Content-Range`; a `200` (a server that ignores
+    /// `Range`) is read up to the end of the range and sliced, and the rest of it is not read.
+    /// A body cut off mid-way is requested again (bounded by the retry policy). No request is
+    /// made for an empty range.
+    ///
+    /// Errors: a missing blob is [`CoreError::NotFound`]; a blob shorter than the range (a `416`
+    /// answer, or a body that ends early), or a `206` that does not hold the range, is a
+    /// permanent [`CoreError::Backend`] naming the blob's URL and the range.
+    async fn get_blob_range(&self, digest: &str, offset: u64, len: u64) -> Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let location = self.blob_location(digest);
+        let too_large = || {
+            CoreError::config(format!(
+                "blob {location}: a range of {len} bytes at offset {offset} cannot be read into \
+                 memory on this machine; the bundle's manifest is not one flowstore wrote"
+            ))
+        };
+        let last = offset.checked_add(len - 1).ok_or_else(too_large)?;
+        let want = usize::try_from(len).map_err(|_| too_large())?;
+        let range = format!("bytes={offset}-{last}");
+        let short = |detail: String| {
+            CoreError::backend(
+                TYPE_NAME,
+                format!(
+                    "blob {location} does not hold the bytes the bundle's manifest places in it \
+                     (Range {range}): {detail}; the blob or the manifest was altered, register \
+                     the bundle again"
+                ),
+            )
+        };
+        let method: Verb = self.config.get_flow_request_http_method.into();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut resp = match self
+                .blob_request(
+                    BLOB_DOWNLOAD,
+                    digest,
+                    method,
+                    false,
+                    &[("Range", &range)],
+                    &Body::None,
+                )
+                .await
+            {
+                Ok(resp) => resp,
+                Err(e @ Error::Status { code: 416, .. }) => {
+                    return Err(
+                        short("the server answered 416 (it is shorter)".into()).with_source(e)
+                    )
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let status = resp.status();
+            // Bytes of the body that come before the range.
+            let mut skip = if status == reqwest::StatusCode::PARTIAL_CONTENT {
+                let header = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok());
+                match header.and_then(content_range_start) {
+                    Some(first) if first <= offset => offset - first,
+                    _ => {
+                        return Err(CoreError::backend(
+                            TYPE_NAME,
+                            format!(
+                                "the blob download {} {location} asked for Range {range} and the \
+                                 server answered 206 with Content-Range {}: not the bytes asked \
+                                 for; check that the server serves single byte ranges",
+                                method.as_str(),
+                                header.map_or("(none)".to_string(), |h| format!("{h:?}")),
+                            ),
+                        ))
+                    }
+                }
+            } else {
+                if !self.range_ignored.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        blob = %location, status = %status,
+                        "the server ignored the Range header and sent the whole blob; bundle \
+                         files are sliced out of it, but each costs a whole pack's download"
+                    );
+                }
+                offset
+            };
+            // Grown as bytes arrive: a manifest's size is not trusted for an allocation.
+            let mut out = BytesMut::with_capacity(want.min(8 << 20));
+            let mut skipped = 0u64;
+            let cut = loop {
+                if out.len() == want {
+                    break None;
+                }
+                match resp.chunk().await {
+                    Ok(Some(mut chunk)) => {
+                        if skip > 0 {
+                            let n = skip.min(chunk.len() as u64);
+                            chunk = chunk.slice(n as usize..);
+                            skip -= n;
+                            skipped += n;
+                        }
+                        let take = chunk.len().min(want - out.len());
+                        out.extend_from_slice(&chunk[..take]);
+                    }
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            match cut {
+                None if out.len() == want => return Ok(out.freeze()),
+                None => {
+                    return Err(short(format!(
+                        "the answer ({status}) ended after {} bytes",
+                        skipped + out.len() as u64
+                    )))
+                }
+                Some(e) if attempt <= self.retry.max_retries => {
+                    tracing::warn!(blob = %location, attempt, error = %e.without_url(), "ranged blob read cut off; reading it again");
+                    tokio::time::sleep(self.retry.base_delay).await;
+                }
+                Some(e) => {
+                    return Err(Error::Transport {
+                        what: BLOB_DOWNLOAD,
+                        method: method.as_str().to_string(),
+                        url: location,
+                        attempts: attempt,
+                        reason: format!("reading the body: {}", e.without_url()),
+                    }
+                    .into())
+                }
+            }
+        }
+    }
+
     /// PUTs (the build request's method) `bytes` over the blob with `If-Match: *`, so the
     /// create-only guard does not apply.
     async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
@@ -236,6 +380,18 @@ impl BlobStore for Webhook {
         .await?;
         Ok(true)
     }
+}
+
+/// The first byte of a `Content-Range: bytes <first>-<last>/<size or *>` header.
+fn content_range_start(value: &str) -> Option<u64> {
+    let spec = value.trim().strip_prefix("bytes ")?;
+    let (range, _size) = spec.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last) = (
+        first.trim().parse::<u64>().ok()?,
+        last.trim().parse::<u64>().ok()?,
+    );
+    (first <= last).then_some(first)
 }
 
 #[cfg(test)]
@@ -264,6 +420,21 @@ mod tests {
                 "timeout": 5,
             })
         );
+    }
+
+    #[test]
+    fn content_range_gives_the_first_byte() {
+        assert_eq!(content_range_start("bytes 100-199/5000"), Some(100));
+        assert_eq!(content_range_start(" bytes 0-0/*"), Some(0));
+        for bad in [
+            "bytes */5000",
+            "bytes 9-3/10",
+            "items 0-1/2",
+            "bytes 0-1",
+            "bytes a-1/2",
+        ] {
+            assert_eq!(content_range_start(bad), None, "{bad}");
+        }
     }
 
     #[test]

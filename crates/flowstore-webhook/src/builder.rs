@@ -280,6 +280,7 @@ impl WebhookBuilder {
             retry,
             credential,
             client,
+            range_ignored: Default::default(),
         })
     }
 }

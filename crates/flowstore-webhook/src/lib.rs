@@ -17,7 +17,9 @@
 //! - Bundles ([`FlowInput::bundle`](flowstore_core::FlowInput::bundle)) in URL mode: each blob is
 //!   sent once to `<url>/.blobs/sha256/<hex>` (a `HEAD` first; the build request's method and
 //!   arguments, create-only), then the manifest to `<url>/<flow key>` as the flow; agents fetch
-//!   blobs with the get_flow request's method and arguments. Other modes refuse bundles.
+//!   blobs with the get_flow request's method and arguments, and one file out of a pack with a
+//!   `Range` header (a server that ignores it and sends the whole pack still gives the right
+//!   bytes, sliced out of it). Other modes refuse bundles.
 //!
 //! [`register`] adds the `Webhook` type and the `http`/`https` URL schemes to a
 //! [`Registry`].

@@ -74,6 +74,8 @@ pub struct Webhook {
     pub(crate) retry: Retry,
     pub(crate) credential: Option<Credential>,
     pub(crate) client: reqwest::Client,
+    /// Set once a server answered a ranged blob read with the whole blob (warned about once).
+    pub(crate) range_ignored: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Webhook {

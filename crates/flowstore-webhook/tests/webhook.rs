@@ -2,9 +2,11 @@
 //! `cargo xtask test` (`FLOWSTORE_TEST_WEBHOOK_URL`, and `FLOWSTORE_TEST_WEBHOOK_AUTH_URL` which
 //! demands `Authorization: Bearer $FLOWSTORE_TEST_WEBHOOK_TOKEN`).
 //!
-//! Two tests put a fault injector in front: the core testkit's TCP proxy (connection resets in
-//! front of nginx), and a minimal HTTP responder in this file that answers 500 twice before
-//! storing — it injects server errors, it does not stand in for the storage under test.
+//! Some tests put something in front: the core testkit's TCP proxy (connection resets in front
+//! of nginx); a recording TCP proxy in this file that forwards untouched and keeps the bytes, to
+//! show which HTTP requests a warm bundle fetch makes; and a minimal HTTP responder in this file
+//! that answers 500 a given number of times before storing, and ignores `Range` — it injects
+//! server errors and range-less answers, it does not stand in for the storage under test.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -843,6 +845,17 @@ fn write_project(files: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
     dir
 }
 
+/// The blobs (packs and files of their own) the tree at `dir` is stored in, with their sizes.
+fn stored_blobs(dir: &std::path::Path, entry: &str) -> Vec<(String, u64)> {
+    flowstore_core::bundle::scan(dir, entry)
+        .unwrap()
+        .manifest
+        .blobs()
+        .into_iter()
+        .map(|(d, n)| (d.to_string(), n))
+        .collect()
+}
+
 /// The status nginx answers to a `HEAD` of `url`, with `token` as the bearer token if given.
 async fn head_status(url: &str, token: Option<&str>) -> u16 {
     let mut req = reqwest::Client::new().head(url);
@@ -878,10 +891,12 @@ async fn blob_requests_carry_the_bearer_token() {
     });
     persisted.unwrap();
     assert_secret_absent(&e.token, &logs, "the registration's logs");
+    let blobs = stored_blobs(project.path(), "flow.py");
     let report = s.transfer_report("Tokened").unwrap();
     assert_eq!(
-        report.objects, 4,
-        "three blobs and the manifest: {report:?}"
+        (report.objects, report.reused_objects),
+        (blobs.len() as u64 + 1, 0),
+        "the packs of the three small files, and the manifest: {report:?}"
     );
 
     // The blobs are on the server that refuses requests without the token: they got there
@@ -890,9 +905,16 @@ async fn blob_requests_carry_the_bearer_token() {
         FlowContent::Bundle(m) => m,
         other => panic!("expected a bundle, got {other:?}"),
     };
+    assert_eq!(
+        manifest.blobs(),
+        blobs
+            .iter()
+            .map(|(d, n)| (d.as_str(), *n))
+            .collect::<Vec<_>>()
+    );
     let store = s.blob_store().expect("URL mode holds bundles");
-    for file in manifest.files() {
-        let url = store.blob_location(&file.digest);
+    for (blob, _) in manifest.blobs() {
+        let url = store.blob_location(blob);
         assert!(url.starts_with(&format!("{base}/.blobs/sha256/")), "{url}");
         assert_eq!(
             head_status(&url, None).await,
@@ -900,8 +922,19 @@ async fn blob_requests_carry_the_bearer_token() {
             "{url} without the token"
         );
         assert_eq!(head_status(&url, Some(&e.token)).await, 200, "{url}");
-        assert!(store.has_blob(&file.digest).await.unwrap());
+        assert!(store.has_blob(blob).await.unwrap());
     }
+    // A ranged read sends the token too: one file out of its pack.
+    let rows = manifest
+        .files()
+        .iter()
+        .find(|f| f.path == "data/rows.csv")
+        .unwrap();
+    let (pack, offset) = rows.source();
+    assert_eq!(
+        &store.get_blob_range(pack, offset, rows.size).await.unwrap()[..],
+        b"a,b\n1,2\n"
+    );
 
     // An agent with the named secret downloads every blob with it.
     let reference = s.reference().unwrap();
@@ -920,7 +953,17 @@ async fn blob_requests_carry_the_bearer_token() {
         )
         .await
         .unwrap();
-    assert_eq!(fetched.transfer.objects, 3, "{:?}", fetched.transfer);
+    // A cold cache: every pack whole, once.
+    assert_eq!(
+        (fetched.transfer.objects, fetched.transfer.reused_objects),
+        (blobs.len() as u64, 0),
+        "{:?}",
+        fetched.transfer
+    );
+    assert_eq!(
+        fetched.transfer.bytes,
+        blobs.iter().map(|(_, n)| n).sum::<u64>()
+    );
     assert_eq!(
         std::fs::read(fetched.root.join("data/rows.csv")).unwrap(),
         b"a,b\n1,2\n"
@@ -935,19 +978,22 @@ async fn blob_requests_carry_the_bearer_token() {
     flowstore_webhook::register(&mut intruder);
     let intruder = intruder.open(&reference).unwrap();
     let store = intruder.blob_store().unwrap();
-    let digest = &manifest.files()[0].digest;
+    let digest = &blobs[0].0;
     let err = store.has_blob(digest).await.unwrap_err();
     assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
     assert!(err.to_string().contains("blob check HEAD"), "{err}");
-    let err = store
+    let whole = store
         .get_blob(digest, &work.path().join("blob"))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
-    assert!(err.to_string().contains("blob download GET"), "{err}");
-    for secret in [wrong, e.token.as_str()] {
-        assert_secret_absent(secret, &err.to_string(), "the error");
-        assert_secret_absent(secret, &format!("{err:?}"), "the error's Debug");
+    let ranged = store.get_blob_range(digest, 1, 2).await.unwrap_err();
+    for err in [whole, ranged] {
+        assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+        assert!(err.to_string().contains("blob download GET"), "{err}");
+        for secret in [wrong, e.token.as_str()] {
+            assert_secret_absent(secret, &err.to_string(), "the error");
+            assert_secret_absent(secret, &format!("{err:?}"), "the error's Debug");
+        }
     }
 }
 
@@ -996,25 +1042,37 @@ async fn an_upload_failing_mid_bundle_leaves_no_manifest() {
     let err = s.get_flow("Broken").await.unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
 
-    // The cut blob is absent; the small ones that went up before the failure are whole (the
-    // failure cancels uploads still in flight, so a slow machine may have sent fewer).
+    // The cut blob is absent; the packs of the small files that went up before the failure
+    // are whole (the failure cancels uploads still in flight, so a slow machine may have sent
+    // fewer).
     let store = s.blob_store().unwrap();
-    let digest = |b: &[u8]| flowstore_core::envelope::sha256_digest(b);
-    let big_url = direct(&store.blob_location(&digest(&files[0].1)));
+    let big_digest = flowstore_core::envelope::sha256_digest(&files[0].1);
+    let big_url = direct(&store.blob_location(&big_digest));
     assert_eq!(head_status(&big_url, None).await, 404, "{big_url}");
-    files.push(("flow.py", b"import helpers\n".to_vec()));
+    let blobs = stored_blobs(project.path(), "flow.py");
+    assert!(
+        blobs.iter().any(|(d, _)| *d == big_digest),
+        "the 1 MiB file is a blob of its own: {blobs:?}"
+    );
+    let packs: Vec<_> = blobs.iter().filter(|(d, _)| *d != big_digest).collect();
+    assert!(!packs.is_empty(), "the five small files travel in packs");
     let mut present = 0;
-    for (name, bytes) in &files[1..] {
-        let url = direct(&store.blob_location(&digest(bytes)));
+    for (pack, size) in &packs {
+        let url = direct(&store.blob_location(pack));
         let resp = reqwest::get(&url).await.unwrap();
         if resp.status().as_u16() == 404 {
             continue;
         }
         let got = resp.bytes().await.unwrap();
-        assert_eq!(&got[..], &bytes[..], "{name} at {url}");
+        assert_eq!(got.len() as u64, *size, "{url}");
+        assert_eq!(
+            &flowstore_core::envelope::sha256_digest(&got),
+            pack,
+            "{url}"
+        );
         present += 1;
     }
-    assert!(present > 0, "no blob went up before the failure");
+    assert!(present > 0, "no pack went up before the failure");
 
     // Registered again straight to nginx (same base), only the missing blob and the manifest go.
     let mut again = WebhookBuilder::from_url(&format!("{}/{path}", e.url))
@@ -1029,8 +1087,8 @@ async fn an_upload_failing_mid_bundle_leaves_no_manifest() {
     let report = again.transfer_report("Broken").unwrap();
     assert_eq!(
         (report.objects, report.reused_objects),
-        (2 + 5 - present, present),
-        "the big blob, the small ones not sent before, and the manifest: {report:?}"
+        (2 + packs.len() as u64 - present, present),
+        "the big blob, the packs not sent before, and the manifest: {report:?}"
     );
 }
 
@@ -1066,8 +1124,8 @@ async fn a_source_file_gone_before_persist_fails_then_persist_again_completes() 
     let report = s.transfer_report("Gone").unwrap();
     assert_eq!(
         report.objects + report.reused_objects,
-        4,
-        "three blobs and the manifest: {report:?}"
+        stored_blobs(project.path(), "flow.py").len() as u64 + 1,
+        "the packs of the three files, and the manifest: {report:?}"
     );
     let FlowContent::Bundle(manifest) = s.get_flow("Gone").await.unwrap().content else {
         panic!("not a bundle")
@@ -1109,4 +1167,459 @@ async fn bundles_are_refused_outside_url_mode_leaving_the_storage_as_it_was() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("script mode"), "{err}");
+}
+
+/// What one HTTP/1.1 exchange that went through a [`RecordingProxy`] was.
+#[derive(Debug, Clone)]
+struct Exchange {
+    method: String,
+    path: String,
+    /// The request's `Range` header.
+    range: Option<String>,
+    status: u16,
+    /// The response's `Content-Range` header.
+    content_range: Option<String>,
+    /// The response body's length.
+    body_len: usize,
+}
+
+/// One connection's bytes as a [`RecordingProxy`] saw them: (request bytes, response bytes).
+type Record = Arc<Mutex<(Vec<u8>, Vec<u8>)>>;
+
+/// Header names (lowercased) and values.
+type Headers = Vec<(String, String)>;
+
+/// A TCP proxy in front of nginx that keeps a copy of every connection's bytes both ways, to
+/// read back the HTTP/1.1 exchanges that went through it. It changes nothing it forwards.
+struct RecordingProxy {
+    addr: SocketAddr,
+    /// Every connection's record.
+    conns: Arc<Mutex<Vec<Record>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RecordingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RecordingProxy {
+    async fn start(upstream: SocketAddr) -> RecordingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns: Arc<Mutex<Vec<Record>>> = Default::default();
+        let all = conns.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let record = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+                all.lock().unwrap().push(record.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let (up_record, down_record) = (record.clone(), record);
+                    // Each direction is recorded before it is forwarded, so whatever a client
+                    // has received is in the record.
+                    let up = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = cr.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            up_record.lock().unwrap().0.extend_from_slice(&buf[..n]);
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = sw.shutdown().await;
+                    };
+                    let down = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = sr.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            down_record.lock().unwrap().1.extend_from_slice(&buf[..n]);
+                            if cw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = cw.shutdown().await;
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        RecordingProxy { addr, conns, task }
+    }
+
+    /// Forgets what was recorded so far (call it between operations, with nothing in flight).
+    fn clear(&self) {
+        for c in self.conns.lock().unwrap().iter() {
+            let mut c = c.lock().unwrap();
+            c.0.clear();
+            c.1.clear();
+        }
+    }
+
+    /// The exchanges recorded since the last [`RecordingProxy::clear`].
+    fn exchanges(&self) -> Vec<Exchange> {
+        let mut out = Vec::new();
+        for c in self.conns.lock().unwrap().iter() {
+            let c = c.lock().unwrap();
+            let (mut up, mut down) = (&c.0[..], &c.1[..]);
+            while let Some((request_line, headers, rest)) = http_head(up) {
+                let body = header(&headers, "content-length").map_or(0, |v| v.parse().unwrap());
+                up = &rest[body..];
+                let mut parts = request_line.split(' ');
+                let (method, path) = (parts.next().unwrap(), parts.next().unwrap());
+                let (status_line, resp_headers, rest) =
+                    http_head(down).expect("a response to every request");
+                let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+                let body_len = if method == "HEAD" || status == 204 || status == 304 {
+                    0
+                } else {
+                    let n: usize = header(&resp_headers, "content-length")
+                        .expect("nginx answers with a Content-Length")
+                        .parse()
+                        .unwrap();
+                    assert!(rest.len() >= n, "a response body was cut short");
+                    n
+                };
+                down = &rest[body_len..];
+                out.push(Exchange {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    range: header(&headers, "range"),
+                    status,
+                    content_range: header(&resp_headers, "content-range"),
+                    body_len,
+                });
+            }
+            assert!(
+                up.is_empty() && down.is_empty(),
+                "unparsed bytes in a record"
+            );
+        }
+        out
+    }
+}
+
+/// Splits an HTTP/1.1 message head off `bytes`: (first line, headers, the rest).
+fn http_head(bytes: &[u8]) -> Option<(String, Headers, &[u8])> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let first = lines.next()?.to_string();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some((first, headers, &bytes[end + 4..]))
+}
+
+fn header(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// Registers a bundle, fetches it, changes one small file, registers it again, and checks that
+/// the warm fetch of the second version makes one ranged request (on the wire, through a
+/// recording proxy in front of nginx) for exactly the changed file's bytes, answered 206.
+async fn warm_fetch_after_one_change(upstream_url: &str, token: Option<&str>) {
+    // Forty small files of about 200 B: packs of several files each.
+    let contents: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| {
+            let body = format!("# module {i}\n{}\n", "x = 1\n".repeat(30 + i));
+            (format!("pkg/mod_{i:02}.py"), body.into_bytes())
+        })
+        .collect();
+    let files: Vec<(&str, Vec<u8>)> = contents
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.clone()))
+        .collect();
+    let project = write_project(&files);
+    let scanned = flowstore_core::bundle::scan(project.path(), "flow.py").unwrap();
+    let pack_sizes: std::collections::BTreeMap<String, u64> = scanned
+        .manifest
+        .blobs()
+        .into_iter()
+        .map(|(d, n)| (d.to_string(), n))
+        .collect();
+    // A file well under half of its pack, so that the fetch reads it as a range.
+    let changed = scanned
+        .manifest
+        .files()
+        .iter()
+        .find(|f| {
+            f.path.starts_with("pkg/") && f.pack.is_some() && 3 * f.size < pack_sizes[f.source().0]
+        })
+        .expect("a pack of several files")
+        .path
+        .clone();
+
+    let upstream: SocketAddr = upstream_url.trim_start_matches("http://").parse().unwrap();
+    let proxy = RecordingProxy::start(upstream).await;
+    let base = format!("http://{}/{}", proxy.addr, unique("warm"));
+    let open = || {
+        let b = WebhookBuilder::from_url(&base).unwrap();
+        match token {
+            Some(t) => b
+                .bearer_token(SecretString::from(t.to_string()))
+                .bearer_token_secret("WEBHOOK_WARM_TOKEN"),
+            None => b,
+        }
+        .build()
+        .unwrap()
+    };
+    let agent = || {
+        let mut r = match token {
+            Some(t) => Registry::new()
+                .with_secrets(Arc::new(MapSource::new().with("WEBHOOK_WARM_TOKEN", t))),
+            None => Registry::new(),
+        };
+        flowstore_webhook::register(&mut r);
+        r
+    };
+
+    let mut v1 = open();
+    v1.add_flow(FlowInput::bundle("Warm", project.path(), "flow.py"))
+        .await
+        .unwrap();
+    v1.persist().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let options =
+        || flowstore_core::bundle::FetchOptions::with_cache_dir(work.path().join("cache"));
+    let cold = agent()
+        .open(&v1.reference().unwrap())
+        .unwrap()
+        .get_bundle("Warm", &work.path().join("v1"), &options())
+        .await
+        .unwrap();
+    assert_eq!(cold.transfer.objects, pack_sizes.len() as u64);
+
+    // The same length, other bytes: the file's offset in its (new) pack stays.
+    let new_bytes: Vec<u8> = std::fs::read(project.path().join(&changed))
+        .unwrap()
+        .iter()
+        .map(|b| if *b == b'1' { b'2' } else { *b })
+        .collect();
+    assert_ne!(
+        new_bytes,
+        std::fs::read(project.path().join(&changed)).unwrap()
+    );
+    std::fs::write(project.path().join(&changed), &new_bytes).unwrap();
+    let mut v2 = open();
+    v2.add_flow(FlowInput::bundle("Warm", project.path(), "flow.py"))
+        .await
+        .unwrap();
+    v2.persist().await.unwrap();
+    let report = v2.transfer_report("Warm").unwrap();
+    assert_eq!(
+        (report.objects, report.reused_objects),
+        (2, pack_sizes.len() as u64 - 1),
+        "the changed file's pack and the manifest: {report:?}"
+    );
+
+    proxy.clear();
+    let agent_v2 = agent().open(&v2.reference().unwrap()).unwrap();
+    let warm = agent_v2
+        .get_bundle("Warm", &work.path().join("v2"), &options())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(warm.root.join(&changed)).unwrap(),
+        new_bytes,
+        "{changed}"
+    );
+    let file = warm
+        .manifest
+        .files()
+        .iter()
+        .find(|f| f.path == changed)
+        .unwrap();
+    let (pack, offset) = file.source();
+    let pack_size = warm
+        .manifest
+        .blobs()
+        .into_iter()
+        .find(|(b, _)| *b == pack)
+        .unwrap()
+        .1;
+    assert_eq!(
+        (warm.transfer.objects, warm.transfer.bytes),
+        (1, file.size),
+        "{:?}",
+        warm.transfer
+    );
+
+    let exchanges = proxy.exchanges();
+    let blob_path = format!(
+        "{}/.blobs/sha256/{}",
+        base.split_once(&proxy.addr.to_string()).unwrap().1,
+        pack.trim_start_matches("sha256:")
+    );
+    let blob_requests: Vec<_> = exchanges
+        .iter()
+        .filter(|x| x.path.contains("/.blobs/"))
+        .collect();
+    assert_eq!(
+        blob_requests.len(),
+        1,
+        "one blob request in the warm fetch: {exchanges:#?}"
+    );
+    let ranged = blob_requests[0];
+    let last = offset + file.size - 1;
+    assert_eq!(
+        (ranged.method.as_str(), ranged.path.as_str()),
+        ("GET", blob_path.as_str())
+    );
+    assert_eq!(
+        ranged.range.as_deref(),
+        Some(format!("bytes={offset}-{last}").as_str())
+    );
+    assert_eq!(ranged.status, 206, "{ranged:?}");
+    assert_eq!(
+        ranged.content_range.as_deref(),
+        Some(format!("bytes {offset}-{last}/{pack_size}").as_str())
+    );
+    assert_eq!(ranged.body_len as u64, file.size, "{ranged:?}");
+    // Besides it, only the manifest was read.
+    let others: Vec<_> = exchanges
+        .iter()
+        .filter(|x| !x.path.contains("/.blobs/"))
+        .collect();
+    assert!(
+        others.len() == 1 && others[0].method == "GET" && others[0].range.is_none(),
+        "{exchanges:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_fetch_after_one_change_is_one_ranged_request() {
+    let e = need_server!("warm_fetch_after_one_change_is_one_ranged_request");
+    warm_fetch_after_one_change(&e.url, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_fetch_after_one_change_is_one_ranged_request_with_the_token() {
+    let e = need_server!("warm_fetch_after_one_change_is_one_ranged_request_with_the_token");
+    warm_fetch_after_one_change(&e.auth_url, Some(&e.token)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranged_reads_past_the_end_of_a_blob_are_refused_by_name() {
+    let e = need_server!("ranged_reads_past_the_end_of_a_blob_are_refused_by_name");
+    let dir = tempfile::tempdir().unwrap();
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let path = dir.path().join("blob");
+    std::fs::write(&path, &bytes).unwrap();
+    let digest = flowstore_core::envelope::sha256_digest(&bytes);
+    let s = WebhookBuilder::from_url(&format!("{}/{}", e.url, unique("ranges")))
+        .unwrap()
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    let store = s.blob_store().unwrap();
+    store
+        .put_blob(&digest, &path, bytes.len() as u64)
+        .await
+        .unwrap();
+    let n = bytes.len() as u64;
+    for (offset, len) in [(0, 1), (0, n), (123_457, 70_001), (n - 1, 1)] {
+        let got = store.get_blob_range(&digest, offset, len).await.unwrap();
+        assert_eq!(
+            &got[..],
+            &bytes[offset as usize..(offset + len) as usize],
+            "{offset}+{len}"
+        );
+    }
+    assert!(store
+        .get_blob_range(&digest, 5, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    let location = store.blob_location(&digest);
+    // Starting past the end: nginx answers 416. Ending past it: nginx sends what there is.
+    for (offset, len) in [(n, 1), (n - 10, 11)] {
+        let err = store
+            .get_blob_range(&digest, offset, len)
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, Error::Backend { .. }) && !err.is_temporary(),
+            "{err:?}"
+        );
+        assert!(
+            msg.contains(&location)
+                && msg.contains(&format!("Range bytes={offset}-{}", offset + len - 1))
+                && msg.contains("register the bundle again"),
+            "{msg}"
+        );
+    }
+    // A missing blob is NotFound, as for whole reads.
+    let ghost = flowstore_core::envelope::sha256_digest(b"never stored");
+    let err = store.get_blob_range(&ghost, 0, 4).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { what: "blob", .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_ignores_range_still_gives_the_right_bytes() {
+    // The responder stores PUT bodies and answers every GET 200 with the whole body, whatever
+    // the Range header says.
+    let (addr, statuses) = flaky_server(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+    let path = dir.path().join("pack");
+    std::fs::write(&path, &bytes).unwrap();
+    let digest = flowstore_core::envelope::sha256_digest(&bytes);
+    let s = WebhookBuilder::from_url(&format!("http://{addr}/flows"))
+        .unwrap()
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    let store = s.blob_store().unwrap();
+    store
+        .put_blob(&digest, &path, bytes.len() as u64)
+        .await
+        .unwrap();
+    let rt = tokio::runtime::Handle::current();
+    let reads = async {
+        for (offset, len) in [(150_001u64, 40_000u64), (7, 3)] {
+            let got = store.get_blob_range(&digest, offset, len).await.unwrap();
+            assert_eq!(
+                &got[..],
+                &bytes[offset as usize..(offset + len) as usize],
+                "{offset}+{len}"
+            );
+        }
+        // Past the end: the whole body is shorter than the range.
+        store
+            .get_blob_range(&digest, 199_990, 20)
+            .await
+            .unwrap_err()
+    };
+    let (err, logs) = flowstore_secrets::test_support::capture_logs(|| {
+        tokio::task::block_in_place(|| rt.block_on(reads))
+    });
+    let msg = err.to_string();
+    assert!(
+        msg.contains("Range bytes=199990-200009") && msg.contains("ended after 200000 bytes"),
+        "{msg}"
+    );
+    assert_eq!(
+        logs.matches("ignored the Range header").count(),
+        1,
+        "warned once per storage: {logs}"
+    );
+    assert_eq!(*statuses.lock().unwrap(), vec![201, 200, 200, 200]);
 }

@@ -424,14 +424,41 @@ fn write_project(root: &Path, helper: &str) {
     }
 }
 
+/// The blobs (packs and large files) the tree at `root` is stored in, with the manifest.
+fn stored(root: &Path) -> flowstore_core::bundle::Manifest {
+    flowstore_core::bundle::scan(root, "flow.py")
+        .unwrap()
+        .manifest
+}
+
+/// The blob holding `path`'s bytes in `manifest`, and where they start in it.
+fn source_of(manifest: &flowstore_core::bundle::Manifest, path: &str) -> (String, u64, u64) {
+    let f = manifest
+        .files()
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("{path} is not in {manifest:?}"));
+    let (blob, offset) = f.source();
+    (blob.to_string(), offset, f.size)
+}
+
 /// Re-registering a bundle after a one-file change sends exactly two uploads through the wire
-/// (the changed file's blob, then the manifest), finds the blobs already stored with one listing
-/// (no request per blob), and `list_versions` shows the two manifests and never a blob.
+/// (the pack holding the changed file, then the manifest), finds the blobs already stored with
+/// one listing (no request per blob), and `list_versions` shows the two manifests and never a
+/// blob. A cold fetch downloads every pack and the large file whole, once each.
 pub async fn bundle_reregistration_uploads_one_blob_and_the_manifest<S: Cloud>(case: &Case<S>) {
     let prefix = unique("rereg");
     let project = tempfile::tempdir().unwrap();
     let root = project.path();
     write_project(root, "X = 1\n");
+    let v1_manifest = stored(root);
+    let blobs = v1_manifest.blobs().len() as u64;
+    // The small files travel in packs, the large one alone: fewer blobs than files.
+    for f in v1_manifest.files() {
+        let small = f.size < flowstore_core::bundle::PACK_FILE_LIMIT;
+        assert_eq!(f.pack.is_some(), small, "{f:?}");
+    }
+    assert!(blobs < v1_manifest.files().len() as u64, "{v1_manifest:?}");
     let mut v1 = (case.storage)(&prefix);
     assert!(v1.capabilities().bundles, "{:?}", v1.capabilities());
     v1.add_flow(FlowInput::bundle("Bundled", root, "flow.py"))
@@ -439,11 +466,26 @@ pub async fn bundle_reregistration_uploads_one_blob_and_the_manifest<S: Cloud>(c
         .unwrap();
     v1.persist().await.unwrap();
     let first = v1.transfer_report("Bundled").unwrap();
-    assert_eq!((first.objects, first.reused_objects), (5, 0), "{first:?}");
+    assert_eq!(
+        (first.objects, first.reused_objects),
+        (blobs + 1, 0),
+        "every pack and blob, and the manifest: {first:?}"
+    );
 
     std::fs::write(root.join("pkg/helpers.py"), "X = 2\n").unwrap();
-    let changed = flowstore_core::envelope::sha256_digest(b"X = 2\n");
-    let changed_hex = changed.strip_prefix("sha256:").unwrap();
+    let v2_manifest = stored(root);
+    let (changed_pack, _, _) = source_of(&v2_manifest, "pkg/helpers.py");
+    assert_ne!(
+        changed_pack,
+        source_of(&v1_manifest, "pkg/helpers.py").0,
+        "the edit changes its pack"
+    );
+    assert_ne!(
+        changed_pack,
+        flowstore_core::envelope::sha256_digest(b"X = 2\n"),
+        "the file travels in a pack"
+    );
+    let changed_hex = changed_pack.strip_prefix("sha256:").unwrap();
     let proxy = proxy::Proxy::start(&case.upstream).await;
     let mut v2 = (case.via)(&prefix, &proxy.url);
     let key = v2
@@ -458,11 +500,11 @@ pub async fn bundle_reregistration_uploads_one_blob_and_the_manifest<S: Cloud>(c
     assert_eq!(
         writes.len(),
         2,
-        "one blob and one manifest upload: {seen:#?}"
+        "one pack and one manifest upload: {seen:#?}"
     );
     assert!(
         writes[0].names_blob() && writes[0].mentions(changed_hex),
-        "the changed file's blob goes first: {seen:#?}"
+        "the changed file's pack goes first: {seen:#?}"
     );
     assert!(
         !writes[1].names_blob() && writes[1].mentions(&key),
@@ -480,8 +522,8 @@ pub async fn bundle_reregistration_uploads_one_blob_and_the_manifest<S: Cloud>(c
     let report = v2.transfer_report("Bundled").unwrap();
     assert_eq!(
         (report.objects, report.reused_objects),
-        (2, 3),
-        "{report:?}"
+        (2, blobs - 1),
+        "the changed pack and the manifest up, the other blobs reused: {report:?}"
     );
 
     for versions in [
@@ -508,6 +550,7 @@ pub async fn bundle_reregistration_uploads_one_blob_and_the_manifest<S: Cloud>(c
         )
         .await
         .unwrap();
+    assert_eq!(fetched.manifest, v2_manifest);
     assert_eq!(
         std::fs::read(fetched.root.join("pkg/helpers.py")).unwrap(),
         b"X = 2\n"
@@ -517,7 +560,135 @@ pub async fn bundle_reregistration_uploads_one_blob_and_the_manifest<S: Cloud>(c
             == std::fs::read(root.join("data/large.bin")).unwrap(),
         "the large blob came back whole"
     );
-    assert_eq!(fetched.transfer.objects, 4, "{:?}", fetched.transfer);
+    // Cold: every file is needed, so each pack and the large file come whole, once each.
+    let t = fetched.transfer;
+    let total: u64 = v2_manifest.blobs().iter().map(|(_, size)| size).sum();
+    assert_eq!(
+        (t.objects, t.bytes, t.reused_objects),
+        (blobs, total, 0),
+        "{t:?}"
+    );
+}
+
+/// Small files that share a pack with `pkg/helpers.py` (their bytes dwarf it, so a fetch needing
+/// only that file reads its range instead of the whole pack), and the entry `flow.py`.
+fn write_packed_project(root: &Path, helper: &str) {
+    let filler = |n: usize| -> Vec<u8> {
+        (0..4096)
+            .map(|i| b"abcdefghijklmnopqrstuvwxyz\n"[(i * 7 + n) % 27])
+            .collect()
+    };
+    let files: Vec<(String, Vec<u8>)> = [
+        (
+            "flow.py".to_string(),
+            b"from pkg.helpers import X\n".to_vec(),
+        ),
+        ("pkg/helpers.py".to_string(), helper.as_bytes().to_vec()),
+    ]
+    .into_iter()
+    .chain((0..6).map(|n| (format!("pkg/data_{n}.txt"), filler(n))))
+    .collect();
+    for (path, bytes) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+    }
+}
+
+/// A warm fetch after a one-file change (the cache holds the first version) makes ONE request
+/// for blob bytes: a ranged read of exactly the changed file's bytes out of its pack, answered
+/// with 206 and just those bytes; the other files come from the cache.
+pub async fn bundle_warm_fetch_reads_one_range<S: Cloud>(case: &Case<S>) {
+    let prefix = unique("warm");
+    let project = tempfile::tempdir().unwrap();
+    let root = project.path();
+    write_packed_project(root, "X = 1\n");
+    let mut v1 = (case.storage)(&prefix);
+    v1.add_flow(FlowInput::bundle("Warm", root, "flow.py"))
+        .await
+        .unwrap();
+    v1.persist().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let options = flowstore_core::bundle::FetchOptions::with_cache_dir(work.path().join("cache"));
+    let cold = case
+        .registry()
+        .open(&v1.reference().unwrap())
+        .unwrap()
+        .get_bundle("Warm", &work.path().join("v1"), &options)
+        .await
+        .unwrap();
+    assert_eq!(cold.transfer.reused_objects, 0, "{:?}", cold.transfer);
+
+    let changed: &[u8] = b"X = 22\n";
+    std::fs::write(root.join("pkg/helpers.py"), changed).unwrap();
+    let manifest = stored(root);
+    let (pack, offset, len) = source_of(&manifest, "pkg/helpers.py");
+    let pack_size = manifest
+        .blobs()
+        .into_iter()
+        .find(|(b, _)| *b == pack)
+        .unwrap()
+        .1;
+    assert_eq!(len, changed.len() as u64);
+    assert!(
+        2 * len < pack_size,
+        "the file must be a small part of its pack for a ranged read: {len} of {pack_size} B"
+    );
+    let proxy = proxy::Proxy::start(&case.upstream).await;
+    let mut v2 = (case.via)(&prefix, &proxy.url);
+    v2.add_flow(FlowInput::bundle("Warm", root, "flow.py"))
+        .await
+        .unwrap();
+    v2.persist().await.unwrap();
+    proxy.take();
+
+    let warm = v2
+        .get_bundle("Warm", &work.path().join("v2"), &options)
+        .await
+        .unwrap();
+    let seen = proxy.take();
+    assert_eq!(
+        std::fs::read(warm.root.join("pkg/helpers.py")).unwrap(),
+        changed
+    );
+    let distinct: std::collections::BTreeSet<&str> =
+        manifest.files().iter().map(|f| f.digest.as_str()).collect();
+    let t = warm.transfer;
+    assert_eq!(
+        (t.objects, t.bytes, t.reused_objects),
+        (1, len, distinct.len() as u64 - 1),
+        "{t:?}"
+    );
+    let blob_reads: Vec<&proxy::Seen> = seen.iter().filter(|r| r.names_blob()).collect();
+    assert_eq!(blob_reads.len(), 1, "one request for blob bytes: {seen:#?}");
+    let read = blob_reads[0];
+    let hex = pack.strip_prefix("sha256:").unwrap();
+    assert!(
+        read.method == "GET" && read.mentions(hex),
+        "a GET of the changed pack: {read:#?}"
+    );
+    assert_eq!(
+        read.range.as_deref(),
+        Some(format!("bytes={offset}-{}", offset + len - 1).as_str()),
+        "exactly the changed file's bytes: {read:#?}"
+    );
+    assert_eq!(
+        (read.status, read.response_len as u64),
+        (206, len),
+        "the server answered with just that range: {read:#?}"
+    );
+
+    // A range past the blob's end (a blob cut short behind flowstore's back) is refused,
+    // naming the blob, whether the server answers 416 or a shorter range.
+    let store = v2.blob_store().unwrap();
+    for (offset, len) in [(pack_size - 2, 4), (pack_size, 1), (pack_size + 100, 8)] {
+        let err = store.get_blob_range(&pack, offset, len).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&store.blob_location(&pack)) && text.contains("shorter"),
+            "{offset}+{len}: {err:?}"
+        );
+    }
 }
 
 /// With a fixed key or in script mode a storage declares no bundles, has no blob store, and

@@ -1,6 +1,6 @@
 //! A recording HTTP/1.1 proxy for the tests that count requests: storages built against its
 //! address send every request through it to the real server, and it remembers each request's
-//! method, target and first bytes of body.
+//! method, target, `Range` header and first bytes of body, and the answer's status and length.
 
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +16,12 @@ pub struct Seen {
     pub target: String,
     /// The first bytes of the body, lossily decoded (GCS names the object in its upload body).
     pub body_head: String,
+    /// The `Range` (or Azure's `x-ms-range`) header, if the request had one.
+    pub range: Option<String>,
+    /// The status the server answered with.
+    pub status: u16,
+    /// How many body bytes the server answered with.
+    pub response_len: usize,
 }
 
 impl Seen {
@@ -133,11 +139,14 @@ async fn serve(
             read.read_exact(&mut body).await?;
         }
         let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        log.lock().unwrap().push(Seen {
+        let mut seen = Seen {
             method: method.clone(),
             target: percent_decode(&target),
             body_head: String::from_utf8_lossy(&body[..body.len().min(1024)]).into_owned(),
-        });
+            range: header("range").or(header("x-ms-range")).map(str::to_string),
+            status: 0,
+            response_len: 0,
+        };
 
         let mut request = client.request(method.parse()?, format!("{upstream}{target}"));
         for (k, v) in &headers {
@@ -167,6 +176,9 @@ async fn serve(
             }
         }
         let bytes = response.bytes().await?;
+        seen.status = status.as_u16();
+        seen.response_len = bytes.len();
+        log.lock().unwrap().push(seen);
         if method == "HEAD" {
             // A HEAD answer carries the object's length and no body.
             if let Some(len) = passed_length {

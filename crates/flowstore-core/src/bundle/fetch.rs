@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::registry::{Progress, ProgressFn};
 
 use super::cache::BlobCache;
-use super::manifest::Manifest;
+use super::manifest::{Manifest, ManifestFile};
 
 use super::{BlobStore, TransferReport, DEFAULT_PARALLELISM};
 
@@ -77,12 +77,10 @@ pub async fn fetch(
         None => BlobCache::from_env()?,
     };
     cache.sweep();
-    // Distinct blobs: digest → (size, the first file with those bytes).
-    let mut wanted: std::collections::BTreeMap<&str, (u64, &str)> = Default::default();
+    // Distinct file contents: digest → the first file with those bytes.
+    let mut wanted: std::collections::BTreeMap<&str, &ManifestFile> = Default::default();
     for f in manifest.files() {
-        wanted
-            .entry(f.digest.as_str())
-            .or_insert((f.size, f.path.as_str()));
+        wanted.entry(f.digest.as_str()).or_insert(f);
     }
     let verify_cache = cache.clone();
     let digests: Vec<String> = wanted.keys().map(|d| d.to_string()).collect();
@@ -115,31 +113,35 @@ pub async fn fetch(
     .map_err(|e| Error::backend("flowstore", format!("checking the blob cache: {e}")))?;
 
     let mut report = TransferReport::default();
-    let mut missing = Vec::new();
-    for ((digest, (size, path)), here) in wanted.iter().zip(present) {
+    let mut missing: Vec<ManifestFile> = Vec::new();
+    for ((_, file), here) in wanted.iter().zip(present) {
         if here {
             report.reused_objects += 1;
-            report.reused_bytes += size;
+            report.reused_bytes += file.size;
         } else {
-            missing.push((digest.to_string(), *size, path.to_string()));
+            missing.push((*file).clone());
         }
     }
-    let total: u64 = missing.iter().map(|m| m.1).sum();
+    let requests = plan(manifest, missing);
+    let total: u64 = requests.iter().map(Request::bytes).sum();
     tracing::debug!(
         flow,
-        blobs = missing.len(),
+        requests = requests.len(),
         bytes = total,
         reused = report.reused_objects,
         "fetching bundle blobs"
     );
     let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let parallelism = options.parallelism.unwrap_or(DEFAULT_PARALLELISM).max(1);
-    futures::stream::iter(missing.clone())
-        .map(|(digest, size, path)| {
+    report.objects = requests.len() as u64;
+    report.bytes = total;
+    futures::stream::iter(requests)
+        .map(|request| {
             let (cache, done, progress) = (cache.clone(), done.clone(), options.progress.clone());
             async move {
-                download(store, &cache, flow, &digest, &path).await?;
-                let so_far = done.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size;
+                let bytes = request.bytes();
+                request.run(store, &cache, flow).await?;
+                let so_far = done.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes;
                 if let Some(p) = progress {
                     p(Progress {
                         what: "bundle bytes downloaded",
@@ -153,8 +155,6 @@ pub async fn fetch(
         .buffer_unordered(parallelism)
         .try_collect::<Vec<()>>()
         .await?;
-    report.objects = missing.len() as u64;
-    report.bytes = total;
 
     let (manifest_owned, dest_owned, cache_owned) =
         (manifest.clone(), dest.to_path_buf(), cache.clone());
@@ -172,39 +172,145 @@ pub async fn fetch(
     })
 }
 
-/// Downloads one blob into the cache's temporary area, verifies it and moves it into the cache.
-async fn download(
-    store: &dyn BlobStore,
-    cache: &BlobCache,
-    flow: &str,
-    digest: &str,
-    path: &str,
-) -> Result<()> {
-    let location = store.blob_location(digest);
-    let tmp = cache.temp_dir()?;
-    let file = tmp.path().join("blob");
-    store.get_blob(digest, &file).await.map_err(|e| {
-        if e.is_not_found() {
-            Error::FlowCorrupt {
-                flow: flow.to_string(),
-                location: location.clone(),
-                reason: format!("the blob of its file {path:?} is missing from the storage"),
-            }
-        } else {
-            e
+/// A pack is downloaded whole when at least this share of its bytes is needed, or more than
+/// [`RANGES_PER_PACK`] of its files; otherwise each needed file is a ranged read.
+const WHOLE_PACK_SHARE: f64 = 0.5;
+/// See [`WHOLE_PACK_SHARE`].
+const RANGES_PER_PACK: usize = 8;
+
+/// One download: a whole blob (a file of its own, or a pack with the files needed from it), or
+/// one file's range of a pack.
+enum Request {
+    Whole {
+        blob: String,
+        size: u64,
+        files: Vec<ManifestFile>,
+    },
+    Range {
+        blob: String,
+        file: ManifestFile,
+    },
+}
+
+impl Request {
+    /// The bytes it downloads.
+    fn bytes(&self) -> u64 {
+        match self {
+            Request::Whole { size, .. } => *size,
+            Request::Range { file, .. } => file.size,
         }
-    })?;
-    let (cache, digest, flow, path) = (
-        cache.clone(),
-        digest.to_string(),
-        flow.to_string(),
-        path.to_string(),
-    );
-    tokio::task::spawn_blocking(move || {
-        let added = cache.add_verified(&file, &digest, &flow, &path, &location);
-        drop(tmp);
-        added
-    })
-    .await
-    .map_err(|e| Error::backend("flowstore", format!("verifying a blob: {e}")))?
+    }
+
+    /// Downloads, verifies every file it carries against its digest, and adds them to the cache.
+    async fn run(self, store: &dyn BlobStore, cache: &BlobCache, flow: &str) -> Result<()> {
+        let missing = |file: &ManifestFile, blob: &str| {
+            let (path, location) = (file.path.clone(), store.blob_location(blob));
+            move |e: Error| {
+                if e.is_not_found() {
+                    Error::FlowCorrupt {
+                        flow: flow.to_string(),
+                        location,
+                        reason: format!(
+                            "the blob holding its file {path:?} is missing from the storage"
+                        ),
+                    }
+                } else {
+                    e
+                }
+            }
+        };
+        let tmp = cache.temp_dir()?;
+        match self {
+            Request::Whole { blob, files, .. } => {
+                let whole = tmp.path().join("blob");
+                store
+                    .get_blob(&blob, &whole)
+                    .await
+                    .map_err(missing(&files[0], &blob))?;
+                let (cache, flow, location) =
+                    (cache.clone(), flow.to_string(), store.blob_location(&blob));
+                tokio::task::spawn_blocking(move || {
+                    for (n, file) in files.iter().enumerate() {
+                        let (_, offset) = file.source();
+                        let one = if offset == 0 && files.len() == 1 && file.pack.is_none() {
+                            whole.clone()
+                        } else {
+                            let bytes =
+                                super::read_range(&whole, offset, file.size).map_err(|_| {
+                                    Error::FlowCorrupt {
+                                        flow: flow.clone(),
+                                        location: location.clone(),
+                                        reason: format!(
+                                            "its file {:?} lies beyond the end of its pack",
+                                            file.path
+                                        ),
+                                    }
+                                })?;
+                            let part = tmp.path().join(format!("file{n}"));
+                            std::fs::write(&part, &bytes)
+                                .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
+                            part
+                        };
+                        cache.add_verified(&one, &file.digest, &flow, &file.path, &location)?;
+                    }
+                    drop(tmp);
+                    Ok(())
+                })
+                .await
+                .map_err(|e| Error::backend("flowstore", format!("verifying blobs: {e}")))?
+            }
+            Request::Range { blob, file } => {
+                let (_, offset) = file.source();
+                let bytes = store
+                    .get_blob_range(&blob, offset, file.size)
+                    .await
+                    .map_err(missing(&file, &blob))?;
+                let (cache, flow, location) =
+                    (cache.clone(), flow.to_string(), store.blob_location(&blob));
+                tokio::task::spawn_blocking(move || {
+                    let part = tmp.path().join("file");
+                    std::fs::write(&part, &bytes)
+                        .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
+                    cache.add_verified(&part, &file.digest, &flow, &file.path, &location)?;
+                    drop(tmp);
+                    Ok(())
+                })
+                .await
+                .map_err(|e| Error::backend("flowstore", format!("verifying a blob: {e}")))?
+            }
+        }
+    }
+}
+
+/// Chooses the downloads that bring `missing` files (distinct contents) into the cache: files of
+/// their own whole; from each pack, the whole pack when much of it is needed, else ranges.
+fn plan(manifest: &Manifest, missing: Vec<ManifestFile>) -> Vec<Request> {
+    let sizes: std::collections::BTreeMap<&str, u64> = manifest.blobs().into_iter().collect();
+    let mut by_blob: std::collections::BTreeMap<String, Vec<ManifestFile>> = Default::default();
+    for file in missing {
+        by_blob
+            .entry(file.source().0.to_string())
+            .or_default()
+            .push(file);
+    }
+    let mut requests = Vec::new();
+    for (blob, files) in by_blob {
+        let size = sizes.get(blob.as_str()).copied().unwrap_or(0);
+        let needed: u64 = files.iter().map(|f| f.size).sum();
+        let single = files.len() == 1 && files[0].pack.is_none();
+        if single
+            || files.len() > RANGES_PER_PACK
+            || needed as f64 >= size as f64 * WHOLE_PACK_SHARE
+        {
+            requests.push(Request::Whole { blob, size, files });
+        } else {
+            for file in files {
+                requests.push(Request::Range {
+                    blob: blob.clone(),
+                    file,
+                });
+            }
+        }
+    }
+    requests
 }

@@ -2,8 +2,15 @@
 //!
 //! ```json
 //! {"flowstore_bundle":1,"entry":"flows/etl.py","files":[
-//!   {"path":"flows/etl.py","size":812,"mode":"0644","digest":"sha256:…"}, …]}
+//!   {"path":"flows/etl.py","size":812,"mode":"0644","digest":"sha256:…","pack":"sha256:…","offset":0},
+//!   {"path":"data/model.bin","size":52428800,"mode":"0644","digest":"sha256:…"}, …]}
 //! ```
+//!
+//! Small files travel in *packs*: a pack is the concatenation of a group of files' bytes, stored
+//! as one blob named by its own digest, and `pack`/`offset` say where a file's bytes are in it.
+//! Files go into packs by path (see [`crate::bundle::scan`]), so a pack depends only on its own
+//! files and an edit to one file changes one pack. Large files are blobs of their own (no
+//! `pack`). Every file is still verified by its own `digest`.
 //!
 //! Paths are sorted by their bytes and written without whitespace, so the same tree and entry
 //! always give the same manifest bytes (and digest). Parsing refuses anything a materialized
@@ -79,8 +86,41 @@ pub struct ManifestFile {
     pub size: u64,
     /// Its permissions.
     pub mode: FileMode,
-    /// `sha256:<hex>` of its bytes: the name of its blob.
+    /// `sha256:<hex>` of its bytes: the name of its blob when it is not in a pack.
     pub digest: String,
+    /// The pack holding its bytes (`sha256:<hex>` of the pack), if it travels in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<String>,
+    /// Where its bytes start in `pack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+impl ManifestFile {
+    /// A file stored as a blob of its own.
+    pub fn new(
+        path: impl Into<String>,
+        size: u64,
+        mode: FileMode,
+        digest: impl Into<String>,
+    ) -> Self {
+        ManifestFile {
+            path: path.into(),
+            size,
+            mode,
+            digest: digest.into(),
+            pack: None,
+            offset: None,
+        }
+    }
+
+    /// The blob to fetch its bytes from and where in it: its pack at its offset, or its own blob.
+    pub fn source(&self) -> (&str, u64) {
+        match (&self.pack, self.offset) {
+            (Some(pack), Some(offset)) => (pack, offset),
+            _ => (&self.digest, 0),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -95,10 +135,8 @@ struct Document {
 ///
 /// ```
 /// use flowstore_core::bundle::{FileMode, Manifest, ManifestFile};
-/// let file = ManifestFile {
-///     path: "flow.py".into(), size: 3, mode: FileMode::Regular,
-///     digest: flowstore_core::envelope::sha256_digest(b"abc"),
-/// };
+/// let digest = flowstore_core::envelope::sha256_digest(b"abc");
+/// let file = ManifestFile::new("flow.py", 3, FileMode::Regular, digest);
 /// let manifest = Manifest::new("flow.py", vec![file])?;
 /// let again = Manifest::parse("My Flow", "memory", manifest.bytes())?;
 /// assert_eq!(again, manifest);
@@ -196,6 +234,19 @@ impl Manifest {
         &self.bytes
     }
 
+    /// Every blob the bundle's bytes are stored in (packs and files of their own), with its size,
+    /// sorted by digest.
+    pub fn blobs(&self) -> Vec<(&str, u64)> {
+        let mut sizes: std::collections::BTreeMap<&str, u64> = Default::default();
+        for f in &self.files {
+            let (blob, offset) = f.source();
+            let end = offset.saturating_add(f.size);
+            let size = sizes.entry(blob).or_insert(0);
+            *size = (*size).max(end);
+        }
+        sizes.into_iter().collect()
+    }
+
     /// `sha256:<hex>` of the manifest's bytes (what a reference records for the flow).
     pub fn digest(&self) -> String {
         crate::envelope::sha256_digest(&self.bytes)
@@ -265,6 +316,32 @@ fn validate(entry: &str, files: &[ManifestFile]) -> std::result::Result<(), Stri
                 file.path, file.digest
             ));
         }
+        match (&file.pack, file.offset) {
+            (None, None) => {}
+            (Some(pack), Some(offset)) => {
+                if !check_digest(pack) {
+                    return Err(format!(
+                        "file {:?}: pack {pack:?} is not sha256:<64 hex digits>",
+                        file.path
+                    ));
+                }
+                if offset
+                    .checked_add(file.size)
+                    .is_none_or(|end| end > MAX_TOTAL_SIZE)
+                {
+                    return Err(format!(
+                        "file {:?}: offset {offset} is out of bounds",
+                        file.path
+                    ));
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "file {:?}: `pack` and `offset` go together",
+                    file.path
+                ))
+            }
+        }
         if file.size > MAX_FILE_SIZE {
             return Err(format!(
                 "file {:?} is {} bytes; at most {MAX_FILE_SIZE} are allowed",
@@ -307,12 +384,12 @@ mod tests {
     use super::*;
 
     fn file(path: &str) -> ManifestFile {
-        ManifestFile {
-            path: path.to_string(),
-            size: 1,
-            mode: FileMode::Regular,
-            digest: crate::envelope::sha256_digest(path.as_bytes()),
-        }
+        ManifestFile::new(
+            path,
+            1,
+            FileMode::Regular,
+            crate::envelope::sha256_digest(path.as_bytes()),
+        )
     }
 
     #[test]
@@ -386,6 +463,12 @@ mod tests {
             r#"{{"flowstore_bundle":2,"entry":"a","files":[{{"path":"a","size":1,"mode":"0644","digest":"{d}"}}]}}"#
         );
         let bad_digest = r#"{"flowstore_bundle":1,"entry":"a","files":[{"path":"a","size":1,"mode":"0644","digest":"sha256:../../x"}]}"#;
+        let half_pack = format!(
+            r#"{{"flowstore_bundle":1,"entry":"a","files":[{{"path":"a","size":1,"mode":"0644","digest":"{d}","pack":"{d}"}}]}}"#
+        );
+        let far_offset = format!(
+            r#"{{"flowstore_bundle":1,"entry":"a","files":[{{"path":"a","size":1,"mode":"0644","digest":"{d}","pack":"{d}","offset":18446744073709551615}}]}}"#
+        );
         for (json, expect) in [
             (symlink.as_str(), "does not parse"),
             (setuid.as_str(), "does not parse"),
@@ -394,6 +477,8 @@ mod tests {
             (dup.as_str(), "not sorted and unique"),
             (future.as_str(), "upgrade flowstore"),
             (bad_digest, "not sha256"),
+            (half_pack.as_str(), "go together"),
+            (far_offset.as_str(), "out of bounds"),
         ] {
             let err = parse_json(json).unwrap_err();
             assert!(matches!(err, Error::FlowCorrupt { .. }), "{err:?}");

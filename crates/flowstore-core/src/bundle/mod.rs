@@ -3,16 +3,19 @@
 //!
 //! Registering ([`FlowInput::bundle`](crate::FlowInput::bundle)) walks the tree ([`scan`]),
 //! uploads the blobs the storage lacks ([`upload`], create-only, in parallel) and then stores the
-//! manifest as the flow: the reference records its location and digest like any flow's, so a
-//! re-registration after a one-line change uploads one blob and one manifest.
+//! manifest as the flow: the reference records its location and digest like any flow's. Small
+//! files travel in *packs* (one blob holding a group of files, grouped by path so that an edit
+//! changes one pack); large files are blobs of their own. A re-registration after a one-line
+//! change uploads one pack and one manifest.
 //!
 //! Fetching ([`Storage::get_bundle`](crate::Storage::get_bundle), [`fetch`]) verifies the
-//! manifest against the reference, downloads only the blobs missing from a shared local
-//! [`BlobCache`], verifies every blob it uses, and materializes the tree atomically: it appears
-//! whole at the destination or not at all.
+//! manifest against the reference, downloads only the files missing from a shared local
+//! [`BlobCache`] (a whole pack when much of it is needed, else byte ranges of it), verifies every
+//! file against its own digest, and materializes the tree atomically: it appears whole at the
+//! destination or not at all.
 //!
-//! Backends that store objects implement [`BlobStore`] (four operations) and get registration and
-//! fetching from here; backends with content-addressed storage of their own (Git, Docker) serve
+//! Backends that store objects implement [`BlobStore`] (four operations and ranged reads) and
+//! get registration and fetching from here; backends with content-addressed storage of their own (Git, Docker) serve
 //! bundles their own way.
 //!
 //! ```
@@ -47,7 +50,7 @@ pub use manifest::{
     check_path, is_manifest, FileMode, Manifest, ManifestFile, MANIFEST_FORMAT, MARKER_FILE,
     MAX_FILES, MAX_FILE_SIZE, MAX_MANIFEST_BYTES, MAX_TOTAL_SIZE,
 };
-pub use scan::{scan, ScannedBundle, ScannedFile, IGNORE_FILE};
+pub use scan::{scan, ScannedBundle, ScannedFile, ScannedPack, IGNORE_FILE, PACK_FILE_LIMIT};
 
 /// Where blobs live inside a storage, relative to its prefix: `.blobs/sha256/<hex>`. The leading
 /// dot keeps it apart from flow keys (a slug never contains a dot).
@@ -169,6 +172,20 @@ pub trait BlobStore: Send + Sync {
     /// written. The caller verifies them. A missing blob is [`Error::NotFound`].
     async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64>;
 
+    /// Reads `len` bytes of the blob from `offset` (one file out of a pack). The caller verifies
+    /// them. The default downloads the whole blob to a temporary file and reads the range from
+    /// it; backends override it with a ranged request.
+    async fn get_blob_range(&self, digest: &str, offset: u64, len: u64) -> Result<bytes::Bytes> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let temp = TempFile(std::env::temp_dir().join(format!(
+            "flowstore-range-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )));
+        self.get_blob(digest, &temp.0).await?;
+        read_range(&temp.0, offset, len)
+    }
+
     /// Replaces a blob's bytes behind flowstore's back, for tests that prove altered blobs are
     /// refused. Returns false (the default) where the backend cannot. Not for production use.
     #[doc(hidden)]
@@ -178,48 +195,77 @@ pub trait BlobStore: Send + Sync {
     }
 }
 
-/// Uploads the blobs of `bundle` that `store` lacks, [`DEFAULT_PARALLELISM`] at a time, telling
-/// `progress` the bytes uploaded. The manifest is the backend's to store afterwards (count it
-/// with [`TransferReport::add_object`]).
+/// What one upload sends: a file as a blob of its own, or a pack built from files.
+enum Upload {
+    Single(PathBuf),
+    Pack(Vec<(PathBuf, String)>),
+}
+
+/// Uploads the blobs of `bundle` that `store` lacks (its packs and its large files),
+/// [`DEFAULT_PARALLELISM`] at a time, telling `progress` the bytes uploaded. A pack is assembled
+/// in a temporary file from its files, each checked again against the digest the scan recorded,
+/// so bytes that changed since the scan are never stored under an old name. The manifest is the
+/// backend's to store afterwards (count it with [`TransferReport::add_object`]).
 ///
-/// Errors: the first failed existence check or upload, naming the blob and its file.
+/// Errors: the first failed existence check or upload, naming the blob and its file;
+/// [`Error::Config`] naming a file that changed since the scan.
 pub async fn upload(
     store: &dyn BlobStore,
     bundle: &ScannedBundle,
     progress: Option<&ProgressFn>,
 ) -> Result<TransferReport> {
-    let blobs = bundle.blobs();
-    let all: Vec<String> = blobs.iter().map(|(d, _, _)| d.to_string()).collect();
+    let mut items: std::collections::BTreeMap<String, (Upload, u64)> = Default::default();
+    for (digest, path, size) in bundle.single_blobs() {
+        items.insert(
+            digest.to_string(),
+            (Upload::Single(path.to_path_buf()), size),
+        );
+    }
+    for pack in &bundle.packs {
+        let members = pack
+            .members
+            .iter()
+            .map(|&i| {
+                let f = &bundle.files[i];
+                (f.source.clone(), f.file.digest.clone())
+            })
+            .collect();
+        items.insert(pack.digest.clone(), (Upload::Pack(members), pack.size));
+    }
+    let all: Vec<String> = items.keys().cloned().collect();
     let missing = store.missing_blobs(&all).await?;
     let mut report = TransferReport::default();
-    let total: u64 = blobs
-        .iter()
-        .filter(|(d, _, _)| missing.binary_search_by(|m| m.as_str().cmp(d)).is_ok())
-        .map(|(_, _, s)| s)
-        .sum();
-    for (d, _, size) in &blobs {
-        if missing.binary_search_by(|m| m.as_str().cmp(d)).is_err() {
+    let mut to_send = Vec::new();
+    for (digest, (what, size)) in items {
+        if missing.binary_search(&digest).is_ok() {
+            to_send.push((digest, what, size));
+        } else {
             report.reused_objects += 1;
             report.reused_bytes += size;
         }
     }
-    let to_send: Vec<(String, PathBuf, u64)> = blobs
-        .into_iter()
-        .filter(|(d, _, _)| missing.binary_search_by(|m| m.as_str().cmp(d)).is_ok())
-        .map(|(d, p, s)| (d.to_string(), p.to_path_buf(), s))
-        .collect();
+    let total: u64 = to_send.iter().map(|(_, _, s)| s).sum();
     let count = to_send.len() as u64;
     tracing::debug!(
-        blobs = to_send.len(),
+        blobs = count,
         bytes = total,
         reused = report.reused_objects,
         "uploading bundle blobs"
     );
     let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     futures::stream::iter(to_send)
-        .map(|(digest, source, size)| {
+        .map(|(digest, what, size)| {
             let (done, progress) = (done.clone(), progress.cloned());
             async move {
+                let (source, _assembled) = match what {
+                    Upload::Single(path) => (path, None),
+                    Upload::Pack(members) => {
+                        let file = tokio::task::spawn_blocking(move || assemble_pack(&members))
+                            .await
+                            .map_err(|e| Error::backend("flowstore", format!("pack task failed: {e}")))??;
+                        (file.0.clone(), Some(file))
+                    }
+                };
                 store.put_blob(&digest, &source, size).await.inspect_err(|_| {
                     tracing::warn!(file = %source.display(), blob = %store.blob_location(&digest), "blob upload failed");
                 })?;
@@ -240,6 +286,43 @@ pub async fn upload(
     report.objects = count;
     report.bytes = total;
     Ok(report)
+}
+
+/// A temporary file removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Writes a pack (its distinct files' bytes, in order) to a temporary file, checking each file
+/// against the digest the scan recorded.
+fn assemble_pack(members: &[(PathBuf, String)]) -> Result<TempFile> {
+    use std::io::Write;
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "flowstore-pack-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let write_err = |e| Error::io(format!("writing {}", path.display()), e);
+    let mut out = std::fs::File::create(&path).map_err(write_err)?;
+    let temp = TempFile(path.clone());
+    for (source, digest) in members {
+        let bytes = std::fs::read(source)
+            .map_err(|e| Error::io(format!("reading {}", source.display()), e))?;
+        if &crate::envelope::sha256_digest(&bytes) != digest {
+            return Err(Error::config(format!(
+                "{} changed while the bundle was being registered; register it again",
+                source.display()
+            )));
+        }
+        out.write_all(&bytes).map_err(write_err)?;
+    }
+    out.flush().map_err(write_err)?;
+    Ok(temp)
 }
 
 impl TransferReport {
@@ -277,6 +360,25 @@ pub fn materialize_from_cache(cache: &BlobCache, manifest: &Manifest, dest: &Pat
         tracing::info!(evicted, freed, "evicted least recently used bundle blobs");
     }
     Ok(())
+}
+
+/// Reads `len` bytes at `offset` of the file at `path` (blocking).
+///
+/// Errors with [`Error::Io`] naming the file (a file too short included).
+pub fn read_range(path: &Path, offset: u64, len: u64) -> Result<bytes::Bytes> {
+    use std::io::{Read, Seek, SeekFrom};
+    let err = |e| {
+        Error::io(
+            format!("reading {len} bytes at {offset} of {}", path.display()),
+            e,
+        )
+    };
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    file.seek(SeekFrom::Start(offset)).map_err(err)?;
+    let mut buf =
+        vec![0u8; usize::try_from(len).map_err(|_| err(std::io::ErrorKind::InvalidInput.into()))?];
+    file.read_exact(&mut buf).map_err(err)?;
+    Ok(buf.into())
 }
 
 /// `sha256:<hex>` of a file and its size, read in 1 MiB chunks (blocking).

@@ -19,6 +19,24 @@ pub struct ScannedFile {
     pub file: ManifestFile,
 }
 
+/// Files smaller than this travel in packs; larger ones are blobs of their own.
+pub const PACK_FILE_LIMIT: u64 = 1 << 20;
+
+/// A pack ends after a file whose path's SHA-256 begins with a byte divisible by this: about one
+/// file in 32, so a pack holds about 32 small files, and where packs end depends on paths only.
+const PACK_SPREAD: u8 = 32;
+
+/// A pack of a scanned bundle: its digest, size, and its distinct files in offset order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedPack {
+    /// `sha256:<hex>` of the pack's bytes.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Indexes into [`ScannedBundle::files`] of the files whose bytes make up the pack, in order.
+    pub members: Vec<usize>,
+}
+
 /// A directory read into a bundle: its manifest and where each file's bytes are.
 #[derive(Debug, Clone)]
 pub struct ScannedBundle {
@@ -28,17 +46,97 @@ pub struct ScannedBundle {
     pub manifest: Manifest,
     /// Every file, in manifest order.
     pub files: Vec<ScannedFile>,
+    /// The packs the small files travel in.
+    pub packs: Vec<ScannedPack>,
 }
 
 impl ScannedBundle {
-    /// One source file per distinct digest (files with equal contents are one blob), with its size.
-    pub fn blobs(&self) -> Vec<(&str, &Path, u64)> {
+    /// The files stored as blobs of their own: one source per distinct digest, with its size.
+    pub fn single_blobs(&self) -> Vec<(&str, &Path, u64)> {
         let mut seen = std::collections::BTreeMap::new();
-        for f in &self.files {
+        for f in self.files.iter().filter(|f| f.file.pack.is_none()) {
             seen.entry(f.file.digest.as_str())
                 .or_insert((f.source.as_path(), f.file.size));
         }
         seen.into_iter().map(|(d, (p, s))| (d, p, s)).collect()
+    }
+}
+
+/// How files are grouped for storage: alone, or in a pack (indexes into the sorted files).
+enum Group {
+    Single(usize),
+    Pack(Vec<usize>),
+}
+
+/// Groups sorted files: large ones alone; small ones in runs that end after a file whose path
+/// hashes to a multiple of [`PACK_SPREAD`].
+fn group(found: &[(String, PathBuf, std::fs::Metadata)]) -> Vec<Group> {
+    use sha2::Digest as _;
+    let mut groups = Vec::new();
+    let mut current = Vec::new();
+    for (i, (rel, _, meta)) in found.iter().enumerate() {
+        if meta.len() >= PACK_FILE_LIMIT {
+            groups.push(Group::Single(i));
+            continue;
+        }
+        current.push(i);
+        if sha2::Sha256::digest(rel.as_bytes())[0] % PACK_SPREAD == 0 {
+            groups.push(Group::Pack(std::mem::take(&mut current)));
+        }
+    }
+    if !current.is_empty() {
+        groups.push(Group::Pack(current));
+    }
+    groups
+}
+
+/// Where a hashed file's bytes are: its digest and size, and its pack and offset if in one.
+#[derive(Clone)]
+struct Slot {
+    digest: String,
+    size: u64,
+    pack: Option<(String, u64)>,
+}
+
+/// What hashing a group found: per file (digest, size, offset in its pack), and the pack.
+struct Hashed {
+    files: Vec<(usize, String, u64, Option<u64>)>,
+    pack: Option<(String, u64, Vec<usize>)>,
+}
+
+fn hash_group(found: &[(String, PathBuf, std::fs::Metadata)], g: &Group) -> Result<Hashed> {
+    match g {
+        Group::Single(i) => {
+            let (digest, size) = super::digest_file(&found[*i].1)?;
+            Ok(Hashed {
+                files: vec![(*i, digest, size, None)],
+                pack: None,
+            })
+        }
+        Group::Pack(members) => {
+            use sha2::Digest as _;
+            let mut pack = sha2::Sha256::new();
+            let mut offsets: std::collections::HashMap<String, u64> = Default::default();
+            let (mut len, mut files, mut distinct) = (0u64, Vec::new(), Vec::new());
+            for &i in members {
+                let source = &found[i].1;
+                let bytes = std::fs::read(source)
+                    .map_err(|e| Error::io(format!("reading {}", source.display()), e))?;
+                let digest = crate::envelope::sha256_digest(&bytes);
+                let offset = *offsets.entry(digest.clone()).or_insert_with(|| {
+                    pack.update(&bytes);
+                    distinct.push(i);
+                    len += bytes.len() as u64;
+                    len - bytes.len() as u64
+                });
+                files.push((i, digest, bytes.len() as u64, Some(offset)));
+            }
+            let digest = format!("sha256:{}", hex::encode(pack.finalize()));
+            Ok(Hashed {
+                files,
+                pack: Some((digest, len, distinct)),
+            })
+        }
     }
 }
 
@@ -135,18 +233,43 @@ pub fn scan(root: &Path, entry: &str) -> Result<ScannedBundle> {
             "the entry file {entry:?} is not in the tree (or is ignored by .gitignore/{IGNORE_FILE})"
         )));
     }
-    let digests = hash_all(&found)?;
+    let groups = group(&found);
+    let hashed = hash_all(&found, &groups)?;
+    let mut slots: Vec<Option<Slot>> = vec![None; found.len()];
+    let mut packs = Vec::new();
+    for h in hashed {
+        let pack_digest = h.pack.as_ref().map(|(d, _, _)| d.clone());
+        for (i, digest, size, offset) in h.files {
+            slots[i] = Some(Slot {
+                digest,
+                size,
+                pack: pack_digest.clone().zip(offset),
+            });
+        }
+        if let Some((digest, size, members)) = h.pack {
+            packs.push(ScannedPack {
+                digest,
+                size,
+                members,
+            });
+        }
+    }
     let files: Vec<ScannedFile> = found
         .into_iter()
-        .zip(digests)
-        .map(|((rel, source, meta), (digest, size))| ScannedFile {
-            source,
-            file: ManifestFile {
-                path: rel,
+        .zip(slots)
+        .map(|((rel, source, meta), slot)| {
+            let Slot { digest, size, pack } = slot.expect("every file is in one group");
+            let mut file = ManifestFile::new(
+                rel,
                 size,
-                mode: FileMode::from_permissions(permission_bits(&meta)),
+                FileMode::from_permissions(permission_bits(&meta)),
                 digest,
-            },
+            );
+            if let Some((pack, offset)) = pack {
+                file.pack = Some(pack);
+                file.offset = Some(offset);
+            }
+            ScannedFile { source, file }
         })
         .collect();
     let manifest = Manifest::new(&entry, files.iter().map(|f| f.file.clone()).collect())
@@ -155,6 +278,7 @@ pub fn scan(root: &Path, entry: &str) -> Result<ScannedBundle> {
         root: canonical_root,
         manifest,
         files,
+        packs,
     })
 }
 
@@ -188,26 +312,30 @@ fn permission_bits(_meta: &std::fs::Metadata) -> u32 {
     0o644
 }
 
-/// Hashes the files on a few threads; returns (digest, size) in input order. The size is the
-/// number of bytes hashed, so a file that changes while it is read gets a consistent pair.
-fn hash_all(found: &[(String, PathBuf, std::fs::Metadata)]) -> Result<Vec<(String, u64)>> {
+/// Hashes the groups on a few threads (a pack's files in order, so its digest can be computed
+/// as they are read). A file's size is the number of bytes hashed, so a file that changes while
+/// it is read gets a consistent pair (the upload checks it again).
+fn hash_all(
+    found: &[(String, PathBuf, std::fs::Metadata)],
+    groups: &[Group],
+) -> Result<Vec<Hashed>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(1, 8);
-    let chunk = found.len().div_ceil(threads).max(1);
+    let chunk = groups.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = found
+        let handles: Vec<_> = groups
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(_, source, _)| super::digest_file(source))
+                        .map(|g| hash_group(found, g))
                         .collect::<Result<Vec<_>>>()
                 })
             })
             .collect();
-        let mut out = Vec::with_capacity(found.len());
+        let mut out = Vec::with_capacity(groups.len());
         for h in handles {
             out.extend(h.join().expect("a hashing thread panicked")?);
         }
@@ -245,7 +373,11 @@ mod tests {
         assert_eq!(files.len(), 2);
         assert_eq!(files[0].path, "alias.py");
         assert_eq!(files[0].digest, files[1].digest);
-        assert_eq!(scanned.blobs().len(), 1, "equal contents are one blob");
+        assert_eq!(
+            files[0].source(),
+            files[1].source(),
+            "equal contents are stored once"
+        );
     }
 
     #[test]
@@ -277,6 +409,53 @@ mod tests {
         );
         let err = scan(dir.path(), "../flow.py").unwrap_err().to_string();
         assert!(err.contains("`..`"), "{err}");
+    }
+
+    #[test]
+    fn small_files_travel_in_packs_and_an_edit_changes_one_pack() {
+        let dir = tree();
+        for i in 0..200 {
+            std::fs::write(dir.path().join(format!("m{i}.py")), format!("x = {i}\n")).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("big.bin"),
+            vec![7u8; PACK_FILE_LIMIT as usize],
+        )
+        .unwrap();
+        let before = scan(dir.path(), "flow.py").unwrap();
+        let big = before
+            .manifest
+            .files()
+            .iter()
+            .find(|f| f.path == "big.bin")
+            .unwrap();
+        assert_eq!(big.pack, None, "large files are blobs of their own");
+        assert!(
+            before.packs.len() > 1 && before.packs.len() < 40,
+            "{}",
+            before.packs.len()
+        );
+        // Every file's bytes are at its offset in its pack.
+        for pack in &before.packs {
+            let mut bytes = Vec::new();
+            for &i in &pack.members {
+                bytes.extend(std::fs::read(&before.files[i].source).unwrap());
+            }
+            assert_eq!(crate::envelope::sha256_digest(&bytes), pack.digest);
+            assert_eq!(bytes.len() as u64, pack.size);
+        }
+        std::fs::write(dir.path().join("m77.py"), "x = 'changed'\n").unwrap();
+        let after = scan(dir.path(), "flow.py").unwrap();
+        let names = |s: &ScannedBundle| {
+            s.manifest
+                .blobs()
+                .into_iter()
+                .map(|(b, _)| b.to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        let (old, new) = (names(&before), names(&after));
+        assert_eq!(new.difference(&old).count(), 1, "one new pack");
+        assert_eq!(old.difference(&new).count(), 1, "one pack no longer used");
     }
 
     #[test]

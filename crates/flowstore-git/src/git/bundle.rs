@@ -266,12 +266,7 @@ pub(crate) fn read(
     }
     let entries: Vec<ManifestFile> = files
         .into_iter()
-        .map(|f| ManifestFile {
-            digest: digests[&f.id].clone(),
-            path: f.path,
-            size: f.size,
-            mode: f.mode,
-        })
+        .map(|f| ManifestFile::new(f.path, f.size, f.mode, digests[&f.id].clone()))
         .collect();
     let manifest = Manifest::new(&loc.entry, entries).map_err(|e| {
         final_failure(CoreError::config(format!(

@@ -82,6 +82,21 @@ impl BlobStore for Local {
         }
     }
 
+    /// Reads the range straight from the blob file.
+    async fn get_blob_range(&self, digest: &str, offset: u64, len: u64) -> Result<bytes::Bytes> {
+        let path = self.blob_path(digest);
+        if !path.is_file() {
+            return Err(Error::not_found(
+                "blob",
+                path.display().to_string(),
+                format!("Blob {} is missing", path.display()),
+            ));
+        }
+        tokio::task::spawn_blocking(move || bundle::read_range(&path, offset, len))
+            .await
+            .map_err(|e| Error::backend(TYPE_NAME, format!("blob reader failed: {e}")))?
+    }
+
     async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
         let path = self.blob_path(digest);
         let _ = std::fs::remove_file(&path);
