@@ -357,7 +357,9 @@ impl Cache {
         Ok(size)
     }
 
-    fn temp_name(&self) -> io::Result<PathBuf> {
+    /// A fresh name under `.tmp/` for a temporary file of this process (a file left by a process
+    /// that died is removed by [`Cache::sweep_temporaries`]).
+    pub(crate) fn temp_name(&self) -> io::Result<PathBuf> {
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = self.root.join(TMP);
         fs::create_dir_all(&dir)?;

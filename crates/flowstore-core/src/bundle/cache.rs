@@ -171,6 +171,44 @@ impl BlobCache {
         self.insert(file, digest, false).map(|_| ())
     }
 
+    /// Checks `bytes` (one file of a pack, in memory) against `digest` and writes them into the
+    /// cache as that blob, through a temporary file renamed into place.
+    ///
+    /// Errors with [`Error::FlowCorrupt`] naming flow `flow`, its file `path` and the blob's
+    /// `location` when the bytes do not match.
+    pub fn add_bytes_verified(
+        &self,
+        bytes: &[u8],
+        digest: &str,
+        flow: &str,
+        path: &str,
+        location: &str,
+    ) -> Result<()> {
+        let actual = crate::envelope::sha256_digest(bytes);
+        if actual != digest {
+            return Err(Error::FlowCorrupt {
+                flow: flow.to_string(),
+                location: location.to_string(),
+                reason: format!(
+                    "its file {path:?} has digest {actual}, but the manifest records {digest}"
+                ),
+            });
+        }
+        // A temporary file of its own (not a locked directory): one file per blob, often
+        // hundreds per fetch; one left by a killed process is swept by its dead owner's id.
+        let file = self
+            .cache
+            .temp_name()
+            .map_err(|e| self.io_error("writing to", e))?;
+        let written = fs::write(&file, bytes)
+            .map_err(|e| self.io_error("writing to", e))
+            .and_then(|_| self.insert(&file, digest, false));
+        if written.is_err() {
+            let _ = fs::remove_file(&file);
+        }
+        written.map(|_| ())
+    }
+
     /// Moves a verified file into the cache as `digest` (read-only), replacing nothing that is
     /// already there with different bytes (same name means same bytes).
     pub(crate) fn insert(&self, file: &Path, digest: &str, executable: bool) -> Result<PathBuf> {

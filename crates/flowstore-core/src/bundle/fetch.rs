@@ -221,37 +221,62 @@ impl Request {
         };
         let tmp = cache.temp_dir()?;
         match self {
-            Request::Whole { blob, files, .. } => {
+            Request::Whole { blob, files, .. } if files.len() == 1 && files[0].pack.is_none() => {
+                // A file of its own, possibly large: streamed to disk, then verified.
                 let whole = tmp.path().join("blob");
+                let file = &files[0];
                 store
                     .get_blob(&blob, &whole)
+                    .await
+                    .map_err(missing(file, &blob))?;
+                let (cache, flow, location, path, digest) = (
+                    cache.clone(),
+                    flow.to_string(),
+                    store.blob_location(&blob),
+                    file.path.clone(),
+                    file.digest.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    let added = cache.add_verified(&whole, &digest, &flow, &path, &location);
+                    drop(tmp);
+                    added
+                })
+                .await
+                .map_err(|e| Error::backend("flowstore", format!("verifying a blob: {e}")))?
+            }
+            Request::Whole { blob, size, files } => {
+                // A pack (small files, bounded): read in one request into memory, then each file
+                // is verified and written to the cache once.
+                let bytes = store
+                    .get_blob_range(&blob, 0, size)
                     .await
                     .map_err(missing(&files[0], &blob))?;
                 let (cache, flow, location) =
                     (cache.clone(), flow.to_string(), store.blob_location(&blob));
                 tokio::task::spawn_blocking(move || {
-                    for (n, file) in files.iter().enumerate() {
+                    for file in &files {
                         let (_, offset) = file.source();
-                        let one = if offset == 0 && files.len() == 1 && file.pack.is_none() {
-                            whole.clone()
-                        } else {
-                            let bytes =
-                                super::read_range(&whole, offset, file.size).map_err(|_| {
-                                    Error::FlowCorrupt {
-                                        flow: flow.clone(),
-                                        location: location.clone(),
-                                        reason: format!(
-                                            "its file {:?} lies beyond the end of its pack",
-                                            file.path
-                                        ),
-                                    }
-                                })?;
-                            let part = tmp.path().join(format!("file{n}"));
-                            std::fs::write(&part, &bytes)
-                                .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
-                            part
+                        let range = usize::try_from(offset)
+                            .ok()
+                            .zip(usize::try_from(offset + file.size).ok())
+                            .filter(|(_, end)| *end <= bytes.len());
+                        let Some((start, end)) = range else {
+                            return Err(Error::FlowCorrupt {
+                                flow: flow.clone(),
+                                location: location.clone(),
+                                reason: format!(
+                                    "its file {:?} lies beyond the end of its pack",
+                                    file.path
+                                ),
+                            });
                         };
-                        cache.add_verified(&one, &file.digest, &flow, &file.path, &location)?;
+                        cache.add_bytes_verified(
+                            &bytes[start..end],
+                            &file.digest,
+                            &flow,
+                            &file.path,
+                            &location,
+                        )?;
                     }
                     drop(tmp);
                     Ok(())
@@ -268,12 +293,8 @@ impl Request {
                 let (cache, flow, location) =
                     (cache.clone(), flow.to_string(), store.blob_location(&blob));
                 tokio::task::spawn_blocking(move || {
-                    let part = tmp.path().join("file");
-                    std::fs::write(&part, &bytes)
-                        .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
-                    cache.add_verified(&part, &file.digest, &flow, &file.path, &location)?;
                     drop(tmp);
-                    Ok(())
+                    cache.add_bytes_verified(&bytes, &file.digest, &flow, &file.path, &location)
                 })
                 .await
                 .map_err(|e| Error::backend("flowstore", format!("verifying a blob: {e}")))?

@@ -101,24 +101,44 @@ pub(crate) fn materialize(cache: &BlobCache, manifest: &Manifest, dest: &Path) -
     }
     let marker = tmp.join(MARKER_FILE);
     fs::write(&marker, manifest.bytes()).map_err(|e| write_err(&marker, e))?;
-    match state {
-        Destination::Absent | Destination::Empty => {
-            fs::rename(&tmp, dest).map_err(|e| {
-                Error::io(
-                    format!("moving the bundle into place at {}", dest.display()),
-                    e,
-                )
-            })?;
-            // Renamed away: nothing left to clean.
-            std::mem::forget(building);
-        }
-        Destination::PreviousBundle => {
-            // `building` now names the previous tree, removed when it drops.
-            exchange(&tmp, dest)
-                .map_err(|e| Error::io(format!("replacing the bundle at {}", dest.display()), e))?;
+    // Another fetch may put a tree at `dest` between the inspection and the rename: then
+    // inspect again and swap with it (it is a fetched tree too), never merge into it.
+    let mut state = state;
+    for _ in 0..3 {
+        match state {
+            Destination::Absent | Destination::Empty => match fs::rename(&tmp, dest) {
+                Ok(()) => {
+                    // Renamed away: nothing left to clean.
+                    std::mem::forget(building);
+                    return Ok(());
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::AlreadyExists
+                    ) =>
+                {
+                    state = inspect(dest)?;
+                }
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("moving the bundle into place at {}", dest.display()),
+                        e,
+                    ))
+                }
+            },
+            Destination::PreviousBundle => {
+                // `building` now names the previous tree, removed when it drops.
+                return exchange(&tmp, dest).map_err(|e| {
+                    Error::io(format!("replacing the bundle at {}", dest.display()), e)
+                });
+            }
         }
     }
-    Ok(())
+    Err(Error::io(
+        format!("moving the bundle into place at {}", dest.display()),
+        io::Error::other("the directory kept changing under concurrent fetches"),
+    ))
 }
 
 /// Swaps two directories atomically where the kernel can (Linux `renameat2`); elsewhere moves
