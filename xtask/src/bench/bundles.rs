@@ -50,7 +50,7 @@ fn on_server(
         "flowstore-test".to_string(),
         p.bundle_files.to_string(),
         p.bundle_mib.to_string(),
-        p.reps.min(3).to_string(),
+        p.reps.to_string(),
         b.scratch.join("bundles").display().to_string(),
         floor_endpoint,
     ];
