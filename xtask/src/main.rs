@@ -310,8 +310,16 @@ mod tests {
         assert_eq!(
             format!("{p:?}"),
             "Params { local_flows: 1000, small_size: 4096, reps: 3, s3_flows: 200, \
-             s3_big_mib: 256, memory_mib: 1024, footprint_builds: \"all\" }"
+             s3_big_mib: 256, memory_mib: 1024, footprint_builds: \"all\", bundle_files: 400, \
+             bundle_mib: 20, sections: [] }"
         );
+        let Cmd::Bench(p) = parse(&["bench", "--section", "bundles", "--section", "local"])
+            .unwrap()
+            .command
+        else {
+            panic!("not bench");
+        };
+        assert_eq!(p.sections, ["bundles", "local"]);
         for help in [&["bench", "--help"][..], &["--help"], &["test", "-h"]] {
             let e = parse(help).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::DisplayHelp, "{help:?}");
@@ -320,7 +328,7 @@ mod tests {
         for bad in [
             &["bench", "--reps"][..],
             &["bench", "--reps", "many"],
-            &["bench", "--section", "s3"],
+            &["bench", "--section"],
             &["bogus"],
             &[],
             &["fake-apis"],
