@@ -860,24 +860,7 @@ async fn submodules_on_request() {
     lib.commit(&[], "a link out");
     let app = TestRepo::new(&e, &[("flow.py", &source("Sub"))]);
     let lib_url = format!("git://{}/{}.git", e.daemon, lib.name);
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            &lib_url,
-            "vendor/lib",
-        ])
-        .current_dir(app.work.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    add_submodule(&app, &lib_url, "vendor/lib");
     app.commit(&[], "add submodule");
 
     let mut without = app.daemon(&e, "flow.py", cache.path()).build().unwrap();
@@ -1194,24 +1177,7 @@ async fn symlinks_and_submodules_in_a_bundle_are_refused_naming_them() {
     repo.commit(&[], "links");
     let lib = TestRepo::new(&e, &[("helpers.py", "def help(): pass\n")]);
     let lib_url = format!("git://{}/{}.git", e.daemon, lib.name);
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            &lib_url,
-            "vendored/vendor/lib",
-        ])
-        .current_dir(repo.work.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    add_submodule(&repo, &lib_url, "vendored/vendor/lib");
     repo.commit(&[("vendored/flow.py", &source("Vendored"))], "a submodule");
 
     let mut s = repo
@@ -1358,4 +1324,26 @@ async fn bundles_and_scripts_pin_one_commit_and_errors_name_the_directory_and_en
         .unwrap();
     let err = s.get_flow("Not a dir").await.unwrap_err();
     assert!(err.to_string().contains("is not a directory"), "{err}");
+}
+
+/// `git submodule add` of `url` at `path` in `repo`'s work tree (file transport allowed).
+fn add_submodule(repo: &TestRepo, url: &str, path: &str) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            url,
+            path,
+        ])
+        .current_dir(repo.work.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
