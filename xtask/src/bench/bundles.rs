@@ -63,10 +63,12 @@ fn table(v: &serde_json::Value, server: &str) -> Table {
     Table {
         title: String::new(),
         note: format!(
-            "flowstore: `FlowInput::bundle` (walk, SHA-256 of every file, blobs the bucket lacks uploaded create-only \
-             16 at a time, then the manifest) and `get_bundle` (manifest verified, missing blobs downloaded 16 at a \
-             time into an empty or warm blob cache, every blob verified, tree hard-linked into a temporary directory \
-             and renamed into place). The second registration follows a one-line change to one file ({} B); the warm \
+            "flowstore: `FlowInput::bundle` (walk, SHA-256 of every file, small files grouped by path into packs of \
+             about 32, the packs and large files the bucket lacks uploaded create-only 16 at a time, then the \
+             manifest) and `get_bundle` (manifest verified; files missing from an empty or warm blob cache \
+             downloaded 16 requests at a time, a whole pack when half of it or more is needed, else byte ranges; \
+             every file verified by its own digest; tree hard-linked into a temporary directory and renamed into \
+             place). \"moved\" counts requests that carried data and their bytes. The second registration follows a one-line change to one file ({} B); the warm \
              fetch is of that second version into the cache the cold fetch of the first filled. Floors on the same \
              server, plain unsigned HTTP: one archive of the whole tree (the files concatenated: one PUT; one GET, \
              split back into files) and naive per-file PUTs and GETs one at a time. Goals: the re-registration moves \
@@ -87,8 +89,8 @@ fn table_rows(v: &serde_json::Value, server: &str) -> Vec<Vec<String>> {
     let ms = |x: f64| format!("{x:.0} ms");
     let moved = |phase: &str| {
         format!(
-            "{} objects, {}",
-            num(tr(phase, "objects")),
+            "{:.0} objects, {}",
+            tr(phase, "objects"),
             mib(tr(phase, "bytes"))
         )
     };
