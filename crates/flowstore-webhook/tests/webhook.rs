@@ -1218,37 +1218,12 @@ impl RecordingProxy {
                     let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
                     };
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut sr, mut sw) = server.into_split();
-                    let (up_record, down_record) = (record.clone(), record);
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
                     // Each direction is recorded before it is forwarded, so whatever a client
                     // has received is in the record.
-                    let up = async move {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        while let Ok(n) = cr.read(&mut buf).await {
-                            if n == 0 {
-                                break;
-                            }
-                            up_record.lock().unwrap().0.extend_from_slice(&buf[..n]);
-                            if sw.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                        let _ = sw.shutdown().await;
-                    };
-                    let down = async move {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        while let Ok(n) = sr.read(&mut buf).await {
-                            if n == 0 {
-                                break;
-                            }
-                            down_record.lock().unwrap().1.extend_from_slice(&buf[..n]);
-                            if cw.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                        let _ = cw.shutdown().await;
-                    };
+                    let up = pump(cr, sw, record.clone(), Direction::Request);
+                    let down = pump(sr, cw, record, Direction::Response);
                     tokio::join!(up, down);
                 });
             }
@@ -1622,4 +1597,38 @@ async fn a_server_that_ignores_range_still_gives_the_right_bytes() {
         "warned once per storage: {logs}"
     );
     assert_eq!(*statuses.lock().unwrap(), vec![201, 200, 200, 200]);
+}
+
+/// Which side of an exchange a recording proxy's pump carries.
+#[derive(Clone, Copy)]
+enum Direction {
+    Request,
+    Response,
+}
+
+/// Copies `from` to `to` until either ends, appending every chunk to `record`'s request or
+/// response bytes before forwarding it.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    record: Arc<Mutex<(Vec<u8>, Vec<u8>)>>,
+    direction: Direction,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        {
+            let mut r = record.lock().unwrap();
+            match direction {
+                Direction::Request => r.0.extend_from_slice(&buf[..n]),
+                Direction::Response => r.1.extend_from_slice(&buf[..n]),
+            }
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
