@@ -91,29 +91,6 @@ impl Engine {
             other => other,
         }
     }
-
-    /// Reads a blob's source file whole and checks it still hashes to `digest`.
-    async fn read_checked(&self, digest: &str, source: &Path) -> Result<Bytes> {
-        let bytes = tokio::fs::read(source)
-            .await
-            .map_err(|e| CoreError::io(format!("reading {}", source.display()), e))?;
-        let actual = flowstore_core::envelope::sha256_digest(&bytes);
-        check_unchanged(digest, &actual, source)?;
-        Ok(Bytes::from(bytes))
-    }
-}
-
-/// The error for a file that changed between the scan and the upload (uploading it would store
-/// other bytes under the blob's name).
-fn check_unchanged(digest: &str, actual: &str, source: &Path) -> Result<()> {
-    if actual == digest {
-        return Ok(());
-    }
-    Err(CoreError::config(format!(
-        "{} changed after the bundle was scanned (it was {digest}, it is now {actual}); its blob \
-         was not uploaded. Register the flow again once the files stop changing.",
-        source.display()
-    )))
 }
 
 #[async_trait]
@@ -151,22 +128,17 @@ impl BlobStore for Engine {
     }
 
     /// Create-only: small blobs in one request, large ones streamed from disk in parts. A blob
-    /// already there (same name, so same bytes) is success. The file is checked against its
-    /// digest first, so a file edited since the scan is never stored under the old name.
+    /// already there (same name, so same bytes) is success. Core's `bundle::upload` has checked
+    /// the file against its digest just before.
     async fn put_blob(&self, digest: &str, source: &Path, size: u64) -> Result<()> {
         let key = self.blob_key(digest);
         let put = if size > MULTIPART_THRESHOLD {
-            let path = source.to_path_buf();
-            let (actual, _) = tokio::task::spawn_blocking(move || bundle::digest_file(&path))
-                .await
-                .map_err(|e| {
-                    CoreError::backend(self.backend, format!("digest task failed: {e}"))
-                })??;
-            check_unchanged(digest, &actual, source)?;
             self.blobs.put_file(&key, source, false).await
         } else {
-            let bytes = self.read_checked(digest, source).await?;
-            self.blobs.put(&key, bytes, false).await
+            let bytes = tokio::fs::read(source)
+                .await
+                .map_err(|e| CoreError::io(format!("reading {}", source.display()), e))?;
+            self.blobs.put(&key, Bytes::from(bytes), false).await
         };
         match put {
             Ok(()) => {
@@ -394,14 +366,5 @@ mod tests {
             assert!(matches!(err, CoreError::Unsupported { .. }), "{err:?}");
             assert!(e.index.flows.is_empty() && e.staged.is_empty());
         }
-    }
-
-    #[test]
-    fn a_changed_file_is_named() {
-        let e = check_unchanged("sha256:aa", "sha256:bb", Path::new("/p/f.py"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("/p/f.py") && e.contains("sha256:aa"), "{e}");
-        assert!(check_unchanged("sha256:aa", "sha256:aa", Path::new("f")).is_ok());
     }
 }

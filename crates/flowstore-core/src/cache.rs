@@ -552,7 +552,8 @@ fn temporary_is_abandoned(path: &Path) -> bool {
     }
 }
 
-fn process_alive(pid: u32) -> bool {
+/// Whether process `pid` is running (Linux: by `/proc`; elsewhere assumed alive).
+pub(crate) fn process_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") {
         Path::new("/proc").join(pid.to_string()).exists()
     } else {

@@ -2,6 +2,8 @@
 //! them (the bundle blob cache: `$FLOWSTORE_BLOB_CACHE`, else `~/.cache/flowstore/blobs`; the git
 //! clone cache: `$FLOWSTORE_GIT_CACHE`, else `~/.cache/flowstore/git`).
 
+use flowstore::cache::{parse_age_limit, parse_duration, parse_size_limit, CachePolicy};
+
 use crate::output::Output;
 
 /// Arguments of `flowstore cache`.
@@ -36,6 +38,25 @@ struct GcArgs {
     keep_recent: Option<String>,
 }
 
+impl GcArgs {
+    /// `policy` with the bounds given on the command line.
+    ///
+    /// Errors: a bound that does not parse, naming its flag.
+    fn apply(&self, mut policy: CachePolicy) -> Result<CachePolicy, flowstore::Error> {
+        let option = |flag: &str, e: String| flowstore::Error::config(format!("{flag}: {e}"));
+        if let Some(v) = &self.max_size {
+            policy.max_size = parse_size_limit(v).map_err(|e| option("--max-size", e))?;
+        }
+        if let Some(v) = &self.max_age {
+            policy.max_age = parse_age_limit(v).map_err(|e| option("--max-age", e))?;
+        }
+        if let Some(v) = &self.keep_recent {
+            policy.keep_recent = parse_duration(v).map_err(|e| option("--keep-recent", e))?;
+        }
+        Ok(policy)
+    }
+}
+
 /// Runs the command: the blob cache first, then (with the `git` feature) the git cache. With
 /// `--json`, one object: the git cache's fields plus `blob_cache`.
 pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
@@ -58,7 +79,6 @@ mod blobs {
     use super::*;
     use crate::output::human_size;
     use flowstore::bundle::BlobCache;
-    use flowstore::cache::{parse_age_limit, parse_duration, parse_size_limit};
 
     /// Shows or trims the blob cache (human output here); returns its JSON description.
     pub(super) fn run(command: &CacheCommand, out: &Output) -> anyhow::Result<serde_json::Value> {
@@ -86,19 +106,7 @@ mod blobs {
                 }
             }
             CacheCommand::Gc(args) => {
-                let mut policy = cache.policy().clone();
-                let option =
-                    |flag: &str, e: String| flowstore::Error::config(format!("{flag}: {e}"));
-                if let Some(v) = &args.max_size {
-                    policy.max_size = parse_size_limit(v).map_err(|e| option("--max-size", e))?;
-                }
-                if let Some(v) = &args.max_age {
-                    policy.max_age = parse_age_limit(v).map_err(|e| option("--max-age", e))?;
-                }
-                if let Some(v) = &args.keep_recent {
-                    policy.keep_recent =
-                        parse_duration(v).map_err(|e| option("--keep-recent", e))?;
-                }
+                let policy = args.apply(cache.policy().clone())?;
                 let dir = cache.root().to_path_buf();
                 let (evicted, freed) = cache.with_policy(policy).evict(&[]);
                 if out.json() {
@@ -125,7 +133,6 @@ mod git {
     use super::*;
     use crate::output::{human_size, table, Align};
     use flowstore::backends::git::git::GitCache;
-    use flowstore::cache::{parse_age_limit, parse_duration, parse_size_limit};
 
     pub(super) fn run(
         command: CacheCommand,
@@ -204,17 +211,7 @@ mod git {
         out: &Output,
         blob_cache: serde_json::Value,
     ) -> anyhow::Result<()> {
-        let mut policy = cache.policy().clone();
-        let option = |flag: &str, e: String| flowstore::Error::config(format!("{flag}: {e}"));
-        if let Some(v) = &args.max_size {
-            policy.max_size = parse_size_limit(v).map_err(|e| option("--max-size", e))?;
-        }
-        if let Some(v) = &args.max_age {
-            policy.max_age = parse_age_limit(v).map_err(|e| option("--max-age", e))?;
-        }
-        if let Some(v) = &args.keep_recent {
-            policy.keep_recent = parse_duration(v).map_err(|e| option("--keep-recent", e))?;
-        }
+        let policy = args.apply(cache.policy().clone())?;
         let report = cache.with_policy(policy).gc()?;
         if out.json() {
             let mut value = serde_json::to_value(&report)?;

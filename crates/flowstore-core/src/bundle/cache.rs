@@ -110,8 +110,9 @@ impl BlobCache {
             .map_err(|e| self.io_error("creating a temporary directory in", e))
     }
 
-    /// Removes temporaries of processes that died mid-download.
-    pub(crate) fn sweep(&self) {
+    /// Removes temporaries of processes that died mid-download (fetches and evictions do it;
+    /// backends that fill the cache themselves call it first).
+    pub fn sweep(&self) {
         if let Err(e) = self.cache.sweep_temporaries() {
             tracing::debug!(error = %e, "sweeping blob cache temporaries failed");
         }
@@ -159,15 +160,7 @@ impl BlobCache {
         location: &str,
     ) -> Result<()> {
         let (actual, _) = super::digest_file(file)?;
-        if actual != digest {
-            return Err(Error::FlowCorrupt {
-                flow: flow.to_string(),
-                location: location.to_string(),
-                reason: format!(
-                    "its file {path:?} has digest {actual}, but the manifest records {digest}"
-                ),
-            });
-        }
+        check_digest(&actual, digest, flow, path, location)?;
         self.insert(file, digest, false).map(|_| ())
     }
 
@@ -185,15 +178,7 @@ impl BlobCache {
         location: &str,
     ) -> Result<()> {
         let actual = crate::envelope::sha256_digest(bytes);
-        if actual != digest {
-            return Err(Error::FlowCorrupt {
-                flow: flow.to_string(),
-                location: location.to_string(),
-                reason: format!(
-                    "its file {path:?} has digest {actual}, but the manifest records {digest}"
-                ),
-            });
-        }
+        check_digest(&actual, digest, flow, path, location)?;
         // A temporary file of its own (not a locked directory): one file per blob, often
         // hundreds per fetch; one left by a killed process is swept by its dead owner's id.
         let file = self
@@ -271,6 +256,27 @@ impl BlobCache {
         }
         (count, freed)
     }
+}
+
+/// [`Error::FlowCorrupt`] naming the flow, its file and the blob's location, unless `actual`
+/// is the `expected` digest.
+fn check_digest(
+    actual: &str,
+    expected: &str,
+    flow: &str,
+    path: &str,
+    location: &str,
+) -> Result<()> {
+    if actual == expected {
+        return Ok(());
+    }
+    Err(Error::FlowCorrupt {
+        flow: flow.to_string(),
+        location: location.to_string(),
+        reason: format!(
+            "its file {path:?} has digest {actual}, but the manifest records {expected}"
+        ),
+    })
 }
 
 fn mark_used(path: &Path) {

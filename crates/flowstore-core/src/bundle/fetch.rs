@@ -84,30 +84,9 @@ pub async fn fetch(
     }
     let verify_cache = cache.clone();
     let digests: Vec<String> = wanted.keys().map(|d| d.to_string()).collect();
+    // Re-hashing cached blobs is the warm fetch's main cost: spread it over a few threads.
     let present: Vec<bool> = tokio::task::spawn_blocking(move || {
-        // Re-hashing cached blobs is the warm fetch's main cost: spread it over a few threads.
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .clamp(1, 8);
-        let chunk = digests.len().div_ceil(threads).max(1);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = digests
-                .chunks(chunk)
-                .map(|part| {
-                    let cache = &verify_cache;
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|d| cache.verify(d, false))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("a verifying thread panicked"))
-                .collect()
-        })
+        super::map_on_threads(&digests, |d| verify_cache.verify(d, false))
     })
     .await
     .map_err(|e| Error::backend("flowstore", format!("checking the blob cache: {e}")))?;

@@ -186,11 +186,7 @@ fn sweep_abandoned(parent: &Path, name: &str) {
             continue;
         };
         let pid: Option<u32> = rest.split('-').next().and_then(|p| p.parse().ok());
-        let alive = pid.is_some_and(|p| {
-            p == std::process::id()
-                || !cfg!(target_os = "linux")
-                || Path::new("/proc").join(p.to_string()).exists()
-        });
+        let alive = pid.is_some_and(crate::cache::process_alive);
         if !alive {
             tracing::info!(path = %entry.path().display(), "removing a bundle left half-built by a dead process");
             let _ = fs::remove_dir_all(entry.path());

@@ -202,9 +202,10 @@ enum Upload {
 }
 
 /// Uploads the blobs of `bundle` that `store` lacks (its packs and its large files),
-/// [`DEFAULT_PARALLELISM`] at a time, telling `progress` the bytes uploaded. A pack is assembled
-/// in a temporary file from its files, each checked again against the digest the scan recorded,
-/// so bytes that changed since the scan are never stored under an old name. The manifest is the
+/// [`DEFAULT_PARALLELISM`] at a time, telling `progress` the bytes uploaded. Every file is checked
+/// again against the digest the scan recorded (a pack is assembled in a temporary file from its
+/// files as they are checked), so bytes that changed since the scan are not stored under an old
+/// name; backends upload what they are given. The manifest is the
 /// backend's to store afterwards (count it with [`TransferReport::add_object`]).
 ///
 /// Errors: the first failed existence check or upload, naming the blob and its file;
@@ -258,7 +259,16 @@ pub async fn upload(
             let (done, progress) = (done.clone(), progress.cloned());
             async move {
                 let (source, _assembled) = match what {
-                    Upload::Single(path) => (path, None),
+                    Upload::Single(path) => {
+                        let (checked, expected) = (path.clone(), digest.clone());
+                        tokio::task::spawn_blocking(move || {
+                            let (actual, _) = digest_file(&checked)?;
+                            check_unchanged(&checked, &expected, &actual)
+                        })
+                        .await
+                        .map_err(|e| Error::backend("flowstore", format!("digest task failed: {e}")))??;
+                        (path, None)
+                    }
                     Upload::Pack(members) => {
                         let file = tokio::task::spawn_blocking(move || assemble_pack(&members))
                             .await
@@ -288,6 +298,19 @@ pub async fn upload(
     Ok(report)
 }
 
+/// [`Error::Config`] naming a file that changed between the scan and the upload (uploading it
+/// would store other bytes under the blob's name), unless `actual` is the `expected` digest.
+fn check_unchanged(source: &Path, expected: &str, actual: &str) -> Result<()> {
+    if actual == expected {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "{} changed after the bundle was scanned (it was {expected}, it is now {actual}); it was \
+         not uploaded. Register the flow again once the files stop changing.",
+        source.display()
+    )))
+}
+
 /// A temporary file removed when dropped.
 struct TempFile(PathBuf);
 
@@ -313,12 +336,7 @@ fn assemble_pack(members: &[(PathBuf, String)]) -> Result<TempFile> {
     for (source, digest) in members {
         let bytes = std::fs::read(source)
             .map_err(|e| Error::io(format!("reading {}", source.display()), e))?;
-        if &crate::envelope::sha256_digest(&bytes) != digest {
-            return Err(Error::config(format!(
-                "{} changed while the bundle was being registered; register it again",
-                source.display()
-            )));
-        }
+        check_unchanged(source, digest, &crate::envelope::sha256_digest(&bytes))?;
         out.write_all(&bytes).map_err(write_err)?;
     }
     out.flush().map_err(write_err)?;
@@ -362,6 +380,27 @@ pub fn materialize_from_cache(cache: &BlobCache, manifest: &Manifest, dest: &Pat
     Ok(())
 }
 
+/// Maps `f` over `items` on a few threads (the machine's cores, at most 8), keeping their order:
+/// hashing is what scans and warm fetches spend their time on.
+pub(crate) fn map_on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8);
+    let chunk = items.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a worker thread panicked"))
+            .collect()
+    })
+}
+
 /// Reads `len` bytes at `offset` of the file at `path` (blocking).
 ///
 /// Errors with [`Error::Io`] naming the file (a file too short included).
@@ -398,5 +437,19 @@ pub fn digest_file(path: &Path) -> Result<(String, u64)> {
         }
         size += n as u64;
         digest.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_changed_since_the_scan_is_named() {
+        let e = check_unchanged(Path::new("/p/f.py"), "sha256:aa", "sha256:bb")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/p/f.py") && e.contains("sha256:aa"), "{e}");
+        assert!(check_unchanged(Path::new("f"), "sha256:aa", "sha256:aa").is_ok());
     }
 }

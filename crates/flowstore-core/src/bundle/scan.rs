@@ -319,28 +319,9 @@ fn hash_all(
     found: &[(String, PathBuf, std::fs::Metadata)],
     groups: &[Group],
 ) -> Result<Vec<Hashed>> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 8);
-    let chunk = groups.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|g| hash_group(found, g))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(groups.len());
-        for h in handles {
-            out.extend(h.join().expect("a hashing thread panicked")?);
-        }
-        Ok(out)
-    })
+    super::map_on_threads(groups, |g| hash_group(found, g))
+        .into_iter()
+        .collect()
 }
 
 #[cfg(all(test, target_os = "linux"))]

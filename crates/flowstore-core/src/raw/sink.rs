@@ -186,20 +186,7 @@ impl<'a> FlowFileSink<'a> {
 ///
 /// Errors with [`Error::Io`] naming the file.
 pub fn file_digest(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let mut digest = DigestBuilder::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        if n == 0 {
-            return Ok(digest.finish());
-        }
-        digest.update(&buf[..n]);
-    }
+    crate::bundle::digest_file(path).map(|(digest, _)| digest)
 }
 
 #[cfg(test)]

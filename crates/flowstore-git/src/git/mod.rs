@@ -310,11 +310,7 @@ impl Git {
         let names = names.join(", ");
         let outcome = tokio::task::spawn_blocking(move || {
             if let Some(sink) = &sink {
-                // What `BlobCache::sweep` does for core's fetch: temporaries of dead processes.
-                let blobs = flowstore_core::cache::Cache::new(sink.cache.root());
-                if let Err(e) = blobs.sweep_temporaries() {
-                    tracing::debug!(error = %e, "sweeping blob cache temporaries failed");
-                }
+                sink.cache.sweep();
             }
             let request = cache::CheckoutRequest {
                 remote: &remote,
