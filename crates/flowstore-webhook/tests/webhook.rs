@@ -16,6 +16,7 @@ use bytes::Bytes;
 use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
 use flowstore_core::secret::SecretString;
 use flowstore_core::testkit::proxy::{Fault, FaultProxy};
+use flowstore_core::testkit::recording::RecordingProxy;
 use flowstore_core::testkit::{skip, Harness, HarnessResult, Skip};
 use flowstore_core::{
     Error, FlowContent, FlowInput, OpenContext, Registry, Storage, StorageReference,
@@ -1169,140 +1170,6 @@ async fn bundles_are_refused_outside_url_mode_leaving_the_storage_as_it_was() {
     assert!(err.to_string().contains("script mode"), "{err}");
 }
 
-/// What one HTTP/1.1 exchange that went through a [`RecordingProxy`] was.
-#[derive(Debug, Clone)]
-struct Exchange {
-    method: String,
-    path: String,
-    /// The request's `Range` header.
-    range: Option<String>,
-    status: u16,
-    /// The response's `Content-Range` header.
-    content_range: Option<String>,
-    /// The response body's length.
-    body_len: usize,
-}
-
-/// One connection's bytes as a [`RecordingProxy`] saw them: (request bytes, response bytes).
-type Record = Arc<Mutex<(Vec<u8>, Vec<u8>)>>;
-
-/// Header names (lowercased) and values.
-type Headers = Vec<(String, String)>;
-
-/// A TCP proxy in front of nginx that keeps a copy of every connection's bytes both ways, to
-/// read back the HTTP/1.1 exchanges that went through it. It changes nothing it forwards.
-struct RecordingProxy {
-    addr: SocketAddr,
-    /// Every connection's record.
-    conns: Arc<Mutex<Vec<Record>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RecordingProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl RecordingProxy {
-    async fn start(upstream: SocketAddr) -> RecordingProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let conns: Arc<Mutex<Vec<Record>>> = Default::default();
-        let all = conns.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let record = Arc::new(Mutex::new((Vec::new(), Vec::new())));
-                all.lock().unwrap().push(record.clone());
-                tokio::spawn(async move {
-                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let (cr, cw) = client.into_split();
-                    let (sr, sw) = server.into_split();
-                    // Each direction is recorded before it is forwarded, so whatever a client
-                    // has received is in the record.
-                    let up = pump(cr, sw, record.clone(), Direction::Request);
-                    let down = pump(sr, cw, record, Direction::Response);
-                    tokio::join!(up, down);
-                });
-            }
-        });
-        RecordingProxy { addr, conns, task }
-    }
-
-    /// Forgets what was recorded so far (call it between operations, with nothing in flight).
-    fn clear(&self) {
-        for c in self.conns.lock().unwrap().iter() {
-            let mut c = c.lock().unwrap();
-            c.0.clear();
-            c.1.clear();
-        }
-    }
-
-    /// The exchanges recorded since the last [`RecordingProxy::clear`].
-    fn exchanges(&self) -> Vec<Exchange> {
-        let mut out = Vec::new();
-        for c in self.conns.lock().unwrap().iter() {
-            let c = c.lock().unwrap();
-            let (mut up, mut down) = (&c.0[..], &c.1[..]);
-            while let Some((request_line, headers, rest)) = http_head(up) {
-                let body = header(&headers, "content-length").map_or(0, |v| v.parse().unwrap());
-                up = &rest[body..];
-                let mut parts = request_line.split(' ');
-                let (method, path) = (parts.next().unwrap(), parts.next().unwrap());
-                let (status_line, resp_headers, rest) =
-                    http_head(down).expect("a response to every request");
-                let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-                let body_len = if method == "HEAD" || status == 204 || status == 304 {
-                    0
-                } else {
-                    let n: usize = header(&resp_headers, "content-length")
-                        .expect("nginx answers with a Content-Length")
-                        .parse()
-                        .unwrap();
-                    assert!(rest.len() >= n, "a response body was cut short");
-                    n
-                };
-                down = &rest[body_len..];
-                out.push(Exchange {
-                    method: method.to_string(),
-                    path: path.to_string(),
-                    range: header(&headers, "range"),
-                    status,
-                    content_range: header(&resp_headers, "content-range"),
-                    body_len,
-                });
-            }
-            assert!(
-                up.is_empty() && down.is_empty(),
-                "unparsed bytes in a record"
-            );
-        }
-        out
-    }
-}
-
-/// Splits an HTTP/1.1 message head off `bytes`: (first line, headers, the rest).
-fn http_head(bytes: &[u8]) -> Option<(String, Headers, &[u8])> {
-    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let first = lines.next()?.to_string();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Some((first, headers, &bytes[end + 4..]))
-}
-
-fn header(headers: &[(String, String)], name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-}
-
 /// Registers a bundle, fetches it, changes one small file, registers it again, and checks that
 /// the warm fetch of the second version makes one ranged request (on the wire, through a
 /// recording proxy in front of nginx) for exactly the changed file's bytes, answered 206.
@@ -1340,7 +1207,7 @@ async fn warm_fetch_after_one_change(upstream_url: &str, token: Option<&str>) {
 
     let upstream: SocketAddr = upstream_url.trim_start_matches("http://").parse().unwrap();
     let proxy = RecordingProxy::start(upstream).await;
-    let base = format!("http://{}/{}", proxy.addr, unique("warm"));
+    let base = format!("http://{}/{}", proxy.addr(), unique("warm"));
     let open = || {
         let b = WebhookBuilder::from_url(&base).unwrap();
         match token {
@@ -1436,12 +1303,12 @@ async fn warm_fetch_after_one_change(upstream_url: &str, token: Option<&str>) {
     let exchanges = proxy.exchanges();
     let blob_path = format!(
         "{}/.blobs/sha256/{}",
-        base.split_once(&proxy.addr.to_string()).unwrap().1,
+        base.split_once(&proxy.addr().to_string()).unwrap().1,
         pack.trim_start_matches("sha256:")
     );
     let blob_requests: Vec<_> = exchanges
         .iter()
-        .filter(|x| x.path.contains("/.blobs/"))
+        .filter(|x| x.target.contains("/.blobs/"))
         .collect();
     assert_eq!(
         blob_requests.len(),
@@ -1451,7 +1318,7 @@ async fn warm_fetch_after_one_change(upstream_url: &str, token: Option<&str>) {
     let ranged = blob_requests[0];
     let last = offset + file.size - 1;
     assert_eq!(
-        (ranged.method.as_str(), ranged.path.as_str()),
+        (ranged.method.as_str(), ranged.target.as_str()),
         ("GET", blob_path.as_str())
     );
     assert_eq!(
@@ -1467,7 +1334,7 @@ async fn warm_fetch_after_one_change(upstream_url: &str, token: Option<&str>) {
     // Besides it, only the manifest was read.
     let others: Vec<_> = exchanges
         .iter()
-        .filter(|x| !x.path.contains("/.blobs/"))
+        .filter(|x| !x.target.contains("/.blobs/"))
         .collect();
     assert!(
         others.len() == 1 && others[0].method == "GET" && others[0].range.is_none(),
@@ -1597,38 +1464,4 @@ async fn a_server_that_ignores_range_still_gives_the_right_bytes() {
         "warned once per storage: {logs}"
     );
     assert_eq!(*statuses.lock().unwrap(), vec![201, 200, 200, 200]);
-}
-
-/// Which side of an exchange a recording proxy's pump carries.
-#[derive(Clone, Copy)]
-enum Direction {
-    Request,
-    Response,
-}
-
-/// Copies `from` to `to` until either ends, appending every chunk to `record`'s request or
-/// response bytes before forwarding it.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    record: Arc<Mutex<(Vec<u8>, Vec<u8>)>>,
-    direction: Direction,
-) {
-    let mut buf = vec![0u8; 64 * 1024];
-    while let Ok(n) = from.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        {
-            let mut r = record.lock().unwrap();
-            match direction {
-                Direction::Request => r.0.extend_from_slice(&buf[..n]),
-                Direction::Response => r.1.extend_from_slice(&buf[..n]),
-            }
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown().await;
 }

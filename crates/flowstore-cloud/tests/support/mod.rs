@@ -3,14 +3,13 @@
 
 #![allow(dead_code)]
 
-pub mod proxy;
-
 use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use flowstore_cloud::{Azure, Gcs, RetryPolicy, S3};
 use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
+use flowstore_core::testkit::recording::{Exchange, RecordingProxy};
 use flowstore_core::testkit::{Harness, Skip};
 use flowstore_core::{Error, FlowContent, FlowInput, Registry, Storage, StorageReference};
 
@@ -486,8 +485,8 @@ pub async fn bundle_reregistration_uploads_one_blob_and_the_manifest<S: Cloud>(c
         "the file travels in a pack"
     );
     let changed_hex = changed_pack.strip_prefix("sha256:").unwrap();
-    let proxy = proxy::Proxy::start(&case.upstream).await;
-    let mut v2 = (case.via)(&prefix, &proxy.url);
+    let proxy = RecordingProxy::start_url(&case.upstream).await;
+    let mut v2 = (case.via)(&prefix, &proxy.url());
     let key = v2
         .add_flow(FlowInput::bundle("Bundled", root, "flow.py"))
         .await
@@ -496,7 +495,7 @@ pub async fn bundle_reregistration_uploads_one_blob_and_the_manifest<S: Cloud>(c
     assert!(staged.is_empty(), "add_flow only stages: {staged:#?}");
     v2.persist().await.unwrap();
     let seen = proxy.take();
-    let writes: Vec<&proxy::Seen> = seen.iter().filter(|r| r.is_write()).collect();
+    let writes: Vec<&Exchange> = seen.iter().filter(|r| r.is_write()).collect();
     assert_eq!(
         writes.len(),
         2,
@@ -634,8 +633,8 @@ pub async fn bundle_warm_fetch_reads_one_range<S: Cloud>(case: &Case<S>) {
         2 * len < pack_size,
         "the file must be a small part of its pack for a ranged read: {len} of {pack_size} B"
     );
-    let proxy = proxy::Proxy::start(&case.upstream).await;
-    let mut v2 = (case.via)(&prefix, &proxy.url);
+    let proxy = RecordingProxy::start_url(&case.upstream).await;
+    let mut v2 = (case.via)(&prefix, &proxy.url());
     v2.add_flow(FlowInput::bundle("Warm", root, "flow.py"))
         .await
         .unwrap();
@@ -659,7 +658,7 @@ pub async fn bundle_warm_fetch_reads_one_range<S: Cloud>(case: &Case<S>) {
         (1, len, distinct.len() as u64 - 1),
         "{t:?}"
     );
-    let blob_reads: Vec<&proxy::Seen> = seen.iter().filter(|r| r.names_blob()).collect();
+    let blob_reads: Vec<&Exchange> = seen.iter().filter(|r| r.names_blob()).collect();
     assert_eq!(blob_reads.len(), 1, "one request for blob bytes: {seen:#?}");
     let read = blob_reads[0];
     let hex = pack.strip_prefix("sha256:").unwrap();
@@ -673,7 +672,7 @@ pub async fn bundle_warm_fetch_reads_one_range<S: Cloud>(case: &Case<S>) {
         "exactly the changed file's bytes: {read:#?}"
     );
     assert_eq!(
-        (read.status, read.response_len as u64),
+        (read.status, read.body_len as u64),
         (206, len),
         "the server answered with just that range: {read:#?}"
     );

@@ -20,6 +20,7 @@
 
 mod bundle;
 pub mod proxy;
+pub mod recording;
 
 pub use bundle::{
     bundle_concurrency, bundle_interrupted_fetch, bundle_one_change, bundle_round_trip,
