@@ -110,8 +110,8 @@ impl BlobCache {
             .map_err(|e| self.io_error("creating a temporary directory in", e))
     }
 
-    /// Removes temporaries of processes that died mid-download (fetches and evictions do it;
-    /// backends that fill the cache themselves call it first).
+    /// Removes temporaries of processes that died mid-download ([`BlobCache::evict`], which
+    /// every fetch ends with, does it).
     pub fn sweep(&self) {
         if let Err(e) = self.cache.sweep_temporaries() {
             tracing::debug!(error = %e, "sweeping blob cache temporaries failed");

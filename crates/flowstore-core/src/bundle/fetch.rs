@@ -76,7 +76,6 @@ pub async fn fetch(
         Some(c) => c.clone(),
         None => BlobCache::from_env()?,
     };
-    cache.sweep();
     // Distinct file contents: digest → the first file with those bytes.
     let mut wanted: std::collections::BTreeMap<&str, &ManifestFile> = Default::default();
     for f in manifest.files() {

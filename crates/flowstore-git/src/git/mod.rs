@@ -309,9 +309,6 @@ impl Git {
         let names: Vec<&str> = flows.iter().map(|(n, _)| n.as_str()).collect();
         let names = names.join(", ");
         let outcome = tokio::task::spawn_blocking(move || {
-            if let Some(sink) = &sink {
-                sink.cache.sweep();
-            }
             let request = cache::CheckoutRequest {
                 remote: &remote,
                 target: &target,
