@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use flowstore_core::testkit::skip;
 use flowstore_core::{Error, FlowInput, Storage};
-use flowstore_git::git::{CachePolicy, Git, GitBuilder, GitCache};
+use flowstore_git::git::{CachePolicy, GcReport, Git, GitBuilder, GitCache};
 use git_support::{env, git, source, Env, TestRepo};
 
 /// A cache that is never trimmed while a test inspects it.
@@ -34,6 +34,23 @@ fn storage(repo: &TestRepo, e: &Env, flow_path: &str, cache: &Path) -> GitBuilde
 async fn fetch(s: &Git, name: &str) -> Result<String, Error> {
     let f = s.get_flow(name).await?;
     Ok(String::from_utf8(f.bytes().to_vec()).unwrap())
+}
+
+/// Trims the cache once no entry is in use, waiting up to 10 s for one to be released.
+///
+/// Every fetch of these tests has returned when this runs, so a lock still held is held by a
+/// child process that another test of this binary started (`git` for a commit) between this
+/// test opening a lock file and closing it: the child shares the open file, and its lock, until
+/// it executes `git` a moment later. A lock held by flowstore itself would outlast the wait and
+/// fail the test.
+fn gc_once_idle(cache: &GitCache) -> GcReport {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cache.status().unwrap().iter().any(|e| e.entry.in_use)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cache.gc().unwrap()
 }
 
 /// The paths of the cache's entries of a kind (`clone` or `checkout`).
@@ -398,7 +415,7 @@ async fn the_cache_stays_bounded_under_concurrent_fetches() {
     for t in tasks {
         t.await.unwrap();
     }
-    let left = GitCache::new(cache.path()).with_policy(tiny).gc().unwrap();
+    let left = gc_once_idle(&GitCache::new(cache.path()).with_policy(tiny));
     assert!(left.kept.is_empty(), "entries left: {:?}", left.kept);
     assert!(!entries(cache.path(), "checkout").iter().any(|p| p.exists()));
 }
@@ -424,14 +441,11 @@ async fn temporaries_of_dead_processes_are_removed_and_old_entries_evicted() {
 
     // Two checkouts and a clone; an age limit of zero evicts all of them once not in use.
     assert_eq!(entries(cache.path(), "checkout").len(), 2);
-    let report = GitCache::new(cache.path())
-        .with_policy(CachePolicy {
-            max_size: None,
-            max_age: Some(Duration::ZERO),
-            keep_recent: Duration::ZERO,
-        })
-        .gc()
-        .unwrap();
+    let report = gc_once_idle(&GitCache::new(cache.path()).with_policy(CachePolicy {
+        max_size: None,
+        max_age: Some(Duration::ZERO),
+        keep_recent: Duration::ZERO,
+    }));
     assert_eq!(report.evicted.len(), 3, "{report:?}");
     assert!(GitCache::new(cache.path()).status().unwrap().is_empty());
     // And the next fetch simply fetches again.
