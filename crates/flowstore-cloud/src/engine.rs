@@ -332,7 +332,7 @@ impl Engine {
         };
         let metas = self.blobs.list(prefix.as_deref()).await?;
         let mut versions = Vec::new();
-        let mut names: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let mut names: BTreeMap<String, (Option<String>, bool)> = BTreeMap::new();
         for meta in metas {
             let location = meta.key.clone();
             let rel = if base.is_empty() {
@@ -357,15 +357,16 @@ impl Engine {
                 continue;
             }
             let slug = slug.to_string();
-            let flow_name = match names.get(&location) {
+            let (flow_name, is_bundle) = match names.get(&location) {
                 Some(n) => n.clone(),
                 None => {
                     let head = self.blobs.head_bytes(&meta.key, meta.size.min(4096)).await;
+                    let is_bundle = head.as_deref().is_some_and(bundle::is_manifest);
                     let n = head
                         .and_then(|h| flowstore_core::envelope::peek_header(&h))
                         .map(|h| h.flow);
-                    names.insert(location.clone(), n.clone());
-                    n
+                    names.insert(location.clone(), (n.clone(), is_bundle));
+                    (n, is_bundle)
                 }
             };
             versions.push(StoredVersion {
@@ -374,6 +375,7 @@ impl Engine {
                 location,
                 size: Some(meta.size),
                 stored_at: Some(meta.last_modified),
+                bundle: is_bundle,
             });
         }
         versions.sort_by(|a, b| {

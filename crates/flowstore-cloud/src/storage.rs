@@ -62,6 +62,7 @@ macro_rules! cloud_storage {
                     list_versions: true,
                     stream_to_file: true,
                     bundles: self.engine.bundles(),
+                    delete_versions: false,
                 }
             }
 

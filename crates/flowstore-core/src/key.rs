@@ -181,6 +181,39 @@ pub fn flow_slug(name: &str) -> String {
     }
 }
 
+/// Checks that `key` (relative to a storage's prefix or directory) names a flowstore version:
+/// exactly two segments, a flow slug and a timestamp slug, each made only of `a-z`, `0-9` and
+/// `-`. Used before anything is deleted, so a delete can never reach blobs (`.blobs/…`), other
+/// programs' objects or anything outside the storage.
+///
+/// Errors with the reason, for a message naming the key.
+///
+/// ```
+/// use flowstore_core::key::check_version_key;
+/// assert!(check_version_key("my-etl-flow/2026-11-24t02-51-19-123456-00-00").is_ok());
+/// assert!(check_version_key(".blobs/sha256/ab").is_err());
+/// assert!(check_version_key("../etc/passwd").is_err());
+/// ```
+pub fn check_version_key(key: &str) -> std::result::Result<(), String> {
+    let segments: Vec<&str> = key.split('/').collect();
+    let [slug, stamp] = segments.as_slice() else {
+        return Err("a flow version's key has exactly two segments, <flow slug>/<timestamp>".into());
+    };
+    let is_slug = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 255
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if !is_slug(slug) {
+        return Err(format!("{slug:?} is not a flow slug"));
+    }
+    if !is_slug(stamp) || !stamp.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
+        return Err(format!("{stamp:?} is not a timestamp slug"));
+    }
+    Ok(())
+}
+
 static LAST_MICROS: AtomicI64 = AtomicI64::new(i64::MIN);
 
 /// The current UTC time in microseconds, strictly later than every value this function returned

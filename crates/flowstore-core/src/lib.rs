@@ -39,6 +39,7 @@ pub mod error;
 pub mod flow;
 pub mod key;
 pub mod prefect1;
+pub mod prune;
 pub mod raw;
 pub mod reference;
 pub mod registry;

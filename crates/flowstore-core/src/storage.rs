@@ -113,6 +113,39 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         })
     }
 
+    /// Deletes one stored version, as [`Storage::list_versions`] listed it. Storages never
+    /// overwrite, so this is the only way a stored flow goes away: it refuses (with
+    /// [`Error::Config`], deleting nothing) any location that is not a flowstore version
+    /// (`<flow slug>/<timestamp slug>`) under the storage's own prefix or directory. A version
+    /// already gone is not an error. Bundle blobs stay: [`crate::prune::sweep`] removes the
+    /// ones no version names any more.
+    ///
+    /// Errors: [`Error::Unsupported`] where the storage is read-only or cannot delete (the
+    /// default); [`Error::Config`] for a location that is not a version of this storage; the
+    /// backend's refusal ([`Error::PermissionDenied`], a server that does not allow deletes).
+    async fn delete_version(&self, version: &StoredVersion) -> Result<()> {
+        Err(Error::Unsupported {
+            backend: self.type_name().to_string(),
+            what: format!(
+                "deleting stored version {}: this storage is read-only or cannot delete",
+                version.location
+            ),
+        })
+    }
+
+    /// Reads the stored bytes of one listed version (for a bundle, its manifest) without
+    /// verifying them: the caller parses and checks what it needs.
+    ///
+    /// Errors: [`Error::Unsupported`] (the default) where the storage cannot; [`Error::Config`]
+    /// for a location that is not a version of this storage; [`Error::NotFound`] when it is
+    /// gone.
+    async fn read_version(&self, version: &StoredVersion) -> Result<bytes::Bytes> {
+        Err(Error::Unsupported {
+            backend: self.type_name().to_string(),
+            what: format!("reading stored version {}", version.location),
+        })
+    }
+
     /// Fetches a flow and writes its bytes (payload, script or pickle) to `dest`.
     ///
     /// Backends that can stream override this so large flows never sit in memory whole.
@@ -218,6 +251,10 @@ pub struct StoredVersion {
     pub size: Option<u64>,
     /// When it was stored, when known.
     pub stored_at: Option<DateTime<Utc>>,
+    /// True when the version is a bundle manifest (see [`crate::bundle`]): its blobs stay
+    /// stored while it does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bundle: bool,
 }
 
 /// What a storage can do, declared by each backend ([`Storage::capabilities`]).
@@ -243,6 +280,9 @@ pub struct Capabilities {
     pub stream_to_file: bool,
     /// Bundle flows ([`FlowInput::Bundle`], [`Storage::get_bundle`]) can be stored and fetched.
     pub bundles: bool,
+    /// [`Storage::delete_version`] deletes stored versions and [`Storage::read_version`] reads
+    /// them, so `flowstore prune` ([`crate::prune`]) works here.
+    pub delete_versions: bool,
 }
 
 impl Capabilities {
@@ -255,5 +295,6 @@ impl Capabilities {
         list_versions: false,
         stream_to_file: false,
         bundles: false,
+        delete_versions: false,
     };
 }

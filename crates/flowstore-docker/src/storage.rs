@@ -175,6 +175,7 @@ impl Storage for Docker {
             list_versions: false,
             stream_to_file: false,
             bundles: !script,
+            delete_versions: false,
         }
     }
 

@@ -335,6 +335,7 @@ impl Storage for Module {
             list_versions: false,
             stream_to_file: false,
             bundles: false,
+            delete_versions: false,
         }
     }
 

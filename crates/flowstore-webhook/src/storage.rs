@@ -196,6 +196,7 @@ impl Storage for Webhook {
             list_versions: false,
             stream_to_file: true,
             bundles: self.holds_bundles(),
+            delete_versions: false,
         }
     }
 

@@ -11,7 +11,7 @@ use crate::registry::{Progress, ProgressFn};
 use super::cache::BlobCache;
 use super::manifest::{Manifest, ManifestFile};
 
-use super::{BlobStore, TransferReport, DEFAULT_PARALLELISM};
+use super::{BlobArea, BlobStore, TransferReport, DEFAULT_PARALLELISM};
 
 /// How a bundle is fetched.
 #[derive(Clone, Default)]
@@ -203,8 +203,7 @@ impl Request {
                 // A file of its own, possibly large: streamed to disk, then verified.
                 let whole = tmp.path().join("blob");
                 let file = &files[0];
-                store
-                    .get_blob(&blob, &whole)
+                get_blob(store, &blob, &whole)
                     .await
                     .map_err(missing(file, &blob))?;
                 let (cache, flow, location, path, digest) = (
@@ -225,8 +224,7 @@ impl Request {
             Request::Whole { blob, size, files } => {
                 // A pack (small files, bounded): read in one request into memory, then each file
                 // is verified and written to the cache once.
-                let bytes = store
-                    .get_blob_range(&blob, 0, size)
+                let bytes = get_blob_range(store, &blob, 0, size)
                     .await
                     .map_err(missing(&files[0], &blob))?;
                 let (cache, flow, location) =
@@ -264,8 +262,7 @@ impl Request {
             }
             Request::Range { blob, file } => {
                 let (_, offset) = file.source();
-                let bytes = store
-                    .get_blob_range(&blob, offset, file.size)
+                let bytes = get_blob_range(store, &blob, offset, file.size)
                     .await
                     .map_err(missing(&file, &blob))?;
                 let (cache, flow, location) =
@@ -278,6 +275,44 @@ impl Request {
                 .map_err(|e| Error::backend("flowstore", format!("verifying a blob: {e}")))?
             }
         }
+    }
+}
+
+/// Downloads blob `digest` whole into `dest`; from the storage's trash when it is not live (a
+/// sweep can trash a blob a moment after a registration found it stored; the next sweep puts
+/// it back). A blob in neither place is the live area's [`Error::NotFound`].
+async fn get_blob(store: &dyn BlobStore, digest: &str, dest: &Path) -> Result<u64> {
+    match store.get_blob(digest, dest).await {
+        Err(e) if e.is_not_found() => match store.area(BlobArea::Trash) {
+            Some(trash) => {
+                let got = trash.get_blob(digest, dest).await.map_err(|_| e)?;
+                tracing::warn!(blob = digest, "read a swept blob back from the trash");
+                Ok(got)
+            }
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// Reads `len` bytes of blob `digest` from `offset`, from the trash when it is not live (as
+/// [`get_blob`]).
+async fn get_blob_range(
+    store: &dyn BlobStore,
+    digest: &str,
+    offset: u64,
+    len: u64,
+) -> Result<bytes::Bytes> {
+    match store.get_blob_range(digest, offset, len).await {
+        Err(e) if e.is_not_found() => match store.area(BlobArea::Trash) {
+            Some(trash) => {
+                let got = trash.get_blob_range(digest, offset, len).await.map_err(|_| e)?;
+                tracing::warn!(blob = digest, "read a swept blob back from the trash");
+                Ok(got)
+            }
+            None => Err(e),
+        },
+        other => other,
     }
 }
 

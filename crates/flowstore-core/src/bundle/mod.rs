@@ -66,7 +66,70 @@ pub const DEFAULT_PARALLELISM: usize = 16;
 /// assert!(flowstore_core::bundle::blob_key(&d).starts_with(".blobs/sha256/2d71"));
 /// ```
 pub fn blob_key(digest: &str) -> String {
-    format!("{BLOB_DIR}/{}", digest.replacen(':', "/", 1))
+    BlobArea::Live.key(digest)
+}
+
+/// The two places a storage keeps blobs. Blobs that no stored version names any more go to the
+/// trash first and are deleted from it only by a later sweep (see [`crate::prune::sweep`]), so a
+/// registration that found a blob stored a moment before it was swept still has it: fetches
+/// look in the trash when a blob is missing, and the next sweep puts a blob that a version names
+/// back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobArea {
+    /// `.blobs/sha256/<hex>`: where registrations upload and fetches read.
+    Live,
+    /// `.blobs/trash/sha256/<hex>`: swept blobs, kept for one more grace period.
+    Trash,
+}
+
+impl BlobArea {
+    /// The key of blob `digest` in this area, relative to a storage's prefix.
+    ///
+    /// ```
+    /// use flowstore_core::bundle::BlobArea;
+    /// let d = flowstore_core::envelope::sha256_digest(b"x");
+    /// assert!(BlobArea::Trash.key(&d).starts_with(".blobs/trash/sha256/2d71"));
+    /// assert_eq!(BlobArea::Live.key(&d), flowstore_core::bundle::blob_key(&d));
+    /// ```
+    pub fn key(self, digest: &str) -> String {
+        format!("{}/{}", self.dir(), digest.split_once(':').map_or(digest, |(_, hex)| hex))
+    }
+
+    /// The directory (key prefix) of this area's blobs: `.blobs/sha256` or
+    /// `.blobs/trash/sha256`.
+    pub fn dir(self) -> &'static str {
+        match self {
+            BlobArea::Live => ".blobs/sha256",
+            BlobArea::Trash => ".blobs/trash/sha256",
+        }
+    }
+
+    /// The digest (`sha256:<hex>`) of the blob whose file name (last key segment) is `name`,
+    /// if it is one: 64 lowercase hex digits. Anything else in a blob directory is not a blob.
+    pub fn digest_of(name: &str) -> Option<String> {
+        (name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then(|| format!("sha256:{name}"))
+    }
+}
+
+/// One stored blob, as [`BlobStore::list_blobs`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BlobInfo {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written (for a trashed blob: when it was trashed).
+    pub modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// The error for a blob operation a backend does not implement.
+fn blob_op_unsupported(what: &str) -> Error {
+    Error::Unsupported {
+        backend: "blob store".to_string(),
+        what: what.to_string(),
+    }
 }
 
 /// The error for a bundle flow given to a storage that cannot hold bundles (`backend` is its type
@@ -176,14 +239,34 @@ pub trait BlobStore: Send + Sync {
     /// them. The default downloads the whole blob to a temporary file and reads the range from
     /// it; backends override it with a ranged request.
     async fn get_blob_range(&self, digest: &str, offset: u64, len: u64) -> Result<bytes::Bytes> {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let temp = TempFile(std::env::temp_dir().join(format!(
-            "flowstore-range-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        )));
+        let temp = TempFile::new("range");
         self.get_blob(digest, &temp.0).await?;
         read_range(&temp.0, offset, len)
+    }
+
+    /// The same storage's blobs in `area`, as a store of their own: `put_blob`, `get_blob`,
+    /// `list_blobs` and `delete_blob` on it act on that area. `None` (the default) where the
+    /// backend has no trash; such a storage cannot be swept.
+    fn area(&self, area: BlobArea) -> Option<Box<dyn BlobStore + '_>> {
+        let _ = area;
+        None
+    }
+
+    /// Every blob stored in this store's area, in any order (paged as the service pages).
+    ///
+    /// Errors: [`Error::Unsupported`] (the default) where the backend cannot list; the
+    /// service's answer.
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
+        Err(blob_op_unsupported("listing blobs"))
+    }
+
+    /// Deletes blob `digest` from this store's area. A blob already gone is not an error.
+    ///
+    /// Errors: [`Error::Unsupported`] (the default) where the backend cannot delete; the
+    /// service's answer.
+    async fn delete_blob(&self, digest: &str) -> Result<()> {
+        let _ = digest;
+        Err(blob_op_unsupported("deleting blobs"))
     }
 
     /// Replaces a blob's bytes behind flowstore's back, for tests that prove altered blobs are
@@ -196,6 +279,7 @@ pub trait BlobStore: Send + Sync {
 }
 
 /// What one upload sends: a file as a blob of its own, or a pack built from files.
+#[derive(Clone)]
 enum Upload {
     Single(PathBuf),
     Pack(Vec<(PathBuf, String)>),
@@ -234,24 +318,60 @@ pub async fn upload(
         items.insert(pack.digest.clone(), (Upload::Pack(members), pack.size));
     }
     let all: Vec<String> = items.keys().cloned().collect();
+    let checked_at = std::time::Instant::now();
     let missing = store.missing_blobs(&all).await?;
     let mut report = TransferReport::default();
     let mut to_send = Vec::new();
-    for (digest, (what, size)) in items {
-        if missing.binary_search(&digest).is_ok() {
-            to_send.push((digest, what, size));
+    for (digest, (what, size)) in &items {
+        if missing.binary_search(digest).is_ok() {
+            to_send.push((digest.clone(), what.clone(), *size));
         } else {
             report.reused_objects += 1;
             report.reused_bytes += size;
         }
     }
+    let (count, total) = send(store, to_send, progress).await?;
+    report.objects = count;
+    report.bytes = total;
+    if checked_at.elapsed() > RECHECK_AFTER {
+        // A long upload: a blob found stored at the start may have been swept since (a sweep
+        // moves only blobs older than its grace period, which must exceed RECHECK_AFTER).
+        let again = store.missing_blobs(&all).await?;
+        if !again.is_empty() {
+            tracing::warn!(
+                blobs = again.len(),
+                "blobs stored when this registration began were swept meanwhile: uploading them again"
+            );
+            let resend = items
+                .iter()
+                .filter(|(d, _)| again.binary_search(d).is_ok())
+                .map(|(d, (what, size))| (d.clone(), what.clone(), *size))
+                .collect();
+            let (count, total) = send(store, resend, progress).await?;
+            report.objects += count;
+            report.bytes += total;
+        }
+    }
+    Ok(report)
+}
+
+/// How long a registration's upload may run before it checks again that the blobs it found
+/// stored are still there. Sweeps must use a longer grace period (the default is an hour).
+pub const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// Uploads `to_send` ([`DEFAULT_PARALLELISM`] at a time), checking each file against its digest
+/// and telling `progress`; returns the blobs and bytes sent.
+async fn send(
+    store: &dyn BlobStore,
+    to_send: Vec<(String, Upload, u64)>,
+    progress: Option<&ProgressFn>,
+) -> Result<(u64, u64)> {
     let total: u64 = to_send.iter().map(|(_, _, s)| s).sum();
     let count = to_send.len() as u64;
     tracing::debug!(
         blobs = count,
         bytes = total,
-        reused = report.reused_objects,
-        "uploading bundle blobs"
+                "uploading bundle blobs"
     );
     let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     futures::stream::iter(to_send)
@@ -293,9 +413,7 @@ pub async fn upload(
         .buffer_unordered(DEFAULT_PARALLELISM)
         .try_collect::<Vec<()>>()
         .await?;
-    report.objects = count;
-    report.bytes = total;
-    Ok(report)
+    Ok((count, total))
 }
 
 /// [`Error::Config`] naming a file that changed between the scan and the upload (uploading it
@@ -312,7 +430,20 @@ fn check_unchanged(source: &Path, expected: &str, actual: &str) -> Result<()> {
 }
 
 /// A temporary file removed when dropped.
-struct TempFile(PathBuf);
+pub(crate) struct TempFile(pub(crate) PathBuf);
+
+impl TempFile {
+    /// A fresh path in the system's temporary directory (`flowstore-<what>-<pid>-<n>`), removed
+    /// when dropped.
+    pub(crate) fn new(what: &str) -> TempFile {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        TempFile(std::env::temp_dir().join(format!(
+            "flowstore-{what}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )))
+    }
+}
 
 impl Drop for TempFile {
     fn drop(&mut self) {
@@ -324,15 +455,10 @@ impl Drop for TempFile {
 /// against the digest the scan recorded.
 fn assemble_pack(members: &[(PathBuf, String)]) -> Result<TempFile> {
     use std::io::Write;
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "flowstore-pack-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
+    let temp = TempFile::new("pack");
+    let path = temp.0.clone();
     let write_err = |e| Error::io(format!("writing {}", path.display()), e);
     let mut out = std::fs::File::create(&path).map_err(write_err)?;
-    let temp = TempFile(path.clone());
     for (source, digest) in members {
         let bytes = std::fs::read(source)
             .map_err(|e| Error::io(format!("reading {}", source.display()), e))?;

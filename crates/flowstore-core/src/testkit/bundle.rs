@@ -71,14 +71,14 @@ fn write_tree(dir: &Path, files: &BTreeMap<String, (Vec<u8>, bool)>) {
 }
 
 /// A fresh project tree of `variant`.
-fn project(variant: &str) -> (PathBuf, BTreeMap<String, (Vec<u8>, bool)>) {
+pub(super) fn project(variant: &str) -> (PathBuf, BTreeMap<String, (Vec<u8>, bool)>) {
     let dir = tempfile_dir().join("project");
     let files = sample_files(variant);
     write_tree(&dir, &files);
     (dir, files)
 }
 
-const ENTRY: &str = "flows/etl.py";
+pub(super) const ENTRY: &str = "flows/etl.py";
 
 /// How many blobs (packs and files of their own) the tree at `dir` is stored in.
 fn stored_blobs(dir: &Path) -> u64 {

@@ -19,9 +19,11 @@
 //! or fails, when `FLOWSTORE_REQUIRE_SERVERS=1` (set by `cargo xtask test`, which starts them).
 
 mod bundle;
+mod prune;
 pub mod proxy;
 pub mod recording;
 
+pub use prune::{prune_delete_version, prune_policy, prune_sweep, prune_trash_fallback};
 pub use bundle::{
     bundle_concurrency, bundle_interrupted_fetch, bundle_one_change, bundle_round_trip,
     bundle_tamper_refused,
@@ -432,6 +434,10 @@ pub async fn capabilities_declared(h: &dyn Harness) {
     if let Some(mut storage) = h.storage().await {
         let caps = storage.capabilities();
         assert!(caps.write && caps.serialized, "{caps:?}");
+        assert!(
+            !caps.delete_versions || caps.list_versions,
+            "prune needs a listing to delete from: {caps:?}"
+        );
         build_one(&mut storage, "caps flow").await;
         assert_eq!(
             reopen(h, &*storage).capabilities(),
@@ -450,6 +456,7 @@ pub async fn capabilities_declared(h: &dyn Harness) {
             "reopened reference"
         );
         if !caps.write {
+            assert!(!caps.delete_versions, "a read-only storage declares deletes: {caps:?}");
             let mut reopened = reopen(h, &*storage);
             let sealed = seal_bytes("serialized into read-only", b"x", &app());
             let refused = match reopened.add_flow(sealed.into()).await {
@@ -706,7 +713,8 @@ macro_rules! conformance_suite {
                 read_only_round_trip, read_only_unknown_flow, read_only_reference_round_trip,
                 read_only_altered_refused, read_only_unicode_names, bundle_round_trip,
                 bundle_one_change, bundle_tamper_refused, bundle_concurrency,
-                bundle_interrupted_fetch);
+                bundle_interrupted_fetch, prune_delete_version, prune_policy, prune_sweep,
+                prune_trash_fallback);
         }
     };
     (@tests $harness:ident; $($check:ident),*) => {

@@ -494,6 +494,7 @@ impl Storage for Git {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             bundles: true,
+            delete_versions: false,
             ..Capabilities::READ_ONLY_SCRIPTS
         }
     }

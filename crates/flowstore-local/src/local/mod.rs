@@ -325,6 +325,7 @@ impl Storage for Local {
             list_versions: !script,
             stream_to_file: true,
             bundles: !script,
+            delete_versions: false,
         }
     }
 
@@ -497,10 +498,12 @@ fn list_dir(directory: &Path, slug: Option<&str>) -> Result<Vec<StoredVersion>> 
                 continue;
             }
             let meta = entry.metadata().ok();
+            let head = read_head(&entry.path());
             versions.push(StoredVersion {
-                flow: read_head(&entry.path())
-                    .and_then(|h| peek_header(&h))
-                    .map(|h| h.flow),
+                bundle: head
+                    .as_deref()
+                    .is_some_and(flowstore_core::bundle::is_manifest),
+                flow: head.and_then(|h| peek_header(&h)).map(|h| h.flow),
                 slug: slug.clone(),
                 location: entry.path().display().to_string(),
                 size: meta.as_ref().map(|m| m.len()),
