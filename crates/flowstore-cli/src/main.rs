@@ -32,6 +32,9 @@ enum Command {
     Fetch(commands::fetch::Args),
     /// List stored flows and their versions, newest first.
     List(commands::list::Args),
+    /// Delete old versions by a retention policy (plan first; deletes only with --yes) and
+    /// sweep the bundle blobs no remaining version names.
+    Prune(commands::prune::Args),
     /// Pretty-print a storage reference.
     Inspect(commands::inspect::Args),
     /// Show or trim the local caches (the git clone cache).
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
             Command::Register(args) => commands::register::run(args, &out).await,
             Command::Fetch(args) => commands::fetch::run(args, &out).await,
             Command::List(args) => commands::list::run(args, &out).await,
+            Command::Prune(args) => commands::prune::run(args, &out).await,
             Command::Inspect(args) => commands::inspect::run(args, &out).await,
             Command::Cache(args) => commands::cache::run(args, &out).await,
         }

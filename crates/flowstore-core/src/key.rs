@@ -197,7 +197,9 @@ pub fn flow_slug(name: &str) -> String {
 pub fn check_version_key(key: &str) -> std::result::Result<(), String> {
     let segments: Vec<&str> = key.split('/').collect();
     let [slug, stamp] = segments.as_slice() else {
-        return Err("a flow version's key has exactly two segments, <flow slug>/<timestamp>".into());
+        return Err(
+            "a flow version's key has exactly two segments, <flow slug>/<timestamp>".into(),
+        );
     };
     let is_slug = |s: &str| {
         !s.is_empty()

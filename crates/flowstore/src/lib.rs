@@ -120,7 +120,7 @@ pub use flowstore_core::{
     app_info, Capabilities, Error, FetchedFlow, FlowContent, FlowInput, OpenContext, Progress,
     ProgressFn, Registry, Result, Storage, StorageReference, StoredVersion,
 };
-pub use flowstore_core::{bundle, cache, flow, key};
+pub use flowstore_core::{bundle, cache, flow, key, prune};
 
 /// The backend crates, for everything beyond the storage types re-exported at the top.
 pub mod backends {

@@ -1,5 +1,6 @@
-//! nginx with WebDAV `PUT`/`GET` for the Webhook backend: one server open, one that demands a
-//! bearer token (401 otherwise).
+//! nginx with WebDAV `PUT`/`GET`/`DELETE` and JSON directory listings (`autoindex_format json`)
+//! for the Webhook backend: one server open, one that demands a bearer token (401 otherwise), and
+//! one that allows only `PUT` and `GET` (no deletes, no listings), as many file servers do.
 
 use std::process::Command;
 
@@ -14,16 +15,21 @@ pub const TOKEN: &str = "flowstore-test-token";
 /// `FLOWSTORE_TEST_WEBHOOK_TOKEN`.
 pub fn start(s: &mut Servers) -> Result<()> {
     let dir = s.temp_dir("nginx")?;
-    for sub in ["open", "auth", "tmp"] {
+    for sub in ["open", "auth", "plain", "tmp"] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
-    let (open, auth) = (s.free_port()?, s.free_port()?);
+    let (open, auth, plain) = (s.free_port()?, s.free_port()?, s.free_port()?);
     let d = dir.display();
     let servers = format!(
         r#"  server {{
     listen 127.0.0.1:{open};
     root {d}/open;
-    location / {{ dav_methods PUT DELETE; create_full_put_path on; }}
+    location / {{
+      dav_methods PUT DELETE;
+      create_full_put_path on;
+      autoindex on;
+      autoindex_format json;
+    }}
   }}
   server {{
     listen 127.0.0.1:{auth};
@@ -32,6 +38,16 @@ pub fn start(s: &mut Servers) -> Result<()> {
       if ($http_authorization != "Bearer {TOKEN}") {{ return 401; }}
       dav_methods PUT DELETE;
       create_full_put_path on;
+      autoindex on;
+      autoindex_format json;
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{plain};
+    root {d}/plain;
+    location / {{
+      dav_methods PUT;
+      create_full_put_path on;
     }}
   }}
 "#
@@ -39,6 +55,7 @@ pub fn start(s: &mut Servers) -> Result<()> {
     spawn(s, "nginx", &dir, &servers)?;
     s.wait_for_port(open)?;
     s.wait_for_port(auth)?;
+    s.wait_for_port(plain)?;
     s.set_env(
         "FLOWSTORE_TEST_WEBHOOK_URL",
         format!("http://127.0.0.1:{open}"),
@@ -46,6 +63,10 @@ pub fn start(s: &mut Servers) -> Result<()> {
     s.set_env(
         "FLOWSTORE_TEST_WEBHOOK_AUTH_URL",
         format!("http://127.0.0.1:{auth}"),
+    );
+    s.set_env(
+        "FLOWSTORE_TEST_WEBHOOK_PLAIN_URL",
+        format!("http://127.0.0.1:{plain}"),
     );
     s.set_env("FLOWSTORE_TEST_WEBHOOK_TOKEN", TOKEN);
     Ok(())

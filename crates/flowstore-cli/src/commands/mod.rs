@@ -4,4 +4,5 @@ pub mod cache;
 pub mod fetch;
 pub mod inspect;
 pub mod list;
+pub mod prune;
 pub mod register;

@@ -306,7 +306,10 @@ async fn get_blob_range(
     match store.get_blob_range(digest, offset, len).await {
         Err(e) if e.is_not_found() => match store.area(BlobArea::Trash) {
             Some(trash) => {
-                let got = trash.get_blob_range(digest, offset, len).await.map_err(|_| e)?;
+                let got = trash
+                    .get_blob_range(digest, offset, len)
+                    .await
+                    .map_err(|_| e)?;
                 tracing::warn!(blob = digest, "read a swept blob back from the trash");
                 Ok(got)
             }

@@ -93,7 +93,11 @@ impl BlobArea {
     /// assert_eq!(BlobArea::Live.key(&d), flowstore_core::bundle::blob_key(&d));
     /// ```
     pub fn key(self, digest: &str) -> String {
-        format!("{}/{}", self.dir(), digest.split_once(':').map_or(digest, |(_, hex)| hex))
+        format!(
+            "{}/{}",
+            self.dir(),
+            digest.split_once(':').map_or(digest, |(_, hex)| hex)
+        )
     }
 
     /// The directory (key prefix) of this area's blobs: `.blobs/sha256` or
@@ -108,8 +112,11 @@ impl BlobArea {
     /// The digest (`sha256:<hex>`) of the blob whose file name (last key segment) is `name`,
     /// if it is one: 64 lowercase hex digits. Anything else in a blob directory is not a blob.
     pub fn digest_of(name: &str) -> Option<String> {
-        (name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| format!("sha256:{name}"))
+        (name.len() == 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| format!("sha256:{name}"))
     }
 }
 
@@ -368,11 +375,7 @@ async fn send(
 ) -> Result<(u64, u64)> {
     let total: u64 = to_send.iter().map(|(_, _, s)| s).sum();
     let count = to_send.len() as u64;
-    tracing::debug!(
-        blobs = count,
-        bytes = total,
-                "uploading bundle blobs"
-    );
+    tracing::debug!(blobs = count, bytes = total, "uploading bundle blobs");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     futures::stream::iter(to_send)
         .map(|(digest, what, size)| {

@@ -125,8 +125,12 @@ impl PruneOptions {
 
     /// Protects every flow version `reference` names.
     pub fn protect(&mut self, reference: &StorageReference) -> &mut Self {
-        self.protected
-            .extend(reference.flows.values().map(|location| location.to_string()));
+        self.protected.extend(
+            reference
+                .flows
+                .values()
+                .map(|location| location.to_string()),
+        );
         self
     }
 }

@@ -73,7 +73,11 @@ pub async fn referenced_blobs(
             let name = v.flow.as_deref().unwrap_or(&v.slug);
             let manifest =
                 Manifest::parse(name, &v.location, &bytes).map_err(|e| unreadable(v, e))?;
-            Ok(manifest.blobs().into_iter().map(|(d, _)| d.to_string()).collect())
+            Ok(manifest
+                .blobs()
+                .into_iter()
+                .map(|(d, _)| d.to_string())
+                .collect())
         })
         .buffer_unordered(DEFAULT_PARALLELISM)
         .try_collect()
@@ -124,7 +128,11 @@ pub async fn plan_sweep(
             plan.to_delete.push(blob);
         }
     }
-    for list in [&mut plan.to_trash, &mut plan.to_restore, &mut plan.to_delete] {
+    for list in [
+        &mut plan.to_trash,
+        &mut plan.to_restore,
+        &mut plan.to_delete,
+    ] {
         list.sort_by(|a, b| a.digest.cmp(&b.digest));
     }
     Ok(plan)
@@ -176,15 +184,22 @@ where
 }
 
 fn trash_of(store: &dyn BlobStore) -> Result<Box<dyn BlobStore + '_>> {
-    store.area(BlobArea::Trash).ok_or_else(|| Error::Unsupported {
-        backend: "blob store".to_string(),
-        what: "sweeping blobs: this storage keeps no trash for them".to_string(),
-    })
+    store
+        .area(BlobArea::Trash)
+        .ok_or_else(|| Error::Unsupported {
+            backend: "blob store".to_string(),
+            what: "sweeping blobs: this storage keeps no trash for them".to_string(),
+        })
 }
 
 /// Copies blob `digest` from `from` to `to` (create-only: a copy already there is kept), then
 /// deletes it from `from`. A blob already gone from `from` (another sweep moved it) is done.
-async fn move_blob(from: &dyn BlobStore, to: &dyn BlobStore, digest: &str, size: u64) -> Result<()> {
+async fn move_blob(
+    from: &dyn BlobStore,
+    to: &dyn BlobStore,
+    digest: &str,
+    size: u64,
+) -> Result<()> {
     let temp = crate::bundle::TempFile::new("sweep");
     let path = temp.0.as_path();
     match from.get_blob(digest, path).await {

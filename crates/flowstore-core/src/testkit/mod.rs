@@ -19,14 +19,17 @@
 //! or fails, when `FLOWSTORE_REQUIRE_SERVERS=1` (set by `cargo xtask test`, which starts them).
 
 mod bundle;
-mod prune;
 pub mod proxy;
+mod prune;
 pub mod recording;
 
-pub use prune::{prune_delete_version, prune_policy, prune_sweep, prune_trash_fallback};
 pub use bundle::{
     bundle_concurrency, bundle_interrupted_fetch, bundle_one_change, bundle_round_trip,
     bundle_tamper_refused,
+};
+pub use prune::{
+    prune_concurrent_registration, prune_delete_version, prune_policy, prune_sweep,
+    prune_trash_fallback,
 };
 
 use std::io::Write as _;
@@ -456,7 +459,10 @@ pub async fn capabilities_declared(h: &dyn Harness) {
             "reopened reference"
         );
         if !caps.write {
-            assert!(!caps.delete_versions, "a read-only storage declares deletes: {caps:?}");
+            assert!(
+                !caps.delete_versions,
+                "a read-only storage declares deletes: {caps:?}"
+            );
             let mut reopened = reopen(h, &*storage);
             let sealed = seal_bytes("serialized into read-only", b"x", &app());
             let refused = match reopened.add_flow(sealed.into()).await {
@@ -714,7 +720,7 @@ macro_rules! conformance_suite {
                 read_only_altered_refused, read_only_unicode_names, bundle_round_trip,
                 bundle_one_change, bundle_tamper_refused, bundle_concurrency,
                 bundle_interrupted_fetch, prune_delete_version, prune_policy, prune_sweep,
-                prune_trash_fallback);
+                prune_trash_fallback, prune_concurrent_registration);
         }
     };
     (@tests $harness:ident; $($check:ident),*) => {

@@ -118,7 +118,10 @@ pub async fn prune_delete_version(h: &dyn Harness) {
         .delete_version(oldest)
         .await
         .expect("a version already gone is not an error");
-    assert!(!fetches(h, &*v1, name).await, "the deleted version still fetches");
+    assert!(
+        !fetches(h, &*v1, name).await,
+        "the deleted version still fetches"
+    );
     assert!(fetches(h, &*v2, name).await);
     assert!(fetches(h, &*v3, name).await);
 }
@@ -175,7 +178,8 @@ pub async fn prune_policy(h: &dyn Harness) {
     assert_eq!(report.versions_deleted, 2);
     assert_eq!(report.version_bytes_freed, plan.version_bytes());
     assert_eq!(versions_of(&*first, name).await.len(), 3);
-    let fetched: Vec<bool> = futures::future::join_all(held.iter().map(|s| fetches(h, &**s, name))).await;
+    let fetched: Vec<bool> =
+        futures::future::join_all(held.iter().map(|s| fetches(h, &**s, name))).await;
     assert_eq!(fetched, [true, false, false, true, true]);
     if let Some(other) = other {
         assert!(fetches(h, &*other, "prune bystander").await);
@@ -225,7 +229,11 @@ async fn fetch_cold(h: &dyn Harness, storage: &dyn Storage, name: &str) -> crate
     let work = tempfile_dir();
     let agent = reopen(h, storage);
     let fetched = agent
-        .get_bundle(name, &work.join("tree"), &FetchOptions::with_cache_dir(work.join("cache")))
+        .get_bundle(
+            name,
+            &work.join("tree"),
+            &FetchOptions::with_cache_dir(work.join("cache")),
+        )
         .await?;
     let helpers = std::fs::read(fetched.root.join("pkg/helpers.py")).expect("read");
     let _ = std::fs::remove_dir_all(&work);
@@ -245,10 +253,14 @@ pub async fn prune_sweep(h: &dyn Harness) {
         return not_applicable("prune_sweep", NO_SWEEP);
     };
     let only_v1: BTreeSet<String> = {
-        let a = bundle::scan(&tree, super::bundle::ENTRY).expect("scan").manifest;
+        let a = bundle::scan(&tree, super::bundle::ENTRY)
+            .expect("scan")
+            .manifest;
         let changed = "def extract():\n    return 'sweep-b'\n";
         std::fs::write(tree.join("pkg/helpers.py"), changed).unwrap();
-        let b = bundle::scan(&tree, super::bundle::ENTRY).expect("scan").manifest;
+        let b = bundle::scan(&tree, super::bundle::ENTRY)
+            .expect("scan")
+            .manifest;
         let kept: BTreeSet<&str> = b.blobs().into_iter().map(|(d, _)| d).collect();
         a.blobs()
             .into_iter()
@@ -279,23 +291,41 @@ pub async fn prune_sweep(h: &dyn Harness) {
     let live = digests(&store.list_blobs().await.unwrap());
     assert!(live.is_disjoint(&only_v1), "{live:?}");
     assert_eq!(
-        fetch_cold(h, &*v2, name).await.expect("the kept version fetches"),
+        fetch_cold(h, &*v2, name)
+            .await
+            .expect("the kept version fetches"),
         b"def extract():\n    return 'sweep-b'\n"
     );
     let gone = fetch_cold(h, &*v1, name).await.unwrap_err();
-    assert!(gone.is_not_found() || matches!(gone, Error::FlowNotFound { .. }), "{gone:?}");
+    assert!(
+        gone.is_not_found() || matches!(gone, Error::FlowNotFound { .. }),
+        "{gone:?}"
+    );
     // The next sweep (grace zero) empties the trash; the kept version still fetches.
-    let second = prune::sweep(&*v1, Duration::ZERO, None).await.expect("sweep");
+    let second = prune::sweep(&*v1, Duration::ZERO, None)
+        .await
+        .expect("sweep");
     assert_eq!(digests(&second.to_delete), only_v1);
-    assert!(second.to_trash.is_empty() && second.to_restore.is_empty(), "{second:#?}");
+    assert!(
+        second.to_trash.is_empty() && second.to_restore.is_empty(),
+        "{second:#?}"
+    );
     assert!(trash.list_blobs().await.unwrap().is_empty());
-    fetch_cold(h, &*v2, name).await.expect("the kept version fetches");
+    fetch_cold(h, &*v2, name)
+        .await
+        .expect("the kept version fetches");
     // Blobs no version names but younger than the grace period stay live.
-    std::fs::write(tree.join("pkg/helpers.py"), "def extract():\n    return 'young'\n").unwrap();
+    std::fs::write(
+        tree.join("pkg/helpers.py"),
+        "def extract():\n    return 'young'\n",
+    )
+    .unwrap();
     let v3 = register_bundle(h, &*v1, "young flow", &tree).await;
     let young = versions_of(&*v3, "young flow").await;
     v3.delete_version(&young[0]).await.expect("delete");
-    let third = prune::sweep(&*v1, prune::DEFAULT_GRACE, None).await.expect("sweep");
+    let third = prune::sweep(&*v1, prune::DEFAULT_GRACE, None)
+        .await
+        .expect("sweep");
     assert!(third.young >= 1 && third.to_trash.is_empty(), "{third:#?}");
     let _ = std::fs::remove_dir_all(tree.parent().unwrap());
 }
@@ -321,11 +351,15 @@ pub async fn prune_trash_fallback(h: &dyn Harness) {
         .map(|(d, _)| d.to_string())
         .collect();
     assert_eq!(digests(&unseen.to_trash), named);
-    sweep::apply_sweep(store, &unseen, &|| {}).await.expect("apply");
+    sweep::apply_sweep(store, &unseen, &|| {})
+        .await
+        .expect("apply");
     assert!(store.list_blobs().await.unwrap().is_empty());
     let expected = b"def extract():\n    return \"raced\"\n".to_vec();
     assert_eq!(
-        fetch_cold(h, &*storage, name).await.expect("fetch from the trash"),
+        fetch_cold(h, &*storage, name)
+            .await
+            .expect("fetch from the trash"),
         expected
     );
     // A sweep that sees the manifest moves its blobs back.
@@ -341,6 +375,95 @@ pub async fn prune_trash_fallback(h: &dyn Harness) {
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(fetch_cold(h, &*storage, name).await.expect("fetch"), expected);
+    assert_eq!(
+        fetch_cold(h, &*storage, name).await.expect("fetch"),
+        expected
+    );
+    let _ = std::fs::remove_dir_all(tree.parent().unwrap());
+}
+
+/// Sweeps racing registrations, many rounds: each round a registration that reuses every blob of
+/// a version being deleted (the dangerous case: the blobs are old and about to be unnamed) runs
+/// at the same moment as that deletion and a sweep with a one-second grace period. Every
+/// completed registration fetches from a cold cache right after its round (from the trash if
+/// the sweep took its blobs) and again after later sweeps have put everything back.
+pub async fn prune_concurrent_registration(h: &dyn Harness) {
+    const ROUNDS: usize = 6;
+    let grace = Duration::from_secs(1);
+    let (tree, _) = super::bundle::project("race-0");
+    let Some(first) = sweepable(h, "race seed", &tree).await else {
+        return not_applicable("prune_concurrent_registration", NO_SWEEP);
+    };
+    let mut completed: Vec<(Box<dyn Storage>, String, Vec<u8>)> = Vec::new();
+    let (mut trashed, mut restored) = (0, 0);
+    for round in 0..ROUNDS {
+        let helpers = format!("def extract():\n    return {:?}\n", format!("race-{round}"));
+        std::fs::write(tree.join("pkg/helpers.py"), &helpers).unwrap();
+        let doomed = register_bundle(h, &*first, &format!("race doomed {round}"), &tree).await;
+        // Old enough to sweep: every blob of this tree is older than the grace period.
+        tokio::time::sleep(grace + Duration::from_millis(100)).await;
+        let doomed_version = versions_of(&*doomed, &format!("race doomed {round}")).await;
+        let racer_name = format!("race racer {round}");
+        let racer = async {
+            let mut s = same_namespace(h, &*first);
+            s.add_flow(FlowInput::bundle(
+                racer_name.as_str(),
+                &tree,
+                super::bundle::ENTRY,
+            ))
+            .await
+            .expect("racing registration");
+            s.persist().await.expect("racing persist");
+            s
+        };
+        let sweeper = async {
+            // Stagger the sweep across rounds so it lands before, during and after the racer.
+            tokio::time::sleep(Duration::from_millis((round as u64 % 3) * 5)).await;
+            first
+                .delete_version(&doomed_version[0])
+                .await
+                .expect("delete");
+            prune::sweep(&*first, grace, None).await.expect("sweep")
+        };
+        let (racer, swept) = tokio::join!(racer, sweeper);
+        trashed += swept.to_trash.len();
+        restored += swept.to_restore.len();
+        assert_eq!(
+            fetch_cold(h, &*racer, &racer_name)
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: the racing registration: {e}")),
+            helpers.as_bytes()
+        );
+        completed.push((racer, racer_name, helpers.into_bytes()));
+    }
+    // Later sweeps put back what a version names and empty the trash of the rest.
+    tokio::time::sleep(grace + Duration::from_millis(100)).await;
+    let healed = prune::sweep(&*first, grace, None).await.expect("sweep");
+    restored += healed.to_restore.len();
+    tokio::time::sleep(grace + Duration::from_millis(100)).await;
+    prune::sweep(&*first, grace, None).await.expect("sweep");
+    for (storage, name, helpers) in &completed {
+        assert_eq!(
+            &fetch_cold(h, &**storage, name)
+                .await
+                .expect("fetch after the sweeps"),
+            helpers,
+            "{name}"
+        );
+    }
+    // Every blob a version names is live again.
+    let store = first.blob_store().unwrap();
+    let live = digests(&store.list_blobs().await.unwrap());
+    let versions = first.list_versions(None).await.unwrap();
+    let named = sweep::referenced_blobs(&*first, &versions).await.unwrap();
+    assert!(
+        named.is_subset(&live),
+        "named but not live: {:?}",
+        named.difference(&live)
+    );
+    eprintln!(
+        "prune_concurrent_registration: {ROUNDS} rounds, {trashed} blobs trashed under a racing \
+         registration, {restored} moved back"
+    );
     let _ = std::fs::remove_dir_all(tree.parent().unwrap());
 }

@@ -3,17 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use flowstore_core::bundle::{self, BlobStore};
+use flowstore_core::bundle::{self, BlobArea, BlobInfo, BlobStore};
 use flowstore_core::raw::atomic;
 use flowstore_core::{async_trait, Error, Result};
 
 use super::{Local, TYPE_NAME};
 
 impl Local {
-    fn blob_path(&self, digest: &str) -> PathBuf {
-        self.flow_directory().join(bundle::blob_key(digest))
-    }
-
     /// Uploads the bundle's missing blobs, makes them durable (one `syncfs`) when the storage is
     /// durable, so no manifest ever names a blob a crash could lose, then writes the manifest.
     pub(super) async fn add_bundle(&mut self, input: bundle::BundleInput) -> Result<String> {
@@ -42,20 +38,97 @@ impl Local {
     }
 }
 
+/// The blobs of one area (live or trash) of a Local storage's directory.
+pub(crate) struct AreaBlobs {
+    directory: PathBuf,
+    area: BlobArea,
+}
+
+impl AreaBlobs {
+    fn path(&self, digest: &str) -> PathBuf {
+        self.directory.join(self.area.key(digest))
+    }
+
+    fn missing(path: &Path) -> Error {
+        Error::not_found(
+            "blob",
+            path.display().to_string(),
+            format!("Blob {} is missing", path.display()),
+        )
+    }
+}
+
+impl Local {
+    fn blobs(&self, area: BlobArea) -> AreaBlobs {
+        AreaBlobs {
+            directory: self.flow_directory().to_path_buf(),
+            area,
+        }
+    }
+}
+
+/// The storage's live blobs: every call goes to [`AreaBlobs`].
 #[async_trait]
 impl BlobStore for Local {
     fn blob_location(&self, digest: &str) -> String {
-        self.blob_path(digest).display().to_string()
+        self.blobs(BlobArea::Live).blob_location(digest)
     }
 
     async fn has_blob(&self, digest: &str) -> Result<bool> {
-        Ok(self.blob_path(digest).is_file())
+        self.blobs(BlobArea::Live).has_blob(digest).await
+    }
+
+    async fn put_blob(&self, digest: &str, source: &Path, size: u64) -> Result<()> {
+        self.blobs(BlobArea::Live)
+            .put_blob(digest, source, size)
+            .await
+    }
+
+    async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64> {
+        self.blobs(BlobArea::Live).get_blob(digest, dest).await
+    }
+
+    async fn get_blob_range(&self, digest: &str, offset: u64, len: u64) -> Result<bytes::Bytes> {
+        self.blobs(BlobArea::Live)
+            .get_blob_range(digest, offset, len)
+            .await
+    }
+
+    fn area(&self, area: BlobArea) -> Option<Box<dyn BlobStore + '_>> {
+        Some(Box::new(self.blobs(area)))
+    }
+
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
+        self.blobs(BlobArea::Live).list_blobs().await
+    }
+
+    async fn delete_blob(&self, digest: &str) -> Result<()> {
+        self.blobs(BlobArea::Live).delete_blob(digest).await
+    }
+
+    async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
+        let path = self.blobs(BlobArea::Live).path(digest);
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(&path, bytes)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl BlobStore for AreaBlobs {
+    fn blob_location(&self, digest: &str) -> String {
+        self.path(digest).display().to_string()
+    }
+
+    async fn has_blob(&self, digest: &str) -> Result<bool> {
+        Ok(self.path(digest).is_file())
     }
 
     /// Copies the file in under a temporary name and links it into place; a blob already there
-    /// (another registration of the same bytes) is left alone.
+    /// (another registration of the same bytes) is left alone. The new file's time is now.
     async fn put_blob(&self, digest: &str, source: &Path, _size: u64) -> Result<()> {
-        let (dest, source) = (self.blob_path(digest), source.to_path_buf());
+        let (dest, source) = (self.path(digest), source.to_path_buf());
         tokio::task::spawn_blocking(move || {
             let mut file = std::fs::File::open(&source)
                 .map_err(|e| Error::io(format!("reading {}", source.display()), e))?;
@@ -70,38 +143,75 @@ impl BlobStore for Local {
     }
 
     async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64> {
-        let path = self.blob_path(digest);
+        let path = self.path(digest);
         match tokio::fs::copy(&path, dest).await {
             Ok(n) => Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::not_found(
-                "blob",
-                path.display().to_string(),
-                format!("Blob {} is missing", path.display()),
-            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Self::missing(&path)),
             Err(e) => Err(Error::io(format!("reading blob {}", path.display()), e)),
         }
     }
 
     /// Reads the range straight from the blob file.
     async fn get_blob_range(&self, digest: &str, offset: u64, len: u64) -> Result<bytes::Bytes> {
-        let path = self.blob_path(digest);
+        let path = self.path(digest);
         if !path.is_file() {
-            return Err(Error::not_found(
-                "blob",
-                path.display().to_string(),
-                format!("Blob {} is missing", path.display()),
-            ));
+            return Err(Self::missing(&path));
         }
         tokio::task::spawn_blocking(move || bundle::read_range(&path, offset, len))
             .await
             .map_err(|e| Error::backend(TYPE_NAME, format!("blob reader failed: {e}")))?
     }
 
-    async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
-        let path = self.blob_path(digest);
-        let _ = std::fs::remove_file(&path);
-        std::fs::write(&path, bytes)
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        Ok(true)
+    fn area(&self, area: BlobArea) -> Option<Box<dyn BlobStore + '_>> {
+        Some(Box::new(AreaBlobs {
+            directory: self.directory.clone(),
+            area,
+        }))
+    }
+
+    /// Lists the area's directory (a missing directory holds no blobs); other files there
+    /// (temporaries of a write in progress) are not blobs.
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
+        let dir = self.directory.join(self.area.dir());
+        tokio::task::spawn_blocking(move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+            };
+            let mut blobs = Vec::new();
+            for entry in entries.filter_map(|e| e.ok()) {
+                let Some(digest) = entry.file_name().to_str().and_then(BlobArea::digest_of) else {
+                    continue;
+                };
+                let Ok(meta) = entry.metadata() else {
+                    continue; // removed meanwhile
+                };
+                if !meta.is_file() {
+                    continue;
+                }
+                blobs.push(BlobInfo {
+                    digest,
+                    size: meta.len(),
+                    modified: meta
+                        .modified()
+                        .map(chrono::DateTime::<chrono::Utc>::from)
+                        .unwrap_or_default(),
+                });
+            }
+            Ok(blobs)
+        })
+        .await
+        .map_err(|e| Error::backend(TYPE_NAME, format!("blob listing failed: {e}")))?
+    }
+
+    async fn delete_blob(&self, digest: &str) -> Result<()> {
+        let path = self.path(digest);
+        match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io(format!("deleting blob {}", path.display()), e))
+            }
+            _ => Ok(()),
+        }
     }
 }

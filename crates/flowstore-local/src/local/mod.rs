@@ -325,7 +325,7 @@ impl Storage for Local {
             list_versions: !script,
             stream_to_file: true,
             bundles: !script,
-            delete_versions: false,
+            delete_versions: !script,
         }
     }
 
@@ -405,6 +405,42 @@ impl Storage for Local {
             .collect()
     }
 
+    /// Removes the version's file. Refuses (deleting nothing) a location outside the storage's
+    /// directory, one that is not `<flow slug>/<timestamp slug>` inside it, or one that is not
+    /// a regular file (a symbolic link, a directory).
+    async fn delete_version(&self, version: &StoredVersion) -> Result<()> {
+        let path = self.version_path(version)?;
+        tokio::task::spawn_blocking(move || match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),
+            Ok(meta) if !meta.file_type().is_file() => Err(Error::config(format!(
+                "refusing to delete {}: it is not a regular file, so not a stored flow version;                  remove it by hand if it is yours",
+                path.display()
+            ))),
+            Ok(_) => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::io(format!("deleting {}", path.display()), e))
+                }
+                _ => Ok(()),
+            },
+        })
+        .await
+        .map_err(|e| Error::backend(TYPE_NAME, format!("delete task failed: {e}")))?
+    }
+
+    async fn read_version(&self, version: &StoredVersion) -> Result<bytes::Bytes> {
+        let path = self.version_path(version)?;
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(b.into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::not_found(
+                "flow version",
+                path.display().to_string(),
+                format!("Stored version {} is gone", path.display()),
+            )),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
     fn blob_store(&self) -> Option<&dyn flowstore_core::bundle::BlobStore> {
         (!self.config.stored_as_script).then_some(self as _)
     }
@@ -471,6 +507,41 @@ impl Local {
 }
 
 /// Lists `{directory}/{slug}/{version}` files, newest first; skips temp files (`.`-prefixed).
+impl Local {
+    /// The file of a listed version, if its location is `<directory>/<flow slug>/<timestamp
+    /// slug>` of this storage (no `..`, no symbolic link for the flow's directory).
+    ///
+    /// Errors: [`Error::Config`] naming the location otherwise.
+    fn version_path(&self, version: &StoredVersion) -> Result<PathBuf> {
+        let location = Path::new(&version.location);
+        let not_ours = |why: &str| {
+            Error::config(format!(
+                "refusing {}: {why}. Only flow versions that `flowstore list` shows for the Local                  storage at {} can be deleted or read here",
+                version.location,
+                self.directory.display()
+            ))
+        };
+        if self.config.stored_as_script {
+            return Err(not_ours("a script storage keeps the user's own files"));
+        }
+        let rel = location
+            .strip_prefix(&self.directory)
+            .map_err(|_| not_ours("it is outside the storage's directory"))?;
+        let rel = rel
+            .to_str()
+            .ok_or_else(|| not_ours("its name is not UTF-8"))?;
+        key::check_version_key(rel)
+            .map_err(|why| not_ours(&format!("not a flow version ({why})")))?;
+        let slug_dir = self
+            .directory
+            .join(rel.split('/').next().unwrap_or_default());
+        if std::fs::symlink_metadata(&slug_dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(not_ours("its flow directory is a symbolic link"));
+        }
+        Ok(self.directory.join(rel))
+    }
+}
+
 fn list_dir(directory: &Path, slug: Option<&str>) -> Result<Vec<StoredVersion>> {
     let read_dir = |p: &Path| -> Result<Vec<std::fs::DirEntry>> {
         match std::fs::read_dir(p) {
