@@ -330,7 +330,7 @@ fn check_capable(storage: &dyn Storage) -> Result<()> {
         return Ok(());
     }
     let why = if !caps.write {
-        "it is read-only: flowstore never deletes from it"
+        "it is read-only, so flowstore never deletes from it (remove old flows where they live, e.g. with a commit)"
     } else if !caps.list_versions {
         "it cannot list its stored versions"
     } else {
