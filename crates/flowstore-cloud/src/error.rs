@@ -67,6 +67,10 @@ pub(crate) enum Op {
     Get,
     /// Listing: a 404 means the bucket is missing.
     List,
+    /// Deleting an object: a missing object is success (callers check before mapping), so a
+    /// 404 that reaches the mapping means the bucket (container) is missing; a refusal names
+    /// the permission deleting needs.
+    Delete,
 }
 
 /// Where a failure happened, for messages.
@@ -88,6 +92,15 @@ pub(crate) fn bucket_word(backend: &str) -> &'static str {
         "container"
     } else {
         "bucket"
+    }
+}
+
+/// What permission deleting needs on each backend, for "permission denied" hints on deletes.
+fn delete_hint(backend: &str) -> &'static str {
+    match backend {
+        "S3" => "the credentials may read and write but not delete: pruning needs s3:DeleteObject on the bucket's keys",
+        "Azure" => "the credentials may read and write but not delete: pruning needs the delete permission (a SAS token with `d`, or the Storage Blob Data Contributor role)",
+        _ => "the credentials may read and write but not delete: pruning needs storage.objects.delete (e.g. the Storage Object Admin role)",
     }
 }
 
@@ -141,7 +154,11 @@ impl Failure<'_> {
             format!(
                 "{} was refused ({detail}); {}",
                 self.what,
-                credentials_hint(self.backend)
+                if self.op == Op::Delete {
+                    delete_hint(self.backend)
+                } else {
+                    credentials_hint(self.backend)
+                }
             ),
         );
         with(e, source)

@@ -479,6 +479,7 @@ impl DockerBuilder {
             credentials,
             built: false,
             progress,
+            tag_digests: Default::default(),
         })
     }
 }

@@ -125,7 +125,8 @@ impl Docker {
     }
 
     /// The base config plus the flows layer: its diff id, a history entry, the image's
-    /// environment and the label naming the flows directory.
+    /// environment, the labels naming the flows directory and the flows' slugs, and the build
+    /// time (`created`: the tag's timestamp, else now).
     fn add_to_config(&self, config: &mut ImageConfiguration, diff_id: Digest) {
         config.rootfs.diff_ids.push(diff_id);
         config.history.push(History {
@@ -138,9 +139,25 @@ impl Docker {
         for (k, v) in &self.build.env_vars {
             env.push(format!("{k}={v}"));
         }
-        container
-            .labels
-            .get_or_insert_with(Default::default)
-            .insert(DIRECTORY_LABEL.to_string(), self.config.directory.clone());
+        let labels = container.labels.get_or_insert_with(Default::default);
+        labels.insert(DIRECTORY_LABEL.to_string(), self.config.directory.clone());
+        labels.insert(
+            crate::versions::FLOWS_LABEL.to_string(),
+            self.flows_label(),
+        );
+        // When it was built (as `docker build` records it): two builds of the same flows are
+        // two manifests, so deleting one version by digest never takes the other's tag along.
+        let created = self
+            .config
+            .image_tag
+            .as_deref()
+            .and_then(crate::versions::parse_timestamp_slug)
+            .unwrap_or_else(chrono::Utc::now);
+        config.other.insert(
+            "created".to_string(),
+            created
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
     }
 }

@@ -127,6 +127,12 @@ pub fn dockerfile(s: &Docker) -> String {
             .unwrap_or_default();
         lines.push(format!("ADD {json}"));
     }
+    // Slugs are `[a-z0-9-]`: nothing to quote. `list_versions` reads it (one flow: its slug).
+    lines.push(format!(
+        "LABEL {}=\"{}\"",
+        crate::versions::FLOWS_LABEL,
+        s.flows_label()
+    ));
     lines.push("COPY layer/ /".to_string());
     for c in &b.extra_dockerfile_commands {
         lines.push(c.clone());

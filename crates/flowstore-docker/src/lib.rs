@@ -100,6 +100,7 @@ pub mod oci;
 pub mod registry;
 mod storage;
 pub mod url;
+mod versions;
 
 pub use builder::DockerBuilder;
 pub use config::{

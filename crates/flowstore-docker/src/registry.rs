@@ -483,4 +483,214 @@ impl Registry {
         }
         Ok(bytes)
     }
+
+    /// Every tag of repository `name`, asking for `page` tags at a time
+    /// (`GET /v2/<name>/tags/list?n=<page>`) and following the registry's
+    /// `Link: <…>; rel="next"` header from page to page (registries that ignore `n`, such as
+    /// Distribution 2.8, answer with every tag at once). A repository the registry does not know
+    /// has no tags.
+    ///
+    /// Errors with [`Error::Registry`] when the registry refuses the credentials, cannot be
+    /// reached, or answers with something that is not a tag list.
+    pub async fn tags(&self, name: &str, page: usize) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let what = "listing tags";
+        let mut url = format!("{}/v2/{name}/tags/list?n={}", self.base, page.max(1));
+        let mut seen = std::collections::HashSet::new();
+        let mut tags = Vec::new();
+        loop {
+            if !seen.insert(url.clone()) {
+                return Err(self.error(
+                    name,
+                    what,
+                    format!("the registry's next page {url} was already read (a Link loop)"),
+                ));
+            }
+            let resp = self
+                .execute(what, name, self.req(reqwest::Method::GET, &url))
+                .await?;
+            if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                // NAME_UNKNOWN: no image was ever pushed there (or every one was deleted).
+                return Ok(tags);
+            }
+            let resp = self.check(name, what, resp).await?;
+            let next = resp
+                .headers()
+                .get_all(reqwest::header::LINK)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(next_link);
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(name, what, e))?;
+            let list: TagList = serde_json::from_slice(&body).map_err(|e| {
+                self.error(name, what, format!("the answer is not a tag list: {e}"))
+            })?;
+            tags.extend(list.tags.unwrap_or_default());
+            match next {
+                None => return Ok(tags),
+                Some(link) => {
+                    url = reqwest::Url::parse(&self.base)
+                        .and_then(|base| base.join(&link))
+                        .map_err(|e| {
+                            self.error(
+                                name,
+                                what,
+                                format!("the next page {link:?} is not a URL: {e}"),
+                            )
+                        })?
+                        .to_string();
+                }
+            }
+        }
+    }
+
+    /// The digest of the manifest (or index) `name:reference` names, from a `HEAD` request's
+    /// `Docker-Content-Digest` (accepting OCI and Docker manifests and indexes); read with a
+    /// `GET` and hashed when the registry does not send that header. `None` when the registry
+    /// has no such tag or manifest.
+    ///
+    /// Errors with [`Error::Registry`] when the registry refuses the credentials, cannot be
+    /// reached or fails, and [`Error::Config`] for a malformed digest header.
+    pub async fn manifest_digest(&self, name: &str, reference: &str) -> Result<Option<Digest>> {
+        let what = format!("resolving manifest {reference}");
+        let head = self
+            .execute(
+                &what,
+                name,
+                self.req(
+                    reqwest::Method::HEAD,
+                    &format!("{}/v2/{name}/manifests/{reference}", self.base),
+                )
+                .header(
+                    reqwest::header::ACCEPT,
+                    format!("{MANIFEST}, {DOCKER_MANIFEST}, {INDEX}, {DOCKER_MANIFEST_LIST}"),
+                ),
+            )
+            .await?;
+        if head.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let head = self.check(name, &what, head).await?;
+        match head
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(d) => Ok(Some(d.trim().parse()?)),
+            None => match self.manifest(name, reference).await {
+                Ok((_, descriptor)) => Ok(Some(descriptor.digest)),
+                Err(Error::Registry {
+                    status: Some(404), ..
+                }) => Ok(None),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Deletes the manifest `digest` of repository `name` (`DELETE /v2/<name>/manifests/<digest>`),
+    /// which removes every tag naming it. Returns false when it was already gone. Layers stay
+    /// until the registry's own garbage collection frees them.
+    ///
+    /// Errors with [`Error::Registry`] saying the registry does not allow deleting manifests when
+    /// it answers `405` (Distribution without `storage.delete.enabled`), `401`/`403` (credentials
+    /// that may not delete; Docker Hub and other hosted registries) or `400`/`501` with code
+    /// `UNSUPPORTED`, with what to do; as other requests do otherwise.
+    pub async fn delete_manifest(&self, name: &str, digest: &Digest) -> Result<bool> {
+        let what = format!("deleting manifest {digest}");
+        let resp = self
+            .execute(
+                &what,
+                name,
+                self.req(
+                    reqwest::Method::DELETE,
+                    &format!("{}/v2/{name}/manifests/{digest}", self.base),
+                ),
+            )
+            .await?;
+        let status = resp.status().as_u16();
+        match status {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            400 | 401 | 403 | 405 | 501 => {
+                let body = resp.text().await.unwrap_or_default();
+                if matches!(status, 400 | 501) && !body.contains("UNSUPPORTED") {
+                    return Err(Error::Registry {
+                        registry: self.base.clone(),
+                        repository: name.to_string(),
+                        what,
+                        message: format!(
+                            "{status}: {}",
+                            body.trim().chars().take(200).collect::<String>()
+                        ),
+                        status: Some(status),
+                        source: None,
+                    });
+                }
+                Err(Error::Registry {
+                    registry: self.base.clone(),
+                    repository: name.to_string(),
+                    what,
+                    message: format!(
+                        "{status}: the registry does not allow deleting manifests{}. For a \
+                         Distribution registry (`registry`, `docker-registry`) enable deletes with \
+                         `storage.delete.enabled: true` in its config.yml (or \
+                         REGISTRY_STORAGE_DELETE_ENABLED=true) and restart it; hosted registries \
+                         (Docker Hub, …) delete images through their own UI or API. Nothing was \
+                         deleted. Even after a delete, layers are freed only by the registry's own \
+                         garbage collection (`registry garbage-collect <config.yml>`). The \
+                         registry said: {}",
+                        if matches!(status, 401 | 403) {
+                            " with these credentials (they may read but not delete)"
+                        } else {
+                            ""
+                        },
+                        body.trim().chars().take(200).collect::<String>()
+                    ),
+                    status: Some(status),
+                    source: None,
+                })
+            }
+            _ => Err(self.status_error(name, &what, resp).await),
+        }
+    }
+}
+
+/// The target of a `Link` header value with `rel="next"` (`</v2/x/tags/list?n=2&last=b>;
+/// rel="next"`).
+fn next_link(value: &str) -> Option<String> {
+    value.split(',').find_map(|link| {
+        let (target, params) = link.split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then(|| target.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_links_are_found() {
+        assert_eq!(
+            next_link("</v2/a/tags/list?n=2&last=b>; rel=\"next\"").as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(
+            next_link("<https://r/v2/a/tags/list?last=c>; rel=\"prev\", <https://r/v2/a/tags/list?last=d>; rel=next").as_deref(),
+            Some("https://r/v2/a/tags/list?last=d")
+        );
+        assert_eq!(next_link("<x>; rel=\"prev\""), None);
+    }
 }

@@ -44,6 +44,10 @@ pub struct Docker {
     pub(crate) built: bool,
     /// Told how far a build or push is.
     pub(crate) progress: Option<ProgressFn>,
+    /// Timestamp tag → manifest digest, as `list_versions` last read them (a timestamp tag is
+    /// pushed once), so `delete_version`'s shared-manifest check need not resolve every tag
+    /// again.
+    pub(crate) tag_digests: Arc<std::sync::Mutex<std::collections::HashMap<String, Digest>>>,
 }
 
 impl std::fmt::Debug for Docker {
@@ -77,6 +81,7 @@ impl Docker {
             credentials: None,
             built: true,
             progress: ctx.progress.clone(),
+            tag_digests: Arc::default(),
         })
     }
 
@@ -167,16 +172,54 @@ impl Storage for Docker {
 
     fn capabilities(&self) -> Capabilities {
         let script = self.config.stored_as_script;
+        // Versions are images in a registry; a local image (no registry) has none to list.
+        let registry = self.config.registry_url.is_some();
         Capabilities {
             write: true,
             many_flows: true,
             serialized: !script,
             script,
-            list_versions: false,
+            list_versions: registry,
             stream_to_file: false,
             bundles: !script,
-            delete_versions: false,
+            delete_versions: registry,
         }
+    }
+
+    /// Lists the images of this storage's repository in its registry, newest first: one version
+    /// per tag that is a flowstore timestamp slug (`latest`, `v1` and other tags are not
+    /// versions), read through the distribution API (`GET /v2/<name>/tags/list`, paged by the
+    /// `Link` header, then each tag's manifest and config). Each version's location is
+    /// `<registry>/<image name>:<tag>`; its slug is the flow's slug when the image holds one
+    /// flow (the `io.flowstore.flows` label flowstore writes), else the last segment of the image
+    /// name; `stored_at` is the tag's time; `size` the image's total compressed layer size
+    /// (base layers included, which other images share). `flow` keeps the versions whose slug is
+    /// that flow's slug.
+    ///
+    /// Errors with [`CoreError::Unsupported`] for a storage without a registry (a local image),
+    /// [`CoreError::Config`] before the image has a name, and as the registry's answers map
+    /// ([`CoreError::PermissionDenied`] for refused credentials, a temporary
+    /// [`CoreError::Backend`] for an unreachable registry).
+    async fn list_versions(&self, flow: Option<&str>) -> Result<Vec<flowstore_core::StoredVersion>> {
+        self.list_image_versions(flow).await
+    }
+
+    /// Deletes one image version: `version.location` must be
+    /// `<this registry>/<this image name>:<timestamp tag>`. The tag's manifest digest is
+    /// resolved (`HEAD /v2/<name>/manifests/<tag>`) and the manifest deleted by digest
+    /// (`DELETE /v2/<name>/manifests/<digest>`); a tag already gone is not an error. Deleting by
+    /// digest removes every tag naming that manifest, so a manifest another tag also names is
+    /// not deleted. The registry frees the layers only at its own garbage collection
+    /// (`registry garbage-collect`).
+    ///
+    /// Errors with [`CoreError::Config`] (nothing sent, nothing deleted) for any other location,
+    /// and (nothing deleted) when another tag names the same manifest; with
+    /// [`CoreError::Backend`] or [`CoreError::PermissionDenied`] saying the registry does not
+    /// allow deleting manifests, and how to enable it, when it refuses (`405` from Distribution
+    /// without `storage.delete.enabled`, `401`/`403` from hosted registries);
+    /// [`CoreError::Unsupported`] for a storage without a registry.
+    async fn delete_version(&self, version: &flowstore_core::StoredVersion) -> Result<()> {
+        self.delete_image_version(version).await
     }
 
     /// Stages a serialized flow for the image; its location is `{directory}/flows/{slug}.flow`.

@@ -53,6 +53,14 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     options.flow = args.flow.clone();
     if let Some(grace) = args.grace {
         options.grace = grace;
+        if grace < flowstore::bundle::RECHECK_AFTER {
+            out.status(&format!(
+                "warning: a grace period under {}m can take blobs from a registration still \
+                 uploading when two sweeps run within it; use it only while nothing registers \
+                 to this storage",
+                flowstore::bundle::RECHECK_AFTER.as_secs() / 60
+            ));
+        }
     }
     let mut protected_refs = Vec::new();
     for path in &args.protect {
