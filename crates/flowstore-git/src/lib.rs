@@ -40,6 +40,9 @@
 //! | [`Bitbucket`] | no | yes | no | yes | no | no | no |
 //! | [`CodeCommit`] | no | yes | no | yes | no | no | no |
 //!
+//! None deletes: `flowstore prune` refuses them (remove old flows from the repository with a
+//! commit).
+//!
 //! Several flows per storage: `add_flow` records the configured file for a flow, and
 //! `add_flow_at(name, path)` another file of the same repository and ref.
 //!

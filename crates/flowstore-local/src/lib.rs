@@ -17,10 +17,14 @@
 //!
 //! # Capabilities
 //!
-//! | storage | write | many flows | serialized | script | list versions | stream to file |
-//! |---|---|---|---|---|---|---|
-//! | `Local` | yes | yes | serialized mode | script mode | serialized mode | yes |
-//! | `Module` | yes (into this process) | yes | yes | no | no | no |
+//! | storage | write | many flows | serialized | script | list versions | stream to file | bundles | delete versions |
+//! |---|---|---|---|---|---|---|---|---|
+//! | `Local` | yes | yes | serialized mode | script mode | serialized mode | yes | serialized mode | serialized mode |
+//! | `Module` | yes (into this process) | yes | yes | no | no | no | no | no |
+//!
+//! Deleting versions (`flowstore prune`, [`flowstore_core::prune`]): [`Local`] removes only files
+//! at `<directory>/<flow slug>/<timestamp slug>` (never a symbolic link, never a script mode's own
+//! files); swept bundle blobs go to `<directory>/.blobs/trash/sha256/` first.
 //!
 //! # Configuration
 //!

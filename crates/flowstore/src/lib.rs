@@ -94,15 +94,15 @@
 //! Every storage declares it ([`Storage::capabilities`]); the conformance suite every backend
 //! runs picks its checks from it.
 //!
-//! | backend | write | many flows | serialized | script | list versions | stream to file | bundles |
-//! |---|---|---|---|---|---|---|---|
-//! | Local | yes | yes | yes | yes | serialized mode | yes | serialized mode |
-//! | Module | yes (this process) | yes | yes | no | no | no | no |
-//! | S3, Azure, GCS | yes | yes (unless a fixed key) | yes | yes | yes | yes | serialized mode, no fixed key |
-//! | Git | no (read-only) | yes | no | yes | no | no | yes (a directory of the repository) |
-//! | GitHub, GitLab, Bitbucket, CodeCommit | no (read-only) | yes | no | yes | no | no | no |
-//! | Docker | yes (an image) | yes | yes | yes | no | no | serialized mode (one image layer) |
-//! | Webhook | yes | no (one flow) | yes | yes | no | yes | URL mode |
+//! | backend | write | many flows | serialized | script | list versions | stream to file | bundles | delete versions ([`prune`]) |
+//! |---|---|---|---|---|---|---|---|---|
+//! | Local | yes | yes | yes | yes | serialized mode | yes | serialized mode | serialized mode |
+//! | Module | yes (this process) | yes | yes | no | no | no | no | no |
+//! | S3, Azure, GCS | yes | yes (unless a fixed key) | yes | yes | yes | yes | serialized mode, no fixed key | where it lists |
+//! | Git | no (read-only) | yes | no | yes | no | no | yes (a directory of the repository) | no |
+//! | GitHub, GitLab, Bitbucket, CodeCommit | no (read-only) | yes | no | yes | no | no | no | no |
+//! | Docker | yes (an image) | yes | yes | yes | registry tags | no | serialized mode (one image layer) | registry tags, where the registry allows deletes |
+//! | Webhook | yes | no (one flow) | yes | yes | URL mode (JSON directory listings) | yes | URL mode | URL mode (the server must allow `DELETE`) |
 //!
 //! ## Errors
 //!
