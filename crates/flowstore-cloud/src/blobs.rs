@@ -61,6 +61,10 @@ pub(crate) trait Blobs: Send + Sync {
     async fn head_bytes(&self, key: &str, n: u64) -> Option<Bytes>;
     /// Every object under `prefix`.
     async fn list(&self, prefix: Option<&str>) -> Result<Vec<BlobMeta>, CoreError>;
+    /// Deletes the object. One already gone is success; a missing bucket (container) is
+    /// [`CoreError::NotFound`] naming it, a refusal [`CoreError::PermissionDenied`] naming the
+    /// permission deleting needs.
+    async fn delete(&self, key: &str) -> Result<(), CoreError>;
     /// Writes bytes, replacing what is there (tests that alter stored flows).
     async fn replace(&self, key: &str, bytes: Bytes) -> Result<(), CoreError>;
 }
@@ -273,6 +277,21 @@ impl Blobs for ObjectStoreBlobs {
             .await
             .map_err(|e| self.error(Op::List, "listing", prefix.unwrap_or(""), e))?;
         Ok(metas.into_iter().map(meta).collect())
+    }
+
+    /// `object_store`'s delete: S3 answers 204 for a key that is not there, Azure 404
+    /// (`BlobNotFound`), which is success here; a missing container stays an error.
+    async fn delete(&self, key: &str) -> Result<(), CoreError> {
+        match self.store.delete(&ObjectPath::from(key)).await {
+            Ok(()) => Ok(()),
+            Err(e @ object_store::Error::NotFound { .. })
+                if crate::error::names_missing_bucket(&e.to_string()) =>
+            {
+                Err(self.error(Op::Delete, "deleting", key, e))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(Op::Delete, "deleting", key, e)),
+        }
     }
 
     async fn replace(&self, key: &str, bytes: Bytes) -> Result<(), CoreError> {

@@ -232,7 +232,7 @@ fn with(e: CoreError, source: Option<BoxError>) -> CoreError {
 }
 
 /// The service error codes that say the bucket (container), not the object, is missing.
-fn names_missing_bucket(text: &str) -> bool {
+pub(crate) fn names_missing_bucket(text: &str) -> bool {
     ["NoSuchBucket", "ContainerNotFound", "bucket does not exist"]
         .iter()
         .any(|code| text.contains(code))

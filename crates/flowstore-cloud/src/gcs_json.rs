@@ -559,6 +559,24 @@ impl Blobs for GcsJsonBlobs {
         }
     }
 
+    /// `DELETE` on the object: 204 is deleted; 404 is success when the bucket exists (the
+    /// object is already gone) and a missing bucket otherwise.
+    async fn delete(&self, key: &str) -> Result<(), CoreError> {
+        let what = format!("deleting {}", self.url(key));
+        let url = self.object_url(key);
+        let resp = self
+            .send(&what, || {
+                let rb = self.client.delete(&url);
+                async move { Ok(rb) }
+            })
+            .await?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(()),
+            404 if self.bucket_exists().await => Ok(()),
+            _ => Err(self.status_error(Op::Delete, &what, key, resp).await),
+        }
+    }
+
     async fn replace(&self, key: &str, bytes: Bytes) -> Result<(), CoreError> {
         match self.put(key, bytes, true).await {
             Ok(()) => Ok(()),

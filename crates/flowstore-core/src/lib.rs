@@ -5,6 +5,9 @@
 //! - [`StorageReference`] and [`Registry`]: the JSON an orchestrator persists and how an agent
 //!   turns it back into a storage.
 //! - [`key`]: the `<slug(flow)>/<slug(timestamp)>` key scheme (python-slugify compatible).
+//! - [`bundle`]: a flow with its code, as content-addressed blobs plus a manifest.
+//! - [`prune`]: retention (which versions a policy lets go, deleting them, and the blob sweep
+//!   through a trash that never takes a blob a remaining version needs).
 //! - `testkit` (feature `testkit`): the conformance suite every backend runs.
 //! - [`raw`]: helpers for backend authors (the flow index, atomic writes, streaming sinks,
 //!   configuration from URLs and pairs), kept apart from what a user of storages needs.
@@ -18,7 +21,7 @@
 //! at run time.
 //!
 //! Every storage declares what it can do ([`Capabilities`]: write, many flows, serialized, script,
-//! list versions, stream to a file); errors say what kind of failure they are
+//! list versions, stream to a file, bundles, delete versions); errors say what kind of failure they are
 //! ([`Error::is_not_found`], [`Error::is_temporary`]) and keep the lower error as `source()`.
 //!
 //! ```
