@@ -1,17 +1,18 @@
 //! Bundles on S3, Azure and GCS: blobs at `<prefix>/.blobs/sha256/<hex>` beside the flows, the
-//! manifest stored as the flow.
+//! manifest stored as the flow, and blobs a prune swept at `<prefix>/.blobs/trash/sha256/<hex>`.
 //!
 //! `add_flow` scans the tree and stages the manifest at a fresh default key; `persist` uploads the
 //! blobs the storage lacks (packs of small files and large files; one listing of the blob prefix
 //! finds them), create-only, then the manifest, create-only. Fetching reads a whole blob as a
-//! stream, or one file out of a pack with one ranged request.
+//! stream, or one file out of a pack with one ranged request. Both areas are [`AreaBlobs`]:
+//! the engine's own `BlobStore` is its live area.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flowstore_core::bundle::{self, BlobStore, BundleInput};
+use flowstore_core::bundle::{self, BlobArea, BlobInfo, BlobStore, BundleInput};
 use flowstore_core::{async_trait, Error as CoreError, Result};
 use futures::TryStreamExt;
 use tokio::io::AsyncWriteExt;
@@ -20,20 +21,28 @@ use crate::blobs::{PutError, MULTIPART_THRESHOLD};
 use crate::engine::{Body, Engine, Staged};
 
 impl Engine {
-    /// The key of blob `digest`: `<prefix>/.blobs/sha256/<hex>`, or `.blobs/sha256/<hex>`
-    /// without a prefix.
-    fn blob_key(&self, digest: &str) -> String {
-        let key = bundle::blob_key(digest);
+    /// The key of blob `digest` in `area`: `<prefix>/.blobs/sha256/<hex>` (live) or
+    /// `<prefix>/.blobs/trash/sha256/<hex>`, without `<prefix>/` when there is none.
+    fn blob_key(&self, area: BlobArea, digest: &str) -> String {
+        self.under_prefix(area.key(digest))
+    }
+
+    /// The prefix every blob key of `area` starts with (`<prefix>/.blobs/sha256/`), ending in
+    /// `/` so that GCS's character-wise prefix match finds nothing else.
+    fn blob_prefix(&self, area: BlobArea) -> String {
+        self.under_prefix(format!("{}/", area.dir()))
+    }
+
+    fn under_prefix(&self, key: String) -> String {
         match self.prefix.as_deref().map(|p| p.trim_end_matches('/')) {
             Some(p) if !p.is_empty() => format!("{p}/{key}"),
             _ => key,
         }
     }
 
-    /// The prefix every blob key starts with (`<prefix>/.blobs/sha256/`).
-    fn blob_prefix(&self) -> String {
-        let probe = self.blob_key("sha256:");
-        probe.trim_end_matches('/').to_string() + "/"
+    /// The blobs of one area as a [`BlobStore`].
+    pub(crate) fn blob_area(&self, area: BlobArea) -> AreaBlobs<'_> {
+        AreaBlobs { engine: self, area }
     }
 
     /// Scans the bundle's tree (blocking, off the async threads) and stages its manifest at a
@@ -93,32 +102,95 @@ impl Engine {
     }
 }
 
+/// The blobs of one area (live or trash) of a cloud storage: every operation acts on keys
+/// under that area's prefix.
+pub(crate) struct AreaBlobs<'a> {
+    engine: &'a Engine,
+    area: BlobArea,
+}
+
+impl AreaBlobs<'_> {
+    fn key(&self, digest: &str) -> String {
+        self.engine.blob_key(self.area, digest)
+    }
+}
+
+/// The live area: what registrations upload and fetches read.
 #[async_trait]
 impl BlobStore for Engine {
     fn blob_location(&self, digest: &str) -> String {
-        self.url(&self.blob_key(digest))
+        self.blob_area(BlobArea::Live).blob_location(digest)
     }
 
     async fn has_blob(&self, digest: &str) -> Result<bool> {
-        self.blobs.exists(&self.blob_key(digest)).await
+        self.blob_area(BlobArea::Live).has_blob(digest).await
     }
 
-    /// One listing of `<prefix>/.blobs/sha256/` instead of a request per blob.
+    async fn missing_blobs(&self, digests: &[String]) -> Result<Vec<String>> {
+        self.blob_area(BlobArea::Live).missing_blobs(digests).await
+    }
+
+    async fn put_blob(&self, digest: &str, source: &Path, size: u64) -> Result<()> {
+        self.blob_area(BlobArea::Live)
+            .put_blob(digest, source, size)
+            .await
+    }
+
+    async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64> {
+        self.blob_area(BlobArea::Live).get_blob(digest, dest).await
+    }
+
+    async fn get_blob_range(&self, digest: &str, offset: u64, len: u64) -> Result<Bytes> {
+        self.blob_area(BlobArea::Live)
+            .get_blob_range(digest, offset, len)
+            .await
+    }
+
+    fn area(&self, area: BlobArea) -> Option<Box<dyn BlobStore + '_>> {
+        Some(Box::new(self.blob_area(area)))
+    }
+
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
+        self.blob_area(BlobArea::Live).list_blobs().await
+    }
+
+    async fn delete_blob(&self, digest: &str) -> Result<()> {
+        self.blob_area(BlobArea::Live).delete_blob(digest).await
+    }
+
+    async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
+        self.blob_area(BlobArea::Live)
+            .replace_blob_for_tests(digest, bytes)
+            .await
+    }
+}
+
+#[async_trait]
+impl BlobStore for AreaBlobs<'_> {
+    fn blob_location(&self, digest: &str) -> String {
+        self.engine.url(&self.key(digest))
+    }
+
+    async fn has_blob(&self, digest: &str) -> Result<bool> {
+        self.engine.blobs.exists(&self.key(digest)).await
+    }
+
+    /// One listing of the area's prefix instead of a request per blob.
     async fn missing_blobs(&self, digests: &[String]) -> Result<Vec<String>> {
         if digests.is_empty() {
             return Ok(Vec::new());
         }
-        let prefix = self.blob_prefix();
-        let listed = self.blobs.list(Some(&prefix)).await?;
-        let present: HashSet<&str> = listed
-            .iter()
-            .filter_map(|m| m.key.rsplit('/').next())
+        let present: HashSet<String> = self
+            .list_blobs()
+            .await?
+            .into_iter()
+            .map(|b| b.digest)
             .collect();
         let mut missing: Vec<String> = digests
             .iter()
             .filter(|d| {
                 let hex = d.split_once(':').map_or(d.as_str(), |(_, hex)| hex);
-                !present.contains(hex)
+                !present.contains(&format!("sha256:{hex}"))
             })
             .cloned()
             .collect();
@@ -129,20 +201,21 @@ impl BlobStore for Engine {
 
     /// Create-only: small blobs in one request, large ones streamed from disk in parts. A blob
     /// already there (same name, so same bytes) is success. Core's `bundle::upload` has checked
-    /// the file against its digest just before.
+    /// the file against its digest just before (a sweep, against the blob's name).
     async fn put_blob(&self, digest: &str, source: &Path, size: u64) -> Result<()> {
-        let key = self.blob_key(digest);
+        let key = self.key(digest);
+        let blobs = &self.engine.blobs;
         let put = if size > MULTIPART_THRESHOLD {
-            self.blobs.put_file(&key, source, false).await
+            blobs.put_file(&key, source, false).await
         } else {
             let bytes = tokio::fs::read(source)
                 .await
                 .map_err(|e| CoreError::io(format!("reading {}", source.display()), e))?;
-            self.blobs.put(&key, Bytes::from(bytes), false).await
+            blobs.put(&key, Bytes::from(bytes), false).await
         };
         match put {
             Ok(()) => {
-                tracing::debug!(blob = %self.url(&key), size, "uploaded blob");
+                tracing::debug!(blob = %self.engine.url(&key), size, "uploaded blob");
                 Ok(())
             }
             Err(PutError::Exists) => Ok(()),
@@ -152,12 +225,13 @@ impl BlobStore for Engine {
 
     /// Streams the blob into `dest`; a missing blob is `NotFound` (`blob`) naming its location.
     async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64> {
-        let key = self.blob_key(digest);
+        let key = self.key(digest);
         let (_, mut stream) = self
+            .engine
             .blobs
             .get(&key)
             .await
-            .map_err(|e| self.blob_missing(e))?;
+            .map_err(|e| self.engine.blob_missing(e))?;
         let write_err = |e| CoreError::io(format!("writing {}", dest.display()), e);
         let mut file = tokio::fs::File::create(dest).await.map_err(write_err)?;
         let mut written = 0u64;
@@ -174,19 +248,53 @@ impl BlobStore for Engine {
     /// download. A missing blob is `NotFound` (`blob`) naming its location; a blob shorter than
     /// the range is an error naming it.
     async fn get_blob_range(&self, digest: &str, offset: u64, len: u64) -> Result<Bytes> {
-        let key = self.blob_key(digest);
+        let key = self.key(digest);
         let bytes = self
+            .engine
             .blobs
             .get_range(&key, offset, len)
             .await
-            .map_err(|e| self.blob_missing(e))?;
-        tracing::debug!(blob = %self.url(&key), offset, len, "read a range of a blob");
+            .map_err(|e| self.engine.blob_missing(e))?;
+        tracing::debug!(blob = %self.engine.url(&key), offset, len, "read a range of a blob");
         Ok(bytes)
     }
 
+    fn area(&self, area: BlobArea) -> Option<Box<dyn BlobStore + '_>> {
+        Some(Box::new(self.engine.blob_area(area)))
+    }
+
+    /// One listing of the area's prefix (`<prefix>/.blobs/sha256/` or
+    /// `<prefix>/.blobs/trash/sha256/`, paged as the service pages). Objects whose name below
+    /// it is not 64 hex digits (deeper keys, other files) are not blobs; `modified` is the
+    /// object's last-modified time, when it was written (for a trashed blob: trashed).
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
+        let prefix = self.engine.blob_prefix(self.area);
+        let listed = self.engine.blobs.list(Some(&prefix)).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|m| {
+                let digest = m.key.strip_prefix(&prefix).and_then(BlobArea::digest_of)?;
+                Some(BlobInfo {
+                    digest,
+                    size: m.size,
+                    modified: m.last_modified,
+                })
+            })
+            .collect())
+    }
+
+    /// Deletes the blob's object; one already gone is success.
+    async fn delete_blob(&self, digest: &str) -> Result<()> {
+        let key = self.key(digest);
+        self.engine.blobs.delete(&key).await?;
+        tracing::debug!(blob = %self.engine.url(&key), "deleted blob");
+        Ok(())
+    }
+
     async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
-        self.blobs
-            .replace(&self.blob_key(digest), Bytes::copy_from_slice(bytes))
+        self.engine
+            .blobs
+            .replace(&self.key(digest), Bytes::copy_from_slice(bytes))
             .await?;
         Ok(true)
     }
@@ -225,17 +333,97 @@ mod tests {
     fn blob_keys_sit_under_the_prefix() {
         let d = sha256_digest(b"x");
         let hex = d.strip_prefix("sha256:").unwrap();
+        let live = BlobArea::Live;
         assert_eq!(
-            engine(Some("team/flows/")).blob_key(&d),
+            engine(Some("team/flows/")).blob_key(live, &d),
             format!("team/flows/.blobs/sha256/{hex}")
         );
-        assert_eq!(engine(None).blob_key(&d), format!(".blobs/sha256/{hex}"));
-        assert_eq!(engine(Some("p")).blob_prefix(), "p/.blobs/sha256/");
-        assert_eq!(engine(None).blob_prefix(), ".blobs/sha256/");
+        assert_eq!(
+            engine(None).blob_key(live, &d),
+            format!(".blobs/sha256/{hex}")
+        );
+        assert_eq!(engine(Some("p")).blob_prefix(live), "p/.blobs/sha256/");
+        assert_eq!(engine(None).blob_prefix(live), ".blobs/sha256/");
         assert_eq!(
             engine(None).blob_location(&d),
             format!("s3://b/.blobs/sha256/{hex}")
         );
+        let trash = BlobArea::Trash;
+        assert_eq!(
+            engine(Some("p/")).blob_key(trash, &d),
+            format!("p/.blobs/trash/sha256/{hex}")
+        );
+        assert_eq!(
+            engine(Some("p")).blob_prefix(trash),
+            "p/.blobs/trash/sha256/"
+        );
+        assert_eq!(
+            engine(Some("p")).area(trash).unwrap().blob_location(&d),
+            format!("s3://b/p/.blobs/trash/sha256/{hex}")
+        );
+    }
+
+    /// Writes `bytes` to a temporary file and puts it as blob `digest` into `store`.
+    async fn put(store: &dyn BlobStore, bytes: &[u8]) -> String {
+        let digest = sha256_digest(bytes);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), bytes).unwrap();
+        store
+            .put_blob(&digest, file.path(), bytes.len() as u64)
+            .await
+            .unwrap();
+        digest
+    }
+
+    #[tokio::test]
+    async fn the_trash_is_an_area_of_its_own() {
+        let e = engine(Some("p"));
+        let trash = e.area(BlobArea::Trash).unwrap();
+        let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+        let (a, b) = (put(&e, b"live").await, put(&*trash, b"trashed").await);
+        // Neither area sees the other's blobs, nor junk in its directory.
+        e.blobs
+            .replace("p/.blobs/sha256/not-a-digest", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        e.blobs
+            .replace(
+                &format!("p/.blobs/sha256/{}/deeper", "ab".repeat(32)),
+                Bytes::from_static(b"x"),
+            )
+            .await
+            .unwrap();
+        let live = e.list_blobs().await.unwrap();
+        assert_eq!(
+            live.iter().map(|b| b.digest.as_str()).collect::<Vec<_>>(),
+            [a.as_str()]
+        );
+        assert_eq!(live[0].size, 4);
+        assert!(live[0].modified >= before, "{live:?}");
+        let trashed = trash.list_blobs().await.unwrap();
+        assert_eq!(
+            trashed
+                .iter()
+                .map(|b| b.digest.as_str())
+                .collect::<Vec<_>>(),
+            [b.as_str()]
+        );
+        let asked = std::slice::from_ref(&b);
+        assert_eq!(e.missing_blobs(asked).await.unwrap(), asked);
+        assert!(trash.missing_blobs(asked).await.unwrap().is_empty());
+        // Reads act on the area's keys.
+        let out = tempfile::NamedTempFile::new().unwrap();
+        assert_eq!(trash.get_blob(&b, out.path()).await.unwrap(), 7);
+        assert_eq!(&trash.get_blob_range(&b, 1, 3).await.unwrap()[..], b"ras");
+        let err = e.get_blob(&b, out.path()).await.unwrap_err();
+        assert!(err.is_not_found(), "{err:?}");
+        // Deleting is quiet about a blob already gone, and touches one area only.
+        trash.delete_blob(&a).await.unwrap();
+        assert_eq!(e.list_blobs().await.unwrap().len(), 1);
+        trash.delete_blob(&b).await.unwrap();
+        trash.delete_blob(&b).await.unwrap();
+        assert!(trash.list_blobs().await.unwrap().is_empty());
+        assert!(!trash.has_blob(&b).await.unwrap() && e.has_blob(&a).await.unwrap());
     }
 
     #[tokio::test]

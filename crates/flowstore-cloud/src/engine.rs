@@ -1,7 +1,6 @@
 //! The object-store engine S3, Azure and GCS share: staging at `add_flow`, create-only uploads
 //! at `persist`, verified downloads, streaming to disk, and listing versions.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,7 +9,7 @@ use flowstore_core::bundle::{self, BundleInput, ScannedBundle};
 use flowstore_core::raw::sink::{file_digest, FlowFileSink};
 use flowstore_core::raw::FlowIndex;
 use flowstore_core::{key, Error as CoreError, FetchedFlow, FlowInput, Result, StoredVersion};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::blobs::{BlobMeta, Blobs, PutError, MULTIPART_THRESHOLD};
 use crate::error::bucket_word;
@@ -19,6 +18,8 @@ use crate::error::bucket_word;
 const KEY_ATTEMPTS: usize = 8;
 /// The largest flow `get_flow` holds in memory.
 pub const MAX_IN_MEMORY: u64 = 2 << 30;
+/// How many versions' first bytes `list_versions` reads at once.
+pub(crate) const HEAD_READS: usize = 16;
 
 /// What `add_flow` staged for `persist`.
 #[derive(Debug, Clone)]
@@ -317,10 +318,86 @@ impl Engine {
         Ok(fetched)
     }
 
+    /// The prefix default keys sit under, without its trailing `/` (empty without a prefix):
+    /// what listings strip and deletes check.
+    fn version_base(&self) -> String {
+        self.prefix
+            .as_deref()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// The object key of a listed version, if its location is `<prefix>/<flow slug>/<timestamp
+    /// slug>` of this storage.
+    ///
+    /// Errors: [`CoreError::Config`] naming the location and what may be deleted otherwise.
+    fn version_key<'v>(&self, version: &'v StoredVersion) -> Result<&'v str> {
+        let base = self.version_base();
+        let location = version.location.as_str();
+        let not_ours = |why: &str| {
+            CoreError::config(format!(
+                "refusing {}: {why}. Only flow versions that `flowstore list` shows for this {} \
+                 storage ({}/<flow slug>/<timestamp>) can be deleted or read; nothing was changed",
+                self.url(location),
+                self.backend,
+                self.url(&base).trim_end_matches('/'),
+            ))
+        };
+        let rel = if base.is_empty() {
+            location
+        } else {
+            location
+                .strip_prefix(base.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+                .ok_or_else(|| not_ours(&format!("it is not under the storage's prefix {base}/")))?
+        };
+        key::check_version_key(rel)
+            .map_err(|why| not_ours(&format!("it is not a flow version ({why})")))?;
+        Ok(location)
+    }
+
+    /// Deletes one listed version's object (one already gone is success), after checking it is
+    /// a version of this storage.
+    ///
+    /// Errors: [`CoreError::Config`] for any other location (nothing is deleted); the service's
+    /// refusal ([`CoreError::PermissionDenied`] naming the delete permission) or a missing
+    /// bucket.
+    pub async fn delete_version(&self, version: &StoredVersion) -> Result<()> {
+        let key = self.version_key(version)?;
+        self.blobs.delete(key).await?;
+        tracing::debug!(location = %self.url(key), "deleted a stored version");
+        Ok(())
+    }
+
+    /// Reads one listed version's stored bytes, unverified, after checking it is a version of
+    /// this storage.
+    ///
+    /// Errors: [`CoreError::Config`] for any other location or one larger than
+    /// [`MAX_IN_MEMORY`]; [`CoreError::NotFound`] when it is gone; the service's errors.
+    pub async fn read_version(&self, version: &StoredVersion) -> Result<Bytes> {
+        let key = self.version_key(version)?;
+        let (meta, mut stream) = self.blobs.get(key).await?;
+        if meta.size > MAX_IN_MEMORY {
+            return Err(CoreError::config(format!(
+                "stored version {} is {} bytes, more than the {MAX_IN_MEMORY} read into memory",
+                self.url(key),
+                meta.size
+            )));
+        }
+        let mut buf = BytesMut::with_capacity(meta.size as usize);
+        while let Some(chunk) = stream.try_next().await? {
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
     /// Lists stored versions under the prefix (all flows, or one flow's slug), newest first.
+    ///
+    /// Each version's first 4 KiB are read to tell its flow's name and whether it is a bundle
+    /// manifest, [`HEAD_READS`] at a time.
     pub async fn list_versions(&self, flow: Option<&str>) -> Result<Vec<StoredVersion>> {
-        let base = self.prefix.clone().unwrap_or_default();
-        let base = base.trim_end_matches('/').to_string();
+        let base = self.version_base();
         let wanted_slug = flow.map(key::flow_slug);
         // Listed with a trailing `/`: GCS matches prefixes character by character, so
         // `team/etl` would also list `team/etl-2/…`.
@@ -331,57 +408,263 @@ impl Engine {
             None => Some(format!("{base}/")),
         };
         let metas = self.blobs.list(prefix.as_deref()).await?;
-        let mut versions = Vec::new();
-        let mut names: BTreeMap<String, (Option<String>, bool)> = BTreeMap::new();
+        let mut candidates = Vec::new();
         for meta in metas {
-            let location = meta.key.clone();
             let rel = if base.is_empty() {
-                location.as_str()
+                meta.key.as_str()
             } else {
-                match location.strip_prefix(&format!("{base}/")) {
+                match meta.key.strip_prefix(&format!("{base}/")) {
                     Some(rel) => rel,
                     None => continue,
                 }
             };
-            let Some((slug, version)) = rel.split_once('/') else {
+            // Only `<flow slug>/<timestamp slug>` keys are versions (what `delete_version`
+            // accepts): bundle blobs (`.blobs/…`), deeper keys and other programs' objects under
+            // the prefix are not listed, so a prune never plans what it may not delete.
+            if key::check_version_key(rel).is_err() {
+                continue;
+            }
+            let Some((slug, _)) = rel.split_once('/') else {
                 continue;
             };
-            // Bundle blobs (`.blobs/sha256/…`) are not flow versions.
-            if slug == bundle::BLOB_DIR || slug.starts_with('.') {
-                continue;
-            }
-            if version.contains('/') || version.starts_with('.') {
-                continue;
-            }
             if wanted_slug.as_deref().is_some_and(|w| w != slug) {
                 continue;
             }
             let slug = slug.to_string();
-            let (flow_name, is_bundle) = match names.get(&location) {
-                Some(n) => n.clone(),
-                None => {
-                    let head = self.blobs.head_bytes(&meta.key, meta.size.min(4096)).await;
-                    let is_bundle = head.as_deref().is_some_and(bundle::is_manifest);
-                    let n = head
-                        .and_then(|h| flowstore_core::envelope::peek_header(&h))
-                        .map(|h| h.flow);
-                    names.insert(location.clone(), (n.clone(), is_bundle));
-                    (n, is_bundle)
-                }
-            };
-            versions.push(StoredVersion {
-                flow: flow_name,
-                slug,
-                location,
-                size: Some(meta.size),
-                stored_at: Some(meta.last_modified),
-                bundle: is_bundle,
-            });
+            candidates.push((meta, slug));
         }
+        // One small ranged read per version, HEAD_READS at a time, in listing order.
+        let mut versions: Vec<StoredVersion> = futures::stream::iter(candidates)
+            .map(|(meta, slug)| async move {
+                let head = self.blobs.head_bytes(&meta.key, meta.size.min(4096)).await;
+                let bundle = head.as_deref().is_some_and(bundle::is_manifest);
+                let flow = head
+                    .and_then(|h| flowstore_core::envelope::peek_header(&h))
+                    .map(|h| h.flow);
+                StoredVersion {
+                    flow,
+                    slug,
+                    location: meta.key,
+                    size: Some(meta.size),
+                    stored_at: Some(meta.last_modified),
+                    bundle,
+                }
+            })
+            .buffered(HEAD_READS)
+            .collect()
+            .await;
         versions.sort_by(|a, b| {
             let v = |s: &StoredVersion| s.location.rsplit('/').next().unwrap_or("").to_string();
             v(b).cmp(&v(a))
         });
         Ok(versions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::blobs::{ChunkStream, ObjectStoreBlobs};
+    use flowstore_core::envelope::{seal, AppInfo};
+
+    fn memory() -> ObjectStoreBlobs {
+        ObjectStoreBlobs {
+            backend: "S3",
+            display: "s3://b".into(),
+            store: Arc::new(object_store::memory::InMemory::new()),
+        }
+    }
+
+    fn engine(blobs: Arc<dyn Blobs>, prefix: &str) -> Engine {
+        let mut e = Engine::new("S3", "s3://b".into(), blobs, "no key");
+        e.prefix = Some(prefix.to_string());
+        e
+    }
+
+    fn sealed(name: &str) -> Bytes {
+        seal(name, &name, &AppInfo::new("cloud-unit", "1"))
+            .unwrap()
+            .bytes
+    }
+
+    #[tokio::test]
+    async fn deletes_and_reads_take_only_versions_of_this_storage() {
+        let blobs: Arc<dyn Blobs> = Arc::new(memory());
+        let mut e = engine(blobs.clone(), "team/flows/");
+        e.add_flow(
+            seal("ETL", &1, &AppInfo::new("cloud-unit", "1"))
+                .unwrap()
+                .into(),
+        )
+        .await
+        .unwrap();
+        e.persist().await.unwrap();
+        let listed = e.list_versions(Some("ETL")).await.unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        let version = &listed[0];
+        assert!(
+            version.location.starts_with("team/flows/etl/"),
+            "{version:?}"
+        );
+        let stamp = version.location.rsplit('/').next().unwrap();
+        // Other objects a listing of the bucket would show; none may be deleted or read.
+        let hex = "ab".repeat(32);
+        let foreign = [
+            format!("team/flows/.blobs/sha256/{hex}"),
+            format!("team/flows/.blobs/trash/sha256/{hex}"),
+            format!("team/other/etl/{stamp}"),
+            format!("team/flows-2/etl/{stamp}"),
+            format!("team/flows/etl/{stamp}/deeper"),
+            format!("team/flows/etl/../{stamp}"),
+            format!("team/flows/ETL/{stamp}"),
+            "team/flows/etl/not-a-stamp".to_string(),
+            format!("team/flows/{stamp}"),
+            format!("/team/flows/etl/{stamp}"),
+            format!("etl/{stamp}"),
+        ];
+        for location in &foreign {
+            blobs
+                .replace(location, Bytes::from_static(b"keep"))
+                .await
+                .unwrap();
+            let bad = StoredVersion {
+                location: location.clone(),
+                ..version.clone()
+            };
+            for err in [
+                e.delete_version(&bad).await.unwrap_err(),
+                e.read_version(&bad).await.unwrap_err(),
+            ] {
+                assert!(
+                    matches!(err, CoreError::Config { .. }),
+                    "{location}: {err:?}"
+                );
+                assert!(
+                    err.to_string().contains(&format!("s3://b/{location}")),
+                    "{err}"
+                );
+            }
+            assert!(
+                blobs.exists(location).await.unwrap(),
+                "{location} was deleted"
+            );
+        }
+        assert_eq!(e.read_version(version).await.unwrap(), {
+            let (_, s) = blobs.get(&version.location).await.unwrap();
+            let chunks: Vec<Bytes> = s.try_collect().await.unwrap();
+            chunks.concat()
+        });
+        e.delete_version(version).await.unwrap();
+        assert!(!blobs.exists(&version.location).await.unwrap());
+        e.delete_version(version)
+            .await
+            .expect("already gone is fine");
+        assert!(e.read_version(version).await.unwrap_err().is_not_found());
+        assert!(e.list_versions(Some("ETL")).await.unwrap().is_empty());
+
+        // Without a prefix, a version is `<slug>/<stamp>` at the bucket's root.
+        let root = Engine::new("S3", "s3://b".into(), blobs.clone(), "no key");
+        let key = format!("etl/{stamp}");
+        let at_root = StoredVersion {
+            location: key.clone(),
+            ..version.clone()
+        };
+        root.read_version(&at_root).await.unwrap();
+        root.delete_version(&at_root).await.unwrap();
+        assert!(!blobs.exists(&key).await.unwrap());
+        let nested = StoredVersion {
+            location: format!("team/flows/etl/{stamp}"),
+            ..version.clone()
+        };
+        assert!(matches!(
+            root.delete_version(&nested).await.unwrap_err(),
+            CoreError::Config { .. }
+        ));
+    }
+
+    /// [`Blobs`] over memory whose `head_bytes` takes a while and counts how many run at once.
+    struct SlowHeads {
+        inner: ObjectStoreBlobs,
+        running: AtomicUsize,
+        most: AtomicUsize,
+        calls: AtomicUsize,
+    }
+
+    #[flowstore_core::async_trait]
+    impl Blobs for SlowHeads {
+        async fn put(&self, key: &str, bytes: Bytes, overwrite: bool) -> Result<(), PutError> {
+            self.inner.put(key, bytes, overwrite).await
+        }
+        async fn put_file(&self, key: &str, path: &Path, overwrite: bool) -> Result<(), PutError> {
+            self.inner.put_file(key, path, overwrite).await
+        }
+        async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), CoreError> {
+            self.inner.get(key).await
+        }
+        async fn exists(&self, key: &str) -> Result<bool, CoreError> {
+            self.inner.exists(key).await
+        }
+        async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes, CoreError> {
+            self.inner.get_range(key, offset, len).await
+        }
+        async fn head_bytes(&self, key: &str, n: u64) -> Option<Bytes> {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            let call = self.calls.fetch_add(1, Ordering::SeqCst) as u64;
+            // Later calls answer sooner, so answers come back out of order.
+            let delay = 40 - (call % 8) * 5;
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            self.inner.head_bytes(key, n).await
+        }
+        async fn list(&self, prefix: Option<&str>) -> Result<Vec<BlobMeta>, CoreError> {
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), CoreError> {
+            self.inner.delete(key).await
+        }
+        async fn replace(&self, key: &str, bytes: Bytes) -> Result<(), CoreError> {
+            self.inner.replace(key, bytes).await
+        }
+    }
+
+    #[tokio::test]
+    async fn listing_reads_heads_concurrently_and_keeps_the_order() {
+        let slow = Arc::new(SlowHeads {
+            inner: memory(),
+            running: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+        });
+        let e = engine(slow.clone(), "p");
+        let start = chrono::Utc::now();
+        let mut keys = Vec::new();
+        for i in 0..60i64 {
+            let name = format!("flow {}", i % 3);
+            let at = start + chrono::Duration::milliseconds(i);
+            let key = format!("p/{}", key::flow_key(&name, &at));
+            slow.replace(&key, sealed(&name)).await.unwrap();
+            keys.push((key, name));
+        }
+        slow.replace("p/.blobs/sha256/x", Bytes::from_static(b"blob"))
+            .await
+            .unwrap();
+        let listed = e.list_versions(None).await.unwrap();
+        assert_eq!(
+            slow.calls.load(Ordering::SeqCst),
+            60,
+            "one read per version"
+        );
+        let most = slow.most.load(Ordering::SeqCst);
+        assert!(most > 1 && most <= HEAD_READS, "{most} reads ran at once");
+        keys.reverse();
+        let got: Vec<(String, String)> = listed
+            .iter()
+            .map(|v| (v.location.clone(), v.flow.clone().unwrap()))
+            .collect();
+        assert_eq!(got, keys, "newest first, each with its own flow's name");
+        assert!(listed.iter().all(|v| !v.bundle));
     }
 }

@@ -98,9 +98,9 @@ pub(crate) fn bucket_word(backend: &str) -> &'static str {
 /// What permission deleting needs on each backend, for "permission denied" hints on deletes.
 fn delete_hint(backend: &str) -> &'static str {
     match backend {
-        "S3" => "the credentials may read and write but not delete: pruning needs s3:DeleteObject on the bucket's keys",
-        "Azure" => "the credentials may read and write but not delete: pruning needs the delete permission (a SAS token with `d`, or the Storage Blob Data Contributor role)",
-        _ => "the credentials may read and write but not delete: pruning needs storage.objects.delete (e.g. the Storage Object Admin role)",
+        "S3" => "these credentials may not delete objects; pruning needs s3:DeleteObject on the bucket's keys",
+        "Azure" => "these credentials may not delete objects; pruning needs the delete permission (a SAS token with `d`, or the Storage Blob Data Contributor role)",
+        _ => "these credentials may not delete objects; pruning needs storage.objects.delete (e.g. the Storage Object Admin role)",
     }
 }
 
@@ -353,6 +353,28 @@ mod tests {
         assert!(!failure(Op::Put)
             .status(400, String::new(), false)
             .is_temporary());
+    }
+
+    #[test]
+    fn a_refused_delete_names_the_permission() {
+        let e = Failure {
+            what: "deleting s3://b/k".into(),
+            ..failure(Op::Delete)
+        }
+        .status(403, String::new(), false);
+        assert!(matches!(e, CoreError::PermissionDenied { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("deleting s3://b/k") && text.contains("s3:DeleteObject"),
+            "{text}"
+        );
+        // A 404 that reaches the mapping on a delete is the bucket's (a missing object is
+        // success before it).
+        let e = failure(Op::Delete).status(404, String::new(), false);
+        assert!(
+            matches!(e, CoreError::NotFound { what: "bucket", .. }),
+            "{e:?}"
+        );
     }
 
     #[test]

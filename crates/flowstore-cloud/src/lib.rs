@@ -35,13 +35,17 @@
 //!
 //! # Capabilities
 //!
-//! | storage | write | many flows | serialized | script | list versions | stream to file | bundles |
-//! |---|---|---|---|---|---|---|---|
-//! | [`S3`] | yes | yes (no with a fixed `key`) | yes (serialized mode) | yes (script mode) | yes | yes | serialized mode, no fixed `key` |
-//! | [`Azure`] | yes | yes (no with a fixed `blob_name`) | yes (serialized mode) | yes (script mode) | yes | yes | serialized mode, no fixed `blob_name` |
-//! | [`Gcs`] | yes | yes (no with a fixed `key`) | yes (serialized mode) | yes (script mode) | yes | yes | serialized mode, no fixed `key` |
+//! | storage | write | many flows | serialized | script | list versions | stream to file | bundles | delete versions |
+//! |---|---|---|---|---|---|---|---|---|
+//! | [`S3`] | yes | yes (no with a fixed `key`) | yes (serialized mode) | yes (script mode) | yes | yes | serialized mode, no fixed `key` | yes |
+//! | [`Azure`] | yes | yes (no with a fixed `blob_name`) | yes (serialized mode) | yes (script mode) | yes | yes | serialized mode, no fixed `blob_name` | yes |
+//! | [`Gcs`] | yes | yes (no with a fixed `key`) | yes (serialized mode) | yes (script mode) | yes | yes | serialized mode, no fixed `key` | yes |
 //!
 //! A storage holds serialized flows, or (with `stored_as_script`) scripts, not both.
+//!
+//! `list_versions` lists the objects under the prefix whose key is `<prefix>/<flow slug>/<timestamp
+//! slug>` (never blobs, deeper keys or other programs' objects; the service's pages are followed),
+//! reading the first 4 KiB of each, 16 at a time, for the flow's name and whether it is a bundle.
 //!
 //! # Bundles
 //!
@@ -53,6 +57,24 @@
 //! pack (or large file) holding it and the manifest. `list_versions` never lists blobs; agents
 //! fetch with [`Storage::get_bundle`], reading a single file out of a pack with one ranged
 //! request.
+//!
+//! # Retention (`flowstore prune`)
+//!
+//! All three storages delete versions, so [`flowstore_core::prune`] works on them:
+//! [`Storage::delete_version`] deletes one listed version's object (one already gone is
+//! success) and [`Storage::read_version`] reads it. Both refuse, with
+//! [`Error::Config`](flowstore_core::Error::Config) naming the location and deleting nothing,
+//! anything that is not `<prefix>/<flow slug>/<timestamp slug>` of the storage itself: bundle
+//! blobs, other prefixes, other programs' objects. Credentials that may read but not delete get
+//! [`PermissionDenied`](flowstore_core::Error::PermissionDenied) naming the permission pruning
+//! needs (`s3:DeleteObject`, a SAS token's `d`, `storage.objects.delete`).
+//!
+//! After the deletions a prune sweeps the bundle blobs: a live blob no remaining version names
+//! and older than the grace period is copied to `<prefix>/.blobs/trash/sha256/<hex>` (a new
+//! object, so its time there is when it was trashed) and then deleted from the live area; the
+//! next sweep deletes trashed blobs still unnamed a grace period later, and moves back any a new
+//! registration named meanwhile. Fetches that miss a live blob read it from the trash. The trash
+//! is the storage's [`BlobStore::area`](flowstore_core::bundle::BlobStore::area)`(Trash)`.
 //!
 //! # Register in S3 and fetch back
 //!

@@ -62,7 +62,7 @@ macro_rules! cloud_storage {
                     list_versions: true,
                     stream_to_file: true,
                     bundles: self.engine.bundles(),
-                    delete_versions: false,
+                    delete_versions: true,
                 }
             }
 
@@ -103,6 +103,24 @@ macro_rules! cloud_storage {
                 self.engine.list_versions(flow).await
             }
 
+            /// Deletes the version's object (one already gone is success). Refuses, deleting
+            /// nothing, any location that is not `<prefix>/<flow slug>/<timestamp slug>` of this
+            /// storage (bundle blobs, other programs' objects, other prefixes).
+            async fn delete_version(
+                &self,
+                version: &flowstore_core::StoredVersion,
+            ) -> flowstore_core::Result<()> {
+                self.engine.delete_version(version).await
+            }
+
+            /// Downloads the version's object (same checks as `delete_version`), unverified.
+            async fn read_version(
+                &self,
+                version: &flowstore_core::StoredVersion,
+            ) -> flowstore_core::Result<bytes::Bytes> {
+                self.engine.read_version(version).await
+            }
+
             async fn get_flow_to_file(
                 &self,
                 name: &str,
@@ -116,7 +134,8 @@ macro_rules! cloud_storage {
             }
         }
 
-        /// Bundle blobs at `<prefix>/.blobs/sha256/<hex>` in the bucket (container).
+        /// Bundle blobs at `<prefix>/.blobs/sha256/<hex>` in the bucket (container), and
+        /// swept ones at `<prefix>/.blobs/trash/sha256/<hex>` ([`area`](flowstore_core::bundle::BlobStore::area)).
         #[flowstore_core::async_trait]
         impl flowstore_core::bundle::BlobStore for $name {
             fn blob_location(&self, digest: &str) -> String {
@@ -161,6 +180,26 @@ macro_rules! cloud_storage {
                 len: u64,
             ) -> flowstore_core::Result<bytes::Bytes> {
                 self.engine.get_blob_range(digest, offset, len).await
+            }
+
+            /// The trash (`<prefix>/.blobs/trash/sha256/<hex>`) or the live blobs, as a store
+            /// of their own.
+            fn area(
+                &self,
+                area: flowstore_core::bundle::BlobArea,
+            ) -> Option<Box<dyn flowstore_core::bundle::BlobStore + '_>> {
+                self.engine.area(area)
+            }
+
+            /// One listing of `<prefix>/.blobs/sha256/` (paged as the service pages).
+            async fn list_blobs(
+                &self,
+            ) -> flowstore_core::Result<Vec<flowstore_core::bundle::BlobInfo>> {
+                self.engine.list_blobs().await
+            }
+
+            async fn delete_blob(&self, digest: &str) -> flowstore_core::Result<()> {
+                self.engine.delete_blob(digest).await
             }
 
             async fn replace_blob_for_tests(

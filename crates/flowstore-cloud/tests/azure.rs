@@ -332,3 +332,86 @@ async fn a_url_with_options_and_its_reference_open_the_same_config() {
         "{err}"
     );
 }
+
+/// Credentials that may read but not delete (a SAS token with only `r`, which Azurite enforces
+/// like Azure): `delete_version` is refused as permission denied, naming the version and the
+/// permission pruning needs, and the version stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_without_the_delete_permission_is_refused_clearly() {
+    use object_store::path::Path as ObjectPath;
+    use object_store::signer::Signer;
+
+    let c = match case() {
+        Ok(c) => c,
+        Err(reason) => {
+            return flowstore_core::testkit::skip(
+                "delete_without_the_delete_permission_is_refused_clearly",
+                &reason,
+            )
+        }
+    };
+    let conn = conn().unwrap();
+    let container =
+        std::env::var("FLOWSTORE_TEST_AZURE_CONTAINER").unwrap_or_else(|_| "flowstore-test".into());
+    let prefix = unique("no-delete");
+    let mut full = (c.storage)(&prefix);
+    full.add_flow(seal("Kept", &"kept", &app()).unwrap().into())
+        .await
+        .unwrap();
+    full.persist().await.unwrap();
+    let listed = full.list_versions(Some("Kept")).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let version = &listed[0];
+
+    // A read-only SAS for that one blob, signed with the account key.
+    let (account, endpoint) = (part(&conn, "AccountName"), part(&conn, "BlobEndpoint"));
+    let signer = object_store::azure::MicrosoftAzureBuilder::new()
+        .with_account(&account)
+        .with_access_key(account_key(&conn))
+        .with_container_name(&container)
+        .with_endpoint(endpoint.trim_end_matches('/').to_string())
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let url = signer
+        .signed_url(
+            reqwest::Method::GET,
+            &ObjectPath::from(version.location.as_str()),
+            std::time::Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    let sas = url.query().unwrap().to_string();
+    assert!(sas.contains("sp=r&") || sas.ends_with("sp=r"), "{sas}");
+    let sig = url
+        .query_pairs()
+        .find(|(k, _)| k == "sig")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let read_only = Azure::builder(&container)
+        .account_name(&account)
+        .endpoint(&endpoint)
+        .sas_token(sas)
+        .prefix(&prefix)
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    // The token works: the version reads.
+    let bytes = read_only.read_version(version).await.unwrap();
+    assert_eq!(bytes, full.read_version(version).await.unwrap());
+    let err = read_only.delete_version(version).await.unwrap_err();
+    assert!(
+        matches!(err, Error::PermissionDenied { .. }),
+        "a refused delete is permission denied: {err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("deleting az://{container}/{}", version.location))
+            && text.contains("403")
+            && text.contains("delete permission"),
+        "{text}"
+    );
+    flowstore_secrets::test_support::assert_secret_absent(&sig, &text, "the error");
+    flowstore_secrets::test_support::assert_secret_absent(&sig, &format!("{err:?}"), "its Debug");
+    assert_eq!(full.list_versions(Some("Kept")).await.unwrap(), listed);
+}

@@ -227,3 +227,150 @@ async fn a_url_with_options_and_its_reference_open_the_same_config() {
         "{err}"
     );
 }
+
+/// 2,500 versions of one flow: moto's ListObjectsV2 answers 1,000 keys a page, so listing
+/// pages three times, and the plan and the deletions cover every page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousands_of_versions_paged() {
+    use flowstore_core::prune::{self, PruneOptions, Reason, RetentionPolicy};
+    use flowstore_core::testkit::recording::RecordingProxy;
+    use futures::StreamExt;
+    use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt, PutPayload};
+
+    const VERSIONS: usize = 2_500;
+    const KEEP: usize = 3;
+    let c = match case() {
+        Ok(c) => c,
+        Err(reason) => {
+            return flowstore_core::testkit::skip("thousands_of_versions_paged", &reason);
+        }
+    };
+    let prefix = unique("paged");
+    let name = "Paged Flow";
+    let mut first = (c.storage)(&prefix);
+    first
+        .add_flow(seal(name, &"paged", &app()).unwrap().into())
+        .await
+        .unwrap();
+    first.persist().await.unwrap();
+    let registered = first.list_versions(Some(name)).await.unwrap();
+    assert_eq!(registered.len(), 1, "{registered:?}");
+    let bytes = first.read_version(&registered[0]).await.unwrap();
+
+    // The other 2,499 versions are written with an object_store client of our own: a storage
+    // only ever writes a fresh key stamped "now" at `persist`, one registration at a time, while
+    // this test needs thousands of versions quickly (uploaded 32 at a time) and the newest three
+    // known in advance. They are the real version's bytes (a sealed envelope) under the keys a
+    // registration would have chosen, `<prefix>/<slug>/<timestamp slug>`, each later than the
+    // one before.
+    let direct = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(
+            std::env::var("FLOWSTORE_TEST_S3_BUCKET").unwrap_or("flowstore-test".into()),
+        )
+        .with_endpoint(std::env::var("FLOWSTORE_TEST_S3_ENDPOINT").unwrap())
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id("AKIAFLOWSTORETEST")
+        .with_secret_access_key("s3-s3cr3t-c4n4ry")
+        .build()
+        .unwrap();
+    let slug = flowstore_core::key::flow_slug(name);
+    let start = chrono::Utc::now();
+    let keys: Vec<String> = (1..VERSIONS as i64)
+        .map(|i| {
+            let at = start + chrono::Duration::milliseconds(i);
+            format!(
+                "{prefix}/{slug}/{}",
+                flowstore_core::key::timestamp_slug(&at)
+            )
+        })
+        .collect();
+    let put = |key: &String| {
+        let (direct, bytes) = (&direct, bytes.clone());
+        let path = ObjectPath::from(key.as_str());
+        async move { direct.put(&path, PutPayload::from(bytes)).await.unwrap() }
+    };
+    let (older, newest) = keys.split_at(keys.len() - KEEP);
+    futures::stream::iter(older.iter().map(put))
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    // The newest three are also the last written, a second later: the plan orders a flow's
+    // versions by the time the storage reports (moto's has millisecond or second precision).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for key in newest {
+        put(key).await;
+    }
+
+    // Planned through a recording proxy, to see the listing's pages.
+    let proxy = RecordingProxy::start_url(&c.upstream).await;
+    let watched = (c.via)(&prefix, &proxy.url());
+    let options = PruneOptions::new(RetentionPolicy {
+        keep_last: Some(KEEP),
+        older_than: None,
+    });
+    let timer = std::time::Instant::now();
+    let plan = prune::plan(&watched, &options).await.unwrap();
+    let planned_in = timer.elapsed();
+    let lists: Vec<String> = proxy
+        .take()
+        .into_iter()
+        .filter(|x| x.method == "GET" && x.target.contains("list-type=2"))
+        .map(|x| x.target)
+        .collect();
+    let follow_ups = lists
+        .iter()
+        .filter(|t| t.contains("continuation-token"))
+        .count();
+    assert!(
+        follow_ups >= 2,
+        "{VERSIONS} keys take three pages of 1,000: {lists:#?}"
+    );
+    assert_eq!(plan.versions.len(), VERSIONS);
+    assert!(
+        plan.versions
+            .iter()
+            .all(|v| v.version.flow.as_deref() == Some(name) && v.version.slug == slug),
+        "every version's header was read"
+    );
+    let deleting: Vec<&str> = plan.deleting().map(|v| v.location.as_str()).collect();
+    assert_eq!(deleting.len(), VERSIONS - KEEP);
+    assert!(deleting.contains(&registered[0].location.as_str()));
+    let kept: Vec<(&str, Reason)> = plan
+        .versions
+        .iter()
+        .filter(|v| v.reason.keeps())
+        .map(|v| (v.version.location.as_str(), v.reason))
+        .collect();
+    let mut expected: Vec<&str> = newest.iter().map(String::as_str).collect();
+    expected.reverse();
+    assert_eq!(
+        kept,
+        [
+            (expected[0], Reason::Newest),
+            (expected[1], Reason::WithinKeepLast),
+            (expected[2], Reason::WithinKeepLast)
+        ]
+    );
+
+    let timer = std::time::Instant::now();
+    let report = prune::execute(&first, &plan, &options, None).await.unwrap();
+    eprintln!(
+        "thousands_of_versions_paged: {VERSIONS} versions in {} list pages, planned in \
+         {planned_in:.1?} (through the proxy), {} deleted in {:.1?}",
+        follow_ups + 1,
+        report.versions_deleted,
+        timer.elapsed()
+    );
+    assert_eq!(report.versions_deleted, VERSIONS - KEEP);
+    let left = first.list_versions(Some(name)).await.unwrap();
+    let left: Vec<&str> = left.iter().map(|v| v.location.as_str()).collect();
+    assert_eq!(left, expected);
+    // Nothing else is left under the prefix either (no blobs were stored).
+    let objects: Vec<_> = direct
+        .list(Some(&ObjectPath::from(prefix.as_str())))
+        .map(|m| m.unwrap().location.to_string())
+        .collect()
+        .await;
+    assert_eq!(objects.len(), KEEP, "{objects:?}");
+}
