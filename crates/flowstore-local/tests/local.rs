@@ -5,7 +5,7 @@ use bytes::Bytes;
 use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
 use flowstore_core::testkit::{Harness, HarnessResult};
 use flowstore_core::{
-    Error, FlowContent, FlowInput, OpenContext, Registry, Storage, StorageReference,
+    Error, FlowContent, FlowInput, OpenContext, Registry, Storage, StorageReference, StoredVersion,
 };
 use flowstore_local::{Local, LocalBuilder, LocalConfig};
 
@@ -85,6 +85,50 @@ async fn serialized_flows_land_at_slug_and_timestamp() {
         ts.ends_with("-00-00") && ts.chars().nth(10) == Some('t'),
         "{ts}"
     );
+}
+
+#[tokio::test]
+async fn files_that_are_not_versions_are_neither_listed_nor_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Local::builder().directory(dir.path()).build().unwrap();
+    for _ in 0..2 {
+        s.index_mut().flows.clear();
+        s.add_flow(seal("Kept Flow", &1, &app()).unwrap().into())
+            .await
+            .unwrap();
+    }
+    let strays = [
+        "kept-flow/README.md",
+        "kept-flow/2026-draft~",
+        "kept-flow/.hidden",
+    ];
+    for stray in strays {
+        std::fs::write(dir.path().join(stray), "mine").unwrap();
+    }
+    let listed = s.list_versions(None).await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let mut options =
+        flowstore_core::prune::PruneOptions::new(flowstore_core::prune::RetentionPolicy {
+            keep_last: Some(1),
+            older_than: None,
+        });
+    options.grace = std::time::Duration::ZERO;
+    let plan = flowstore_core::prune::plan(&s, &options).await.unwrap();
+    let report = flowstore_core::prune::execute(&s, &plan, &options, None)
+        .await
+        .unwrap();
+    assert_eq!(report.versions_deleted, 1);
+    for stray in strays {
+        assert!(dir.path().join(stray).exists(), "{stray} was deleted");
+    }
+    // Deleting a stray by naming it is refused.
+    let stray = StoredVersion {
+        location: dir.path().join(strays[0]).display().to_string(),
+        ..listed[0].clone()
+    };
+    let err = s.delete_version(&stray).await.unwrap_err();
+    assert!(err.to_string().contains("README.md"), "{err}");
+    assert!(dir.path().join(strays[0]).exists());
 }
 
 #[tokio::test]

@@ -565,7 +565,11 @@ fn list_dir(directory: &Path, slug: Option<&str>) -> Result<Vec<StoredVersion>> 
             let Ok(file_name) = entry.file_name().into_string() else {
                 continue;
             };
-            if file_name.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            // Only flowstore versions: other files (a README, an editor's backup) are not
+            // listed, so prune never plans to delete them.
+            if key::check_version_key(&format!("{slug}/{file_name}")).is_err()
+                || !entry.file_type().is_ok_and(|t| t.is_file())
+            {
                 continue;
             }
             let meta = entry.metadata().ok();
