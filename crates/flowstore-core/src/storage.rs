@@ -113,6 +113,13 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         })
     }
 
+    /// Where [`Storage::list_versions`] lists the versions this storage's flows are stored in:
+    /// their locations by default; a storage that keeps several flows in one version (Docker:
+    /// one image) gives that version's location. `flowstore prune --protect` keeps these.
+    fn version_locations(&self) -> Vec<String> {
+        self.flows().values().cloned().collect()
+    }
+
     /// Deletes one stored version, as [`Storage::list_versions`] listed it. Storages never
     /// overwrite, so this is the only way a stored flow goes away: it refuses (with
     /// [`Error::Config`], deleting nothing) any location that is not a flowstore version

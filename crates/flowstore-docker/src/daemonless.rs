@@ -141,10 +141,7 @@ impl Docker {
         }
         let labels = container.labels.get_or_insert_with(Default::default);
         labels.insert(DIRECTORY_LABEL.to_string(), self.config.directory.clone());
-        labels.insert(
-            crate::versions::FLOWS_LABEL.to_string(),
-            self.flows_label(),
-        );
+        labels.insert(crate::versions::FLOWS_LABEL.to_string(), self.flows_label());
         // When it was built (as `docker build` records it): two builds of the same flows are
         // two manifests, so deleting one version by digest never takes the other's tag along.
         let created = self

@@ -37,9 +37,42 @@
 //!
 //! # Capabilities
 //!
-//! | write | many flows | serialized | script | bundles | list versions | stream to file |
-//! |---|---|---|---|---|---|---|
-//! | yes (a built image is not changed: each `persist` builds a new one) | yes | yes, unless in script mode | yes, in script mode | yes, unless in script mode (a layer per bundle) | no | no |
+//! | write | many flows | serialized | script | bundles | list versions | delete versions | stream to file |
+//! |---|---|---|---|---|---|---|---|
+//! | yes (a built image is not changed: each `persist` builds a new one) | yes | yes, unless in script mode | yes, in script mode | yes, unless in script mode (a layer per bundle) | with a registry: the repository's timestamp tags | with a registry that allows deletes | no |
+//!
+//! # Versions and `flowstore prune`
+//!
+//! Every `persist` pushes a new image, tagged by default with the timestamp slug of the build
+//! (`2026-11-24t02-51-19-123456-00-00`); each such image is one stored version. For a storage
+//! with a registry (`registry_url`; both build modes):
+//!
+//! - `list_versions` lists the image repository's tags through the distribution API
+//!   (`GET /v2/<name>/tags/list?n=100`, following the `Link` header from page to page) and keeps
+//!   the tags that are timestamp slugs: `latest`, `v1` and every other tag are never versions,
+//!   so a prune never touches them. A version's **location is `<registry>/<image name>:<tag>`**
+//!   (the reference to pull), its `stored_at` the tag's time, its size the image's total
+//!   compressed layer size (base layers included). Its **slug is the flow's slug when the image
+//!   holds one flow** (the `io.flowstore.flows` label both builds write), else the last segment
+//!   of the image name; `flowstore prune --flow NAME` keeps the versions with that slug. The
+//!   version is the whole image, whatever flows it holds.
+//! - `delete_version` accepts only `<this registry>/<this image name>:<timestamp tag>` (anything
+//!   else is refused, nothing sent), resolves the tag's manifest digest
+//!   (`HEAD /v2/<name>/manifests/<tag>`) and deletes the manifest by digest
+//!   (`DELETE /v2/<name>/manifests/<digest>`); a tag already gone is fine. Deleting by digest
+//!   removes every tag naming that manifest, so it refuses (nothing deleted) when another tag
+//!   (another timestamp, `latest`) names the same manifest. Daemonless builds record their build
+//!   time (`created`), so two builds of unchanged flows are two manifests.
+//!
+//! What prune cannot do here: free space by itself. A registry deletes manifests; the layers stay
+//! until the registry's own garbage collection (`registry garbage-collect <config.yml>` for
+//! Distribution, run while it accepts no pushes; hosted registries collect on their own). The
+//! registry must allow deletes: Distribution answers `405` unless `storage.delete.enabled: true`
+//! (`REGISTRY_STORAGE_DELETE_ENABLED=true`), Docker Hub and other hosted registries refuse
+//! (`401`/`403`/`405`); the error says so and nothing is deleted. There is no blob sweep (bundle
+//! trees are image layers, which the registry's garbage collection frees). A storage without a
+//! registry (a local image) declares neither capability: prune refuses it, and listing or
+//! deleting says to use `docker image rm`.
 //!
 //! # Errors
 //!

@@ -200,7 +200,10 @@ impl Storage for Docker {
     /// [`CoreError::Config`] before the image has a name, and as the registry's answers map
     /// ([`CoreError::PermissionDenied`] for refused credentials, a temporary
     /// [`CoreError::Backend`] for an unreachable registry).
-    async fn list_versions(&self, flow: Option<&str>) -> Result<Vec<flowstore_core::StoredVersion>> {
+    async fn list_versions(
+        &self,
+        flow: Option<&str>,
+    ) -> Result<Vec<flowstore_core::StoredVersion>> {
         self.list_image_versions(flow).await
     }
 
@@ -220,6 +223,17 @@ impl Storage for Docker {
     /// [`CoreError::Unsupported`] for a storage without a registry.
     async fn delete_version(&self, version: &flowstore_core::StoredVersion) -> Result<()> {
         self.delete_image_version(version).await
+    }
+
+    /// The image (`<registry>/<name>:<tag>`, as [`Storage::list_versions`] lists it) once it
+    /// is built: every flow of this storage lives in that one version.
+    fn version_locations(&self) -> Vec<String> {
+        match (&self.config.registry_url, &self.config.image_tag) {
+            (Some(_), Some(_)) if !self.flows().is_empty() => {
+                self.image_ref().into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Stages a serialized flow for the image; its location is `{directory}/flows/{slug}.flow`.

@@ -197,22 +197,36 @@ struct DockerHarness {
     registry_data: Option<std::path::PathBuf>,
 }
 
-#[flowstore_core::async_trait]
-impl Harness for DockerHarness {
-    async fn storage(&self) -> Option<Box<dyn Storage>> {
+impl DockerHarness {
+    /// A fresh daemonless storage pushing to repository `image`.
+    fn storage_in(&self, image: &str) -> Box<dyn Storage> {
         // Layers are deterministic, and `tamper` rewrites a flow's layer in the registry's store
         // (which outlives the run): a nonce file makes each storage's layer its own, so a tampered
         // blob is never the one another storage (or a later run) pushes and finds present.
         let nonce = self.scripts.path().join(unique("nonce"));
         std::fs::write(&nonce, unique("nonce")).unwrap();
-        // One image name for every storage: each registration gets its own timestamp tag.
-        Some(Box::new(
+        Box::new(
             daemonless(&self.env, &self.base)
                 .file(&nonce, "/opt/flowstore/nonce")
-                .image("conformance", None)
+                .image(image, None)
                 .build()
                 .unwrap(),
-        ))
+        )
+    }
+}
+
+#[flowstore_core::async_trait]
+impl Harness for DockerHarness {
+    /// Each storage pushes to a repository of its own (its versions are its tags), so the
+    /// listing and prune checks see only their own versions, run after run.
+    async fn storage(&self) -> Option<Box<dyn Storage>> {
+        Some(self.storage_in(&unique("conformance")))
+    }
+    /// A reopened Docker reference describes a built image and cannot register: a second
+    /// registration is a fresh build pushing to the same repository.
+    async fn same_namespace(&self, storage: &dyn Storage) -> Box<dyn Storage> {
+        let reference = storage.reference().unwrap();
+        self.storage_in(reference.fields["image_name"].as_str().unwrap())
     }
     /// The script is copied into the image by `files`; its digest is recorded at registration.
     async fn script_storage(&self, _flow: &str, source: &[u8]) -> Option<Box<dyn Storage>> {

@@ -1,6 +1,7 @@
 //! Bundle blobs of a [`Webhook`] storage in URL mode: each blob lives at
-//! `<key_base_url>/.blobs/sha256/<hex>` and travels with the storage's own request arguments
-//! (headers, params, auth, timeout; `${NAME}` templates rendered at call time):
+//! `<key_base_url>/.blobs/sha256/<hex>` (a swept one at `<key_base_url>/.blobs/trash/sha256/<hex>`,
+//! the [`BlobArea::Trash`] view) and travels with the storage's own request arguments (headers,
+//! params, auth, timeout; `${NAME}` templates rendered at call time):
 //!
 //! - existence: `HEAD` with the build request's arguments (404 or 410: missing);
 //! - upload: the build request's method (PUT by default) with the blob as the body, create-only
@@ -11,7 +12,12 @@
 //!   answer must say (`Content-Range`) that it starts at or before the first byte asked for; a
 //!   server that ignores `Range` and answers `200` with the whole blob still gives the right
 //!   bytes: the body is read up to the end of the range and sliced (logged once per storage as a
-//!   warning, since it costs the download the range was meant to save).
+//!   warning, since it costs the download the range was meant to save);
+//! - listing (for a prune's sweep): `GET` of the area's directory (`…/.blobs/sha256/`) with the
+//!   get_flow request's arguments, answered with a JSON directory listing (nginx
+//!   `autoindex_format json`); a missing directory holds no blobs;
+//! - delete (a prune's sweep): `DELETE` with the get_flow request's arguments; 404 or 410 means
+//!   already gone.
 //!
 //! The configured body arguments (`data`, `json`) are never sent with a blob request. Every
 //! request is retried by the storage's [`Retry`](crate::Retry) policy.
@@ -20,17 +26,17 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
-use flowstore_core::bundle::{self, BlobStore, BundleInput, ScannedBundle};
+use flowstore_core::bundle::{self, BlobArea, BlobInfo, BlobStore, BundleInput, ScannedBundle};
 use flowstore_core::{async_trait, Error as CoreError, Result};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use crate::error::{Error, BLOB_CHECK, BLOB_DOWNLOAD, BLOB_UPLOAD};
+use crate::error::{Error, BLOB_CHECK, BLOB_DELETE, BLOB_DOWNLOAD, BLOB_UPLOAD};
 use crate::request::{send, Body, RequestSpec, Verb};
 use crate::storage::{Webhook, TYPE_NAME};
 
 /// `kwargs` aimed at `url`, without the configured body (`data`, `json`): a blob request's body
-/// is the blob, or nothing.
+/// is the blob, or nothing (and a listing, read or delete sends none).
 fn blob_kwargs(kwargs: &Value, url: &str) -> Value {
     let mut kwargs = kwargs.clone();
     if let Some(map) = kwargs.as_object_mut() {
@@ -47,41 +53,52 @@ impl Webhook {
         !self.config.stored_as_script && self.config.key_base_url.is_some()
     }
 
-    /// The blob's URL as configured (a template, never rendered: safe to show).
-    fn blob_url(&self, digest: &str) -> Result<String> {
-        let base = self
-            .config
-            .key_base_url
-            .as_deref()
-            .ok_or_else(|| CoreError::Unsupported {
-                backend: TYPE_NAME.to_string(),
-                what: format!(
-                    "blob {digest}: this Webhook storage is not in URL mode (no key_base_url), \
-                     so it has nowhere to keep bundle blobs; open it with \
-                     WebhookBuilder::from_url(\"https://files.example/flows\")"
-                ),
-            })?;
-        Ok(format!("{base}/{}", bundle::blob_key(digest)))
+    /// The blob's URL in the live area as configured (a template, never rendered: safe to show).
+    #[cfg(test)]
+    pub(crate) fn blob_url(&self, digest: &str) -> Result<String> {
+        self.blob_url_in(BlobArea::Live, digest)
     }
 
-    /// Sends one blob request with the build request's (`build`) or the get_flow request's
-    /// arguments, aimed at the blob's URL.
-    async fn blob_request(
+    /// The blob's URL in `area` as configured (a template: safe to show).
+    ///
+    /// Errors with [`CoreError::Unsupported`] outside URL mode (no `key_base_url`).
+    pub(crate) fn blob_url_in(&self, area: BlobArea, digest: &str) -> Result<String> {
+        let base = self.url_base().ok_or_else(|| CoreError::Unsupported {
+            backend: TYPE_NAME.to_string(),
+            what: format!(
+                "blob {digest}: this Webhook storage is not in URL mode (no key_base_url), \
+                 so it has nowhere to keep bundle blobs; open it with \
+                 WebhookBuilder::from_url(\"https://files.example/flows\")"
+            ),
+        })?;
+        Ok(format!("{base}/{}", area.key(digest)))
+    }
+
+    /// The blobs of `area`, as a store of their own.
+    fn blobs(&self, area: BlobArea) -> AreaBlobs<'_> {
+        AreaBlobs {
+            storage: self,
+            area,
+        }
+    }
+
+    /// Sends one request aimed at `url` with the build request's (`build`) or the get_flow
+    /// request's arguments (without their body arguments), plus `extra_headers`.
+    pub(crate) async fn send_to(
         &self,
         what: &'static str,
-        digest: &str,
+        url: &str,
         method: Verb,
         build: bool,
         extra_headers: &[(&str, &str)],
         body: &Body,
     ) -> Result<reqwest::Response, Error> {
-        let url = self.blob_url(digest)?;
         let base = if build {
             &self.config.build_request_kwargs
         } else {
             &self.config.get_flow_request_kwargs
         };
-        let mut kwargs = blob_kwargs(base, &url);
+        let mut kwargs = blob_kwargs(base, url);
         if !extra_headers.is_empty() {
             if let Some(map) = kwargs.as_object_mut() {
                 let headers = map
@@ -139,17 +156,46 @@ impl Webhook {
     }
 }
 
+/// The blobs of one area (live or trash) of a [`Webhook`] storage in URL mode.
+pub(crate) struct AreaBlobs<'a> {
+    storage: &'a Webhook,
+    area: BlobArea,
+}
+
+impl AreaBlobs<'_> {
+    /// The blob's URL in this area (a template: safe to show).
+    fn url(&self, digest: &str) -> Result<String> {
+        self.storage.blob_url_in(self.area, digest)
+    }
+
+    /// Sends one blob request aimed at the blob's URL in this area.
+    async fn request(
+        &self,
+        what: &'static str,
+        digest: &str,
+        method: Verb,
+        build: bool,
+        extra_headers: &[(&str, &str)],
+        body: &Body,
+    ) -> Result<reqwest::Response, Error> {
+        let url = self.url(digest)?;
+        self.storage
+            .send_to(what, &url, method, build, extra_headers, body)
+            .await
+    }
+}
+
 #[async_trait]
-impl BlobStore for Webhook {
+impl BlobStore for AreaBlobs<'_> {
     fn blob_location(&self, digest: &str) -> String {
-        self.blob_url(digest)
-            .unwrap_or_else(|_| format!("(no key_base_url)/{}", bundle::blob_key(digest)))
+        self.url(digest)
+            .unwrap_or_else(|_| format!("(no key_base_url)/{}", self.area.key(digest)))
     }
 
     /// `HEAD` of the blob's URL with the build request's arguments; 404 or 410 is "missing".
     async fn has_blob(&self, digest: &str) -> Result<bool> {
         match self
-            .blob_request(BLOB_CHECK, digest, Verb::Head, true, &[], &Body::None)
+            .request(BLOB_CHECK, digest, Verb::Head, true, &[], &Body::None)
             .await
         {
             Ok(_) => Ok(true),
@@ -163,10 +209,10 @@ impl BlobStore for Webhook {
     /// Streams the file with the build request's method; a 412 answer to the create-only PUT
     /// means the blob is already stored, which is success (same name, same bytes).
     async fn put_blob(&self, digest: &str, source: &Path, _size: u64) -> Result<()> {
-        let method = self.config.build_request_http_method.into();
+        let method = self.storage.config.build_request_http_method.into();
         let body = Body::File(source.to_path_buf());
         match self
-            .blob_request(BLOB_UPLOAD, digest, method, true, &[], &body)
+            .request(BLOB_UPLOAD, digest, method, true, &[], &body)
             .await
         {
             Ok(_) => {
@@ -184,14 +230,14 @@ impl BlobStore for Webhook {
     /// Streams the answer to the get_flow request's method into `dest`; a body cut off mid-way
     /// is fetched again from the start (bounded by the retry policy).
     async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64> {
-        let method: Verb = self.config.get_flow_request_http_method.into();
+        let method: Verb = self.storage.config.get_flow_request_http_method.into();
         let write_err =
             |e| CoreError::io(format!("writing blob {digest} to {}", dest.display()), e);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let mut resp = self
-                .blob_request(BLOB_DOWNLOAD, digest, method, false, &[], &Body::None)
+                .request(BLOB_DOWNLOAD, digest, method, false, &[], &Body::None)
                 .await?;
             let mut file = tokio::fs::File::create(dest).await.map_err(write_err)?;
             let mut written = 0u64;
@@ -210,9 +256,9 @@ impl BlobStore for Webhook {
                     file.flush().await.map_err(write_err)?;
                     return Ok(written);
                 }
-                Some(e) if attempt <= self.retry.max_retries => {
+                Some(e) if attempt <= self.storage.retry.max_retries => {
                     tracing::warn!(blob = %self.blob_location(digest), attempt, error = %e.without_url(), "blob download cut off; fetching again");
-                    tokio::time::sleep(self.retry.base_delay).await;
+                    tokio::time::sleep(self.storage.retry.base_delay).await;
                 }
                 Some(e) => {
                     return Err(Error::Transport {
@@ -261,12 +307,12 @@ impl BlobStore for Webhook {
                 ),
             )
         };
-        let method: Verb = self.config.get_flow_request_http_method.into();
+        let method: Verb = self.storage.config.get_flow_request_http_method.into();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let mut resp = match self
-                .blob_request(
+                .request(
                     BLOB_DOWNLOAD,
                     digest,
                     method,
@@ -307,7 +353,7 @@ impl BlobStore for Webhook {
                     }
                 }
             } else {
-                if !self.range_ignored.swap(true, Ordering::Relaxed) {
+                if !self.storage.range_ignored.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         blob = %location, status = %status,
                         "the server ignored the Range header and sent the whole blob; bundle \
@@ -346,9 +392,9 @@ impl BlobStore for Webhook {
                         skipped + out.len() as u64
                     )))
                 }
-                Some(e) if attempt <= self.retry.max_retries => {
+                Some(e) if attempt <= self.storage.retry.max_retries => {
                     tracing::warn!(blob = %location, attempt, error = %e.without_url(), "ranged blob read cut off; reading it again");
-                    tokio::time::sleep(self.retry.base_delay).await;
+                    tokio::time::sleep(self.storage.retry.base_delay).await;
                 }
                 Some(e) => {
                     return Err(Error::Transport {
@@ -367,9 +413,9 @@ impl BlobStore for Webhook {
     /// PUTs (the build request's method) `bytes` over the blob with `If-Match: *`, so the
     /// create-only guard does not apply.
     async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
-        let method = self.config.build_request_http_method.into();
+        let method = self.storage.config.build_request_http_method.into();
         let body = Body::Bytes(bytes.to_vec().into());
-        self.blob_request(
+        self.request(
             BLOB_UPLOAD,
             digest,
             method,
@@ -379,6 +425,111 @@ impl BlobStore for Webhook {
         )
         .await?;
         Ok(true)
+    }
+
+    fn area(&self, area: BlobArea) -> Option<Box<dyn BlobStore + '_>> {
+        Some(Box::new(self.storage.blobs(area)))
+    }
+
+    /// Reads the JSON directory listing of the area's directory (`…/.blobs/sha256/`; a missing
+    /// directory holds no blobs). Files whose name is not 64 hex digits are not blobs. A blob's
+    /// time is its file's, to the second.
+    ///
+    /// Errors: a server that does not serve JSON directory listings is
+    /// [`CoreError::Unsupported`] naming the URL and what the server must do.
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
+        let Some(base) = self.storage.url_base() else {
+            return Err(self.storage.not_url_mode("listing bundle blobs"));
+        };
+        let dir = format!("{base}/{}", self.area.dir());
+        let entries = self
+            .storage
+            .list_dir(&dir, "listing bundle blobs")
+            .await?
+            .unwrap_or_default();
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.is_file())
+            .filter_map(|e| {
+                let digest = BlobArea::digest_of(&e.name)?;
+                Some(BlobInfo {
+                    digest,
+                    size: e.size.unwrap_or(0),
+                    // A listing without a time: treated as just written, so never swept early.
+                    modified: e.modified().unwrap_or_else(chrono::Utc::now),
+                })
+            })
+            .collect())
+    }
+
+    /// `DELETE` of the blob's URL in this area with the get_flow request's arguments; 404 or
+    /// 410 (already gone) is success.
+    ///
+    /// Errors: a server that does not allow `DELETE` is [`CoreError::Unsupported`] naming the
+    /// storage's URL and what to do; 401/403 [`CoreError::PermissionDenied`].
+    async fn delete_blob(&self, digest: &str) -> Result<()> {
+        let url = self.url(digest)?;
+        self.storage.delete_url(BLOB_DELETE, &url).await?;
+        tracing::debug!(blob = %url, "deleted blob");
+        Ok(())
+    }
+}
+
+/// The storage's live blobs (`<key_base_url>/.blobs/sha256/`): every call goes to the live
+/// area's blobs; [`BlobStore::area`] gives the trash (`<key_base_url>/.blobs/trash/sha256/`).
+#[async_trait]
+impl BlobStore for Webhook {
+    fn blob_location(&self, digest: &str) -> String {
+        self.blobs(BlobArea::Live).blob_location(digest)
+    }
+
+    /// `HEAD` of the blob's URL with the build request's arguments; 404 or 410 is "missing".
+    async fn has_blob(&self, digest: &str) -> Result<bool> {
+        self.blobs(BlobArea::Live).has_blob(digest).await
+    }
+
+    /// Streams the file with the build request's method; a 412 answer to the create-only PUT
+    /// means the blob is already stored, which is success (same name, same bytes).
+    async fn put_blob(&self, digest: &str, source: &Path, size: u64) -> Result<()> {
+        self.blobs(BlobArea::Live)
+            .put_blob(digest, source, size)
+            .await
+    }
+
+    /// Streams the answer to the get_flow request's method into `dest`; a body cut off mid-way
+    /// is fetched again from the start (bounded by the retry policy).
+    async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64> {
+        self.blobs(BlobArea::Live).get_blob(digest, dest).await
+    }
+
+    /// The get_flow request with `Range: bytes=<offset>-<last>` (see the module's notes).
+    ///
+    /// Errors: a missing blob is [`CoreError::NotFound`]; a blob shorter than the range, or a
+    /// `206` that does not hold the range, is a permanent [`CoreError::Backend`] naming the
+    /// blob's URL and the range.
+    async fn get_blob_range(&self, digest: &str, offset: u64, len: u64) -> Result<Bytes> {
+        self.blobs(BlobArea::Live)
+            .get_blob_range(digest, offset, len)
+            .await
+    }
+
+    fn area(&self, area: BlobArea) -> Option<Box<dyn BlobStore + '_>> {
+        self.holds_bundles()
+            .then(|| Box::new(self.blobs(area)) as Box<dyn BlobStore + '_>)
+    }
+
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
+        self.blobs(BlobArea::Live).list_blobs().await
+    }
+
+    async fn delete_blob(&self, digest: &str) -> Result<()> {
+        self.blobs(BlobArea::Live).delete_blob(digest).await
+    }
+
+    async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
+        self.blobs(BlobArea::Live)
+            .replace_blob_for_tests(digest, bytes)
+            .await
     }
 }
 

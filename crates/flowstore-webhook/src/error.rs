@@ -23,8 +23,9 @@ pub enum Error {
     /// The server answered with an error status (after retries, where they apply).
     #[error("Webhook {what}: {method} {url} answered {status}{body}")]
     Status {
-        /// Which request (`build request`, `get_flow request`, or a bundle's `blob check`,
-        /// `blob upload`, `blob download`).
+        /// Which request (`build request`, `get_flow request`, a bundle's `blob check`,
+        /// `blob upload`, `blob download`, or a prune's `directory listing`, `version read`,
+        /// `version delete`, `blob delete`).
         what: &'static str,
         /// The HTTP method.
         method: String,
@@ -64,10 +65,19 @@ pub(crate) const BLOB_CHECK: &str = "blob check";
 pub(crate) const BLOB_UPLOAD: &str = "blob upload";
 /// The `what` of a bundle blob's download (the get_flow request's method and arguments).
 pub(crate) const BLOB_DOWNLOAD: &str = "blob download";
+/// The `what` of a prune's blob delete (`DELETE`, with the get_flow request's arguments).
+pub(crate) const BLOB_DELETE: &str = "blob delete";
+/// The `what` of a directory listing (`GET <dir>/`, with the get_flow request's arguments).
+pub(crate) const LISTING: &str = "directory listing";
+/// The `what` of a read of a listed version (`GET`, with the get_flow request's arguments).
+pub(crate) const VERSION_READ: &str = "version read";
+/// The `what` of a listed version's delete (`DELETE`, with the get_flow request's arguments).
+pub(crate) const VERSION_DELETE: &str = "version delete";
 
 impl From<Error> for CoreError {
     /// - a 404 or 410 answer: [`CoreError::NotFound`] (`object` for the get_flow request,
-    ///   `blob` for a bundle's blob requests, `endpoint` for the build request);
+    ///   `blob` for a bundle's blob requests, `flow version` for a listed version's read or
+    ///   delete, `directory` for a listing, `endpoint` for the build request);
     /// - 401 or 403: [`CoreError::PermissionDenied`];
     /// - 408, 429, 5xx and transport failures (timeouts, refused or reset connections):
     ///   [`CoreError::Backend`] with `temporary: true`; other answers permanent;
@@ -100,9 +110,17 @@ impl From<Error> for CoreError {
                                 "object",
                                 "Register the flow again, or check the url of get_flow_request_kwargs.",
                             ),
-                            BLOB_CHECK | BLOB_UPLOAD | BLOB_DOWNLOAD => (
+                            BLOB_CHECK | BLOB_UPLOAD | BLOB_DOWNLOAD | BLOB_DELETE => (
                                 "blob",
                                 "Register the bundle again (it uploads the blobs the server lacks), or check key_base_url.",
+                            ),
+                            VERSION_READ | VERSION_DELETE => (
+                                "flow version",
+                                "It is gone (pruned, or removed on the server); list the storage's versions again.",
+                            ),
+                            LISTING => (
+                                "directory",
+                                "Nothing is stored there yet, or key_base_url is wrong.",
                             ),
                             _ => (
                                 "endpoint",

@@ -13,7 +13,9 @@
 //! - Connection errors, timeouts, 429 and 5xx are retried with backoff (3 retries by default).
 //! - What was sent is digested into the reference and checked on fetch; large flows stream.
 //! - URL scheme `http(s)://host/path?option=value`: PUT and GET of `<url>/<flow key>` (a fresh
-//!   key per registration); the options are [`WebhookConfig`]'s.
+//!   key per registration); the options are [`WebhookConfig`]'s. In URL mode the versions can
+//!   be listed and pruned where the server serves JSON directory listings and allows `DELETE`
+//!   (see [Retention](#retention-flowstore-prune-in-url-mode)).
 //! - Bundles ([`FlowInput::bundle`](flowstore_core::FlowInput::bundle)) in URL mode: each blob is
 //!   sent once to `<url>/.blobs/sha256/<hex>` (a `HEAD` first; the build request's method and
 //!   arguments, create-only), then the manifest to `<url>/<flow key>` as the flow; agents fetch
@@ -30,9 +32,43 @@
 //!
 //! # Capabilities
 //!
-//! | write | many flows | serialized | script | list versions | stream to file | bundles |
-//! |---|---|---|---|---|---|---|
-//! | yes | no (one flow per storage) | serialized mode | script mode | no | yes | URL mode, serialized |
+//! | write | many flows | serialized | script | list versions | stream to file | bundles | delete versions |
+//! |---|---|---|---|---|---|---|---|
+//! | yes | no (one flow per storage) | serialized mode | script mode | URL mode (JSON directory listings) | yes | URL mode, serialized | URL mode (the server must allow `DELETE`) |
+//!
+//! Capabilities are declared from the configuration alone; whether the server can list and
+//! delete shows when it is asked. Prefect 1's templated build and get_flow requests (one fixed
+//! url, [`Webhook::builder`]) keep no versions: listing and deleting are
+//! [`Unsupported`](flowstore_core::Error::Unsupported) there, and the error says to use URL mode.
+//!
+//! # Retention (`flowstore prune`) in URL mode
+//!
+//! [`flowstore_core::prune`] lists, deletes and sweeps through plain HTTP, so it needs two things
+//! from the server at `<url>`:
+//!
+//! - **JSON directory listings**: a `GET` of a directory URL (trailing `/`) answered with a JSON
+//!   array of `{"name", "type": "file" | "directory", "mtime", "size"}`, as nginx serves them with
+//!   `autoindex on; autoindex_format json;`. `GET <url>/` gives the flow slugs, `GET
+//!   <url>/<slug>/` a flow's versions (size and time from the listing), and the first 4 KiB of
+//!   each version (a ranged `GET`, several at once) its flow's name and whether it is a bundle;
+//!   `GET <url>/.blobs/sha256/` and `<url>/.blobs/trash/sha256/` list the bundle blobs (a
+//!   missing directory holds none). A server that answers a directory `GET` with anything else
+//!   (403, 404 all the way up, an HTML page) fails the listing with
+//!   [`Unsupported`](flowstore_core::Error::Unsupported), naming the URL and saying so.
+//! - **`DELETE`** (nginx: `dav_methods PUT DELETE;`): a version is deleted with a `DELETE` of
+//!   its URL, a swept blob with a `DELETE` of its URL; 404 or 410 (already gone) is success. A
+//!   server that answers 405 or 501 fails with
+//!   [`Unsupported`](flowstore_core::Error::Unsupported) naming its URL and saying to allow
+//!   `DELETE` or to prune with the server's own tools; 401/403 is
+//!   [`PermissionDenied`](flowstore_core::Error::PermissionDenied).
+//!
+//! Listings, reads and deletes carry the get_flow request's arguments (headers, params, auth,
+//! timeout; typed credentials too), never a body. A delete refuses, with
+//! [`Config`](flowstore_core::Error::Config) and without sending anything, any location that is
+//! not `<url>/<flow slug>/<timestamp slug>`. Swept blobs move (`GET`, `PUT`, `DELETE`) to
+//! `<url>/.blobs/trash/sha256/<hex>` first ([`BlobArea::Trash`](flowstore_core::bundle::BlobArea));
+//! blob times are the listing's `mtime`, to the second. A server that can do neither can still
+//! store and serve flows; prune it with its own tools.
 //!
 //! # Register and fetch
 //!
@@ -77,6 +113,7 @@ mod error;
 mod method;
 mod request;
 mod storage;
+mod versions;
 
 pub use builder::WebhookBuilder;
 pub use config::WebhookConfig;

@@ -92,14 +92,16 @@ fn without_auth(kwargs: &Value) -> Value {
     kwargs
 }
 
-/// The method a request is sent with: a configured one, or `HEAD` (the blob existence check,
-/// which no configuration chooses).
+/// The method a request is sent with: a configured one, or one no configuration chooses: `HEAD`
+/// (the blob existence check) and `DELETE` (a prune's deletes, URL mode only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verb {
-    /// A method the configuration names.
+    /// A method the configuration names (or `GET` for directory listings and version reads).
     Http(HttpMethod),
     /// `HEAD`.
     Head,
+    /// `DELETE`.
+    Delete,
 }
 
 impl Verb {
@@ -107,6 +109,7 @@ impl Verb {
         match self {
             Verb::Http(m) => m.as_str(),
             Verb::Head => "HEAD",
+            Verb::Delete => "DELETE",
         }
     }
 
@@ -114,6 +117,7 @@ impl Verb {
         match self {
             Verb::Http(m) => m.to_reqwest(),
             Verb::Head => reqwest::Method::HEAD,
+            Verb::Delete => reqwest::Method::DELETE,
         }
     }
 }

@@ -17,7 +17,7 @@ use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::SecretSource;
 use flowstore_core::{
     async_trait, key, Error as CoreError, FetchedFlow, FlowInput, OpenContext, Result, Storage,
-    StorageReference,
+    StorageReference, StoredVersion,
 };
 use serde_json::Value;
 
@@ -188,15 +188,19 @@ impl Storage for Webhook {
 
     fn capabilities(&self) -> flowstore_core::Capabilities {
         let script = self.config.stored_as_script;
+        let url_mode = self.config.key_base_url.is_some();
         flowstore_core::Capabilities {
             write: true,
             many_flows: false,
             serialized: !script,
             script,
-            list_versions: false,
+            // URL mode keeps each registration at a URL of its own: listed from the server's
+            // JSON directory listings, deleted with DELETE (a server that cannot answers with
+            // an error saying what it must allow).
+            list_versions: url_mode,
             stream_to_file: true,
             bundles: self.holds_bundles(),
-            delete_versions: false,
+            delete_versions: url_mode,
         }
     }
 
@@ -347,6 +351,39 @@ impl Storage for Webhook {
         } else {
             self.index.open_serialized(name, &location, None, bytes)
         }
+    }
+
+    /// URL mode: reads the server's JSON directory listing of `<url>/` (the flow slugs) and of
+    /// `<url>/<slug>/` (the versions; size and time from the listing), then the first 4 KiB of
+    /// each version (a ranged `GET`, several at once) for its flow's name and whether it is a
+    /// bundle. Newest first.
+    ///
+    /// Errors: [`CoreError::Unsupported`] outside URL mode (one fixed url holds no versions), and
+    /// for a server that does not answer a directory `GET` with a JSON listing (naming the URL
+    /// and saying it must serve them: nginx `autoindex on; autoindex_format json;`); 401
+    /// [`CoreError::PermissionDenied`].
+    async fn list_versions(&self, flow: Option<&str>) -> Result<Vec<StoredVersion>> {
+        self.list_url_versions(flow).await
+    }
+
+    /// URL mode: an HTTP `DELETE` of the version's URL with the get_flow request's arguments
+    /// (headers, auth, params); 404 or 410 (already gone) is success.
+    ///
+    /// Errors: [`CoreError::Config`] (nothing sent) for a location that is not
+    /// `<url>/<flow slug>/<timestamp slug>` of this storage; [`CoreError::Unsupported`] outside
+    /// URL mode, and when the server does not allow `DELETE` (405, 501: the message names the
+    /// URL and says to allow it, nginx `dav_methods PUT DELETE;`, or to prune with the server's
+    /// own tools); 401/403 [`CoreError::PermissionDenied`].
+    async fn delete_version(&self, version: &StoredVersion) -> Result<()> {
+        self.delete_url_version(version).await
+    }
+
+    /// URL mode: a `GET` of the version's URL with the get_flow request's arguments.
+    ///
+    /// Errors: as [`Storage::delete_version`] for the location; [`CoreError::NotFound`] when it
+    /// is gone.
+    async fn read_version(&self, version: &StoredVersion) -> Result<Bytes> {
+        self.read_url_version(version).await
     }
 
     fn blob_store(&self) -> Option<&dyn bundle::BlobStore> {

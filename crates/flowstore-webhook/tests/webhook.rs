@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flowstore_core::envelope::{seal, seal_bytes, AppInfo};
+use flowstore_core::prune::{PruneOptions, RetentionPolicy};
 use flowstore_core::secret::SecretString;
 use flowstore_core::testkit::proxy::{Fault, FaultProxy};
 use flowstore_core::testkit::recording::RecordingProxy;
 use flowstore_core::testkit::{skip, Harness, HarnessResult, Skip};
 use flowstore_core::{
-    Error, FlowContent, FlowInput, OpenContext, Registry, Storage, StorageReference,
+    Error, FlowContent, FlowInput, OpenContext, Registry, Storage, StorageReference, StoredVersion,
 };
 use flowstore_secrets::test_support::assert_secret_absent;
 use flowstore_secrets::MapSource;
@@ -45,6 +46,17 @@ fn env() -> Result<Env, Skip> {
         url: get("FLOWSTORE_TEST_WEBHOOK_URL")?,
         auth_url: get("FLOWSTORE_TEST_WEBHOOK_AUTH_URL")?,
         token: get("FLOWSTORE_TEST_WEBHOOK_TOKEN")?,
+    })
+}
+
+/// The server that allows only PUT and GET: DELETE answers 405, directories are not listed.
+fn plain_url() -> Result<String, Skip> {
+    std::env::var("FLOWSTORE_TEST_WEBHOOK_PLAIN_URL").map_err(|_| {
+        Skip(
+            "FLOWSTORE_TEST_WEBHOOK_PLAIN_URL is not set: nginx is not running (start it with \
+             `cargo xtask test`)"
+                .to_string(),
+        )
     })
 }
 
@@ -1464,4 +1476,338 @@ async fn a_server_that_ignores_range_still_gives_the_right_bytes() {
         "warned once per storage: {logs}"
     );
     assert_eq!(*statuses.lock().unwrap(), vec![201, 200, 200, 200]);
+}
+
+/// Retention against the server that allows only PUT and GET: listing and deleting fail with
+/// errors that name the storage's URL and say what the server must allow, and nothing is
+/// deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_listings_or_delete_says_what_to_allow_and_deletes_nothing() {
+    let plain = match plain_url() {
+        Ok(u) => u,
+        Err(reason) => {
+            return skip(
+                "a_server_without_listings_or_delete_says_what_to_allow_and_deletes_nothing",
+                &reason,
+            )
+        }
+    };
+    let base = format!("{plain}/{}", unique("plain"));
+    let mut s = WebhookBuilder::from_url(&base)
+        .unwrap()
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    // Capabilities are static: URL mode declares both; the server decides.
+    let caps = s.capabilities();
+    assert!(caps.list_versions && caps.delete_versions, "{caps:?}");
+    s.add_flow(seal("Plain", &"kept", &app()).unwrap().into())
+        .await
+        .unwrap();
+    s.persist().await.unwrap();
+    let location = s.flows()["Plain"].clone();
+
+    let listing_error = |err: Error, what: &str| {
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Unsupported { .. }), "{what}: {err:?}");
+        assert!(
+            msg.contains(&base)
+                && msg.contains("The server must serve JSON directory listings")
+                && msg.contains("autoindex_format json")
+                && msg.contains("list and prune"),
+            "{what}: {msg}"
+        );
+        msg
+    };
+    for flow in [None, Some("Plain")] {
+        let msg = listing_error(s.list_versions(flow).await.unwrap_err(), "list");
+        assert!(msg.contains("403 Forbidden"), "{msg}");
+    }
+    // Nothing stored there yet: the directory is missing, and nothing above it lists either.
+    let fresh = WebhookBuilder::from_url(&format!("{plain}/{}", unique("plain-empty")))
+        .unwrap()
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    let err = fresh.list_versions(None).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Unsupported { .. })
+            && err.to_string().contains("autoindex_format json"),
+        "{err}"
+    );
+    // A prune stops at its listing, before anything is deleted.
+    let options = PruneOptions::new(RetentionPolicy {
+        keep_last: Some(1),
+        older_than: None,
+    });
+    listing_error(
+        flowstore_core::prune::plan(&s, &options).await.unwrap_err(),
+        "plan",
+    );
+
+    let version = StoredVersion {
+        flow: Some("Plain".into()),
+        slug: "plain".into(),
+        location: location.clone(),
+        size: None,
+        stored_at: None,
+        bundle: false,
+    };
+    let err = s.delete_version(&version).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert!(
+        msg.contains(&location)
+            && msg.contains(&format!("the server at {base} does not allow DELETE"))
+            && msg.contains("405 Method Not Allowed")
+            && msg.contains("dav_methods PUT DELETE")
+            && msg.contains("prune with the server's own tools"),
+        "{msg}"
+    );
+    // Nothing was deleted: the version is there and fetches.
+    assert_eq!(head_status(&location, None).await, 200);
+    let v: String = registry()
+        .open(&s.reference().unwrap())
+        .unwrap()
+        .get_flow("Plain")
+        .await
+        .unwrap()
+        .decode(&app())
+        .unwrap();
+    assert_eq!(v, "kept");
+
+    // Blobs: the same two refusals, and the blob stays.
+    let dir = tempfile::tempdir().unwrap();
+    let blob = dir.path().join("blob");
+    std::fs::write(&blob, b"a blob on a plain server").unwrap();
+    let digest = flowstore_core::envelope::sha256_digest(b"a blob on a plain server");
+    let store = s.blob_store().unwrap();
+    store.put_blob(&digest, &blob, 24).await.unwrap();
+    listing_error(store.list_blobs().await.unwrap_err(), "list_blobs");
+    let err = store.delete_blob(&digest).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Unsupported { .. })
+            && err.to_string().contains("does not allow DELETE")
+            && err.to_string().contains("dav_methods PUT DELETE"),
+        "{err}"
+    );
+    assert_eq!(head_status(&store.blob_location(&digest), None).await, 200);
+}
+
+/// A delete (and a listing) through the server that demands the bearer token, with a wrong
+/// token or none: PermissionDenied, the version stays, and no token appears in the error, its
+/// Debug, the storage's Debug or the logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_without_the_token_is_refused_and_shows_no_token() {
+    let e = need_server!("deleting_without_the_token_is_refused_and_shows_no_token");
+    let base = format!("{}/{}", e.auth_url, unique("auth-delete"));
+    let mut s = WebhookBuilder::from_url(&base)
+        .unwrap()
+        .bearer_token(SecretString::from(e.token.clone()))
+        .bearer_token_secret("WEBHOOK_DELETE_TOKEN")
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    s.add_flow(seal("Guarded", &"still here", &app()).unwrap().into())
+        .await
+        .unwrap();
+    s.persist().await.unwrap();
+    let listed = s.list_versions(None).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].flow.as_deref(), Some("Guarded"));
+    let reference = s.reference().unwrap();
+
+    let wrong = "not-the-token-d3l3te-c4n4ry";
+    let mut agents = Registry::new().with_secrets(Arc::new(
+        MapSource::new().with("WEBHOOK_DELETE_TOKEN", wrong),
+    ));
+    flowstore_webhook::register(&mut agents);
+    let wrong_token = agents.open(&reference).unwrap();
+    let no_token: Box<dyn Storage> = Box::new(
+        WebhookBuilder::from_url(&base)
+            .unwrap()
+            .retry(fast_retry())
+            .build()
+            .unwrap(),
+    );
+    let rt = tokio::runtime::Handle::current();
+    for (who, storage) in [("a wrong token", &wrong_token), ("no token", &no_token)] {
+        let (result, logs) = flowstore_secrets::test_support::capture_logs(|| {
+            tokio::task::block_in_place(|| rt.block_on(storage.delete_version(&listed[0])))
+        });
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, Error::PermissionDenied { .. }),
+            "{who}: {err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&listed[0].location) && msg.contains("DELETE") && msg.contains("401"),
+            "{who}: {msg}"
+        );
+        let (listing, list_logs) = flowstore_secrets::test_support::capture_logs(|| {
+            tokio::task::block_in_place(|| rt.block_on(storage.list_versions(None)))
+        });
+        let list_err = listing.unwrap_err();
+        assert!(
+            matches!(list_err, Error::PermissionDenied { .. }),
+            "{who}: {list_err:?}"
+        );
+        for (what, text) in [
+            ("the error", msg),
+            ("the error's Debug", format!("{err:?}")),
+            ("the listing error", format!("{list_err} {list_err:?}")),
+            ("the storage's Debug", format!("{storage:?}")),
+            ("logs", format!("{logs}{list_logs}")),
+        ] {
+            assert_secret_absent(wrong, &text, &format!("{who}: {what}"));
+            assert_secret_absent(&e.token, &text, &format!("{who}: {what}"));
+        }
+    }
+    // Still there, and still fetches; with the token it goes.
+    assert_eq!(s.list_versions(None).await.unwrap(), listed);
+    assert_eq!(head_status(&listed[0].location, Some(&e.token)).await, 200);
+    s.delete_version(&listed[0]).await.unwrap();
+    assert!(s.list_versions(None).await.unwrap().is_empty());
+    assert_eq!(head_status(&listed[0].location, Some(&e.token)).await, 404);
+}
+
+/// A listing gives each version's flow name, size, time and whether it is a bundle, newest
+/// first, and leaves out what is not a flowstore version (blobs, other files, deeper paths,
+/// names that are not slugs); a storage with nothing stored yet lists nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_give_names_sizes_times_and_bundles_and_skip_foreign_files() {
+    let e = need_server!("listings_give_names_sizes_times_and_bundles_and_skip_foreign_files");
+    let base = format!("{}/{}", e.url, unique("listing"));
+    let open = || WebhookBuilder::from_url(&base).unwrap().build().unwrap();
+    // Nothing stored yet: the directory is missing, the one above it lists.
+    assert!(open().list_versions(None).await.unwrap().is_empty());
+    assert!(open()
+        .list_versions(Some("Listed"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(open()
+        .blob_store()
+        .unwrap()
+        .list_blobs()
+        .await
+        .unwrap()
+        .is_empty());
+
+    let before = chrono::Utc::now() - chrono::Duration::seconds(2);
+    let mut a = open();
+    let sealed = seal("Listed", &"value", &app()).unwrap();
+    let size = sealed.bytes.len() as u64;
+    a.add_flow(sealed.into()).await.unwrap();
+    a.persist().await.unwrap();
+    let project = write_project(&[("helpers.py", b"X = 1\n".to_vec())]);
+    let mut b = open();
+    b.add_flow(FlowInput::bundle("Bundled", project.path(), "flow.py"))
+        .await
+        .unwrap();
+    b.persist().await.unwrap();
+    let client = reqwest::Client::new();
+    for foreign in [
+        "listed/notes.txt",
+        "README",
+        "listed/2026-12-01t00-00-00-000000-00-00/deeper",
+        "Not-A-Slug/2026-12-01t00-00-00-000000-00-00",
+        "listed/.2026-12-01t00-00-00-000000-00-00",
+    ] {
+        let resp = client
+            .put(format!("{base}/{foreign}"))
+            .body("not a version")
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{foreign}: {}", resp.status());
+    }
+    let after = chrono::Utc::now() + chrono::Duration::seconds(2);
+
+    let all = a.list_versions(None).await.unwrap();
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let (bundled, listed) = (&all[0], &all[1]);
+    assert_eq!(
+        bundled.location,
+        b.flows()["Bundled"],
+        "newest first: {all:#?}"
+    );
+    assert_eq!(
+        (
+            bundled.flow.as_deref(),
+            bundled.slug.as_str(),
+            bundled.bundle
+        ),
+        (None, "bundled", true)
+    );
+    assert_eq!(listed.location, a.flows()["Listed"]);
+    assert_eq!(
+        (listed.flow.as_deref(), listed.slug.as_str(), listed.bundle),
+        (Some("Listed"), "listed", false)
+    );
+    assert_eq!(listed.size, Some(size));
+    for v in &all {
+        let at = v.stored_at.expect("a time from the listing");
+        assert!(before <= at && at <= after, "{v:?}");
+    }
+    let one = a.list_versions(Some("Listed")).await.unwrap();
+    assert_eq!(one, vec![listed.clone()]);
+    // read_version gives the stored bytes.
+    let bytes = a.read_version(listed).await.unwrap();
+    assert_eq!(bytes.len() as u64, size);
+
+    // The live blobs, with their sizes; the trash holds none.
+    let store = b.blob_store().unwrap();
+    let mut blobs: Vec<(String, u64)> = store
+        .list_blobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.digest, b.size))
+        .collect();
+    blobs.sort();
+    let mut want = stored_blobs(project.path(), "flow.py");
+    want.sort();
+    assert_eq!(blobs, want);
+    let trash = store.area(flowstore_core::bundle::BlobArea::Trash).unwrap();
+    assert!(trash.list_blobs().await.unwrap().is_empty());
+    assert!(trash
+        .blob_location(&want[0].0)
+        .starts_with(&format!("{base}/.blobs/trash/sha256/")));
+}
+
+/// Prefect 1's templated requests (one fixed url) keep no versions: no listing, no delete, and
+/// the errors say to use URL mode.
+#[tokio::test]
+async fn templated_requests_neither_list_nor_delete() {
+    let kwargs = json!({"url": "http://127.0.0.1:9/flows/etl"});
+    let s = Webhook::builder(kwargs.clone(), HttpMethod::Put, kwargs, HttpMethod::Get)
+        .build()
+        .unwrap();
+    let caps = s.capabilities();
+    assert!(!caps.list_versions && !caps.delete_versions, "{caps:?}");
+    let version = StoredVersion {
+        flow: Some("ETL".into()),
+        slug: "etl".into(),
+        location: "http://127.0.0.1:9/flows/etl".into(),
+        size: None,
+        stored_at: None,
+        bundle: false,
+    };
+    let errors = [
+        s.list_versions(None).await.unwrap_err(),
+        s.delete_version(&version).await.unwrap_err(),
+        s.read_version(&version).await.unwrap_err(),
+    ];
+    for err in errors {
+        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+        assert!(err.to_string().contains("URL mode"), "{err}");
+    }
+    let options = PruneOptions::new(RetentionPolicy {
+        keep_last: Some(1),
+        older_than: None,
+    });
+    let err = flowstore_core::prune::plan(&s, &options).await.unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
 }

@@ -63,10 +63,16 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         }
     }
     let mut protected_refs = Vec::new();
-    for path in &args.protect {
-        let reference = backends::read_reference(path)?;
-        options.protect(&reference);
-        protected_refs.push((path, reference));
+    if !args.protect.is_empty() {
+        let registry = backends::registry()?;
+        for path in &args.protect {
+            let reference = backends::read_reference(path)?;
+            let protected = registry
+                .open(&reference)
+                .with_context(|| format!("opening the storage of protected reference {path}"))?;
+            options.protect(&*protected);
+            protected_refs.push((path, protected.version_locations()));
+        }
     }
     let spinner = out.spinner("listing stored versions");
     let plan = prune::plan(&*storage, &options)
@@ -74,10 +80,9 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         .with_context(|| format!("planning a prune of {} storage", storage.type_name()));
     spinner.finish_and_clear();
     let plan = plan?;
-    for (path, reference) in &protected_refs {
-        let names_one = reference
-            .flows
-            .values()
+    for (path, locations) in &protected_refs {
+        let names_one = locations
+            .iter()
             .any(|l| plan.versions.iter().any(|v| &v.version.location == l));
         if !names_one {
             out.status(&format!(

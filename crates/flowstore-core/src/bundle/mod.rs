@@ -70,7 +70,7 @@ pub fn blob_key(digest: &str) -> String {
 }
 
 /// The two places a storage keeps blobs. Blobs that no stored version names any more go to the
-/// trash first and are deleted from it only by a later sweep (see [`crate::prune::sweep`]), so a
+/// trash first and are deleted from it only by a later sweep (see [`crate::prune::sweep()`]), so a
 /// registration that found a blob stored a moment before it was swept still has it: fetches
 /// look in the trash when a blob is missing, and the next sweep puts a blob that a version names
 /// back.

@@ -5,7 +5,7 @@
 //! versions and sorts them by a [`RetentionPolicy`]: the newest version of each flow always
 //! stays, as does every version a protected reference names. [`execute`] deletes what the plan
 //! lets go with [`Storage::delete_version`] (which refuses anything that is not a flowstore
-//! version of that storage), then [`sweep`]s the storage's bundle blobs (see [`sweep`](mod@sweep)
+//! version of that storage), then [`sweep()`]s the storage's bundle blobs (see [`blob_sweep`]
 //! for why swept blobs pass through a trash).
 //!
 //! ```
@@ -33,8 +33,8 @@
 //! assert_eq!(reasons, [Reason::Newest, Reason::WithinKeepLast, Reason::Expired]);
 //! ```
 
+pub mod blob_sweep;
 mod select;
-pub mod sweep;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -44,12 +44,11 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::bundle::DEFAULT_PARALLELISM;
 use crate::error::{Error, Result};
-use crate::reference::StorageReference;
 use crate::registry::{Progress, ProgressFn};
 use crate::storage::{Storage, StoredVersion};
 
+pub use blob_sweep::BlobSweep;
 pub use select::{select, Reason, Verdict};
-pub use sweep::BlobSweep;
 
 /// How long a blob no version names stays before a sweep moves it to the trash, and how long it
 /// then stays in the trash: one hour.
@@ -123,14 +122,10 @@ impl PruneOptions {
         }
     }
 
-    /// Protects every flow version `reference` names.
-    pub fn protect(&mut self, reference: &StorageReference) -> &mut Self {
-        self.protected.extend(
-            reference
-                .flows
-                .values()
-                .map(|location| location.to_string()),
-        );
+    /// Protects every version `storage` (opened from a reference that must stay runnable)
+    /// names ([`Storage::version_locations`]).
+    pub fn protect(&mut self, storage: &dyn Storage) -> &mut Self {
+        self.protected.extend(storage.version_locations());
         self
     }
 }
@@ -215,8 +210,8 @@ pub async fn plan(storage: &dyn Storage, options: &PruneOptions) -> Result<Prune
                 .into_iter()
                 .filter(|v| !deleted.contains(v.location.as_str()))
                 .collect();
-            let referenced = sweep::referenced_blobs(storage, &remaining).await?;
-            Some(sweep::plan_sweep(store, &referenced, options.grace, planned_at).await?)
+            let referenced = blob_sweep::referenced_blobs(storage, &remaining).await?;
+            Some(blob_sweep::plan_sweep(store, &referenced, options.grace, planned_at).await?)
         }
         _ => None,
     };
@@ -231,7 +226,7 @@ pub async fn plan(storage: &dyn Storage, options: &PruneOptions) -> Result<Prune
 }
 
 /// Deletes the versions `plan` lets go ([`DEFAULT_PARALLELISM`] at a time; one already gone
-/// counts as deleted), then sweeps the storage's bundle blobs afresh ([`sweep`]). `progress` is
+/// counts as deleted), then sweeps the storage's bundle blobs afresh ([`sweep()`]). `progress` is
 /// told the versions deleted, then the blobs swept.
 ///
 /// Errors: the first failed deletion (the rest are not attempted; the sweep does not run), or
@@ -300,8 +295,8 @@ pub async fn sweep(
         });
     };
     let versions = storage.list_versions(None).await?;
-    let referenced = sweep::referenced_blobs(storage, &versions).await?;
-    let plan = sweep::plan_sweep(store, &referenced, grace, Utc::now()).await?;
+    let referenced = blob_sweep::referenced_blobs(storage, &versions).await?;
+    let plan = blob_sweep::plan_sweep(store, &referenced, grace, Utc::now()).await?;
     let total = (plan.to_restore.len() + plan.to_trash.len() + plan.to_delete.len()) as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
     let on_blob = || {
@@ -314,7 +309,7 @@ pub async fn sweep(
             });
         }
     };
-    sweep::apply_sweep(store, &plan, &on_blob).await?;
+    blob_sweep::apply_sweep(store, &plan, &on_blob).await?;
     tracing::info!(
         trashed = plan.to_trash.len(),
         restored = plan.to_restore.len(),

@@ -101,6 +101,26 @@ pub fn write_new_from(dest: &Path, reader: &mut dyn Read, durable: bool) -> io::
     Ok(n)
 }
 
+/// True if `name` is a temporary file name of these writes (`.tmp-<pid>-…`) whose writer is gone:
+/// its process has exited (Linux: by `/proc`), or the file at `path` is over a day old. A write
+/// killed between creating its temporary file and linking it leaves one behind; a directory's
+/// owner may remove such files.
+pub fn is_abandoned_temp(name: &str, path: &Path) -> bool {
+    let Some(pid) = name
+        .strip_prefix(".tmp-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let old = std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(86400));
+    old || (pid != std::process::id() && !crate::cache::process_alive(pid))
+}
+
 fn temp_path(dir: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -115,6 +135,25 @@ fn temp_path(dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temporaries_of_dead_writers_are_abandoned_and_others_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = temp_path(dir.path());
+        std::fs::write(&mine, b"x").unwrap();
+        let name = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(
+            !is_abandoned_temp(&name(&mine), &mine),
+            "this process is alive"
+        );
+        // No process has this pid (above the kernel's pid_max).
+        let dead = dir.path().join(".tmp-4294967294-0-1");
+        std::fs::write(&dead, b"x").unwrap();
+        assert!(is_abandoned_temp(".tmp-4294967294-0-1", &dead));
+        let blob = dir.path().join("ab".repeat(32));
+        assert!(!is_abandoned_temp(&name(&blob), &blob));
+        assert!(!is_abandoned_temp(".tmp-notapid", &dead));
+    }
 
     #[test]
     fn never_replaces_and_leaves_no_temp_files() {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::bundle::{self, BlobArea, FetchOptions};
 use crate::error::Error;
 use crate::flow::FlowInput;
-use crate::prune::{self, sweep, PruneOptions, Reason, RetentionPolicy};
+use crate::prune::{self, blob_sweep, PruneOptions, Reason, RetentionPolicy};
 use crate::storage::{Storage, StoredVersion};
 
 use super::{app, not_applicable, reopen, sample_value, seal, tempfile_dir, Harness};
@@ -17,20 +17,10 @@ use super::{app, not_applicable, reopen, sample_value, seal, tempfile_dir, Harne
 const NO_DELETE: &str = "the storage declares it cannot delete versions";
 const NO_SWEEP: &str = "the storage holds no bundle blobs with a trash";
 
-/// A storage in the same namespace as `storage` with nothing registered in this session: what a
-/// new registering process opens.
-fn same_namespace(h: &dyn Harness, storage: &dyn Storage) -> Box<dyn Storage> {
-    let mut again = reopen(h, storage);
-    let index = again.index_mut();
-    index.flows.clear();
-    index.digests.clear();
-    again
-}
-
 /// Registers serialized flow `name` once more in `storage`'s namespace; returns the storage
 /// that holds it (its reference names that version).
 async fn register(h: &dyn Harness, storage: &dyn Storage, name: &str) -> Box<dyn Storage> {
-    let mut s = same_namespace(h, storage);
+    let mut s = h.same_namespace(storage).await;
     let sealed = seal(name, &sample_value(name), &app()).expect("seal");
     s.add_flow(sealed.into()).await.expect("add_flow");
     s.persist().await.expect("persist");
@@ -156,7 +146,7 @@ pub async fn prune_policy(h: &dyn Harness) {
         older_than: None,
     });
     options.flow = Some(name.to_string());
-    options.protect(&held[0].reference().unwrap());
+    options.protect(&*held[0]);
     let plan = prune::plan(&*first, &options).await.expect("plan");
     let reasons: Vec<Reason> = plan.versions.iter().map(|v| v.reason).collect();
     assert_eq!(
@@ -215,7 +205,7 @@ async fn register_bundle(
     name: &str,
     tree: &Path,
 ) -> Box<dyn Storage> {
-    let mut s = same_namespace(h, storage);
+    let mut s = h.same_namespace(storage).await;
     s.add_flow(FlowInput::bundle(name, tree, super::bundle::ENTRY))
         .await
         .expect("add bundle");
@@ -340,9 +330,10 @@ pub async fn prune_trash_fallback(h: &dyn Harness) {
     };
     let store = storage.blob_store().unwrap();
     // A sweep that did not see the manifest (it was stored after the sweep listed versions).
-    let unseen = sweep::plan_sweep(store, &BTreeSet::new(), Duration::ZERO, chrono::Utc::now())
-        .await
-        .expect("plan");
+    let unseen =
+        blob_sweep::plan_sweep(store, &BTreeSet::new(), Duration::ZERO, chrono::Utc::now())
+            .await
+            .expect("plan");
     let named: BTreeSet<String> = bundle::scan(&tree, super::bundle::ENTRY)
         .expect("scan")
         .manifest
@@ -351,7 +342,7 @@ pub async fn prune_trash_fallback(h: &dyn Harness) {
         .map(|(d, _)| d.to_string())
         .collect();
     assert_eq!(digests(&unseen.to_trash), named);
-    sweep::apply_sweep(store, &unseen, &|| {})
+    blob_sweep::apply_sweep(store, &unseen, &|| {})
         .await
         .expect("apply");
     assert!(store.list_blobs().await.unwrap().is_empty());
@@ -405,7 +396,7 @@ pub async fn prune_concurrent_registration(h: &dyn Harness) {
         let doomed_version = versions_of(&*doomed, &format!("race doomed {round}")).await;
         let racer_name = format!("race racer {round}");
         let racer = async {
-            let mut s = same_namespace(h, &*first);
+            let mut s = h.same_namespace(&*first).await;
             s.add_flow(FlowInput::bundle(
                 racer_name.as_str(),
                 &tree,
@@ -455,7 +446,9 @@ pub async fn prune_concurrent_registration(h: &dyn Harness) {
     let store = first.blob_store().unwrap();
     let live = digests(&store.list_blobs().await.unwrap());
     let versions = first.list_versions(None).await.unwrap();
-    let named = sweep::referenced_blobs(&*first, &versions).await.unwrap();
+    let named = blob_sweep::referenced_blobs(&*first, &versions)
+        .await
+        .unwrap();
     assert!(
         named.is_subset(&live),
         "named but not live: {:?}",

@@ -67,7 +67,7 @@ impl Local {
     }
 }
 
-/// The storage's live blobs: every call goes to [`AreaBlobs`].
+/// The storage's live blobs (each call goes to the live area's view).
 #[async_trait]
 impl BlobStore for Local {
     fn blob_location(&self, digest: &str) -> String {
@@ -170,7 +170,8 @@ impl BlobStore for AreaBlobs {
     }
 
     /// Lists the area's directory (a missing directory holds no blobs); other files there
-    /// (temporaries of a write in progress) are not blobs.
+    /// (temporaries of a write in progress) are not blobs, and temporaries that killed writers
+    /// left ([`atomic::is_abandoned_temp`]) are removed.
     async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
         let dir = self.directory.join(self.area.dir());
         tokio::task::spawn_blocking(move || {
@@ -181,7 +182,14 @@ impl BlobStore for AreaBlobs {
             };
             let mut blobs = Vec::new();
             for entry in entries.filter_map(|e| e.ok()) {
-                let Some(digest) = entry.file_name().to_str().and_then(BlobArea::digest_of) else {
+                let name = entry.file_name();
+                let name = name.to_str().unwrap_or_default();
+                if atomic::is_abandoned_temp(name, &entry.path()) {
+                    let _ = std::fs::remove_file(entry.path());
+                    tracing::debug!(path = %entry.path().display(), "removed a temporary a killed write left");
+                    continue;
+                }
+                let Some(digest) = BlobArea::digest_of(name) else {
                     continue;
                 };
                 let Ok(meta) = entry.metadata() else {
