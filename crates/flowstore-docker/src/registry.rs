@@ -355,6 +355,24 @@ impl Registry {
         Ok(d)
     }
 
+    /// A request for manifest (or index) `name:reference` accepting every manifest and index
+    /// type flowstore reads.
+    fn manifest_request(
+        &self,
+        method: reqwest::Method,
+        name: &str,
+        reference: &str,
+    ) -> reqwest::RequestBuilder {
+        self.req(
+            method,
+            &format!("{}/v2/{name}/manifests/{reference}", self.base),
+        )
+        .header(
+            reqwest::header::ACCEPT,
+            format!("{MANIFEST}, {DOCKER_MANIFEST}, {INDEX}, {DOCKER_MANIFEST_LIST}"),
+        )
+    }
+
     /// A manifest or index by tag or digest, with its descriptor (media type, digest, size; the
     /// digest is checked when `reference` is one).
     ///
@@ -367,14 +385,7 @@ impl Registry {
             .send(
                 &what,
                 name,
-                self.req(
-                    reqwest::Method::GET,
-                    &format!("{}/v2/{name}/manifests/{reference}", self.base),
-                )
-                .header(
-                    reqwest::header::ACCEPT,
-                    format!("{MANIFEST}, {DOCKER_MANIFEST}, {INDEX}, {DOCKER_MANIFEST_LIST}"),
-                ),
+                self.manifest_request(reqwest::Method::GET, name, reference),
             )
             .await?;
         let content_type = resp
@@ -563,14 +574,7 @@ impl Registry {
             .execute(
                 &what,
                 name,
-                self.req(
-                    reqwest::Method::HEAD,
-                    &format!("{}/v2/{name}/manifests/{reference}", self.base),
-                )
-                .header(
-                    reqwest::header::ACCEPT,
-                    format!("{MANIFEST}, {DOCKER_MANIFEST}, {INDEX}, {DOCKER_MANIFEST_LIST}"),
-                ),
+                self.manifest_request(reqwest::Method::HEAD, name, reference),
             )
             .await?;
         if head.status() == reqwest::StatusCode::NOT_FOUND {
