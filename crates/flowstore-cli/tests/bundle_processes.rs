@@ -11,27 +11,13 @@ use std::time::Duration;
 
 #[allow(dead_code)] // the shared module also serves the other reliability tests
 mod common;
-use common::{kill_window, stress, Jitter};
-
-struct World {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
+use common::{kill_window, stress, Jitter, World};
 
 impl World {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        World { _dir: dir, root }
-    }
-
-    fn flowstore(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_flowstore"));
-        c.env("FLOWSTORE_HOME", self.root.join("home"))
-            .env("FLOWSTORE_BLOB_CACHE", self.root.join("cache"))
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+    /// `flowstore` with its output on stderr only.
+    fn quiet(&self) -> Command {
+        let mut c = self.flowstore();
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
         c
     }
 
@@ -49,7 +35,7 @@ impl World {
         std::fs::write(project.join("flow.py"), "import pkg0\n").unwrap();
         let reference = self.root.join("ref.json");
         let out = self
-            .flowstore()
+            .quiet()
             .args(["register", "--bundle"])
             .arg(&project)
             .args(["--entry", "flow.py", "--name", "Bundle", "--out"])
@@ -65,7 +51,7 @@ impl World {
     }
 
     fn fetch(&self, reference: &Path, dest: &Path) -> Command {
-        let mut c = self.flowstore();
+        let mut c = self.quiet();
         c.arg("fetch").arg(reference).arg("--bundle-dir").arg(dest);
         c
     }

@@ -3,38 +3,22 @@
 //! SIGKILL in the middle of its blob sweep, after which every remaining version still fetches.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-struct World {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
+#[allow(dead_code)] // the shared module also serves the other process tests
+mod common;
+use common::World;
 
 impl World {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        World { _dir: dir, root }
-    }
-
     fn store(&self) -> PathBuf {
         self.root.join("store")
     }
 
     fn storage_url(&self) -> String {
         format!("file://{}", self.store().display())
-    }
-
-    fn flowstore(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_flowstore"));
-        c.env("FLOWSTORE_HOME", self.root.join("home"))
-            .env("FLOWSTORE_BLOB_CACHE", self.root.join("cache"))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        c
     }
 
     /// Runs flowstore with `args`; returns (exit code, stdout, stderr).

@@ -12,6 +12,7 @@ use flowstore_core::envelope::{seal_bytes, Envelope};
 use flowstore_core::{Error, Registry, Storage};
 use flowstore_local::Local;
 
+#[allow(dead_code)] // the shared module also serves the other process tests
 mod common;
 use common::{app, kill_window, stress, Jitter};
 

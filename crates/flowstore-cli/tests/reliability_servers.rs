@@ -17,6 +17,7 @@ use flowstore_core::testkit::proxy::{Fault, FaultProxy};
 use flowstore_core::testkit::{skip, Skip};
 use flowstore_core::{FlowInput, Registry, Storage, StorageReference};
 
+#[allow(dead_code)] // the shared module also serves the other process tests
 mod common;
 use common::{app, kill_window, stress, Jitter};
 

@@ -115,56 +115,6 @@ impl AreaBlobs<'_> {
     }
 }
 
-/// The live area: what registrations upload and fetches read.
-#[async_trait]
-impl BlobStore for Engine {
-    fn blob_location(&self, digest: &str) -> String {
-        self.blob_area(BlobArea::Live).blob_location(digest)
-    }
-
-    async fn has_blob(&self, digest: &str) -> Result<bool> {
-        self.blob_area(BlobArea::Live).has_blob(digest).await
-    }
-
-    async fn missing_blobs(&self, digests: &[String]) -> Result<Vec<String>> {
-        self.blob_area(BlobArea::Live).missing_blobs(digests).await
-    }
-
-    async fn put_blob(&self, digest: &str, source: &Path, size: u64) -> Result<()> {
-        self.blob_area(BlobArea::Live)
-            .put_blob(digest, source, size)
-            .await
-    }
-
-    async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64> {
-        self.blob_area(BlobArea::Live).get_blob(digest, dest).await
-    }
-
-    async fn get_blob_range(&self, digest: &str, offset: u64, len: u64) -> Result<Bytes> {
-        self.blob_area(BlobArea::Live)
-            .get_blob_range(digest, offset, len)
-            .await
-    }
-
-    fn area(&self, area: BlobArea) -> Option<Box<dyn BlobStore + '_>> {
-        Some(Box::new(self.blob_area(area)))
-    }
-
-    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
-        self.blob_area(BlobArea::Live).list_blobs().await
-    }
-
-    async fn delete_blob(&self, digest: &str) -> Result<()> {
-        self.blob_area(BlobArea::Live).delete_blob(digest).await
-    }
-
-    async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
-        self.blob_area(BlobArea::Live)
-            .replace_blob_for_tests(digest, bytes)
-            .await
-    }
-}
-
 #[async_trait]
 impl BlobStore for AreaBlobs<'_> {
     fn blob_location(&self, digest: &str) -> String {
@@ -345,7 +295,7 @@ mod tests {
         assert_eq!(engine(Some("p")).blob_prefix(live), "p/.blobs/sha256/");
         assert_eq!(engine(None).blob_prefix(live), ".blobs/sha256/");
         assert_eq!(
-            engine(None).blob_location(&d),
+            engine(None).blob_area(live).blob_location(&d),
             format!("s3://b/.blobs/sha256/{hex}")
         );
         let trash = BlobArea::Trash;
@@ -358,7 +308,7 @@ mod tests {
             "p/.blobs/trash/sha256/"
         );
         assert_eq!(
-            engine(Some("p")).area(trash).unwrap().blob_location(&d),
+            engine(Some("p")).blob_area(trash).blob_location(&d),
             format!("s3://b/p/.blobs/trash/sha256/{hex}")
         );
     }
@@ -378,9 +328,13 @@ mod tests {
     #[tokio::test]
     async fn the_trash_is_an_area_of_its_own() {
         let e = engine(Some("p"));
-        let trash = e.area(BlobArea::Trash).unwrap();
+        let live_area = e.blob_area(BlobArea::Live);
+        let trash = live_area.area(BlobArea::Trash).unwrap();
         let before = chrono::Utc::now() - chrono::Duration::seconds(1);
-        let (a, b) = (put(&e, b"live").await, put(&*trash, b"trashed").await);
+        let (a, b) = (
+            put(&live_area, b"live").await,
+            put(&*trash, b"trashed").await,
+        );
         // Neither area sees the other's blobs, nor junk in its directory.
         e.blobs
             .replace("p/.blobs/sha256/not-a-digest", Bytes::from_static(b"x"))
@@ -393,7 +347,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let live = e.list_blobs().await.unwrap();
+        let live = live_area.list_blobs().await.unwrap();
         assert_eq!(
             live.iter().map(|b| b.digest.as_str()).collect::<Vec<_>>(),
             [a.as_str()]
@@ -409,21 +363,21 @@ mod tests {
             [b.as_str()]
         );
         let asked = std::slice::from_ref(&b);
-        assert_eq!(e.missing_blobs(asked).await.unwrap(), asked);
+        assert_eq!(live_area.missing_blobs(asked).await.unwrap(), asked);
         assert!(trash.missing_blobs(asked).await.unwrap().is_empty());
         // Reads act on the area's keys.
         let out = tempfile::NamedTempFile::new().unwrap();
         assert_eq!(trash.get_blob(&b, out.path()).await.unwrap(), 7);
         assert_eq!(&trash.get_blob_range(&b, 1, 3).await.unwrap()[..], b"ras");
-        let err = e.get_blob(&b, out.path()).await.unwrap_err();
+        let err = live_area.get_blob(&b, out.path()).await.unwrap_err();
         assert!(err.is_not_found(), "{err:?}");
         // Deleting is quiet about a blob already gone, and touches one area only.
         trash.delete_blob(&a).await.unwrap();
-        assert_eq!(e.list_blobs().await.unwrap().len(), 1);
+        assert_eq!(live_area.list_blobs().await.unwrap().len(), 1);
         trash.delete_blob(&b).await.unwrap();
         trash.delete_blob(&b).await.unwrap();
         assert!(trash.list_blobs().await.unwrap().is_empty());
-        assert!(!trash.has_blob(&b).await.unwrap() && e.has_blob(&a).await.unwrap());
+        assert!(!trash.has_blob(&b).await.unwrap() && live_area.has_blob(&a).await.unwrap());
     }
 
     #[tokio::test]
@@ -459,57 +413,58 @@ mod tests {
             "the pack and the manifest: {report:?}"
         );
 
+        let live = e.blob_area(BlobArea::Live);
         let lib_py = sha256_digest(b"X = 1\n");
         let unknown = sha256_digest(b"never stored");
         let asked = [pack.clone(), lib_py.clone(), unknown.clone()];
         assert_eq!(
-            e.missing_blobs(&asked).await.unwrap(),
+            live.missing_blobs(&asked).await.unwrap(),
             vec![lib_py.clone(), unknown.clone()],
             "a file in a pack is no blob of its own"
         );
-        assert!(e.has_blob(&pack).await.unwrap() && !e.has_blob(&unknown).await.unwrap());
+        assert!(live.has_blob(&pack).await.unwrap() && !live.has_blob(&unknown).await.unwrap());
         let out = dir.path().join("fetched");
-        assert_eq!(e.get_blob(&pack, &out).await.unwrap(), 17);
+        assert_eq!(live.get_blob(&pack, &out).await.unwrap(), 17);
         assert_eq!(std::fs::read(&out).unwrap(), b"X = 1\nimport lib\n");
         // Create-only, and an existing blob is success.
-        e.put_blob(&pack, &out, 17).await.unwrap();
+        live.put_blob(&pack, &out, 17).await.unwrap();
         // Each file's bytes are its range of the pack.
         for f in scanned.manifest.files() {
             let (blob, offset) = f.source();
             assert_eq!(blob, pack);
-            let bytes = e.get_blob_range(blob, offset, f.size).await.unwrap();
+            let bytes = live.get_blob_range(blob, offset, f.size).await.unwrap();
             assert_eq!(sha256_digest(&bytes), f.digest, "{}", f.path);
         }
-        assert!(e.get_blob_range(&pack, 17, 0).await.unwrap().is_empty());
+        assert!(live.get_blob_range(&pack, 17, 0).await.unwrap().is_empty());
         // A range running past the end is refused naming the blob and what it holds.
-        let err = e
+        let err = live
             .get_blob_range(&pack, 10, 8)
             .await
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains(&e.blob_location(&pack)) && err.contains("only 7 came back"),
+            err.contains(&live.blob_location(&pack)) && err.contains("only 7 came back"),
             "{err}"
         );
         for offset in [17, 100] {
-            let err = e.get_blob_range(&pack, offset, 1).await.unwrap_err();
+            let err = live.get_blob_range(&pack, offset, 1).await.unwrap_err();
             let text = err.to_string();
             assert!(
-                text.contains(&e.blob_location(&pack)) && text.contains("it holds 17 bytes"),
+                text.contains(&live.blob_location(&pack)) && text.contains("it holds 17 bytes"),
                 "{offset}: {err:?}"
             );
             assert!(std::error::Error::source(&err).is_some(), "{err:?}");
         }
         for err in [
-            e.get_blob(&unknown, &out).await.unwrap_err(),
-            e.get_blob_range(&unknown, 0, 1).await.unwrap_err(),
+            live.get_blob(&unknown, &out).await.unwrap_err(),
+            live.get_blob_range(&unknown, 0, 1).await.unwrap_err(),
         ] {
             assert!(
                 matches!(err, CoreError::NotFound { what: "blob", .. }),
                 "{err:?}"
             );
             assert!(
-                err.to_string().contains(&e.blob_location(&unknown)),
+                err.to_string().contains(&live.blob_location(&unknown)),
                 "{err}"
             );
         }

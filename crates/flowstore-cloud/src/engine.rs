@@ -171,9 +171,14 @@ impl Engine {
         // A bundle's missing blobs are uploaded before its manifest, so no stored manifest ever
         // names a blob the storage lacks.
         let mut report = match &item.body {
-            Body::Bundle { scanned, input } => {
-                Some(bundle::upload(&*self, scanned, input.progress.as_ref()).await?)
-            }
+            Body::Bundle { scanned, input } => Some(
+                bundle::upload(
+                    &self.blob_area(bundle::BlobArea::Live),
+                    scanned,
+                    input.progress.as_ref(),
+                )
+                .await?,
+            ),
             _ => None,
         };
         let digest = match &item.body {

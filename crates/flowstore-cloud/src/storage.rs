@@ -129,85 +129,16 @@ macro_rules! cloud_storage {
                 self.engine.get_flow_to_file(name, dest).await
             }
 
-            fn blob_store(&self) -> Option<&dyn flowstore_core::bundle::BlobStore> {
-                self.engine.bundles().then_some(self as _)
-            }
-        }
-
-        /// Bundle blobs at `<prefix>/.blobs/sha256/<hex>` in the bucket (container), and
-        /// swept ones at `<prefix>/.blobs/trash/sha256/<hex>` ([`area`](flowstore_core::bundle::BlobStore::area)).
-        #[flowstore_core::async_trait]
-        impl flowstore_core::bundle::BlobStore for $name {
-            fn blob_location(&self, digest: &str) -> String {
-                self.engine.blob_location(digest)
-            }
-
-            async fn has_blob(&self, digest: &str) -> flowstore_core::Result<bool> {
-                self.engine.has_blob(digest).await
-            }
-
-            /// One listing of the blob prefix instead of a request per blob.
-            async fn missing_blobs(
+            /// Bundle blobs at `<prefix>/.blobs/sha256/<hex>` in the bucket (container);
+            /// [`area`](flowstore_core::bundle::BlobStore::area) gives the swept ones at
+            /// `<prefix>/.blobs/trash/sha256/<hex>`.
+            fn blob_store(
                 &self,
-                digests: &[String],
-            ) -> flowstore_core::Result<Vec<String>> {
-                self.engine.missing_blobs(digests).await
-            }
-
-            /// Create-only; large blobs are streamed from disk in parts.
-            async fn put_blob(
-                &self,
-                digest: &str,
-                source: &std::path::Path,
-                size: u64,
-            ) -> flowstore_core::Result<()> {
-                self.engine.put_blob(digest, source, size).await
-            }
-
-            async fn get_blob(
-                &self,
-                digest: &str,
-                dest: &std::path::Path,
-            ) -> flowstore_core::Result<u64> {
-                self.engine.get_blob(digest, dest).await
-            }
-
-            /// One ranged request (a file out of a pack).
-            async fn get_blob_range(
-                &self,
-                digest: &str,
-                offset: u64,
-                len: u64,
-            ) -> flowstore_core::Result<bytes::Bytes> {
-                self.engine.get_blob_range(digest, offset, len).await
-            }
-
-            /// The trash (`<prefix>/.blobs/trash/sha256/<hex>`) or the live blobs, as a store
-            /// of their own.
-            fn area(
-                &self,
-                area: flowstore_core::bundle::BlobArea,
             ) -> Option<Box<dyn flowstore_core::bundle::BlobStore + '_>> {
-                self.engine.area(area)
-            }
-
-            /// One listing of `<prefix>/.blobs/sha256/` (paged as the service pages).
-            async fn list_blobs(
-                &self,
-            ) -> flowstore_core::Result<Vec<flowstore_core::bundle::BlobInfo>> {
-                self.engine.list_blobs().await
-            }
-
-            async fn delete_blob(&self, digest: &str) -> flowstore_core::Result<()> {
-                self.engine.delete_blob(digest).await
-            }
-
-            async fn replace_blob_for_tests(
-                &self,
-                digest: &str,
-                bytes: &[u8],
-            ) -> flowstore_core::Result<bool> {
-                self.engine.replace_blob_for_tests(digest, bytes).await
+                self.engine.bundles().then(|| {
+                    Box::new(self.engine.blob_area(flowstore_core::bundle::BlobArea::Live))
+                        as Box<dyn flowstore_core::bundle::BlobStore>
+                })
             }
         }
     };

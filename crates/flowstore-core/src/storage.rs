@@ -163,9 +163,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         Ok(fetched)
     }
 
-    /// The storage's blob operations, where it stores bundles as blobs (see [`crate::bundle`]).
-    /// `None` (the default) where it cannot, or serves bundles its own way.
-    fn blob_store(&self) -> Option<&dyn BlobStore> {
+    /// The storage's live bundle blobs, where it stores bundles as blobs (see
+    /// [`crate::bundle`]); [`BlobStore::area`] on it gives the trash. A view built on each call
+    /// (it borrows the storage). `None` (the default) where the storage cannot hold blobs, or
+    /// serves bundles its own way.
+    fn blob_store(&self) -> Option<Box<dyn BlobStore + '_>> {
         None
     }
 
@@ -192,7 +194,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         let FlowContent::Bundle(manifest) = &fetched.content else {
             return Err(not_a_bundle(name, &fetched));
         };
-        crate::bundle::fetch(store, name, manifest, dest, options).await
+        crate::bundle::fetch(&*store, name, manifest, dest, options).await
     }
 
     /// What registering bundle flow `name` moved (blobs and manifest uploaded, blobs already

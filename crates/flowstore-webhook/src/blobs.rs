@@ -74,8 +74,9 @@ impl Webhook {
         Ok(format!("{base}/{}", area.key(digest)))
     }
 
-    /// The blobs of `area`, as a store of their own.
-    fn blobs(&self, area: BlobArea) -> AreaBlobs<'_> {
+    /// The blobs of `area` (`<key_base_url>/.blobs/sha256/`, or `.blobs/trash/sha256/`), as a
+    /// store of their own.
+    pub(crate) fn blobs(&self, area: BlobArea) -> AreaBlobs<'_> {
         AreaBlobs {
             storage: self,
             area,
@@ -475,64 +476,6 @@ impl BlobStore for AreaBlobs<'_> {
     }
 }
 
-/// The storage's live blobs (`<key_base_url>/.blobs/sha256/`): every call goes to the live
-/// area's blobs; [`BlobStore::area`] gives the trash (`<key_base_url>/.blobs/trash/sha256/`).
-#[async_trait]
-impl BlobStore for Webhook {
-    fn blob_location(&self, digest: &str) -> String {
-        self.blobs(BlobArea::Live).blob_location(digest)
-    }
-
-    /// `HEAD` of the blob's URL with the build request's arguments; 404 or 410 is "missing".
-    async fn has_blob(&self, digest: &str) -> Result<bool> {
-        self.blobs(BlobArea::Live).has_blob(digest).await
-    }
-
-    /// Streams the file with the build request's method; a 412 answer to the create-only PUT
-    /// means the blob is already stored, which is success (same name, same bytes).
-    async fn put_blob(&self, digest: &str, source: &Path, size: u64) -> Result<()> {
-        self.blobs(BlobArea::Live)
-            .put_blob(digest, source, size)
-            .await
-    }
-
-    /// Streams the answer to the get_flow request's method into `dest`; a body cut off mid-way
-    /// is fetched again from the start (bounded by the retry policy).
-    async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64> {
-        self.blobs(BlobArea::Live).get_blob(digest, dest).await
-    }
-
-    /// The get_flow request with `Range: bytes=<offset>-<last>` (see the module's notes).
-    ///
-    /// Errors: a missing blob is [`CoreError::NotFound`]; a blob shorter than the range, or a
-    /// `206` that does not hold the range, is a permanent [`CoreError::Backend`] naming the
-    /// blob's URL and the range.
-    async fn get_blob_range(&self, digest: &str, offset: u64, len: u64) -> Result<Bytes> {
-        self.blobs(BlobArea::Live)
-            .get_blob_range(digest, offset, len)
-            .await
-    }
-
-    fn area(&self, area: BlobArea) -> Option<Box<dyn BlobStore + '_>> {
-        self.holds_bundles()
-            .then(|| Box::new(self.blobs(area)) as Box<dyn BlobStore + '_>)
-    }
-
-    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
-        self.blobs(BlobArea::Live).list_blobs().await
-    }
-
-    async fn delete_blob(&self, digest: &str) -> Result<()> {
-        self.blobs(BlobArea::Live).delete_blob(digest).await
-    }
-
-    async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
-        self.blobs(BlobArea::Live)
-            .replace_blob_for_tests(digest, bytes)
-            .await
-    }
-}
-
 /// The first byte of a `Content-Range: bytes <first>-<last>/<size or *>` header.
 fn content_range_start(value: &str) -> Option<u64> {
     let spec = value.trim().strip_prefix("bytes ")?;
@@ -597,7 +540,7 @@ mod tests {
             .unwrap();
         assert!(url_mode.holds_bundles());
         assert_eq!(
-            url_mode.blob_location(&d),
+            url_mode.blobs(BlobArea::Live).blob_location(&d),
             format!(
                 "https://files.example/flows/.blobs/sha256/{}",
                 d.trim_start_matches("sha256:")

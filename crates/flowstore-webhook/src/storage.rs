@@ -274,7 +274,12 @@ impl Storage for Webhook {
                 (name, Body::File(path), digest)
             }
             Staged::Bundle { input, scanned } => {
-                let report = bundle::upload(&*self, &scanned, input.progress.as_ref()).await?;
+                let report = bundle::upload(
+                    &self.blobs(bundle::BlobArea::Live),
+                    &scanned,
+                    input.progress.as_ref(),
+                )
+                .await?;
                 let manifest = scanned.manifest;
                 transfer = Some((report, manifest.files().len()));
                 (
@@ -386,8 +391,9 @@ impl Storage for Webhook {
         self.read_url_version(version).await
     }
 
-    fn blob_store(&self) -> Option<&dyn bundle::BlobStore> {
-        self.holds_bundles().then_some(self as _)
+    fn blob_store(&self) -> Option<Box<dyn bundle::BlobStore + '_>> {
+        self.holds_bundles()
+            .then(|| Box::new(self.blobs(bundle::BlobArea::Live)) as Box<dyn bundle::BlobStore>)
     }
 
     fn reference(&self) -> Result<StorageReference> {

@@ -1,5 +1,5 @@
-//! Shared by the reliability test files: trial counts, a deterministic jitter, and the kill
-//! window of the SIGKILL trials.
+//! Shared by the process test files: trial counts, a deterministic jitter, the kill window of
+//! the SIGKILL trials, and a world of their own for `flowstore` processes.
 
 use std::process::Command;
 
@@ -41,4 +41,31 @@ pub fn kill_window(registration: &mut Command) -> u64 {
         String::from_utf8_lossy(&out.stderr)
     );
     (started.elapsed().as_millis() as u64 * 3 / 2).max(20)
+}
+
+/// A temporary directory for one test's `flowstore` processes: their home (default Local
+/// storage) and blob cache live inside it.
+pub struct World {
+    _dir: tempfile::TempDir,
+    /// The directory.
+    pub root: std::path::PathBuf,
+}
+
+impl World {
+    /// A fresh, empty world.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        World { _dir: dir, root }
+    }
+
+    /// The `flowstore` binary, with `FLOWSTORE_HOME` and `FLOWSTORE_BLOB_CACHE` inside the world
+    /// and no `RUST_LOG`.
+    pub fn flowstore(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_flowstore"));
+        c.env("FLOWSTORE_HOME", self.root.join("home"))
+            .env("FLOWSTORE_BLOB_CACHE", self.root.join("cache"))
+            .env_remove("RUST_LOG");
+        c
+    }
 }

@@ -211,7 +211,7 @@ pub async fn plan(storage: &dyn Storage, options: &PruneOptions) -> Result<Prune
                 .filter(|v| !deleted.contains(v.location.as_str()))
                 .collect();
             let referenced = blob_sweep::referenced_blobs(storage, &remaining).await?;
-            Some(blob_sweep::plan_sweep(store, &referenced, options.grace, planned_at).await?)
+            Some(blob_sweep::plan_sweep(&*store, &referenced, options.grace, planned_at).await?)
         }
         _ => None,
     };
@@ -296,7 +296,7 @@ pub async fn sweep(
     };
     let versions = storage.list_versions(None).await?;
     let referenced = blob_sweep::referenced_blobs(storage, &versions).await?;
-    let plan = blob_sweep::plan_sweep(store, &referenced, grace, Utc::now()).await?;
+    let plan = blob_sweep::plan_sweep(&*store, &referenced, grace, Utc::now()).await?;
     let total = (plan.to_restore.len() + plan.to_trash.len() + plan.to_delete.len()) as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
     let on_blob = || {
@@ -309,7 +309,7 @@ pub async fn sweep(
             });
         }
     };
-    blob_sweep::apply_sweep(store, &plan, &on_blob).await?;
+    blob_sweep::apply_sweep(&*store, &plan, &on_blob).await?;
     tracing::info!(
         trashed = plan.to_trash.len(),
         restored = plan.to_restore.len(),

@@ -506,7 +506,7 @@ pub async fn bundle_interrupted_fetch(h: &dyn Harness) {
     for hang in [false, true] {
         let _ = std::fs::remove_dir_all(&cache);
         let broken = Interrupted {
-            inner: store,
+            inner: &*store,
             allowed: requests.saturating_sub(1).min(3).into(),
             hang,
         };

@@ -330,10 +330,14 @@ pub async fn prune_trash_fallback(h: &dyn Harness) {
     };
     let store = storage.blob_store().unwrap();
     // A sweep that did not see the manifest (it was stored after the sweep listed versions).
-    let unseen =
-        blob_sweep::plan_sweep(store, &BTreeSet::new(), Duration::ZERO, chrono::Utc::now())
-            .await
-            .expect("plan");
+    let unseen = blob_sweep::plan_sweep(
+        &*store,
+        &BTreeSet::new(),
+        Duration::ZERO,
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("plan");
     let named: BTreeSet<String> = bundle::scan(&tree, super::bundle::ENTRY)
         .expect("scan")
         .manifest
@@ -342,7 +346,7 @@ pub async fn prune_trash_fallback(h: &dyn Harness) {
         .map(|(d, _)| d.to_string())
         .collect();
     assert_eq!(digests(&unseen.to_trash), named);
-    blob_sweep::apply_sweep(store, &unseen, &|| {})
+    blob_sweep::apply_sweep(&*store, &unseen, &|| {})
         .await
         .expect("apply");
     assert!(store.list_blobs().await.unwrap().is_empty());

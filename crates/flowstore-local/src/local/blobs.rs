@@ -17,7 +17,12 @@ impl Local {
         let scanned = tokio::task::spawn_blocking(move || scan_input.scan())
             .await
             .map_err(|e| Error::backend(TYPE_NAME, format!("scan task failed: {e}")))??;
-        let mut report = bundle::upload(&*self, &scanned, input.progress.as_ref()).await?;
+        let mut report = bundle::upload(
+            &self.blobs(BlobArea::Live),
+            &scanned,
+            input.progress.as_ref(),
+        )
+        .await?;
         if self.durable && report.objects > 0 {
             let dir = self.flow_directory().to_path_buf();
             tokio::task::spawn_blocking(move || super::sync_all(&dir, &Default::default()))
@@ -59,59 +64,12 @@ impl AreaBlobs {
 }
 
 impl Local {
-    fn blobs(&self, area: BlobArea) -> AreaBlobs {
+    /// The blobs of `area` in this storage's directory.
+    pub(super) fn blobs(&self, area: BlobArea) -> AreaBlobs {
         AreaBlobs {
             directory: self.flow_directory().to_path_buf(),
             area,
         }
-    }
-}
-
-/// The storage's live blobs (each call goes to the live area's view).
-#[async_trait]
-impl BlobStore for Local {
-    fn blob_location(&self, digest: &str) -> String {
-        self.blobs(BlobArea::Live).blob_location(digest)
-    }
-
-    async fn has_blob(&self, digest: &str) -> Result<bool> {
-        self.blobs(BlobArea::Live).has_blob(digest).await
-    }
-
-    async fn put_blob(&self, digest: &str, source: &Path, size: u64) -> Result<()> {
-        self.blobs(BlobArea::Live)
-            .put_blob(digest, source, size)
-            .await
-    }
-
-    async fn get_blob(&self, digest: &str, dest: &Path) -> Result<u64> {
-        self.blobs(BlobArea::Live).get_blob(digest, dest).await
-    }
-
-    async fn get_blob_range(&self, digest: &str, offset: u64, len: u64) -> Result<bytes::Bytes> {
-        self.blobs(BlobArea::Live)
-            .get_blob_range(digest, offset, len)
-            .await
-    }
-
-    fn area(&self, area: BlobArea) -> Option<Box<dyn BlobStore + '_>> {
-        Some(Box::new(self.blobs(area)))
-    }
-
-    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
-        self.blobs(BlobArea::Live).list_blobs().await
-    }
-
-    async fn delete_blob(&self, digest: &str) -> Result<()> {
-        self.blobs(BlobArea::Live).delete_blob(digest).await
-    }
-
-    async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
-        let path = self.blobs(BlobArea::Live).path(digest);
-        let _ = std::fs::remove_file(&path);
-        std::fs::write(&path, bytes)
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        Ok(true)
     }
 }
 
@@ -211,6 +169,14 @@ impl BlobStore for AreaBlobs {
         })
         .await
         .map_err(|e| Error::backend(TYPE_NAME, format!("blob listing failed: {e}")))?
+    }
+
+    async fn replace_blob_for_tests(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
+        let path = self.path(digest);
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(&path, bytes)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        Ok(true)
     }
 
     async fn delete_blob(&self, digest: &str) -> Result<()> {

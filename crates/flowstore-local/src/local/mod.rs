@@ -441,8 +441,12 @@ impl Storage for Local {
         }
     }
 
-    fn blob_store(&self) -> Option<&dyn flowstore_core::bundle::BlobStore> {
-        (!self.config.stored_as_script).then_some(self as _)
+    /// Blobs under `<directory>/.blobs/sha256/` (serialized mode).
+    fn blob_store(&self) -> Option<Box<dyn flowstore_core::bundle::BlobStore + '_>> {
+        (!self.config.stored_as_script).then(|| {
+            Box::new(self.blobs(flowstore_core::bundle::BlobArea::Live))
+                as Box<dyn flowstore_core::bundle::BlobStore>
+        })
     }
 
     async fn list_versions(&self, flow: Option<&str>) -> Result<Vec<StoredVersion>> {
