@@ -4,7 +4,10 @@
 //!   (`~/.flowstore/flows` by default; [`LocalBuilder::from_env`] honours `FLOWSTORE_HOME`),
 //!   written create-only and crash-safe at `add_flow`, made durable at `persist`; or, in script
 //!   mode, a script path read again at every fetch. Reference type `Local`, URL scheme
-//!   `file:///absolute/directory?option=value`.
+//!   `file:///absolute/directory?option=value`. Prefect 1 references open as they are, including
+//!   a flow stored at an explicit `path` outside `directory` (exactly that file, nothing else
+//!   outside) and a script `path` that is a Python module path (`flows.etl`: found as Python
+//!   imports it, in the working directory then each `PYTHONPATH` entry).
 //! - [`Module`] (made by [`ModuleBuilder`]): flows compiled into the running binary, published
 //!   with [`module::register_flow`] and found by module path and name. Reference type `Module`.
 //!
@@ -65,8 +68,9 @@
 //! # Errors
 //!
 //! Every method returns [`flowstore_core::Error`]: a missing flow directory or file is
-//! [`NotFound`](flowstore_core::Error::NotFound) with the I/O error as its `source()`, a location
-//! outside the directory [`OutsideStorage`](flowstore_core::Error::OutsideStorage), altered bytes
+//! [`NotFound`](flowstore_core::Error::NotFound) with the I/O error as its `source()` (a script
+//! module path found nowhere too, naming the places searched), a location outside the directory
+//! that is not the reference's own `path` [`OutsideStorage`](flowstore_core::Error::OutsideStorage), altered bytes
 //! [`FlowCorrupt`](flowstore_core::Error::FlowCorrupt). The crate's own [`Error`] converts into it.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -605,3 +605,290 @@ fn builders_and_storages_show_their_configuration() {
     assert!(caps.write && caps.many_flows && caps.serialized && caps.list_versions);
     assert!(!caps.script && caps.stream_to_file);
 }
+
+/// What Prefect 1.4.1 wrote for `Local(path=f"{ROOT}/elsewhere/etl.flow",
+/// directory=f"{ROOT}/flows")` with `add_flow(Flow("My ETL Flow"))` then `serialize()`
+/// (`prefect==1.4.1`, cloudpickle 3.1.3, Python 3.11.7; the run's root replaced by `{ROOT}`):
+/// the reference, and the file it wrote at `path`, outside `directory`.
+const PREFECT_EXPLICIT_PATH_REFERENCE: &str = r#"{"flows": {"My ETL Flow": "{ROOT}/elsewhere/etl.flow"}, "secrets": [], "directory": "{ROOT}/flows", "path": "{ROOT}/elsewhere/etl.flow", "stored_as_script": false, "__version__": "1.4.1", "type": "Local"}"#;
+const PREFECT_EXPLICIT_PATH_FLOW: &str = r#"{"flow": "gASVzwEAAAAAAACMEXByZWZlY3QuY29yZS5mbG93lIwERmxvd5STlCmBlH2UKIwGX2NhY2hllH2UjARuYW1llIwLTXkgRVRMIEZsb3eUjAZsb2dnZXKUjAdsb2dnaW5nlIwJZ2V0TG9nZ2VylJOUjBNwcmVmZWN0Lk15IEVUTCBGbG93lIWUUpSMCHNjaGVkdWxllE6MCGV4ZWN1dG9ylE6MCnJ1bl9jb25maWeUTowHc3RvcmFnZZROjAZyZXN1bHSUTowWdGVybWluYWxfc3RhdGVfaGFuZGxlcpROjAV0YXNrc5SPlIwFZWRnZXOUj5SMDl9zbHVnX2NvdW50ZXJzlIwLY29sbGVjdGlvbnOUjAtkZWZhdWx0ZGljdJSTlIwJZnVuY3Rvb2xzlIwHcGFydGlhbJSTlIwJaXRlcnRvb2xzlIwFY291bnSUk5SFlFKUKGgjSwGFlH2UTnSUYoWUUpSMBXNsdWdzlH2UjAljb25zdGFudHOUaB2MCGJ1aWx0aW5zlIwEZGljdJSTlIWUUpSMEF9yZWZlcmVuY2VfdGFza3OUj5SMEF9wcmVmZWN0X3ZlcnNpb26UjAUxLjQuMZSMDnN0YXRlX2hhbmRsZXJzlF2UdWIu", "versions": {"cloudpickle": "3.1.3", "prefect": "1.4.1", "python": "3.11.7"}}"#;
+
+/// The Python of a Prefect 1.4.1 venv, if the interop tests have one.
+fn prefect1_python(test: &str) -> Option<std::ffi::OsString> {
+    let python = std::env::var_os("FLOWSTORE_TEST_PREFECT1_PYTHON");
+    if python.is_none() {
+        flowstore_core::testkit::skip(
+            test,
+            &"no Prefect 1 python: set FLOWSTORE_TEST_PREFECT1_PYTHON".into(),
+        );
+    }
+    python
+}
+
+/// Runs `script` with the Prefect 1 python in `cwd` and returns its stdout.
+fn run_prefect1(python: &std::ffi::OsStr, cwd: &std::path::Path, script: &str) -> String {
+    let out = std::process::Command::new(python)
+        .current_dir(cwd)
+        .env("HOME", cwd)
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Opens `reference` (a Prefect 1 explicit-path reference whose flow is at `path`) and checks
+/// the flow loads from there, by `get_flow` and by `get_flow_to_file`, while every other location
+/// outside the directory is still refused.
+async fn explicit_path_opens_and_nothing_else_escapes(
+    reference: &str,
+    root: &std::path::Path,
+    path: &std::path::Path,
+) {
+    let agent = registry().open_json(reference).unwrap();
+    for fetched in [
+        agent.get_flow("My ETL Flow").await.unwrap(),
+        agent
+            .get_flow_to_file("My ETL Flow", &root.join("copy"))
+            .await
+            .unwrap(),
+    ] {
+        match &fetched.content {
+            FlowContent::Prefect1Pickle { versions, .. } => {
+                assert_eq!(versions["prefect"], "1.4.1")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    let dir = root.join("flows");
+    std::fs::create_dir_all(dir.join("f")).unwrap();
+    let other = path.with_file_name("other.flow");
+    std::fs::copy(path, &other).unwrap();
+    std::os::unix::fs::symlink(path, dir.join("f/link")).unwrap();
+    let elsewhere = path.parent().unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(reference).unwrap();
+    for location in [
+        other.display().to_string(),
+        format!("{}/x/../etl.flow", elsewhere.display()),
+        format!(
+            "../{}/etl.flow",
+            elsewhere.file_name().unwrap().to_str().unwrap()
+        ),
+        "f/link".to_string(),
+        dir.display().to_string(),
+    ] {
+        value["flows"]["evil"] = location.clone().into();
+        let agent = registry().open_json(&value.to_string()).unwrap();
+        let err = agent.get_flow("evil").await.unwrap_err();
+        assert!(
+            matches!(err, Error::OutsideStorage { .. }),
+            "{location}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn prefect1_flow_at_an_explicit_path_outside_the_directory_opens() {
+    let root = tempfile::tempdir().unwrap();
+    let root_str = root.path().display().to_string();
+    let path = root.path().join("elsewhere/etl.flow");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(root.path().join("flows")).unwrap(); // Prefect's Local() makes it
+    std::fs::write(&path, PREFECT_EXPLICIT_PATH_FLOW).unwrap();
+    let reference = PREFECT_EXPLICIT_PATH_REFERENCE.replace("{ROOT}", &root_str);
+    explicit_path_opens_and_nothing_else_escapes(&reference, root.path(), &path).await;
+}
+
+/// The same with the reference and file a live Prefect 1.4.1 writes now.
+#[tokio::test]
+async fn prefect1_explicit_path_written_by_a_live_prefect_opens() {
+    let Some(python) = prefect1_python("prefect1_explicit_path_written_by_a_live_prefect_opens")
+    else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("elsewhere/etl.flow");
+    let reference = run_prefect1(
+        &python,
+        root.path(),
+        &format!(
+            "import json; from prefect import Flow; from prefect.storage import Local\n\
+             s = Local(path={path:?}, directory={dir:?})\n\
+             s.add_flow(Flow('My ETL Flow'))\n\
+             print(json.dumps(s.serialize()))",
+            path = path.display().to_string(),
+            dir = root.path().join("flows").display().to_string(),
+        ),
+    );
+    explicit_path_opens_and_nothing_else_escapes(&reference, root.path(), &path).await;
+}
+
+/// What Prefect 1.4.1 wrote for `Local(path="flows.etl", stored_as_script=True,
+/// directory=f"{ROOT}/flows")` with `add_flow(Flow("ETL"))` then `serialize()` (the run's root
+/// replaced by `{ROOT}`): the location is the module path itself.
+const PREFECT_MODULE_PATH_REFERENCE: &str = r#"{"flows": {"ETL": "flows.etl"}, "secrets": [], "directory": "{ROOT}/flows", "path": "flows.etl", "stored_as_script": true, "__version__": "1.4.1", "type": "Local"}"#;
+
+#[tokio::test]
+async fn prefect1_script_module_paths_are_found_as_python_imports_them() {
+    // Only this test sets PYTHONPATH. The working directory (this crate) has no `flows` package,
+    // so the module is found through the PYTHONPATH entries, in order.
+    assert!(!std::path::Path::new("flows").exists());
+    let root = tempfile::tempdir().unwrap();
+    let (first, second) = (root.path().join("first"), root.path().join("second"));
+    std::fs::create_dir_all(first.join("flows")).unwrap(); // a namespace part without etl
+    std::fs::create_dir_all(second.join("flows")).unwrap();
+    let module = second.join("flows/etl.py");
+    let source = "from prefect import Flow\nwith Flow('ETL') as flow:\n    pass\n";
+    std::fs::write(&module, source).unwrap();
+    let reference =
+        PREFECT_MODULE_PATH_REFERENCE.replace("{ROOT}", &root.path().display().to_string());
+
+    std::env::set_var(
+        "PYTHONPATH",
+        std::env::join_paths([&first, &second]).unwrap(),
+    );
+    let agent = registry().open_json(&reference).unwrap();
+    let fetched = agent.get_flow("ETL").await;
+    let to_file = agent
+        .get_flow_to_file("ETL", &root.path().join("copy.py"))
+        .await;
+    std::env::set_var("PYTHONPATH", &first);
+    let missing = agent.get_flow("ETL").await;
+    std::env::remove_var("PYTHONPATH");
+
+    let source_text = source;
+    let fetched = fetched.unwrap();
+    assert_eq!(fetched.location, "flows.etl");
+    match &fetched.content {
+        FlowContent::Script { source, path } => {
+            assert_eq!(&source[..], source_text.as_bytes());
+            assert_eq!(path.as_deref(), Some(module.as_path()));
+        }
+        other => panic!("{other:?}"),
+    }
+    to_file.unwrap();
+    assert_eq!(
+        std::fs::read(root.path().join("copy.py")).unwrap(),
+        source_text.as_bytes()
+    );
+    // The reference keeps the module path as Prefect wrote it.
+    assert_eq!(agent.reference().unwrap().fields["path"], "flows.etl");
+
+    let err = missing.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    let msg = err.to_string();
+    for part in [
+        "Flow \"ETL\"",
+        "`flows.etl` is a Python module path",
+        "flows/etl.py",
+        "flows/etl/__init__.py",
+        "PYTHONPATH",
+        &first.display().to_string(),
+    ] {
+        assert!(msg.contains(part), "{part:?} not in: {msg}");
+    }
+
+    // A live Prefect 1.4.1 agent, given the same reference and search path (an empty working
+    // directory, then PYTHONPATH), loads the flow from the same file.
+    let Some(python) =
+        prefect1_python("prefect1_script_module_paths_are_found_as_python_imports_them")
+    else {
+        return;
+    };
+    let cwd = root.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let out = std::process::Command::new(python)
+        .current_dir(&cwd)
+        .env("HOME", &cwd)
+        .env(
+            "PYTHONPATH",
+            std::env::join_paths([&first, &second]).unwrap(),
+        )
+        .args([
+            "-c",
+            &format!(
+                "import json, sys\n\
+                 from prefect.serialization.storage import StorageSchema\n\
+                 flow = StorageSchema().load(json.loads({reference:?})).get_flow('ETL')\n\
+                 print(flow.name, sys.modules['flows.etl'].__file__)"
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("ETL {}", module.display())
+    );
+}
+
+/// Local references flowstore writes load in Prefect 1.4.1 as they are: Prefect's own schema
+/// reads them into a `Local` storage with the same directory, path, mode and flows.
+#[tokio::test]
+async fn flowstore_local_references_load_in_prefect1() {
+    let Some(python) = prefect1_python("flowstore_local_references_load_in_prefect1") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let mut serialized = Local::builder()
+        .directory(root.path().join("flows"))
+        .label("prod")
+        .secret("DB_PASSWORD")
+        .build()
+        .unwrap();
+    serialized
+        .add_flow(seal("My ETL Flow", &["extract"], &app()).unwrap().into())
+        .await
+        .unwrap();
+    let script = root.path().join("flow.py");
+    std::fs::write(&script, "").unwrap();
+    let mut script_storage = Local::builder().script(&script).build().unwrap();
+    script_storage
+        .add_flow(FlowInput::script("S"))
+        .await
+        .unwrap();
+    for storage in [&serialized, &script_storage] {
+        let reference = storage.reference().unwrap();
+        let json = reference.to_json();
+        let loaded = run_prefect1(
+            &python,
+            root.path(),
+            &format!(
+                "import json\n\
+                 from prefect.serialization.storage import StorageSchema\n\
+                 s = StorageSchema().load(json.loads({json:?}))\n\
+                 print(json.dumps({{'type': type(s).__name__, 'directory': s.directory, \
+                 'path': s.path, 'stored_as_script': s.stored_as_script, 'flows': s.flows, \
+                 'secrets': s.secrets}}))"
+            ),
+        );
+        let loaded: serde_json::Value = serde_json::from_str(&loaded).unwrap();
+        let fields = &reference.fields;
+        assert_eq!(loaded["type"], "Local", "{json}");
+        assert_eq!(loaded["directory"], fields["directory"], "{json}");
+        assert_eq!(loaded["path"], fields["path"], "{json}");
+        assert_eq!(
+            loaded["stored_as_script"], fields["stored_as_script"],
+            "{json}"
+        );
+        assert_eq!(
+            loaded["flows"],
+            serde_json::to_value(&reference.flows).unwrap(),
+            "{json}"
+        );
+        assert_eq!(
+            loaded["secrets"],
+            serde_json::to_value(&reference.secrets).unwrap(),
+            "{json}"
+        );
+    }
+}

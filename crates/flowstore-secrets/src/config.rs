@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::files::{DirSource, FileSource};
+use crate::prefect::PrefectContextSource;
 use crate::sources::ChainSource;
 
 /// `FLOWSTORE_SECRETS_FILE` and `FLOWSTORE_SECRETS_DIR`, read from the environment.
@@ -50,13 +51,21 @@ impl SecretsConfig {
     }
 }
 
-/// The default secret sources: [`SecretsConfig::from_env`] then [`SecretsConfig::sources`].
+/// The default secret sources, in the order they are asked: the `FLOWSTORE_SECRETS_FILE` file,
+/// the `FLOWSTORE_SECRETS_DIR` directory ([`SecretsConfig::from_env`], [`SecretsConfig::sources`]),
+/// then Prefect 1's local secrets ([`PrefectContextSource::from_env`]). [`resolve`](crate::resolve)
+/// asks the environment variable of the secret's own name after all of them.
+///
+/// Errors when `FLOWSTORE_SECRETS_FILE` cannot be read or parsed.
 ///
 /// ```
 /// let sources = flowstore_secrets::default_sources().unwrap();
-/// // With neither variable set the chain is empty; `resolve` still falls back to the environment.
-/// # let _ = sources;
+/// // Prefect 1's local secrets are always asked, after the FLOWSTORE_SECRETS_* sources.
+/// # use flowstore_secrets::SecretSource;
+/// assert!(sources.describe().contains("PREFECT__CONTEXT__SECRETS__<name>"));
 /// ```
 pub fn default_sources() -> Result<ChainSource, Error> {
-    SecretsConfig::from_env()?.sources()
+    Ok(SecretsConfig::from_env()?
+        .sources()?
+        .then(PrefectContextSource::from_env()))
 }

@@ -35,7 +35,8 @@ impl Drop for SecretJson {
     }
 }
 
-fn zeroize_value(value: &mut Value) {
+/// Zeroizes every string in `value` (keys are left: they are names, not secrets).
+pub(crate) fn zeroize_value(value: &mut Value) {
     match value {
         Value::String(s) => s.zeroize(),
         Value::Array(items) => items.iter_mut().for_each(zeroize_value),

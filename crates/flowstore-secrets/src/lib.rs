@@ -5,12 +5,32 @@
 //!
 //! - [`SecretSource`] (defined in `flowstore-core`) with the sources [`EnvSource`], [`DirSource`]
 //!   (one file per secret, as Kubernetes and Docker mount them), [`FileSource`] (TOML or JSON),
-//!   [`MapSource`] and [`ChainSource`]; [`default_sources`] builds the chain configured by
-//!   `FLOWSTORE_SECRETS_FILE` and `FLOWSTORE_SECRETS_DIR`;
+//!   [`PrefectContextSource`] (Prefect 1's local secrets), [`MapSource`] and [`ChainSource`];
+//!   [`default_sources`] builds the chain every agent uses (see below);
 //! - [`resolve`]: a backend credential by name — the secret sources first, then the environment;
 //! - [`resolve_json`]: a secret holding a JSON document, as a redacted [`SecretJson`];
 //! - [`render`]: `${NAME}` / `$NAME` templates in JSON-like request arguments;
 //! - [`redact`]: scrubs known secret values out of text before it reaches a log or an error.
+//!
+//! # Where a secret is looked up
+//!
+//! [`resolve`] with [`default_sources`] (what `flowstore::open` and the `flowstore` command use)
+//! asks, in this order, and takes the first that has the secret:
+//!
+//! 1. the TOML or JSON file named by `FLOWSTORE_SECRETS_FILE` (if set);
+//! 2. the file `NAME` in the directory named by `FLOWSTORE_SECRETS_DIR` (if set);
+//! 3. Prefect 1's local secrets, so an agent migrated from Prefect 1 finds what it found before
+//!    ([`PrefectContextSource`]): the environment variable `PREFECT__CONTEXT__SECRETS__NAME`, then
+//!    `[context.secrets]` of Prefect's backend config (`PREFECT__BACKEND_CONFIG_PATH`, default
+//!    `~/.prefect/backend.toml`), then of Prefect's user config (`PREFECT__USER_CONFIG_PATH`,
+//!    default `~/.prefect/config.toml`);
+//! 4. the environment variable `NAME` itself (Prefect 1's fallback for backend credentials such
+//!    as `AWS_CREDENTIALS` or `GITHUB_ACCESS_TOKEN`).
+//!
+//! A secret found nowhere is [`flowstore_core::Error::SecretNotFound`], naming the secret and each
+//! of these places (with the files it looked in). [`render`] asks the environment variable `NAME`
+//! first, then the same sources, as Prefect 1's webhook templates did. No value is ever part of an
+//! error, a log line or `Debug` output.
 //!
 //! ```
 //! use flowstore_secrets::{resolve, MapSource, ExposeSecret};
@@ -26,6 +46,8 @@ mod config;
 mod error;
 mod files;
 mod json;
+mod prefect;
+mod pyliteral;
 mod redact;
 mod sources;
 mod template;
@@ -37,6 +59,7 @@ pub use error::Error;
 pub use files::{DirSource, FileSource};
 pub use flowstore_core::secret::{ExposeSecret, SecretSource, SecretString};
 pub use json::{resolve_json, SecretJson};
+pub use prefect::{PrefectContextSource, BACKEND_CONFIG_ENV, SECRET_ENV_PREFIX, USER_CONFIG_ENV};
 pub use redact::{redact, Redactor};
 pub use sources::{ChainSource, EnvSource, MapSource};
 pub use template::{render, render_with_redactor, RenderedValue};
@@ -44,12 +67,16 @@ pub use template::{render, render_with_redactor, RenderedValue};
 /// Looks a secret up in `sources`, then in the environment variable of the same name (the
 /// reference system's order for backend credentials such as `GITHUB_ACCESS_TOKEN`).
 ///
-/// Errors with [`flowstore_core::Error::SecretNotFound`] naming the secret and every place searched.
+/// Errors with [`flowstore_core::Error::SecretNotFound`] naming the secret and every place searched
+/// (a source's `<name>` placeholder, as in `PREFECT__CONTEXT__SECRETS__<name>`, filled in).
 pub fn resolve(name: &str, sources: &dyn SecretSource) -> Result<SecretString, Error> {
     resolve_optional(name, sources)?.ok_or_else(|| {
         Error::Core(flowstore_core::Error::SecretNotFound {
             name: name.to_string(),
-            searched: format!("{}, then environment variable {name}", sources.describe()),
+            searched: format!(
+                "{}, then environment variable {name}",
+                sources.describe().replace("<name>", name)
+            ),
         })
     })
 }

@@ -196,9 +196,11 @@ pub fn install_backends(registry: &mut Registry) {
     let _ = registry;
 }
 
-/// A registry with every compiled-in backend and the default secret sources: the file named by
-/// `FLOWSTORE_SECRETS_FILE`, the directory named by `FLOWSTORE_SECRETS_DIR`, then the environment
-/// (where Prefect 1 agents looked too).
+/// A registry with every compiled-in backend and the default secret sources, first match wins:
+/// the file named by `FLOWSTORE_SECRETS_FILE`, the directory named by `FLOWSTORE_SECRETS_DIR`,
+/// Prefect 1's local secrets (`PREFECT__CONTEXT__SECRETS__<NAME>`, then `[context.secrets]` in
+/// `~/.prefect/backend.toml` and `~/.prefect/config.toml`), then the environment variable
+/// `<NAME>` itself (see `flowstore_secrets::default_sources`).
 ///
 /// Errors with [`Error::Config`] when the secrets file cannot be read or parsed.
 pub fn registry() -> Result<Registry> {

@@ -132,8 +132,10 @@ impl LocalBuilder {
         &self.config
     }
 
-    /// Builds the storage: the directory and script path are made absolute (`~` expanded); the
-    /// directory is created only when the first flow is written.
+    /// Builds the storage: the directory and script path are made absolute (`~` expanded; a
+    /// script path that is a Python module path, like `flows.etl`, with no file of that name
+    /// here, is kept as it is and found at every fetch as Python imports it); the directory is
+    /// created only when the first flow is written.
     ///
     /// Errors with [`Error::Config`] for script mode without a `path`.
     pub fn build(self) -> Result<Local> {
@@ -150,10 +152,13 @@ impl LocalBuilder {
             .as_deref()
             .map(|d| absolute(&expand_home(Path::new(d))))
             .unwrap_or_else(|| absolute(&home_default_directory()));
-        let path = config
-            .path
-            .as_deref()
-            .map(|p| absolute(&expand_home(Path::new(p))));
+        let path = config.path.as_deref().map(|p| {
+            if config.stored_as_script && is_module_location(p) {
+                PathBuf::from(p)
+            } else {
+                resolve_path(p)
+            }
+        });
         Ok(Local {
             config: LocalConfig {
                 directory: Some(directory.display().to_string()),
@@ -171,6 +176,18 @@ impl LocalBuilder {
 
 fn missing_path() -> Error {
     Error::config("A `path` must be provided to show where flow `.py` file is stored.")
+}
+
+/// A script `path` kept as it is: a Python module path (`flows.etl`) with no file of that name
+/// here, resolved at every fetch as Prefect 1 imports it.
+fn is_module_location(path: &str) -> bool {
+    super::pypath::is_module_path(path) && !Path::new(path).exists()
+}
+
+/// A configured path as the storage holds it: `~` expanded, made absolute from the current
+/// directory.
+pub(super) fn resolve_path(path: &str) -> PathBuf {
+    absolute(&expand_home(Path::new(path)))
 }
 
 fn expand_home(path: &Path) -> PathBuf {

@@ -2,7 +2,9 @@
 //!
 //! Serialized flows are written at `add_flow` to `{directory}/{slug(name)}/{slug(timestamp)}`,
 //! create-only and crash-safe. In script mode the storage records the script's `path` and reads it
-//! at every fetch. A location read from a reference never escapes `directory`.
+//! at every fetch. A location read from a reference never escapes `directory`, except the one
+//! file a reference's own `path` names (Prefect 1's `Local(path=…)` stores the flow there). A
+//! script location that is a Python module path (`flows.etl`) is found as Python imports it.
 //!
 //! A [`LocalBuilder`] makes a [`Local`]: typed setters, [`LocalBuilder::with_config`] pairs, a
 //! `file://` URL ([`LocalBuilder::from_url`]) or the environment ([`LocalBuilder::from_env`]), all
@@ -11,6 +13,7 @@
 mod blobs;
 mod builder;
 mod config;
+mod pypath;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -93,8 +96,8 @@ impl Local {
         LocalBuilder::new()
     }
 
-    /// The configuration, resolved: an absolute `directory` (and `path` in script mode), as
-    /// [`Storage::reference`] records it.
+    /// The configuration, resolved: an absolute `directory` and `path` (a script `path` that is a
+    /// Python module path, like `flows.etl`, stays as it is), as [`Storage::reference`] records it.
     pub fn config(&self) -> &LocalConfig {
         &self.config
     }
@@ -205,11 +208,23 @@ impl Local {
         }
     }
 
-    fn read_script(&self, name: &str, location: &str) -> Result<(Bytes, PathBuf)> {
-        let path = PathBuf::from(location);
-        let source =
-            std::fs::read(&path).map_err(|e| read_error(Missing::Script, name, &path, e))?;
-        Ok((Bytes::from(source), path))
+    fn read_script(&self, name: &str, path: &Path) -> Result<(Bytes, PathBuf)> {
+        let source = std::fs::read(path).map_err(|e| read_error(Missing::Script, name, path, e))?;
+        Ok((Bytes::from(source), path.to_path_buf()))
+    }
+
+    /// The file of a serialized flow: exactly the storage's own `path` when the location names it
+    /// (Prefect 1's `Local(path=…)` stores the flow at that path, wherever it is: the user chose
+    /// it), else a file inside the directory ([`Local::resolve_inside`]).
+    ///
+    /// Errors as [`Local::resolve_inside`] does.
+    fn serialized_file(&self, name: &str, location: &str) -> Result<PathBuf> {
+        if let Some(explicit) = &self.path {
+            if builder::resolve_path(location) == *explicit {
+                return Ok(explicit.clone());
+            }
+        }
+        self.resolve_inside(name, location)
     }
 }
 
@@ -237,6 +252,45 @@ fn sync_all(directory: &Path, paths: &std::collections::BTreeSet<PathBuf>) -> Re
 
 /// The largest flow `get_flow` loads into memory; larger ones are fetched with `get_flow_to_file`.
 pub const MAX_IN_MEMORY: u64 = 2 << 30;
+
+/// The file of a script flow at `location`: the file itself when there is one (relative to the
+/// working directory); else, for a Python module path (`flows.etl`, `flows.etl:flow`), the file
+/// Python's import would load, as a Prefect 1 agent imports it: `flows/etl.py` or
+/// `flows/etl/__init__.py` under the working directory, then under each `PYTHONPATH` entry (the
+/// `:attr` part is not needed: the flow is found by name in that file).
+///
+/// Errors with [`Error::NotFound`] for a module path found in none of those places, naming them
+/// and what to do.
+fn script_file(name: &str, location: &str) -> Result<PathBuf> {
+    let path = Path::new(location);
+    if path.is_file() || !pypath::is_module_path(location) {
+        return Ok(path.to_path_buf());
+    }
+    let roots = pypath::search_roots();
+    if let Some(file) = pypath::find_module(&roots, location) {
+        tracing::debug!(flow = name, module = location, file = %file.display(), "found module");
+        return Ok(file);
+    }
+    let module = location.split_once(':').map_or(location, |(m, _)| m);
+    let rel = module.replace('.', "/");
+    let places = roots
+        .iter()
+        .map(|r| r.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::not_found(
+        "module",
+        location.to_string(),
+        format!(
+            "Flow \"{name}\": its script location `{location}` is a Python module path (Prefect 1 \
+             imports it), and neither {rel}.py nor {rel}/__init__.py (with a package directory \
+             for each dotted part) is under the working directory or a PYTHONPATH entry \
+             (searched: {places}). Run the agent from the directory the module path is relative \
+             to, add that directory to PYTHONPATH, or register the flow again with the script's \
+             file path."
+        ),
+    ))
+}
 
 /// Refuses anything but a regular file of a size that fits in memory.
 fn check_readable_file(name: &str, location: &str, path: &Path, what: Missing) -> Result<()> {
@@ -375,13 +429,14 @@ impl Storage for Local {
     async fn get_flow(&self, name: &str) -> Result<FetchedFlow> {
         let location = self.index.location(name)?.to_string();
         if self.config.stored_as_script {
-            check_readable_file(name, &location, Path::new(&location), Missing::Script)?;
-            let (source, path) = self.read_script(name, &location)?;
+            let script = script_file(name, &location)?;
+            check_readable_file(name, &location, &script, Missing::Script)?;
+            let (source, path) = self.read_script(name, &script)?;
             return self
                 .index
                 .open_script(name, &location, None, source, Some(path));
         }
-        let path = self.resolve_inside(name, &location)?;
+        let path = self.serialized_file(name, &location)?;
         check_readable_file(name, &location, &path, Missing::File)?;
         let bytes = tokio::fs::read(&path)
             .await
@@ -462,9 +517,9 @@ impl Storage for Local {
     async fn get_flow_to_file(&self, name: &str, dest: &Path) -> Result<FetchedFlow> {
         let location = self.index.location(name)?.to_string();
         let source = if self.config.stored_as_script {
-            PathBuf::from(&location)
+            script_file(name, &location)?
         } else {
-            self.resolve_inside(name, &location)?
+            self.serialized_file(name, &location)?
         };
         let this = self.clone();
         let (name, dest) = (name.to_string(), dest.to_path_buf());
