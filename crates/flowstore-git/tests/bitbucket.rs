@@ -1,5 +1,8 @@
 //! Bitbucket Server and Cloud storage against a local server that answers as Bitbucket's REST API
 //! documentation says (started by `cargo xtask test`; no real Bitbucket runs on a laptop).
+//!
+//! Cloud authenticates with an API token (the account email + the token, HTTP Basic) or an
+//! access token (Bearer); the fake refuses app passwords, as Bitbucket Cloud has since June 2026.
 
 mod fake_apis;
 
@@ -14,15 +17,19 @@ fn secrets(token: &str, pass: &str) -> Arc<MapSource> {
     Arc::new(
         MapSource::new()
             .with("BBS_TOKEN", token)
-            .with("BBC_USER", &env("FLOWSTORE_TEST_BBC_USER"))
+            .with("BBC_USER", &env("FLOWSTORE_TEST_BBC_EMAIL"))
             .with("BBC_PASS", pass),
     )
 }
 
 fn with_ref(b: BitbucketBuilder, r: Option<&str>) -> BitbucketBuilder {
-    let b = b
-        .access_token_secret("BBS_TOKEN")
-        .cloud_secrets("BBC_USER", "BBC_PASS");
+    // Cloud: the username + API token secrets (an access token secret, when set, would be used
+    // first); Server: the token secret.
+    let b = if b.config().workspace.is_some() {
+        b.cloud_secrets("BBC_USER", "BBC_PASS")
+    } else {
+        b.access_token_secret("BBS_TOKEN")
+    };
     match r {
         Some(r) => b.git_ref(r),
         None => b,
@@ -75,8 +82,8 @@ mod cloud_suite {
     ) -> flowstore_core::testkit::HarnessResult<fake_apis::ApiHarness<Bitbucket>> {
         Ok(fake_apis::ApiHarness::new(
             fake_apis::fake()?,
-            |fake, repo, path, r| cloud(fake, repo, path, r, &env("FLOWSTORE_TEST_BBC_PASSWORD")),
-            secrets("", &env("FLOWSTORE_TEST_BBC_PASSWORD")),
+            |fake, repo, path, r| cloud(fake, repo, path, r, &env("FLOWSTORE_TEST_BBC_API_TOKEN")),
+            secrets("", &env("FLOWSTORE_TEST_BBC_API_TOKEN")),
             "WS",
         ))
     }
@@ -122,10 +129,14 @@ async fn server_default_branch_refs_and_errors() {
         msg.contains("Invalid address. Check that host, project, and repository are correct."),
         "{msg}"
     );
-    assert_not_found(&err, "repository");
-    let mut s = server(&fake, &repo, "missing.py", Some("main"), &token);
+    assert_not_found(&err, "project");
+    let mut s = server(&fake, &repo, "missing.py", Some("v1"), &token);
     s.add_flow(FlowInput::script("B")).await.unwrap();
     assert_not_found(&s.get_flow("B").await.unwrap_err(), "file");
+    // This repository has no branch `main` (its default is `trunk`).
+    let mut s = server(&fake, &repo, "flows/b flow.py", Some("main"), &token);
+    s.add_flow(FlowInput::script("B")).await.unwrap();
+    assert_not_found(&s.get_flow("B").await.unwrap_err(), "ref");
     // A typed token, never shown.
     let b = Bitbucket::server(
         format!("{}/bbs", fake.base),
@@ -141,59 +152,310 @@ async fn server_default_branch_refs_and_errors() {
     assert!(!s.reference().unwrap().to_json().contains(&token));
 }
 
+/// Injects `count` answers of `status` for requests on `repo` whose path ends with `suffix`.
+async fn fault(fake: &Fake, site: &str, repo: &str, status: u16, count: usize, suffix: &str) {
+    let path = match site {
+        "cloud" => "/bbc/2.0/_fake/faults",
+        _ => "/bbs/rest/api/1.0/_fake/faults",
+    };
+    fake.post(
+        path,
+        serde_json::json!({"repo": repo, "status": status, "count": count, "path": suffix}),
+    )
+    .await;
+}
+
+async fn fetch_err(mut s: Bitbucket) -> Error {
+    s.add_flow(FlowInput::script("B")).await.unwrap();
+    s.get_flow("B").await.unwrap_err()
+}
+
 #[tokio::test]
-async fn cloud_resolves_refs_through_every_page_and_retries_429() {
-    let fake = need_fake!("cloud_resolves_refs_through_every_page_and_retries_429");
+async fn cloud_resolves_branches_and_tags_directly_and_retries_429() {
+    let fake = need_fake!("cloud_resolves_branches_and_tags_directly_and_retries_429");
     let repo = repo_name("ws");
-    // Seven branches: the one asked for is on the last page (2 per page).
     let extra: Vec<(String, &str)> = (0..5).map(|i| (format!("zz-branch-{i}"), SHA1)).collect();
     let extra_refs: Vec<(&str, &str)> = extra.iter().map(|(b, s)| (b.as_str(), *s)).collect();
     fake.seed(&repo, "main", &[("f.py", "B")], &extra_refs)
         .await;
-    let pass = env("FLOWSTORE_TEST_BBC_PASSWORD");
+    // The list endpoints answer 400: a ref must be resolved by name, never by paging.
+    fault(&fake, "cloud", &repo, 400, 1000, "refs/branches").await;
+    fault(&fake, "cloud", &repo, 400, 1000, "refs/tags").await;
+    let pass = env("FLOWSTORE_TEST_BBC_API_TOKEN");
     let (t, sha) = text(&mut cloud(&fake, &repo, "f.py", Some("zz-branch-4"), &pass)).await;
     assert!(t.contains("# v1") && sha == SHA1, "{t} {sha}");
+    let (t, sha) = text(&mut cloud(&fake, &repo, "f.py", Some("feature/x"), &pass)).await;
+    assert!(
+        t.contains("# feature") && sha == SHA3,
+        "a name with a slash: {t} {sha}"
+    );
     let (_, sha) = text(&mut cloud(&fake, &repo, "f.py", Some("v1"), &pass)).await;
     assert_eq!(sha, SHA1, "a tag");
     let (t, sha) = text(&mut cloud(&fake, &repo, "f.py", None, &pass)).await;
     assert!(t.contains("# main") && sha == SHA2);
     let (_, sha) = text(&mut cloud(&fake, &repo, "f.py", Some(SHA3), &pass)).await;
     assert_eq!(sha, SHA3, "a SHA is used as is");
-    // Two 429s, then the answer.
-    fake.post("/_fake/throttle", serde_json::json!({})).await;
-    fake.post("/_fake/throttle", serde_json::json!({})).await;
+    // Two 429s on this repository, then the answer.
+    fault(&fake, "cloud", &repo, 429, 2, "").await;
     let (t, _) = text(&mut cloud(&fake, &repo, "f.py", Some("feature/x"), &pass)).await;
     assert!(t.contains("# feature"));
-    let mut s = cloud(&fake, &repo, "f.py", Some("no-such-ref"), &pass);
-    s.add_flow(FlowInput::script("B")).await.unwrap();
-    let err = s.get_flow("B").await.unwrap_err();
+    let err = fetch_err(cloud(&fake, &repo, "f.py", Some("no-such-ref"), &pass)).await;
     assert!(
         err.to_string().contains("Ref no-such-ref not found"),
         "{err}"
     );
+    assert_not_found(&err, "ref");
+}
+
+#[tokio::test]
+async fn cloud_missing_workspace_repository_commit_and_file_are_not_found() {
+    let fake = need_fake!("cloud_missing_workspace_repository_commit_and_file_are_not_found");
+    let repo = repo_name("ws");
+    fake.seed(&repo, "main", &[("f.py", "B")], &[]).await;
+    let pass = env("FLOWSTORE_TEST_BBC_API_TOKEN");
+    let ws = repo.split_once('/').unwrap().0;
+    let other = format!("{ws}/no-such-repo");
+    let sha = "4".repeat(40);
+    for (repo, path, r, what, needle) in [
+        (
+            repo.as_str(),
+            "missing.py",
+            None,
+            "file",
+            "File missing.py not found",
+        ),
+        (
+            repo.as_str(),
+            "f.py",
+            Some(sha.as_str()),
+            "ref",
+            "Commit 4444",
+        ),
+        (
+            other.as_str(),
+            "f.py",
+            None,
+            "repository",
+            "no-such-repo not found",
+        ),
+        (
+            other.as_str(),
+            "f.py",
+            Some("main"),
+            "repository",
+            "no-such-repo not found",
+        ),
+        (
+            "no-such-ws-x/r",
+            "f.py",
+            None,
+            "workspace",
+            "Workspace no-such-ws-x not found",
+        ),
+    ] {
+        let err = fetch_err(cloud(&fake, repo, path, r, &pass)).await;
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+        assert_not_found(&err, what);
+    }
+}
+
+#[tokio::test]
+async fn cloud_directory_listing_is_not_a_flow() {
+    let fake = need_fake!("cloud_directory_listing_is_not_a_flow");
+    let repo = repo_name("ws");
+    fake.seed(&repo, "main", &[("flows/a.py", "A")], &[]).await;
+    let pass = env("FLOWSTORE_TEST_BBC_API_TOKEN");
+    let err = fetch_err(cloud(&fake, &repo, "flows", Some("main"), &pass)).await;
+    assert!(err.to_string().contains("flows in"), "{err}");
+    assert!(err.to_string().contains("is a directory"), "{err}");
+    assert_not_found(&err, "file");
+    // A JSON file shaped like a listing is still a file (its metadata says so).
+    let listing_like = r#"{"pagelen": 10, "values": [{"type": "commit_file", "path": "x"}]}"#;
+    fake.seed_source(&repo, "flows/listing.json", listing_like.as_bytes())
+        .await;
+    let mut s = cloud(&fake, &repo, "flows/listing.json", Some("main"), &pass);
+    s.add_flow(FlowInput::script("B")).await.unwrap();
+    let f = s.get_flow("B").await.unwrap();
+    assert_eq!(f.bytes(), listing_like.as_bytes());
+}
+
+#[tokio::test]
+async fn answers_other_than_the_file_are_errors_naming_repository_ref_and_path() {
+    let fake = need_fake!("answers_other_than_the_file_are_errors_naming_repository_ref_and_path");
+    let repo = repo_name("ws");
+    fake.seed(&repo, "main", &[("flows/e.py", "E")], &[]).await;
+    let pass = env("FLOWSTORE_TEST_BBC_API_TOKEN");
+    fault(&fake, "cloud", &repo, 400, 1, "flows/e.py").await;
+    let err = fetch_err(cloud(&fake, &repo, "flows/e.py", Some("main"), &pass)).await;
+    let msg = err.to_string();
     assert!(
-        matches!(err, Error::NotFound { what: "ref", .. }),
+        msg.contains(&repo) && msg.contains("main") && msg.contains("flows/e.py"),
+        "{msg}"
+    );
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                temporary: false,
+                ..
+            }
+        ),
         "{err:?}"
     );
-    let mut s = cloud(&fake, &repo, "missing.py", None, &pass);
-    s.add_flow(FlowInput::script("B")).await.unwrap();
-    assert_not_found(&s.get_flow("B").await.unwrap_err(), "file");
-    let mut s = cloud(&fake, "ws/no-such-repo", "f.py", None, &pass);
-    s.add_flow(FlowInput::script("B")).await.unwrap();
-    assert_not_found(&s.get_flow("B").await.unwrap_err(), "repository");
-    let mut s = cloud(&fake, &repo, "f.py", None, "wrong-c4n4ry");
-    s.add_flow(FlowInput::script("B")).await.unwrap();
-    let err = s.get_flow("B").await.unwrap_err();
-    assert!(err.to_string().contains("Access denied"), "{err}");
-    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
-    // Typed username and app password instead of the secrets.
+    // 5xx outlasting the retries: a temporary error, never the body as a flow.
+    fault(&fake, "cloud", &repo, 502, 10, "flows/e.py").await;
+    let err = fetch_err(cloud(&fake, &repo, "flows/e.py", Some("main"), &pass)).await;
+    assert!(err.is_temporary(), "{err:?}");
+    assert!(err.to_string().contains("flows/e.py"), "{err}");
+    // Server: the same.
+    let srepo = repo_name("PROJ");
+    fake.seed(&srepo, "main", &[("flows/e.py", "E")], &[]).await;
+    let token = env("FLOWSTORE_TEST_BBS_TOKEN");
+    fault(&fake, "server", &srepo, 400, 1, "flows/e.py").await;
+    let err = fetch_err(server(&fake, &srepo, "flows/e.py", Some("v1"), &token)).await;
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&srepo) && msg.contains("v1") && msg.contains("flows/e.py"),
+        "{msg}"
+    );
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                temporary: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    fault(&fake, "server", &srepo, 503, 10, "flows/e.py").await;
+    let err = fetch_err(server(&fake, &srepo, "flows/e.py", Some("v1"), &token)).await;
+    assert!(
+        err.is_temporary() && err.to_string().contains("flows/e.py"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn server_missing_project_repository_ref_and_file_are_not_found() {
+    let fake = need_fake!("server_missing_project_repository_ref_and_file_are_not_found");
+    let repo = repo_name("PROJ");
+    fake.seed(&repo, "main", &[("f.py", "B")], &[]).await;
+    let token = env("FLOWSTORE_TEST_BBS_TOKEN");
+    let other = format!("{}/no-such-repo", repo.split_once('/').unwrap().0);
+    for (repo, path, r, what) in [
+        (repo.as_str(), "missing.py", Some("main"), "file"),
+        (repo.as_str(), "f.py", Some("no-such-branch"), "ref"),
+        (other.as_str(), "f.py", Some("main"), "repository"),
+        ("NOSUCHPROJECT/r", "f.py", None, "project"),
+    ] {
+        let err = fetch_err(server(&fake, repo, path, r, &token)).await;
+        assert_not_found(&err, what);
+    }
+}
+
+#[tokio::test]
+async fn cloud_takes_api_tokens_and_access_tokens_and_explains_refused_app_passwords() {
+    let fake =
+        need_fake!("cloud_takes_api_tokens_and_access_tokens_and_explains_refused_app_passwords");
+    let repo = repo_name("ws");
+    fake.seed(&repo, "main", &[("f.py", "B")], &[]).await;
     let (ws, slug) = repo.split_once('/').unwrap();
-    let b = Bitbucket::cloud(ws, slug, "f.py")
-        .host(format!("{}/bbc", fake.base))
-        .app_password(env("FLOWSTORE_TEST_BBC_USER"), pass.clone().into());
-    assert!(!format!("{b:?}").contains(&pass));
-    let (t, _) = text(&mut b.build().unwrap()).await;
+    let host = format!("{}/bbc", fake.base);
+    let build = |b: BitbucketBuilder, secrets: MapSource| {
+        b.host(&host).secrets(Arc::new(secrets)).build().unwrap()
+    };
+    // A username + app password (as Prefect 1 stored them): refused, with what to do instead.
+    let legacy = MapSource::new()
+        .with("BITBUCKET_CLOUD_USERNAME", &env("FLOWSTORE_TEST_BBC_USER"))
+        .with(
+            "BITBUCKET_CLOUD_APP_PASSWORD",
+            &env("FLOWSTORE_TEST_BBC_PASSWORD"),
+        );
+    let err = fetch_err(build(Bitbucket::cloud(ws, slug, "f.py"), legacy)).await;
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    let msg = err.to_string();
+    for needle in [
+        "API token",
+        "BITBUCKET_CLOUD_USERNAME",
+        "BITBUCKET_CLOUD_APP_PASSWORD",
+        "email",
+    ] {
+        assert!(msg.contains(needle), "{needle}: {msg}");
+    }
+    assert!(!msg.contains(&env("FLOWSTORE_TEST_BBC_PASSWORD")));
+    // The same default secrets holding the account email and an API token.
+    let api = MapSource::new()
+        .with("BITBUCKET_CLOUD_USERNAME", &env("FLOWSTORE_TEST_BBC_EMAIL"))
+        .with(
+            "BITBUCKET_CLOUD_APP_PASSWORD",
+            &env("FLOWSTORE_TEST_BBC_API_TOKEN"),
+        );
+    let (t, _) = text(&mut build(Bitbucket::cloud(ws, slug, "f.py"), api)).await;
     assert!(t.contains("# main"));
+    // An access token: in the named secret (used first), or the default BITBUCKET_ACCESS_TOKEN.
+    let access = env("FLOWSTORE_TEST_BBC_ACCESS_TOKEN");
+    let named = MapSource::new()
+        .with("BB_ACCESS", &access)
+        .with("BITBUCKET_CLOUD_USERNAME", "someone@example.com")
+        .with("BITBUCKET_CLOUD_APP_PASSWORD", "wrong");
+    let (t, _) = text(&mut build(
+        Bitbucket::cloud(ws, slug, "f.py").access_token_secret("BB_ACCESS"),
+        named,
+    ))
+    .await;
+    assert!(t.contains("# main"));
+    let default = MapSource::new().with("BITBUCKET_ACCESS_TOKEN", &access);
+    let (t, _) = text(&mut build(Bitbucket::cloud(ws, slug, "f.py"), default)).await;
+    assert!(t.contains("# main"));
+    // Typed: an access token, an API token; never shown.
+    let b = Bitbucket::cloud(ws, slug, "f.py").access_token(access.clone().into());
+    assert!(!format!("{b:?}").contains(&access));
+    let (t, _) = text(&mut build(b, MapSource::new())).await;
+    assert!(t.contains("# main"));
+    let token = env("FLOWSTORE_TEST_BBC_API_TOKEN");
+    let b = Bitbucket::cloud(ws, slug, "f.py")
+        .api_token(env("FLOWSTORE_TEST_BBC_EMAIL"), token.clone().into());
+    assert!(!format!("{b:?}").contains(&token));
+    let (t, _) = text(&mut build(b, MapSource::new())).await;
+    assert!(t.contains("# main"));
+    // A wrong access token: denied, naming the secret to check.
+    let wrong = MapSource::new().with("BB_ACCESS", "wrong-c4n4ry");
+    let err = fetch_err(build(
+        Bitbucket::cloud(ws, slug, "f.py").access_token_secret("BB_ACCESS"),
+        wrong,
+    ))
+    .await;
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    assert!(err.to_string().contains("BB_ACCESS"), "{err}");
+    assert!(!format!("{err:?}").contains("c4n4ry"));
+    // Nothing set: the secrets to set, by name.
+    let err = fetch_err(build(Bitbucket::cloud(ws, slug, "f.py"), MapSource::new())).await;
+    assert!(matches!(err, Error::SecretNotFound { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("BITBUCKET_CLOUD_USERNAME") && msg.contains("BITBUCKET_ACCESS_TOKEN"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn server_takes_a_username_and_password_when_no_token_is_set() {
+    let fake = need_fake!("server_takes_a_username_and_password_when_no_token_is_set");
+    let repo = repo_name("PROJ");
+    fake.seed(&repo, "main", &[("f.py", "B")], &[]).await;
+    let (project, slug) = repo.split_once('/').unwrap();
+    let secrets = MapSource::new()
+        .with("BBS_USER", &env("FLOWSTORE_TEST_BBS_USER"))
+        .with("BBS_PASS", &env("FLOWSTORE_TEST_BBS_PASSWORD"));
+    let mut s = Bitbucket::server(format!("{}/bbs", fake.base), project, slug, "f.py")
+        .access_token_secret("NO_SUCH_TOKEN_SECRET")
+        .cloud_secrets("BBS_USER", "BBS_PASS")
+        .secrets(Arc::new(secrets))
+        .build()
+        .unwrap();
+    let (t, _) = text(&mut s).await;
+    assert!(t.contains("# main"), "{t}");
 }
 
 #[tokio::test]
@@ -202,7 +464,7 @@ async fn urls_with_options_and_their_references_open_the_same_storage() {
     let host = fake.base.trim_start_matches("http://");
     let r = registry(secrets(
         &env("FLOWSTORE_TEST_BBS_TOKEN"),
-        &env("FLOWSTORE_TEST_BBC_PASSWORD"),
+        &env("FLOWSTORE_TEST_BBC_API_TOKEN"),
     ));
     let server_repo = repo_name("PROJ");
     let cloud_repo = repo_name("ws");

@@ -160,3 +160,101 @@ async fn a_url_with_options_and_its_reference_open_the_same_storage() {
         .unwrap_err();
     assert!(err.to_string().contains("client_options"), "{err}");
 }
+
+/// Makes the fake answer the next `count` GetFile calls on `repo` with AWS error `kind`.
+async fn inject(fake: &Fake, repo: &str, kind: &str, status: u16, count: usize) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/codecommit/", fake.base))
+        .header("x-amz-target", "FlowstoreFake.InjectFault")
+        .json(&serde_json::json!({"repositoryName": repo, "type": kind, "status": status, "count": count}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "injecting {kind}: {}", r.status());
+}
+
+async fn fetch(fake: &Fake, repo: &str, path: &str) -> flowstore_core::Result<String> {
+    let mut s = storage(fake, repo, path, None, &env("FLOWSTORE_TEST_AWS_SECRET"));
+    s.add_flow(FlowInput::script("C")).await.unwrap();
+    let f = s.get_flow("C").await?;
+    Ok(String::from_utf8_lossy(f.bytes()).into_owned())
+}
+
+#[tokio::test]
+async fn throttling_is_retried_with_backoff_then_reported() {
+    let fake = need_fake!("throttling_is_retried_with_backoff_then_reported");
+    let repo = repo_name("cc").replace('/', "-");
+    fake.seed(&repo, "main", &[("c.py", "C")], &[]).await;
+    // AWS answers throttling with HTTP 400 and __type ThrottlingException: retried.
+    inject(&fake, &repo, "ThrottlingException", 400, 2).await;
+    assert!(fetch(&fake, &repo, "c.py")
+        .await
+        .unwrap()
+        .contains("# main"));
+    inject(&fake, &repo, "ServiceUnavailableException", 503, 1).await;
+    inject(&fake, &repo, "ThrottlingException", 429, 1).await;
+    assert!(fetch(&fake, &repo, "c.py")
+        .await
+        .unwrap()
+        .contains("# main"));
+    // Throttled past the attempts (5): a temporary error saying so.
+    inject(&fake, &repo, "ThrottlingException", 400, 8).await;
+    let err = fetch(&fake, &repo, "c.py").await.unwrap_err();
+    assert!(err.is_temporary(), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("ThrottlingException") && msg.contains(&repo) && msg.contains("c.py"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn get_file_exceptions_have_their_own_messages() {
+    let fake = need_fake!("get_file_exceptions_have_their_own_messages");
+    let repo = repo_name("cc").replace('/', "-");
+    fake.seed(&repo, "main", &[("c.py", "C"), ("flows/d.py", "D")], &[])
+        .await;
+    // GetFile's 6 MiB cap.
+    let big = "#".repeat(6 * 1024 * 1024 + 1);
+    fake.seed_source(&format!("{repo}-big"), "big.py", big.as_bytes())
+        .await;
+    let err = fetch(&fake, &format!("{repo}-big"), "big.py")
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    for needle in ["6 MiB", "Git storage", "big.py", "FileTooLargeException"] {
+        assert!(msg.contains(needle), "{needle}: {msg}");
+    }
+    assert!(!err.is_temporary() && !err.is_not_found(), "{err:?}");
+    // An invalid path: a configuration error naming it.
+    let err = fetch(&fake, &repo, "flows/").await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("\"flows/\"") && err.to_string().contains(&repo),
+        "{err}"
+    );
+    // The repository's KMS key.
+    for (kind, needle) in [
+        ("EncryptionKeyAccessDeniedException", "kms:Decrypt"),
+        ("EncryptionKeyDisabledException", "is disabled"),
+        ("EncryptionKeyNotFoundException", "was not found"),
+        ("EncryptionKeyUnavailableException", "not available"),
+    ] {
+        inject(&fake, &repo, kind, 400, 1).await;
+        let err = fetch(&fake, &repo, "c.py").await.unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(kind)
+                && msg.contains(needle)
+                && msg.contains(&repo)
+                && msg.contains("c.py"),
+            "{kind}: {msg}"
+        );
+        if kind == "EncryptionKeyAccessDeniedException" {
+            assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+        }
+    }
+    // A missing branch, however AWS names it, is a missing ref.
+    inject(&fake, &repo, "BranchDoesNotExistException", 400, 1).await;
+    assert_not_found(&fetch(&fake, &repo, "c.py").await.unwrap_err(), "ref");
+}

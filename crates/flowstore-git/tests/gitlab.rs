@@ -85,6 +85,16 @@ async fn errors_are_the_reference_systems() {
     let msg = err.to_string();
     assert!(msg.contains(&format!("Error retrieving file contents at missing.py in {repo}@main. Ensure the project and file exist.")), "{msg}");
     assert_not_found(&err, "file");
+    // Anonymous on a private project: GitLab answers 404, a missing project with a token hint.
+    let mut anon = GitLab::builder(repo.clone(), "f.py")
+        .host(format!("{}/gitlab", fake.base))
+        .access_token_secret("FLOWSTORE_NO_SUCH_GL_SECRET")
+        .build()
+        .unwrap();
+    anon.add_flow(FlowInput::script("G")).await.unwrap();
+    let err = anon.get_flow("G").await.unwrap_err();
+    assert_not_found(&err, "repository");
+    assert!(err.to_string().contains("no token was set"), "{err}");
     for (r, p, git_ref, what) in [
         ("nobody/nothing", "f.py", None, "repository"),
         ("nobody/nothing", "f.py", Some("main"), "repository"),
@@ -126,4 +136,71 @@ async fn a_url_with_options_and_its_reference_open_the_same_storage() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("\"hots\""), "{err}");
+}
+
+#[tokio::test]
+async fn an_empty_project_says_it_has_no_commits() {
+    let fake = need_fake!("an_empty_project_says_it_has_no_commits");
+    let repo = repo_name("grp-empty");
+    // No branches, no commits: GitLab answers `"default_branch": null`.
+    fake.post(
+        "/_fake/seed",
+        serde_json::json!({"repo": repo, "default_branch": "main", "branches": {}, "tags": {}, "commits": {}}),
+    )
+    .await;
+    let mut s = storage(
+        &fake,
+        &repo,
+        "f.py",
+        None,
+        &env("FLOWSTORE_TEST_GITLAB_TOKEN"),
+    );
+    s.add_flow(FlowInput::script("G")).await.unwrap();
+    let err = s.get_flow("G").await.unwrap_err();
+    assert_not_found(&err, "ref");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&repo) && msg.contains("no default branch") && msg.contains("no commits"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn forbidden_and_rate_limited_answers_have_their_own_messages() {
+    let fake = need_fake!("forbidden_and_rate_limited_answers_have_their_own_messages");
+    let repo = repo_name("grp-403");
+    fake.seed(&repo, "main", &[("f.py", "G")], &[]).await;
+    // A valid token without the read_api scope (the fake's second token): 403, not "authenticate".
+    let mut s = storage(&fake, &repo, "f.py", None, "glpat-fake-no-scope-token");
+    s.add_flow(FlowInput::script("G")).await.unwrap();
+    let err = s.get_flow("G").await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("403") && msg.contains("read_api") && msg.contains(&repo),
+        "{msg}"
+    );
+    assert!(!msg.contains("Unable to authenticate"), "{msg}");
+    let token = env("FLOWSTORE_TEST_GITLAB_TOKEN");
+    let mut s = storage(&fake, &repo, "f.py", Some("main"), &token);
+    s.add_flow(FlowInput::script("G")).await.unwrap();
+    // 429 asking for a wait longer than flowstore's bound: a rate-limit error at once.
+    let throttle = |times: u32, retry_after: u64| {
+        fake.post(
+            "/gitlab/api/v4/_fake/throttle",
+            serde_json::json!({"repo": repo, "times": times, "retry_after": retry_after}),
+        )
+    };
+    throttle(1, 3600).await;
+    let err = s.get_flow("G").await.unwrap_err();
+    assert!(err.is_temporary(), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("rate limit") && msg.contains("429") && msg.contains("3600 s"),
+        "{msg}"
+    );
+    // Within the bound (Retry-After: 1, twice): waited out, then read.
+    throttle(2, 1).await;
+    let f = s.get_flow("G").await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(String::from_utf8_lossy(f.bytes()).contains("# main"));
 }

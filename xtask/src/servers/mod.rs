@@ -14,12 +14,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub mod azurite;
+pub mod botocore_judge;
 pub mod docker;
 pub mod fake_apis;
 pub mod fake_gcs;
 pub mod git;
 pub mod moto;
 pub mod nginx;
+pub mod real_world;
+pub mod replay;
 pub mod s3s_fs;
 pub mod sigv4;
 pub mod sshd;
@@ -47,6 +50,11 @@ pub const SERVERS: &[ServerSpec] = &[
         start: moto::start,
     },
     ServerSpec {
+        name: "s3s_fs",
+        backends: &["s3_sigv4"],
+        start: s3s_fs::start_for_tests,
+    },
+    ServerSpec {
         name: "azurite",
         backends: &["azure"],
         start: azurite::start,
@@ -65,6 +73,16 @@ pub const SERVERS: &[ServerSpec] = &[
         name: "fake_apis",
         backends: &["github", "gitlab", "bitbucket", "codecommit"],
         start: start_fake_apis,
+    },
+    ServerSpec {
+        name: "real_world",
+        backends: &["codecommit_botocore", "bitbucket_recorded"],
+        start: real_world::start,
+    },
+    ServerSpec {
+        name: "replay",
+        backends: &["github_replay"],
+        start: replay::start,
     },
     ServerSpec {
         name: "docker",
@@ -93,6 +111,14 @@ fn start_fake_apis(s: &mut Servers) -> Result<()> {
     s.set_env("FLOWSTORE_TEST_BBS_TOKEN", fake_apis::BBS_TOKEN);
     s.set_env("FLOWSTORE_TEST_BBC_USER", fake_apis::BBC_USER);
     s.set_env("FLOWSTORE_TEST_BBC_PASSWORD", fake_apis::BBC_PASSWORD);
+    s.set_env("FLOWSTORE_TEST_BBC_EMAIL", fake_apis::BBC_EMAIL);
+    s.set_env("FLOWSTORE_TEST_BBC_API_TOKEN", fake_apis::BBC_API_TOKEN);
+    s.set_env(
+        "FLOWSTORE_TEST_BBC_ACCESS_TOKEN",
+        fake_apis::BBC_ACCESS_TOKEN,
+    );
+    s.set_env("FLOWSTORE_TEST_BBS_USER", fake_apis::BBS_USER);
+    s.set_env("FLOWSTORE_TEST_BBS_PASSWORD", fake_apis::BBS_PASSWORD);
     s.set_env("FLOWSTORE_TEST_AWS_KEY", fake_apis::AWS_KEY);
     s.set_env("FLOWSTORE_TEST_AWS_SECRET", fake_apis::AWS_SECRET);
     Ok(())

@@ -1,5 +1,33 @@
-//! Bitbucket Server (`project` + `repo`, Bearer token) and Bitbucket Cloud (`workspace` + `repo`,
-//! username + app password).
+//! Bitbucket Server / Data Center (`host` + `project` + `repo`) and Bitbucket Cloud
+//! (`workspace` + `repo`), read through their REST APIs.
+//!
+//! Which secret holds what (the names are Prefect 1's, so its references open as they are; each
+//! `*_secret` field names the secret, the default name applies when it is not set):
+//!
+//! | Site | Secrets, in the order they are tried | Sent as |
+//! |---|---|---|
+//! | Cloud | `access_token_secret`, only when set in the config: a repository, project or workspace **access token** | `Authorization: Bearer` |
+//! | Cloud | `cloud_username_secret` (default `BITBUCKET_CLOUD_USERNAME`): your **Atlassian account email**; `cloud_app_password_secret` (default `BITBUCKET_CLOUD_APP_PASSWORD`): an **API token** with the `read:repository:bitbucket` scope | HTTP Basic |
+//! | Cloud | `BITBUCKET_ACCESS_TOKEN`: an access token, when the two above are not set | `Authorization: Bearer` |
+//! | Server / Data Center | `access_token_secret` (default `BITBUCKET_ACCESS_TOKEN`): an HTTP access token (personal, project or repository) | `Authorization: Bearer` |
+//! | Server / Data Center | `cloud_username_secret` + `cloud_app_password_secret`, when both are set in the config and there is no token: username + password (or personal access token) | HTTP Basic |
+//!
+//! Bitbucket Cloud stopped accepting **app passwords** on June 9, 2026: a reference that named
+//! a username and an app password keeps working once those two secrets hold the account's email
+//! and an API token instead. Credentials given to the builder
+//! ([`BitbucketBuilder::access_token`], [`BitbucketBuilder::api_token`]) are used instead of any
+//! secret. Cloud with no credentials at all is a [`CoreError::SecretNotFound`] naming the secrets;
+//! Server without them reads anonymously (public repositories).
+//!
+//! Cloud resolves a branch or tag name with `refs/branches/{name}`, then `refs/tags/{name}`, and
+//! reads `src/{commit}/{path}`. That endpoint answers a directory with a JSON listing: an answer
+//! shaped like one (JSON content type, `values` and `pagelen`) is checked with `?format=meta`,
+//! and a `commit_directory` is refused (a file whose content merely looks like a listing is
+//! kept). Only a 200 answer for a file is a flow: a 401/403 is
+//! [`CoreError::PermissionDenied`] (naming the secrets to check), a missing workspace, project,
+//! repository, ref or file is [`CoreError::NotFound`] (what is missing is found out with a
+//! follow-up request when the 404 alone does not say), anything else (400, 5xx after the
+//! retries) is a [`CoreError::Backend`] naming the repository, ref and path.
 
 use flowstore_core::raw::config::{parse_url, BackendConfig};
 use flowstore_core::secret::{ExposeSecret, SecretSource, SecretString};
@@ -11,11 +39,15 @@ use super::{api_storage, env_var, is_commit_sha, ApiFile, Credentials, Provider}
 
 const BACKEND: &str = "Bitbucket";
 
-/// Server: the secret holding a token when `access_token_secret` is not set.
+/// The secret holding an access token when `access_token_secret` is not set (Server: an HTTP
+/// access token; Cloud: a repository, project or workspace access token, used when no
+/// username/API-token pair is set).
 pub const DEFAULT_TOKEN_SECRET: &str = "BITBUCKET_ACCESS_TOKEN";
-/// Cloud: the secret holding the username when `cloud_username_secret` is not set.
+/// Cloud: the secret holding the Atlassian account email (for an API token; formerly the
+/// username for an app password) when `cloud_username_secret` is not set.
 pub const DEFAULT_CLOUD_USERNAME_SECRET: &str = "BITBUCKET_CLOUD_USERNAME";
-/// Cloud: the secret holding the app password when `cloud_app_password_secret` is not set.
+/// Cloud: the secret holding the API token (formerly the app password) when
+/// `cloud_app_password_secret` is not set.
 pub const DEFAULT_CLOUD_APP_PASSWORD_SECRET: &str = "BITBUCKET_CLOUD_APP_PASSWORD";
 
 /// The URL schemes [`BitbucketBuilder::from_url`] takes (`bitbucket+http` for a plain-HTTP
@@ -45,14 +77,17 @@ pub struct BitbucketConfig {
     /// A branch, tag or commit (default: the repository's default branch — not `master`).
     #[serde(rename = "ref", default)]
     pub git_ref: Option<String>,
-    /// Server: the secret holding a token (default [`DEFAULT_TOKEN_SECRET`]).
+    /// The secret holding an access token, sent as a Bearer token (default
+    /// [`DEFAULT_TOKEN_SECRET`]; Cloud: used first when set; see the [module docs](self)).
     #[serde(default)]
     pub access_token_secret: Option<String>,
-    /// Cloud: the secret holding the username (default [`DEFAULT_CLOUD_USERNAME_SECRET`]).
+    /// Cloud: the secret holding the Atlassian account email (default
+    /// [`DEFAULT_CLOUD_USERNAME_SECRET`]); Server: a username, when set.
     #[serde(default)]
     pub cloud_username_secret: Option<String>,
-    /// Cloud: the secret holding the app password (default
-    /// [`DEFAULT_CLOUD_APP_PASSWORD_SECRET`]).
+    /// Cloud: the secret holding the API token (default
+    /// [`DEFAULT_CLOUD_APP_PASSWORD_SECRET`], Prefect 1's name from app-password days); Server:
+    /// a password or personal access token, when set with `cloud_username_secret`.
     #[serde(default)]
     pub cloud_app_password_secret: Option<String>,
 }
@@ -255,13 +290,18 @@ impl BitbucketBuilder {
         self
     }
 
-    /// Server: the secret holding the token, recorded by name so agents can resolve it.
+    /// The secret holding an access token sent as a Bearer token (Server: an HTTP access
+    /// token; Cloud: a repository, project or workspace access token, used before any
+    /// username/API-token pair), recorded by name so agents can resolve it.
     pub fn access_token_secret(mut self, name: impl Into<String>) -> Self {
         self.0.config.access_token_secret = Some(name.into());
         self
     }
 
-    /// Cloud: the secrets holding the username and the app password, recorded by name.
+    /// The secrets holding the username and the password, recorded by name (Prefect 1's
+    /// `cloud_username_secret` / `cloud_app_password_secret`). Cloud: the Atlassian account
+    /// email and an API token (app passwords stopped working in June 2026); Server: a username
+    /// and a password or personal access token, sent with HTTP Basic when no token is set.
     pub fn cloud_secrets(
         mut self,
         username: impl Into<String>,
@@ -272,15 +312,25 @@ impl BitbucketBuilder {
         self
     }
 
-    /// Server: a bearer token held in memory only, used instead of the secret; never written
-    /// to the reference, a log or `Debug`.
+    /// An access token sent as a Bearer token (Server: an HTTP access token; Cloud: a
+    /// repository, project or workspace access token), held in memory only, used instead of
+    /// the secrets; never written to the reference, a log or `Debug`.
     pub fn access_token(mut self, token: SecretString) -> Self {
         self.0.credentials.token = Some(token);
         self
     }
 
-    /// Cloud: a username and app password held in memory only, used instead of the secrets;
-    /// never written to the reference, a log or `Debug`.
+    /// Cloud: the Atlassian account `email` and an API `token`, sent with HTTP Basic, held in
+    /// memory only, used instead of the secrets; never written to the reference, a log or
+    /// `Debug`.
+    pub fn api_token(self, email: impl Into<String>, token: SecretString) -> Self {
+        self.app_password(email, token)
+    }
+
+    /// A username and password sent with HTTP Basic, held in memory only, used instead of the
+    /// secrets; never written to the reference, a log or `Debug`. Cloud no longer accepts app
+    /// passwords (June 2026): use [`BitbucketBuilder::api_token`]; Server takes a password or a
+    /// personal access token.
     pub fn app_password(mut self, username: impl Into<String>, password: SecretString) -> Self {
         self.0.credentials.username = Some(SecretString::from(username.into()));
         self.0.credentials.password = Some(password);
@@ -288,21 +338,201 @@ impl BitbucketBuilder {
     }
 }
 
-fn denied(r: &Reply, location: &str) -> CoreError {
-    r.status_error(
-        BACKEND,
-        location,
-        "Access denied to repository. Please check credentials.".to_string(),
-    )
+/// How the requests to one Bitbucket authenticate (the values are never shown).
+#[derive(Clone)]
+enum Auth {
+    /// `Authorization: Bearer` — a Cloud repository, project or workspace access token, or a
+    /// Server/Data Center HTTP access token.
+    Bearer(SecretString),
+    /// HTTP Basic — Cloud: Atlassian account email + API token (or, before June 2026, username +
+    /// app password); Server/Data Center: username + password or personal access token.
+    Basic(SecretString, SecretString),
+    /// No credentials (Server only: public repositories).
+    Anonymous,
 }
 
-fn bad_address(r: &Reply, location: &str) -> CoreError {
-    CoreError::not_found(
-        "repository",
-        location,
-        "Bitbucket: Invalid address. Check that host, project, and repository are correct.",
-    )
-    .with_source(r.http_status())
+impl Auth {
+    fn apply(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Auth::Bearer(t) => rb.bearer_auth(t.expose_secret()),
+            Auth::Basic(u, p) => rb.basic_auth(u.expose_secret(), Some(p.expose_secret())),
+            Auth::Anonymous => rb,
+        }
+    }
+}
+
+/// One Bitbucket site being read: the client, the credentials and where they came from (for
+/// the messages of refused requests).
+struct Site<'a> {
+    http: &'a Http,
+    auth: Auth,
+    /// What to check when the credentials are refused: the secrets that were used.
+    check: String,
+}
+
+impl Site<'_> {
+    async fn get(&self, what: &str, url: String) -> Result<Reply> {
+        let auth = self.auth.clone();
+        self.http
+            .send(BACKEND, what, move || {
+                auth.apply(self.http.client().get(&url))
+            })
+            .await
+    }
+
+    /// The error for a 401/403: Prefect 1's sentence, then what to check.
+    fn denied(&self, r: &Reply, location: &str) -> CoreError {
+        r.status_error(
+            BACKEND,
+            location,
+            format!(
+                "Access denied to repository. Please check credentials. {}",
+                self.check
+            ),
+        )
+    }
+
+    /// The error for an answer that is neither the one asked for, a refusal nor a not-found
+    /// (400, 5xx after the retries, …): names the repository, the ref and the path.
+    fn failed(&self, r: &Reply, location: &str, doing: String) -> CoreError {
+        r.status_error(BACKEND, location, format!("{doing} failed"))
+    }
+}
+
+/// The secret `name` when set in the config (`explicit`), required; `None` when not configured.
+fn named_secret(
+    explicit: Option<&str>,
+    secrets: &dyn SecretSource,
+) -> Result<Option<SecretString>> {
+    explicit.map(|n| required_secret(n, secrets)).transpose()
+}
+
+impl BitbucketConfig {
+    fn token_secret(&self) -> &str {
+        self.access_token_secret
+            .as_deref()
+            .unwrap_or(DEFAULT_TOKEN_SECRET)
+    }
+
+    fn username_secret(&self) -> &str {
+        self.cloud_username_secret
+            .as_deref()
+            .unwrap_or(DEFAULT_CLOUD_USERNAME_SECRET)
+    }
+
+    fn password_secret(&self) -> &str {
+        self.cloud_app_password_secret
+            .as_deref()
+            .unwrap_or(DEFAULT_CLOUD_APP_PASSWORD_SECRET)
+    }
+
+    /// Typed credentials, if given: a token wins over a username and password.
+    fn typed(credentials: &Credentials) -> Option<(Auth, String)> {
+        if let Some(t) = &credentials.token {
+            return Some((
+                Auth::Bearer(t.clone()),
+                "Check the access token given to the builder.".into(),
+            ));
+        }
+        match (&credentials.username, &credentials.password) {
+            (Some(u), Some(p)) => Some((
+                Auth::Basic(u.clone(), p.clone()),
+                "Check the username (Cloud: Atlassian account email) and API token given to the builder."
+                    .into(),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Server/Data Center: typed credentials; the token secret (default
+    /// `BITBUCKET_ACCESS_TOKEN`) as Bearer; the username + password secrets when both are named
+    /// in the config, as Basic; else no credentials.
+    fn server_auth(
+        &self,
+        credentials: &Credentials,
+        secrets: &dyn SecretSource,
+    ) -> Result<(Auth, String)> {
+        if let Some(typed) = Self::typed(credentials) {
+            return Ok(typed);
+        }
+        let token_secret = self.token_secret();
+        if let Some(t) = optional_secret(token_secret, secrets)? {
+            return Ok((
+                Auth::Bearer(t),
+                format!(
+                    "Secret {token_secret} holds the HTTP access token sent as a Bearer token."
+                ),
+            ));
+        }
+        if let (Some(u), Some(p)) = (
+            named_secret(self.cloud_username_secret.as_deref(), secrets)?,
+            named_secret(self.cloud_app_password_secret.as_deref(), secrets)?,
+        ) {
+            return Ok((
+                Auth::Basic(u, p),
+                format!(
+                    "Secrets {} (username) and {} (password or personal access token) were sent with HTTP Basic.",
+                    self.username_secret(),
+                    self.password_secret()
+                ),
+            ));
+        }
+        Ok((
+            Auth::Anonymous,
+            format!("No credentials were sent: set secret {token_secret} to an HTTP access token."),
+        ))
+    }
+
+    /// Cloud: typed credentials; the token secret as Bearer when `access_token_secret` is
+    /// configured; the username + password secrets as Basic when both are set; the default token
+    /// secret as Bearer; else [`CoreError::SecretNotFound`].
+    fn cloud_auth(
+        &self,
+        credentials: &Credentials,
+        secrets: &dyn SecretSource,
+    ) -> Result<(Auth, String)> {
+        if let Some(typed) = Self::typed(credentials) {
+            return Ok(typed);
+        }
+        let bearer_check = |name: &str| {
+            format!("Secret {name} holds the repository, project or workspace access token sent as a Bearer token.")
+        };
+        if let Some(name) = self.access_token_secret.as_deref() {
+            return Ok((
+                Auth::Bearer(required_secret(name, secrets)?),
+                bearer_check(name),
+            ));
+        }
+        let (user_secret, pass_secret) = (self.username_secret(), self.password_secret());
+        let user = optional_secret(user_secret, secrets)?;
+        let pass = optional_secret(pass_secret, secrets)?;
+        let basic_check = format!(
+            "Secret {user_secret} must hold your Atlassian account email and secret {pass_secret} an API token with the read:repository:bitbucket scope (Bitbucket Cloud refuses app passwords since June 9, 2026), or use an access token in secret {DEFAULT_TOKEN_SECRET}."
+        );
+        match (user, pass) {
+            (Some(u), Some(p)) => return Ok((Auth::Basic(u, p), basic_check)),
+            (Some(_), None) => {
+                return Err(required_secret(pass_secret, secrets)
+                    .err()
+                    .unwrap_or_else(|| CoreError::config(basic_check)))
+            }
+            (None, Some(_)) => {
+                return Err(required_secret(user_secret, secrets)
+                    .err()
+                    .unwrap_or_else(|| CoreError::config(basic_check)))
+            }
+            (None, None) => {}
+        }
+        if let Some(t) = optional_secret(DEFAULT_TOKEN_SECRET, secrets)? {
+            return Ok((Auth::Bearer(t), bearer_check(DEFAULT_TOKEN_SECRET)));
+        }
+        Err(CoreError::SecretNotFound {
+            name: format!(
+                "{user_secret} + {pass_secret} (Atlassian account email + API token) or {DEFAULT_TOKEN_SECRET} (access token)"
+            ),
+            searched: "the secret sources and the environment".into(),
+        })
+    }
 }
 
 #[async_trait]
@@ -335,20 +565,71 @@ impl Provider for BitbucketConfig {
         secrets: &dyn SecretSource,
     ) -> Result<ApiFile> {
         match &self.workspace {
-            Some(ws) => self.fetch_cloud(ws, path, http, credentials, secrets).await,
-            None => self.fetch_server(path, http, credentials, secrets).await,
+            Some(ws) => {
+                let (auth, check) = self.cloud_auth(credentials, secrets)?;
+                let site = Site { http, auth, check };
+                self.fetch_cloud(ws, path, &site).await
+            }
+            None => {
+                let (auth, check) = self.server_auth(credentials, secrets)?;
+                let site = Site { http, auth, check };
+                self.fetch_server(path, &site).await
+            }
         }
     }
 }
 
+/// The message of a Bitbucket Server error answer (`{"errors": [{"message": …}]}`), lower-cased.
+fn server_reason(r: &Reply) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    let joined: Vec<&str> = v["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    if joined.is_empty() {
+        String::from_utf8_lossy(&r.body).to_ascii_lowercase()
+    } else {
+        joined.join(" ").to_ascii_lowercase()
+    }
+}
+
 impl BitbucketConfig {
-    async fn fetch_server(
-        &self,
-        path: &str,
-        http: &Http,
-        credentials: &Credentials,
-        secrets: &dyn SecretSource,
-    ) -> Result<ApiFile> {
+    /// What a Server 404 says is missing: the project, the repository, the ref or the file.
+    fn server_not_found(&self, r: &Reply, project: &str, git_ref: &str, path: &str) -> CoreError {
+        let reason = server_reason(r);
+        let repo = format!("{project}/{}", self.repo);
+        let e = if reason.contains("does not exist at revision") || reason.contains("path") {
+            CoreError::not_found(
+                "file",
+                format!("{repo}@{git_ref}:{path}"),
+                format!("Bitbucket: File {path} not found in {repo} at {git_ref}"),
+            )
+        } else if reason.contains("commit") || reason.contains("revision") || reason.contains("ref")
+        {
+            CoreError::not_found(
+                "ref",
+                format!("{repo}@{git_ref}"),
+                format!("Bitbucket: Ref {git_ref} not found in {repo}: no branch, tag or commit has that name"),
+            )
+        } else if reason.contains("project") && !reason.contains("repository") {
+            CoreError::not_found(
+                "project",
+                project.to_string(),
+                format!("Bitbucket: Invalid address. Check that host, project, and repository are correct. Project {project} does not exist."),
+            )
+        } else {
+            CoreError::not_found(
+                "repository",
+                repo.clone(),
+                format!("Bitbucket: Invalid address. Check that host, project, and repository are correct. Repository {repo} not found."),
+            )
+        };
+        e.with_source(r.http_status())
+    }
+
+    async fn fetch_server(&self, path: &str, site: &Site<'_>) -> Result<ApiFile> {
         let missing = || {
             CoreError::config("Bitbucket Server needs `host` and `project` (or set `workspace` for Bitbucket Cloud)")
         };
@@ -358,42 +639,30 @@ impl BitbucketConfig {
             .ok_or_else(missing)?
             .trim_end_matches('/');
         let project = self.project.as_deref().ok_or_else(missing)?;
-        let secret = self
-            .access_token_secret
-            .as_deref()
-            .unwrap_or(DEFAULT_TOKEN_SECRET);
-        let token = match &credentials.token {
-            Some(t) => Some(t.clone()),
-            None => optional_secret(secret, secrets)?,
-        };
         let location = format!("{host} {project}/{}", self.repo);
         let base = format!(
             "{host}/rest/api/1.0/projects/{}/repos/{}",
             encode_segment(project),
             encode_segment(&self.repo)
         );
-        let get = |url: String| {
-            let token = token.clone();
-            move || {
-                let rb = http.client().get(&url);
-                match &token {
-                    Some(t) => rb.bearer_auth(t.expose_secret()),
-                    None => rb,
-                }
-            }
-        };
         let git_ref = match &self.git_ref {
             Some(r) => r.clone(),
             None => {
                 let what = "reading the default branch";
-                let r = http
-                    .send(BACKEND, what, get(format!("{base}/default-branch")))
-                    .await?;
+                let r = site.get(what, format!("{base}/default-branch")).await?;
                 match r.status {
                     200 => {}
-                    401 | 403 => return Err(denied(&r, &location)),
-                    404 => return Err(bad_address(&r, &location)),
-                    _ => return Err(r.status_error(BACKEND, &location, format!("{what} failed"))),
+                    401 | 403 => return Err(site.denied(&r, &location)),
+                    404 => {
+                        return Err(self.server_not_found(&r, project, "(default branch)", path))
+                    }
+                    _ => {
+                        return Err(site.failed(
+                            &r,
+                            &location,
+                            format!("Bitbucket: {what} of {project}/{} (for {path})", self.repo),
+                        ))
+                    }
                 }
                 r.json(BACKEND, what)?["displayId"]
                     .as_str()
@@ -401,51 +670,28 @@ impl BitbucketConfig {
                     .to_string()
             }
         };
-        let r = http
-            .send(
-                BACKEND,
+        let r = site
+            .get(
                 "reading the file",
-                get(format!(
+                format!(
                     "{base}/raw/{}?at={}",
                     encode_path(path),
                     encode_segment(&git_ref)
-                )),
+                ),
             )
             .await?;
         match r.status {
             200 => {}
-            401 | 403 => return Err(denied(&r, &location)),
-            404 => {
-                let reason = String::from_utf8_lossy(&r.body).to_ascii_lowercase();
-                if reason.contains("does not exist at revision") {
-                    return Err(CoreError::not_found(
-                        "file",
-                        format!("{project}/{}@{git_ref}:{path}", self.repo),
-                        format!(
-                            "Bitbucket: File {path} not found in {project}/{} at {git_ref}",
-                            self.repo
-                        ),
-                    )
-                    .with_source(r.http_status()));
-                }
-                if reason.contains("commit") || reason.contains("revision") {
-                    return Err(CoreError::not_found(
-                        "ref",
-                        format!("{project}/{}@{git_ref}", self.repo),
-                        format!(
-                            "Bitbucket: Ref {git_ref} not found in {project}/{}",
-                            self.repo
-                        ),
-                    )
-                    .with_source(r.http_status()));
-                }
-                return Err(bad_address(&r, &location));
-            }
+            401 | 403 => return Err(site.denied(&r, &location)),
+            404 => return Err(self.server_not_found(&r, project, &git_ref, path)),
             _ => {
-                return Err(r.status_error(
-                    BACKEND,
+                return Err(site.failed(
+                    &r,
                     &location,
-                    format!("reading {path} at {git_ref} failed"),
+                    format!(
+                        "Bitbucket: reading {path} at {git_ref} in {project}/{}",
+                        self.repo
+                    ),
                 ))
             }
         }
@@ -455,64 +701,142 @@ impl BitbucketConfig {
         })
     }
 
-    async fn fetch_cloud(
+    /// After a Cloud 404: is the workspace or the repository missing? `otherwise` if neither.
+    async fn cloud_missing(
         &self,
+        site: &Site<'_>,
+        host: &str,
         ws: &str,
-        path: &str,
-        http: &Http,
-        credentials: &Credentials,
-        secrets: &dyn SecretSource,
-    ) -> Result<ApiFile> {
+        repo_url: &str,
+        otherwise: CoreError,
+    ) -> Result<CoreError> {
+        let r = site
+            .get("reading the repository", repo_url.to_string())
+            .await?;
+        if r.status != 404 {
+            return Ok(otherwise);
+        }
+        let location = format!("{ws}/{}", self.repo);
+        let w = site
+            .get(
+                "reading the workspace",
+                format!("{host}/2.0/workspaces/{}", encode_segment(ws)),
+            )
+            .await?;
+        Ok(if w.status == 404 {
+            CoreError::not_found(
+                "workspace",
+                ws.to_string(),
+                format!("Bitbucket: Invalid address. Workspace {ws} not found: check `workspace` (and the credentials' access to it)"),
+            )
+            .with_source(w.http_status())
+        } else {
+            CoreError::not_found(
+                "repository",
+                location.clone(),
+                format!("Bitbucket: Invalid address. Repository {location} not found: check `workspace` and `repo` (and the credentials' access to it)"),
+            )
+            .with_source(r.http_status())
+        })
+    }
+
+    /// Resolves a branch or tag name to its commit, directly (`refs/branches/{name}`, then
+    /// `refs/tags/{name}`).
+    async fn cloud_resolve(
+        &self,
+        site: &Site<'_>,
+        host: &str,
+        ws: &str,
+        repo_url: &str,
+        git_ref: &str,
+    ) -> Result<String> {
+        let location = format!("{ws}/{}", self.repo);
+        let mut last = None;
+        for kind in ["branches", "tags"] {
+            let what = if kind == "branches" {
+                "reading the branch"
+            } else {
+                "reading the tag"
+            };
+            let r = site
+                .get(
+                    what,
+                    format!("{repo_url}/refs/{kind}/{}", encode_path(git_ref)),
+                )
+                .await?;
+            match r.status {
+                200 => {
+                    let v = r.json(BACKEND, what)?;
+                    return match v["target"]["hash"].as_str() {
+                        Some(h) if !h.is_empty() => Ok(h.to_string()),
+                        _ => Err(CoreError::backend(
+                            BACKEND,
+                            format!("Bitbucket: {what} {git_ref} of {location}: the answer names no target commit"),
+                        )
+                        .with_source(r.http_status())),
+                    };
+                }
+                404 => last = Some(r),
+                401 | 403 => return Err(site.denied(&r, &location)),
+                _ => {
+                    return Err(site.failed(
+                        &r,
+                        &location,
+                        format!("Bitbucket: {what} {git_ref} of {location}"),
+                    ))
+                }
+            }
+        }
+        let mut e = CoreError::not_found(
+            "ref",
+            format!("{location}@{git_ref}"),
+            format!(
+                "Bitbucket: Ref {git_ref} not found in {location}: no branch or tag has that name"
+            ),
+        );
+        if let Some(r) = last {
+            e = e.with_source(r.http_status());
+        }
+        Err(self.cloud_missing(site, host, ws, repo_url, e).await?)
+    }
+
+    async fn fetch_cloud(&self, ws: &str, path: &str, site: &Site<'_>) -> Result<ApiFile> {
         let host = self
             .host
             .as_deref()
             .unwrap_or("https://api.bitbucket.org")
             .trim_end_matches('/');
-        let (user, pass) = match (&credentials.username, &credentials.password) {
-            (Some(u), Some(p)) => (u.clone(), p.clone()),
-            _ => {
-                let user_secret = self
-                    .cloud_username_secret
-                    .as_deref()
-                    .unwrap_or(DEFAULT_CLOUD_USERNAME_SECRET);
-                let pass_secret = self
-                    .cloud_app_password_secret
-                    .as_deref()
-                    .unwrap_or(DEFAULT_CLOUD_APP_PASSWORD_SECRET);
-                (
-                    required_secret(user_secret, secrets)?,
-                    required_secret(pass_secret, secrets)?,
-                )
-            }
-        };
         let location = format!("{ws}/{}", self.repo);
-        let repo = format!(
+        let repo_url = format!(
             "{host}/2.0/repositories/{}/{}",
             encode_segment(ws),
             encode_segment(&self.repo)
         );
-        let get = |url: String| {
-            let (user, pass) = (user.clone(), pass.clone());
-            move || {
-                http.client()
-                    .get(&url)
-                    .basic_auth(user.expose_secret(), Some(pass.expose_secret()))
-            }
-        };
-        let check = |r: &Reply, what: &str| -> Result<()> {
-            match r.status {
-                200 => Ok(()),
-                401 | 403 => Err(denied(r, &location)),
-                404 => Err(bad_address(r, &location)),
-                _ => Err(r.status_error(BACKEND, &location, format!("{what} failed"))),
-            }
-        };
         let git_ref = match &self.git_ref {
             Some(r) => r.clone(),
             None => {
                 let what = "reading the repository";
-                let r = http.send(BACKEND, what, get(repo.clone())).await?;
-                check(&r, what)?;
+                let r = site.get(what, repo_url.clone()).await?;
+                match r.status {
+                    200 => {}
+                    401 | 403 => return Err(site.denied(&r, &location)),
+                    404 => {
+                        let e = CoreError::not_found(
+                            "repository",
+                            location.clone(),
+                            format!("Bitbucket: Invalid address. Repository {location} not found"),
+                        )
+                        .with_source(r.http_status());
+                        return Err(self.cloud_missing(site, host, ws, &repo_url, e).await?);
+                    }
+                    _ => {
+                        return Err(site.failed(
+                            &r,
+                            &location,
+                            format!("Bitbucket: {what} {location} (for {path})"),
+                        ))
+                    }
+                }
                 r.json(BACKEND, what)?["mainbranch"]["name"]
                     .as_str()
                     .unwrap_or("main")
@@ -522,63 +846,129 @@ impl BitbucketConfig {
         let sha = if is_commit_sha(&git_ref) {
             git_ref.clone()
         } else {
-            let mut found = None;
-            'kinds: for kind in ["branches", "tags"] {
-                // Every page, not just the first.
-                let mut next = Some(format!("{repo}/refs/{kind}"));
-                while let Some(url) = next.take() {
-                    let what = "listing refs";
-                    let r = http.send(BACKEND, what, get(url)).await?;
-                    check(&r, what)?;
-                    let v = r.json(BACKEND, what)?;
-                    for item in v["values"].as_array().into_iter().flatten() {
-                        if item["name"].as_str() == Some(git_ref.as_str()) {
-                            found = item["target"]["hash"].as_str().map(str::to_string);
-                            break 'kinds;
-                        }
-                    }
-                    next = v["next"].as_str().map(str::to_string);
-                }
-            }
-            found.ok_or_else(|| {
-                CoreError::not_found(
-                    "ref",
-                    format!("{location}@{git_ref}"),
-                    format!(
-                        "Bitbucket: Ref {git_ref} not found in {location}: no branch or tag has that name"
-                    ),
-                )
-            })?
+            self.cloud_resolve(site, host, ws, &repo_url, &git_ref)
+                .await?
         };
-        let r = http
-            .send(
-                BACKEND,
-                "reading the file",
-                get(format!("{repo}/src/{sha}/{}", encode_path(path))),
-            )
-            .await?;
+        let at = if sha == git_ref {
+            sha.clone()
+        } else {
+            format!("{git_ref} ({sha})")
+        };
+        let file_url = format!("{repo_url}/src/{sha}/{}", encode_path(path));
+        let r = site.get("reading the file", file_url.clone()).await?;
         match r.status {
             200 => {}
-            401 | 403 => return Err(denied(&r, &location)),
+            401 | 403 => return Err(site.denied(&r, &location)),
             404 => {
-                return Err(CoreError::not_found(
+                let file = CoreError::not_found(
                     "file",
                     format!("{location}@{sha}:{path}"),
-                    format!("Bitbucket: File {path} not found in {location} at {sha}"),
+                    format!("Bitbucket: File {path} not found in {location} at {at}"),
                 )
-                .with_source(r.http_status()))
+                .with_source(r.http_status());
+                // A 404 here may also mean the commit (or the repository) is missing.
+                let c = site
+                    .get("reading the commit", format!("{repo_url}/commit/{sha}"))
+                    .await?;
+                let e = if c.status == 404 {
+                    let e = CoreError::not_found(
+                        "ref",
+                        format!("{location}@{sha}"),
+                        format!("Bitbucket: Commit {sha} not found in {location}"),
+                    )
+                    .with_source(c.http_status());
+                    self.cloud_missing(site, host, ws, &repo_url, e).await?
+                } else {
+                    file
+                };
+                return Err(e);
             }
             _ => {
-                return Err(r.status_error(
-                    BACKEND,
+                return Err(site.failed(
+                    &r,
                     &location,
-                    format!("reading {path} at {sha} failed"),
+                    format!("Bitbucket: reading {path} at {at} in {location}"),
                 ))
+            }
+        }
+        if looks_like_listing(&r) {
+            // The same endpoint lists a directory (JSON, paginated); a file whose content happens
+            // to look like that is told apart by its metadata.
+            let what = "reading the path's metadata";
+            let m = site.get(what, format!("{file_url}?format=meta")).await?;
+            if m.status == 200 {
+                let meta = m.json(BACKEND, what)?;
+                if meta["type"].as_str() == Some("commit_directory") {
+                    return Err(CoreError::not_found(
+                        "file",
+                        format!("{location}@{sha}:{path}"),
+                        format!("Bitbucket: {path} in {location} at {at} is a directory, not a flow file: set `path` to the flow's file"),
+                    )
+                    .with_source(m.http_status()));
+                }
+            } else {
+                return Err(site.failed(
+                    &m,
+                    &location,
+                    format!("Bitbucket: {what} of {path} at {at} in {location}"),
+                ));
             }
         }
         Ok(ApiFile {
             commit: sha,
             content: r.body,
         })
+    }
+}
+
+/// True for an answer shaped as Bitbucket Cloud's directory listing: JSON (by content type)
+/// holding a `values` array and a `pagelen`.
+fn looks_like_listing(r: &Reply) -> bool {
+    let json = r
+        .headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !json {
+        return false;
+    }
+    serde_json::from_slice::<serde_json::Value>(&r.body)
+        .is_ok_and(|v| v["values"].is_array() && v.get("pagelen").is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(ctype: &str, body: &str) -> Reply {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::CONTENT_TYPE, ctype.parse().unwrap());
+        Reply {
+            status: 200,
+            headers,
+            body: bytes::Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_directory_listing_is_recognised_by_its_shape_and_type() {
+        let listing = r#"{"pagelen": 10, "values": [{"type": "commit_file", "path": "flows/a.py"}], "page": 1}"#;
+        assert!(looks_like_listing(&reply("application/json", listing)));
+        assert!(!looks_like_listing(&reply("text/x-python", listing)));
+        assert!(!looks_like_listing(&reply(
+            "application/json",
+            r#"{"values": 1}"#
+        )));
+        assert!(!looks_like_listing(&reply("application/json", "not json")));
+    }
+
+    #[test]
+    fn server_reasons_come_from_the_errors_array() {
+        let r = Reply {
+            status: 404,
+            headers: Default::default(),
+            body: bytes::Bytes::from(r#"{"errors":[{"message":"Project NOPE does not exist."}]}"#),
+        };
+        assert_eq!(server_reason(&r), "project nope does not exist.");
     }
 }

@@ -5,7 +5,9 @@ use flowstore_core::secret::{ExposeSecret, SecretSource, SecretString};
 use flowstore_core::{async_trait, Error as CoreError, Result};
 use serde::{Deserialize, Serialize};
 
-use super::http::{decode_base64, encode_segment, optional_secret, Http, Reply};
+use super::http::{
+    decode_base64, encode_segment, optional_secret, retry_after, Http, Reply, THROTTLE_BUDGET,
+};
 use super::{api_storage, env_var, ApiFile, Credentials, Provider};
 
 const BACKEND: &str = "GitLab";
@@ -229,22 +231,66 @@ impl Provider for GitLabConfig {
                 }
             }
         };
-        let refused = |r: &Reply| -> Result<()> {
+        let token_from = if credentials.token.is_some() {
+            "the access token given to the builder".to_string()
+        } else {
+            format!("the token in secret {secret}")
+        };
+        let refused = |r: &Reply, what: &str| -> Result<()> {
             match r.status {
-                401 | 403 => Err(r.status_error(
+                401 => Err(r.status_error(
                     BACKEND,
                     repo,
                     "Unable to authenticate GitLab account. Please check your credentials."
                         .to_string(),
                 )),
+                403 => Err(r.status_error(
+                    BACKEND,
+                    repo,
+                    format!(
+                        "GitLab: {} may not read project {repo} on {host} (403 Forbidden): give \
+                         it the read_api or read_repository scope and access to the project",
+                        if token.is_some() {
+                            token_from.as_str()
+                        } else {
+                            "no token was set; anonymous access"
+                        }
+                    ),
+                )),
+                429 => {
+                    let asked = match retry_after(&r.headers) {
+                        Some(d) => format!("GitLab asked to wait {} s", d.as_secs()),
+                        None => "GitLab named no wait".to_string(),
+                    };
+                    Err(CoreError::temporary(
+                        BACKEND,
+                        format!(
+                            "GitLab rate limit hit while {what} for project {repo} on {host} \
+                             (HTTP 429): {asked}, more than flowstore waits ({} s in all). Try \
+                             again later",
+                            THROTTLE_BUDGET.as_secs()
+                        ),
+                    )
+                    .with_source(r.http_status()))
+                }
                 _ => Ok(()),
             }
+        };
+        let send = |what: &'static str, url: String| {
+            http.send_throttled(BACKEND, what, |status, _, _| status == 429, get(url))
         };
         let project_missing = |r: &Reply| {
             CoreError::not_found(
                 "repository",
                 format!("{host}/{repo}"),
-                format!("GitLab: Project {repo} not found on {host}. Ensure the project exists."),
+                format!(
+                    "GitLab: Project {repo} not found on {host}. Ensure the project exists{}.",
+                    if token.is_some() {
+                        " and the token may see it"
+                    } else {
+                        " (no token was set, and private projects answer 404 without one)"
+                    }
+                ),
             )
             .with_source(r.http_status())
         };
@@ -252,18 +298,33 @@ impl Provider for GitLabConfig {
             Some(r) => r.clone(),
             None => {
                 let what = "reading the project";
-                let r = http.send(BACKEND, what, get(project.clone())).await?;
-                refused(&r)?;
+                let r = send(what, project.clone()).await?;
+                refused(&r, what)?;
                 if r.status == 404 {
                     return Err(project_missing(&r));
                 }
                 if r.status != 200 {
-                    return Err(r.status_error(BACKEND, repo, format!("{what} {repo} failed")));
+                    return Err(r.status_error(
+                        BACKEND,
+                        repo,
+                        format!("GitLab: {what} {repo} on {host} failed"),
+                    ));
                 }
-                r.json(BACKEND, what)?["default_branch"]
-                    .as_str()
-                    .unwrap_or("main")
-                    .to_string()
+                match r.json(BACKEND, what)?["default_branch"].as_str() {
+                    Some(b) if !b.trim().is_empty() => b.to_string(),
+                    // An empty project has no default branch (`null`): there is no file to read.
+                    _ => {
+                        return Err(CoreError::not_found(
+                            "ref",
+                            format!("{host}/{repo}"),
+                            format!(
+                                "GitLab: project {repo} on {host} has no default branch: it has \
+                                 no commits yet. Push the flow file, or set `ref`"
+                            ),
+                        )
+                        .with_source(r.http_status()))
+                    }
+                }
             }
         };
         let url = format!(
@@ -271,8 +332,8 @@ impl Provider for GitLabConfig {
             encode_segment(path),
             encode_segment(&git_ref)
         );
-        let r = http.send(BACKEND, "reading the file", get(url)).await?;
-        refused(&r)?;
+        let r = send("reading the file", url).await?;
+        refused(&r, "reading the file")?;
         if r.status == 404 {
             // GitLab says which: "404 Project Not Found", "404 Commit Not Found", "404 File Not Found".
             let said = String::from_utf8_lossy(&r.body).to_ascii_lowercase();
@@ -295,6 +356,20 @@ impl Provider for GitLabConfig {
         }
         let v = r.json(BACKEND, "reading the file")?;
         let content = decode_base64(BACKEND, path, v["content"].as_str().unwrap_or_default())?;
+        // GitLab sends the content's SHA-256: bytes cut short or altered on the way are refused.
+        if let Some(want) = v["content_sha256"].as_str() {
+            let got = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&content));
+            if !got.eq_ignore_ascii_case(want) {
+                return Err(CoreError::temporary(
+                    BACKEND,
+                    format!(
+                        "GitLab: the content read for {path} in {repo}@{git_ref} does not match \
+                         its content_sha256 {want}: it was cut short or altered on the way; try \
+                         again"
+                    ),
+                ));
+            }
+        }
         let commit = v["commit_id"].as_str().unwrap_or(&git_ref).to_string();
         Ok(ApiFile { commit, content })
     }

@@ -52,6 +52,17 @@ pub const BBS_TOKEN: &str = "bbs-fake-bearer-token";
 pub const BBC_USER: &str = "flowstore";
 /// See [`BBC_USER`].
 pub const BBC_PASSWORD: &str = "bbc-fake-app-password";
+/// Bitbucket Cloud: the Atlassian account email and API token (HTTP Basic), which replaced
+/// app passwords (refused by the fake, as by Bitbucket Cloud since June 2026).
+pub const BBC_EMAIL: &str = "flowstore@example.com";
+/// See [`BBC_EMAIL`].
+pub const BBC_API_TOKEN: &str = "ATATT-fake-bbc-api-token";
+/// Bitbucket Cloud: a repository/project/workspace access token (Bearer).
+pub const BBC_ACCESS_TOKEN: &str = "bbc-fake-access-token";
+/// Bitbucket Server: a username and password (HTTP Basic), besides [`BBS_TOKEN`].
+pub const BBS_USER: &str = "flowstore-server";
+/// See [`BBS_USER`].
+pub const BBS_PASSWORD: &str = "bbs-fake-password";
 /// CodeCommit access key and secret.
 pub const AWS_KEY: &str = "AKIAFAKECODECOMMIT";
 /// See [`AWS_KEY`].

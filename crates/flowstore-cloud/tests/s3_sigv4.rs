@@ -1,0 +1,206 @@
+//! S3 storage against `s3s-fs`, an S3 server that checks every request's SigV4 signature
+//! (started by `cargo xtask test`: `FLOWSTORE_TEST_S3S_ENDPOINT`, `FLOWSTORE_TEST_S3S_BUCKET`,
+//! `FLOWSTORE_TEST_S3S_ACCESS_KEY`, `FLOWSTORE_TEST_S3S_SECRET_KEY`). moto (`tests/s3.rs`)
+//! accepts any credentials; here the conformance suite and the shared cloud tests pass only if
+//! flowstore signs each request right, and a wrong secret key is refused.
+
+mod support;
+
+use std::sync::Arc;
+
+use flowstore_cloud::S3;
+use flowstore_core::envelope::seal;
+use flowstore_core::testkit::Skip;
+use flowstore_core::{Error, Storage};
+use flowstore_secrets::MapSource;
+use support::{app, closed_port, fast_retry, unique, Case};
+
+/// The server and the credentials it checks.
+struct Server {
+    endpoint: String,
+    bucket: String,
+    access_key: String,
+    secret_key: String,
+}
+
+fn server() -> Result<Server, Skip> {
+    let var = |name: &str| {
+        std::env::var(name).map_err(|_| {
+            Skip(format!(
+                "{name} is not set: the SigV4-checking S3 server (s3s-fs) is not running \
+                 (cargo xtask test starts it)"
+            ))
+        })
+    };
+    Ok(Server {
+        endpoint: var("FLOWSTORE_TEST_S3S_ENDPOINT")?,
+        bucket: var("FLOWSTORE_TEST_S3S_BUCKET")?,
+        access_key: var("FLOWSTORE_TEST_S3S_ACCESS_KEY")?,
+        secret_key: var("FLOWSTORE_TEST_S3S_SECRET_KEY")?,
+    })
+}
+
+/// The `AWS_CREDENTIALS` secret (Prefect 1's form) holding `key` and `secret`.
+fn credentials(key: &str, secret: &str) -> Arc<MapSource> {
+    let json = serde_json::json!({"ACCESS_KEY": key, "SECRET_ACCESS_KEY": secret});
+    Arc::new(MapSource::new().with("AWS_CREDENTIALS", &json.to_string()))
+}
+
+fn case() -> Result<Case<S3>, Skip> {
+    let Server {
+        endpoint,
+        bucket,
+        access_key,
+        secret_key,
+    } = server()?;
+    let secrets = credentials(&access_key, &secret_key);
+    let base = {
+        let (endpoint, bucket, secrets) = (endpoint.clone(), bucket.clone(), secrets.clone());
+        move || {
+            S3::builder(&bucket)
+                .endpoint(&endpoint)
+                .secrets(secrets.clone())
+                .retry(fast_retry())
+        }
+    };
+    let b1 = base.clone();
+    let b2 = base.clone();
+    let b3 = base.clone();
+    let b4 = base.clone();
+    let b5 = base.clone();
+    let e2 = endpoint.clone();
+    let (s2, s3, bucket3) = (secrets.clone(), secrets.clone(), bucket.clone());
+    Ok(Case {
+        storage: Box::new(move |p| b1().prefix(p).build().unwrap()),
+        script: Box::new(move |p, path| b2().prefix(p).script(path).build().unwrap()),
+        fixed_key: Box::new(move |k| b3().key(k).build().unwrap()),
+        script_key: Box::new(move |k| {
+            let s = b4().stored_as_script(true);
+            match k {
+                Some(k) => s.key(k).build(),
+                None => s.build(),
+            }
+        }),
+        wrong_bucket: Box::new(move || {
+            S3::builder("flowstore-no-such-bucket")
+                .endpoint(&e2)
+                .secrets(s2.clone())
+                .retry(fast_retry())
+                .build()
+                .unwrap()
+        }),
+        server_down: Box::new(move || {
+            S3::builder(&bucket3)
+                .secrets(s3.clone())
+                .endpoint(format!("http://127.0.0.1:{}", closed_port()))
+                .retry(fast_retry())
+                .build()
+                .unwrap()
+        }),
+        upstream: endpoint.clone(),
+        via: Box::new(move |p, e| b5().prefix(p).endpoint(e).build().unwrap()),
+        credential: Some(secret_key),
+        secrets,
+    })
+}
+
+cloud_tests!(
+    fixed_key_is_honoured_and_never_overwritten,
+    script_mode_with_a_key_only,
+    missing_object_is_not_found,
+    server_down_fails_after_bounded_retries,
+    hundred_mib_script_streams,
+    listing_is_newest_first,
+    bundle_reregistration_uploads_one_blob_and_the_manifest,
+    bundle_warm_fetch_reads_one_range,
+    bundles_need_default_keys_and_serialized_mode,
+    credentials_never_leak,
+);
+
+/// Not here: s3s-fs creates a missing bucket's directory on the first PUT into it, where S3
+/// (and moto, `tests/s3.rs`) answers `NoSuchBucket`.
+#[test]
+fn wrong_bucket_is_named() {
+    flowstore_core::testkit::not_applicable(
+        "wrong_bucket_is_named",
+        "s3s-fs creates a bucket on the first PUT into it (tests/s3.rs checks this on moto)",
+    );
+}
+
+/// Not here: s3s-fs answers `NoSuchKey` for an object of a missing bucket, where S3 (and
+/// moto, `tests/s3.rs`) answers `NoSuchBucket`.
+#[test]
+fn missing_bucket_is_not_found() {
+    flowstore_core::testkit::not_applicable(
+        "missing_bucket_is_not_found",
+        "s3s-fs answers NoSuchKey for a missing bucket (tests/s3.rs checks this on moto)",
+    );
+}
+
+/// A wrong secret key (the right access key id): the server refuses the signature, and the
+/// error is `PermissionDenied` naming the bucket, with neither the wrong nor the right secret
+/// in its text or `Debug` — for a write at `persist` and for a read by an agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_key_is_refused_without_echoing_it() {
+    const TEST: &str = "a_wrong_secret_key_is_refused_without_echoing_it";
+    let c = match case() {
+        Ok(c) => c,
+        Err(reason) => return flowstore_core::testkit::skip(TEST, &reason),
+    };
+    let Server {
+        endpoint,
+        bucket,
+        access_key,
+        secret_key,
+    } = server().unwrap();
+    let wrong = "wrong-s3cr3t-c4n4ry/NotTheServersKey";
+    let wrong_secrets = credentials(&access_key, wrong);
+
+    // The right credentials work (so the refusal below is the signature's doing).
+    let prefix = unique("wrong-secret");
+    let mut good = (c.storage)(&prefix);
+    good.add_flow(seal("F", &1, &app()).unwrap().into())
+        .await
+        .unwrap();
+    good.persist().await.unwrap();
+
+    let mut writer = S3::builder(&bucket)
+        .endpoint(&endpoint)
+        .prefix(&prefix)
+        .secrets(wrong_secrets.clone())
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    writer
+        .add_flow(seal("G", &2, &app()).unwrap().into())
+        .await
+        .unwrap();
+    let write_err = writer.persist().await.unwrap_err();
+
+    let mut agents = flowstore_core::Registry::new().with_secrets(wrong_secrets);
+    flowstore_cloud::register(&mut agents);
+    let read_err = agents
+        .open(&good.reference().unwrap())
+        .unwrap()
+        .get_flow("F")
+        .await
+        .unwrap_err();
+
+    for (what, err) in [("persist", write_err), ("get_flow", read_err)] {
+        assert!(
+            matches!(err, Error::PermissionDenied { .. }),
+            "{what}: a refused signature is permission denied: {err:?}"
+        );
+        assert!(std::error::Error::source(&err).is_some(), "{what}: {err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(&bucket), "{what}: names the bucket: {msg}");
+        for secret in [wrong, secret_key.as_str()] {
+            flowstore_secrets::test_support::assert_secret_absent(secret, &msg, what);
+            flowstore_secrets::test_support::assert_secret_absent(
+                secret,
+                &format!("{err:?}"),
+                what,
+            );
+        }
+    }
+}
