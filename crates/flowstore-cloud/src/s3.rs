@@ -46,8 +46,11 @@ const CREDENTIAL_KEYS: &[&str] = &[
 
 const CREDENTIAL_HINT: &str = "use S3Builder::access_key_id / secret_access_key / session_token, the AWS_CREDENTIALS secret, or the AWS_* environment variables";
 
-/// The client settings of an `S3` reference (`client_options`: boto3 keyword arguments in
-/// Prefect 1).
+/// The client settings of an `S3` reference (`client_options`).
+///
+/// Prefect 1 passes every key here to `boto3.client(**client_options)`, so only boto3's own
+/// arguments belong here: flowstore's settings are top-level fields of [`S3Config`], which
+/// Prefect 1's schema ignores.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct S3ClientOptions {
     /// An S3-compatible endpoint (MinIO, moto, R2…); `None`: AWS for the region.
@@ -57,21 +60,14 @@ pub struct S3ClientOptions {
     /// `AWS_REGION`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region_name: Option<String>,
-    /// flowstore's: allow a plain-HTTP endpoint (default: true for an `http://` endpoint).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_bool"
-    )]
-    pub allow_http: Option<bool>,
     /// Other boto3 arguments a Prefect 1 reference may carry: kept, not applied. Credentials
     /// here are refused at build (they would be stored).
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
 
-/// The backend fields of an `S3` reference (Prefect 1's names; `prefix` and
-/// `client_options.allow_http` are flowstore's).
+/// The backend fields of an `S3` reference (Prefect 1's names; `prefix` and `allow_http` are
+/// flowstore's, top-level fields Prefect 1 ignores).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct S3Config {
     /// The bucket.
@@ -95,6 +91,16 @@ pub struct S3Config {
     /// Key prefix for default keys (from `s3://bucket/prefix`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// flowstore's: allow a plain-HTTP endpoint (`None`: allowed for an `http://` endpoint).
+    /// References flowstore wrote before kept it in `client_options`, where Prefect 1 hands it
+    /// to boto3, which refuses it; such references still open (it is moved here) and are
+    /// written back with it here.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_bool_field"
+    )]
+    pub allow_http: Option<bool>,
 }
 
 impl BackendConfig for S3Config {
@@ -109,21 +115,53 @@ impl BackendConfig for S3Config {
         ("endpoint", "client_options.endpoint_url"),
         ("region", "client_options.region_name"),
         ("region_name", "client_options.region_name"),
-        ("allow_http", "client_options.allow_http"),
+        ("allow_http", "allow_http"),
     ];
+
+    /// The recorded configuration, with a `client_options.allow_http` (where flowstore wrote
+    /// it before) moved to the top-level `allow_http`.
+    ///
+    /// Errors with [`flowstore_core::Error::InvalidReference`] for fields that do not fit,
+    /// naming the field.
+    fn from_reference(reference: &StorageReference) -> Result<Self> {
+        let mut config: S3Config = reference.backend_fields()?;
+        config
+            .lift_allow_http()
+            .map_err(flowstore_core::Error::invalid_reference)?;
+        Ok(config)
+    }
+}
+
+impl S3Config {
+    /// Moves `client_options.allow_http` to the top-level `allow_http` (which wins if both are
+    /// set), so it is never written where Prefect 1 would pass it to boto3.
+    fn lift_allow_http(&mut self) -> std::result::Result<(), String> {
+        let Some(legacy) = self.client_options.other.remove("allow_http") else {
+            return Ok(());
+        };
+        let legacy = lenient_bool(legacy)
+            .map_err(|e| format!("S3 reference field client_options.allow_http: {e}"))?;
+        self.allow_http = self.allow_http.or(legacy);
+        Ok(())
+    }
 }
 
 /// `true`/`false`, also as the strings `"true"`/`"false"` (older references).
-fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<bool>, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(b)),
-        Some(Value::String(s)) => parse_bool("allow_http", &s)
+fn lenient_bool_field<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<bool>, D::Error> {
+    lenient_bool(Value::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+/// An `allow_http` value: `true`/`false`, also as the strings `"true"`/`"false"`; `null`: unset.
+fn lenient_bool(value: Value) -> std::result::Result<Option<bool>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Bool(b) => Ok(Some(b)),
+        Value::String(s) => parse_bool("allow_http", &s)
             .map(Some)
-            .map_err(serde::de::Error::custom),
-        Some(other) => Err(serde::de::Error::custom(format!(
-            "allow_http must be true or false, not {other}"
-        ))),
+            .map_err(|e| e.to_string()),
+        other => Err(format!("allow_http must be true or false, not {other}")),
     }
 }
 
@@ -310,9 +348,10 @@ impl S3Builder {
         self
     }
 
-    /// Allows a plain-HTTP endpoint (default: allowed for an `http://` endpoint).
+    /// Allows a plain-HTTP endpoint (default: allowed for an `http://` endpoint); recorded as
+    /// the reference's top-level `allow_http`.
     pub fn allow_http(mut self, on: bool) -> Self {
-        self.config.client_options.allow_http = Some(on);
+        self.config.allow_http = Some(on);
         self
     }
 
@@ -345,7 +384,10 @@ impl S3Builder {
         Ok(self.build_inner()?)
     }
 
-    fn build_inner(self) -> Result<S3, Error> {
+    fn build_inner(mut self) -> Result<S3, Error> {
+        self.config
+            .lift_allow_http()
+            .map_err(|e| Error::client(TYPE_NAME, e))?;
         if self.config.bucket.trim().is_empty() {
             return Err(Error::client(
                 TYPE_NAME,
@@ -366,7 +408,7 @@ impl S3Builder {
             ));
         }
         let endpoint = opts.endpoint_url.clone();
-        let allow_http = opts.allow_http.unwrap_or_else(|| {
+        let allow_http = self.config.allow_http.unwrap_or_else(|| {
             endpoint
                 .as_deref()
                 .is_some_and(|u| u.starts_with("http://"))
@@ -583,6 +625,82 @@ mod tests {
         assert_eq!(config.bucket, "b");
         assert!(!config.stored_as_script);
         assert_eq!(config.client_options, S3ClientOptions::default());
+    }
+
+    /// Prefect 1 passes `client_options` to `boto3.client(**client_options)`, which refuses
+    /// any key it does not know: flowstore's own `allow_http` goes top-level (ignored by
+    /// Prefect 1's schema), however it was set.
+    #[test]
+    fn allow_http_is_never_written_into_client_options() {
+        let typed = S3::builder("b")
+            .endpoint("http://127.0.0.1:9000")
+            .allow_http(true)
+            .build()
+            .unwrap();
+        let pairs = S3Builder::new("b")
+            .with_configs([
+                ("endpoint", "http://127.0.0.1:9000"),
+                ("allow_http", "true"),
+            ])
+            .unwrap()
+            .build()
+            .unwrap();
+        let url = S3Builder::from_url("s3://b?endpoint_url=http://127.0.0.1:9000&allow_http=true")
+            .unwrap()
+            .build()
+            .unwrap();
+        for s in [typed, pairs, url] {
+            let json: Value = serde_json::from_str(&s.reference().unwrap().to_json()).unwrap();
+            assert_eq!(
+                json["client_options"],
+                serde_json::json!({"endpoint_url": "http://127.0.0.1:9000"}),
+                "{json}"
+            );
+            assert_eq!(json["allow_http"], Value::Bool(true), "{json}");
+        }
+    }
+
+    /// References flowstore wrote before kept `allow_http` in `client_options`: they open with
+    /// the same setting, and are written back with it top-level.
+    #[test]
+    fn client_options_allow_http_of_older_references_moves_top_level() {
+        for (value, want) in [
+            (serde_json::json!(false), false),
+            (serde_json::json!("false"), false),
+            (serde_json::json!(true), true),
+        ] {
+            let reference = StorageReference::from_json(
+                &serde_json::json!({
+                    "type": "S3", "bucket": "b", "flows": {},
+                    "client_options": {"endpoint_url": "http://127.0.0.1:9000", "allow_http": value},
+                })
+                .to_string(),
+            )
+            .unwrap();
+            let s = S3::from_reference(&reference, &OpenContext::default()).unwrap();
+            assert_eq!(s.config().allow_http, Some(want));
+            assert!(s.config().client_options.other.is_empty());
+            let json: Value = serde_json::from_str(&s.reference().unwrap().to_json()).unwrap();
+            assert_eq!(json["allow_http"], Value::Bool(want), "{json}");
+            assert!(json["client_options"].get("allow_http").is_none(), "{json}");
+        }
+        // The top-level value wins over an older one left in client_options.
+        let reference = StorageReference::from_json(
+            r#"{"type":"S3","bucket":"b","allow_http":false,"client_options":{"allow_http":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            S3Config::from_reference(&reference).unwrap().allow_http,
+            Some(false)
+        );
+        let reference = StorageReference::from_json(
+            r#"{"type":"S3","bucket":"b","client_options":{"allow_http":"maybe"}}"#,
+        )
+        .unwrap();
+        let e = S3Config::from_reference(&reference)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("client_options.allow_http"), "{e}");
     }
 
     #[test]

@@ -202,7 +202,7 @@ async fn a_url_with_options_and_its_reference_open_the_same_config() {
     let opts = &s.config().client_options;
     assert_eq!(opts.endpoint_url.as_deref(), Some(endpoint.as_str()));
     assert_eq!(opts.region_name.as_deref(), Some("eu-west-1"));
-    assert_eq!(opts.allow_http, Some(true));
+    assert_eq!(s.config().allow_http, Some(true));
     assert_eq!(s.labels(), ["prod", "eu"]);
     s.add_flow(seal("F", &2, &app()).unwrap().into())
         .await

@@ -195,7 +195,13 @@ pub fn decode_stored(flow: &str, location: &str, bytes: Bytes) -> Result<FlowCon
         return Manifest::parse(flow, location, &bytes).map(FlowContent::Bundle);
     }
     if let Some(content) = crate::prefect1::parse_pickle_payload(&bytes) {
-        tracing::warn!(flow, location, "{PICKLE_NOTE}");
+        // Info, not a warning: the caller gets a typed `Prefect1Pickle` and tells its user
+        // (the CLI prints PICKLE_NOTE once); a warning here would say it twice.
+        tracing::info!(
+            flow,
+            location,
+            "a Prefect 1 pickle: returned as bytes, not unpickled"
+        );
         return Ok(content);
     }
     Err(Error::FlowCorrupt {

@@ -1,4 +1,5 @@
-//! The Prefect 1 baseline: a virtualenv with `prefect==1.4.1` and `boto3`, made by the bench.
+//! The Prefect 1 baseline: the same Prefect 1.4.1 virtualenv the interop tests use
+//! ([`crate::servers::prefect1`]: `prefect==1.4.1`, `marshmallow<4`, boto3, dulwich).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -7,43 +8,10 @@ use anyhow::{bail, Context, Result};
 
 use super::Bench;
 
-/// The virtualenv's python, installing it on first use.
+/// The virtualenv's python, installing it on first use (see
+/// [`crate::servers::prefect1::ensure_venv`] for what it errors on).
 pub fn python(bench: &Bench) -> Result<PathBuf> {
-    let venv = bench.root.join("target/bench-venv");
-    let py = venv.join("bin/python");
-    let ready = Command::new(&py)
-        .args([
-            "-c",
-            "import prefect, boto3, dulwich; assert prefect.__version__ == '1.4.1'",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ready {
-        return Ok(py);
-    }
-    eprintln!(
-        "xtask bench: installing prefect==1.4.1 and boto3 into {}",
-        venv.display()
-    );
-    let status = Command::new("python3")
-        .arg("-m")
-        .arg("venv")
-        .arg(&venv)
-        .status()?;
-    if !status.success() {
-        bail!(
-            "python3 -m venv {} failed (is python3-venv installed?)",
-            venv.display()
-        );
-    }
-    let status = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "prefect==1.4.1", "boto3", "dulwich"])
-        .status()
-        .context("running pip")?;
-    if !status.success() {
-        bail!("pip install prefect==1.4.1 boto3 failed");
-    }
-    Ok(py)
+    crate::servers::prefect1::ensure_venv(&bench.root)
 }
 
 /// Runs one of `xtask/bench/*.py` with the baseline's python and parses its JSON line.

@@ -21,6 +21,7 @@ pub mod fake_gcs;
 pub mod git;
 pub mod moto;
 pub mod nginx;
+pub mod prefect1;
 pub mod real_world;
 pub mod replay;
 pub mod s3s_fs;
@@ -93,6 +94,11 @@ pub const SERVERS: &[ServerSpec] = &[
         name: "fake_gcs",
         backends: &["gcs"],
         start: fake_gcs::start,
+    },
+    ServerSpec {
+        name: "prefect1",
+        backends: &["prefect1_interop"],
+        start: prefect1::start,
     },
 ];
 
