@@ -109,41 +109,48 @@ impl Http {
     ) -> Result<Reply, CoreError> {
         let mut attempt = 0;
         loop {
-            attempt += 1;
+            let resp = self.connect(backend, what, &mut attempt, &make).await?;
+            let status = resp.status().as_u16();
+            if (status == 429 || status >= 500) && attempt <= self.retries {
+                let wait = retry_after(resp.headers())
+                    .unwrap_or(Duration::from_millis(200 << attempt))
+                    .min(Duration::from_secs(5));
+                tracing::warn!(backend, what, status, attempt, "retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let headers = resp.headers().clone();
+            let body = read_body(backend, what, resp).await?;
+            return Ok(Reply {
+                status,
+                headers,
+                body,
+            });
+        }
+    }
+
+    /// Sends the request `make` builds until the server answers, retrying connection errors
+    /// while `attempt` (the requests sent so far, counted across a caller's loop) is at most
+    /// the configured retries; any answer, whatever its status, is returned.
+    ///
+    /// Errors with a temporary [`CoreError::Backend`] naming the host when the server cannot
+    /// be reached.
+    async fn connect(
+        &self,
+        backend: &str,
+        what: &str,
+        attempt: &mut u32,
+        make: &impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, CoreError> {
+        loop {
+            *attempt += 1;
             match make().send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let retry = (status == 429 || status >= 500) && attempt <= self.retries;
-                    if retry {
-                        let wait = resp
-                            .headers()
-                            .get(reqwest::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse::<u64>().ok())
-                            .map(Duration::from_secs)
-                            .unwrap_or(Duration::from_millis(200 << attempt))
-                            .min(Duration::from_secs(5));
-                        tracing::warn!(backend, what, status, attempt, "retrying in {wait:?}");
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    let headers = resp.headers().clone();
-                    let body = resp.bytes().await.map_err(|e| {
-                        let e = e.without_url();
-                        CoreError::temporary(backend, format!("{what}: reading the response: {e}"))
-                            .with_source(e)
-                    })?;
-                    return Ok(Reply {
-                        status,
-                        headers,
-                        body,
-                    });
+                Ok(resp) => return Ok(resp),
+                Err(e) if *attempt <= self.retries => {
+                    tracing::warn!(backend, what, attempt = *attempt, error = %e.without_url(), "retrying");
+                    tokio::time::sleep(Duration::from_millis(200 << *attempt)).await;
                 }
-                Err(e) if attempt <= self.retries => {
-                    tracing::warn!(backend, what, attempt, error = %e.without_url(), "retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-                Err(e) => return Err(unreachable_error(backend, what, attempt, e)),
+                Err(e) => return Err(unreachable_error(backend, what, *attempt, e)),
             }
         }
     }
@@ -183,24 +190,13 @@ impl Http {
         let mut waited = Duration::ZERO;
         let mut attempt = 0;
         loop {
-            attempt += 1;
-            let reply = match make().send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let headers = resp.headers().clone();
-                    let body = read_body(backend, what, resp).await?;
-                    Reply {
-                        status,
-                        headers,
-                        body,
-                    }
-                }
-                Err(e) if attempt <= self.retries => {
-                    tracing::warn!(backend, what, attempt, error = %e.without_url(), "retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                    continue;
-                }
-                Err(e) => return Err(unreachable_error(backend, what, attempt, e)),
+            let resp = self.connect(backend, what, &mut attempt, &make).await?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let reply = Reply {
+                status,
+                headers,
+                body: read_body(backend, what, resp).await?,
             };
             if throttled(reply.status, &reply.headers, &reply.body) {
                 let wait = retry_after(&reply.headers).unwrap_or(Duration::from_secs(60));
@@ -250,18 +246,7 @@ impl Http {
         mut sink: impl FnMut(&[u8]),
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Reply, CoreError> {
-        let mut attempt = 0;
-        let mut resp = loop {
-            attempt += 1;
-            match make().send().await {
-                Ok(resp) => break resp,
-                Err(e) if attempt <= self.retries => {
-                    tracing::warn!(backend, what, attempt, error = %e.without_url(), "retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-                Err(e) => return Err(unreachable_error(backend, what, attempt, e)),
-            }
-        };
+        let mut resp = self.connect(backend, what, &mut 0, &make).await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         if status != 200 {
