@@ -11,7 +11,7 @@ use flowstore_core::envelope::seal;
 use flowstore_core::testkit::Skip;
 use flowstore_core::{OpenContext, Storage};
 use flowstore_secrets::MapSource;
-use support::{app, closed_port, fast_retry, unique, Case};
+use support::{app, unique, Case};
 
 const CREDS: &str =
     r#"{"ACCESS_KEY": "AKIAFLOWSTORETEST", "SECRET_ACCESS_KEY": "s3-s3cr3t-c4n4ry"}"#;
@@ -22,57 +22,12 @@ fn case() -> Result<Case<S3>, Skip> {
     let bucket =
         std::env::var("FLOWSTORE_TEST_S3_BUCKET").unwrap_or_else(|_| "flowstore-test".into());
     let secrets = Arc::new(MapSource::new().with("AWS_CREDENTIALS", CREDS));
-    let base = {
-        let (endpoint, bucket, secrets) = (endpoint.clone(), bucket.clone(), secrets.clone());
-        move || {
-            S3::builder(&bucket)
-                .endpoint(&endpoint)
-                .allow_http(true)
-                .secrets(secrets.clone())
-                .retry(fast_retry())
-        }
-    };
-    let b1 = base.clone();
-    let b2 = base.clone();
-    let b3 = base.clone();
-    let b4 = base.clone();
-    let b5 = base.clone();
-    let e2 = endpoint.clone();
-    let (s2, s3) = (secrets.clone(), secrets.clone());
-    Ok(Case {
-        storage: Box::new(move |p| b1().prefix(p).build().unwrap()),
-        script: Box::new(move |p, path| b2().prefix(p).script(path).build().unwrap()),
-        fixed_key: Box::new(move |k| b3().key(k).build().unwrap()),
-        script_key: Box::new(move |k| {
-            let s = b4().stored_as_script(true);
-            match k {
-                Some(k) => s.key(k).build(),
-                None => s.build(),
-            }
-        }),
-        wrong_bucket: Box::new(move || {
-            S3::builder("flowstore-no-such-bucket")
-                .endpoint(&e2)
-                .allow_http(true)
-                .secrets(s2.clone())
-                .retry(fast_retry())
-                .build()
-                .unwrap()
-        }),
-        server_down: Box::new(move || {
-            S3::builder("flowstore-test")
-                .secrets(s3.clone())
-                .endpoint(format!("http://127.0.0.1:{}", closed_port()))
-                .allow_http(true)
-                .retry(fast_retry())
-                .build()
-                .unwrap()
-        }),
-        upstream: endpoint.clone(),
-        via: Box::new(move |p, e| b5().prefix(p).endpoint(e).build().unwrap()),
-        credential: Some("s3-s3cr3t-c4n4ry".into()),
+    Ok(support::s3_case(
+        &endpoint,
+        &bucket,
         secrets,
-    })
+        "s3-s3cr3t-c4n4ry",
+    ))
 }
 
 cloud_tests!(

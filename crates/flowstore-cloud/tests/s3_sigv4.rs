@@ -13,7 +13,7 @@ use flowstore_core::envelope::seal;
 use flowstore_core::testkit::Skip;
 use flowstore_core::{Error, Storage};
 use flowstore_secrets::MapSource;
-use support::{app, closed_port, fast_retry, unique, Case};
+use support::{app, fast_retry, unique, Case};
 
 /// The server and the credentials it checks.
 struct Server {
@@ -53,55 +53,12 @@ fn case() -> Result<Case<S3>, Skip> {
         access_key,
         secret_key,
     } = server()?;
-    let secrets = credentials(&access_key, &secret_key);
-    let base = {
-        let (endpoint, bucket, secrets) = (endpoint.clone(), bucket.clone(), secrets.clone());
-        move || {
-            S3::builder(&bucket)
-                .endpoint(&endpoint)
-                .secrets(secrets.clone())
-                .retry(fast_retry())
-        }
-    };
-    let b1 = base.clone();
-    let b2 = base.clone();
-    let b3 = base.clone();
-    let b4 = base.clone();
-    let b5 = base.clone();
-    let e2 = endpoint.clone();
-    let (s2, s3, bucket3) = (secrets.clone(), secrets.clone(), bucket.clone());
-    Ok(Case {
-        storage: Box::new(move |p| b1().prefix(p).build().unwrap()),
-        script: Box::new(move |p, path| b2().prefix(p).script(path).build().unwrap()),
-        fixed_key: Box::new(move |k| b3().key(k).build().unwrap()),
-        script_key: Box::new(move |k| {
-            let s = b4().stored_as_script(true);
-            match k {
-                Some(k) => s.key(k).build(),
-                None => s.build(),
-            }
-        }),
-        wrong_bucket: Box::new(move || {
-            S3::builder("flowstore-no-such-bucket")
-                .endpoint(&e2)
-                .secrets(s2.clone())
-                .retry(fast_retry())
-                .build()
-                .unwrap()
-        }),
-        server_down: Box::new(move || {
-            S3::builder(&bucket3)
-                .secrets(s3.clone())
-                .endpoint(format!("http://127.0.0.1:{}", closed_port()))
-                .retry(fast_retry())
-                .build()
-                .unwrap()
-        }),
-        upstream: endpoint.clone(),
-        via: Box::new(move |p, e| b5().prefix(p).endpoint(e).build().unwrap()),
-        credential: Some(secret_key),
-        secrets,
-    })
+    Ok(support::s3_case(
+        &endpoint,
+        &bucket,
+        credentials(&access_key, &secret_key),
+        &secret_key,
+    ))
 }
 
 cloud_tests!(

@@ -282,58 +282,46 @@ async fn cloud_directory_listing_is_not_a_flow() {
 #[tokio::test]
 async fn answers_other_than_the_file_are_errors_naming_repository_ref_and_path() {
     let fake = need_fake!("answers_other_than_the_file_are_errors_naming_repository_ref_and_path");
-    let repo = repo_name("ws");
-    fake.seed(&repo, "main", &[("flows/e.py", "E")], &[]).await;
-    let pass = env("FLOWSTORE_TEST_BBC_API_TOKEN");
-    fault(&fake, "cloud", &repo, 400, 1, "flows/e.py").await;
-    let err = fetch_err(cloud(&fake, &repo, "flows/e.py", Some("main"), &pass)).await;
-    let msg = err.to_string();
-    assert!(
-        msg.contains(&repo) && msg.contains("main") && msg.contains("flows/e.py"),
-        "{msg}"
+    let (pass, token) = (
+        env("FLOWSTORE_TEST_BBC_API_TOKEN"),
+        env("FLOWSTORE_TEST_BBS_TOKEN"),
     );
-    assert!(
-        matches!(
-            err,
-            Error::Backend {
-                temporary: false,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    // 5xx outlasting the retries: a temporary error, never the body as a flow.
-    fault(&fake, "cloud", &repo, 502, 10, "flows/e.py").await;
-    let err = fetch_err(cloud(&fake, &repo, "flows/e.py", Some("main"), &pass)).await;
-    assert!(err.is_temporary(), "{err:?}");
-    assert!(err.to_string().contains("flows/e.py"), "{err}");
-    // Server: the same.
-    let srepo = repo_name("PROJ");
-    fake.seed(&srepo, "main", &[("flows/e.py", "E")], &[]).await;
-    let token = env("FLOWSTORE_TEST_BBS_TOKEN");
-    fault(&fake, "server", &srepo, 400, 1, "flows/e.py").await;
-    let err = fetch_err(server(&fake, &srepo, "flows/e.py", Some("v1"), &token)).await;
-    let msg = err.to_string();
-    assert!(
-        msg.contains(&srepo) && msg.contains("v1") && msg.contains("flows/e.py"),
-        "{msg}"
-    );
-    assert!(
-        matches!(
-            err,
-            Error::Backend {
-                temporary: false,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    fault(&fake, "server", &srepo, 503, 10, "flows/e.py").await;
-    let err = fetch_err(server(&fake, &srepo, "flows/e.py", Some("v1"), &token)).await;
-    assert!(
-        err.is_temporary() && err.to_string().contains("flows/e.py"),
-        "{err:?}"
-    );
+    // (site, repository owner, ref, a 5xx): Cloud and Server answer alike.
+    for (site, owner, git_ref, unavailable) in
+        [("cloud", "ws", "main", 502), ("server", "PROJ", "v1", 503)]
+    {
+        let repo = repo_name(owner);
+        fake.seed(&repo, "main", &[("flows/e.py", "E")], &[]).await;
+        let open = || match site {
+            "cloud" => cloud(&fake, &repo, "flows/e.py", Some(git_ref), &pass),
+            _ => server(&fake, &repo, "flows/e.py", Some(git_ref), &token),
+        };
+        // 400: a permanent error naming repository, ref and path.
+        fault(&fake, site, &repo, 400, 1, "flows/e.py").await;
+        let err = fetch_err(open()).await;
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&repo) && msg.contains(git_ref) && msg.contains("flows/e.py"),
+            "{site}: {msg}"
+        );
+        assert!(
+            matches!(
+                err,
+                Error::Backend {
+                    temporary: false,
+                    ..
+                }
+            ),
+            "{site}: {err:?}"
+        );
+        // 5xx outlasting the retries: a temporary error, never the body as a flow.
+        fault(&fake, site, &repo, unavailable, 10, "flows/e.py").await;
+        let err = fetch_err(open()).await;
+        assert!(
+            err.is_temporary() && err.to_string().contains("flows/e.py"),
+            "{site}: {err:?}"
+        );
+    }
 }
 
 #[tokio::test]

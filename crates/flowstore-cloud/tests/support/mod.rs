@@ -76,6 +76,62 @@ impl<S> Case<S> {
     }
 }
 
+/// The S3 case against the server at `endpoint` (plain HTTP allowed), bucket `bucket`, the
+/// credentials in `secrets`; `credential` is the secret value no output may show.
+pub fn s3_case(
+    endpoint: &str,
+    bucket: &str,
+    secrets: std::sync::Arc<dyn flowstore_core::SecretSource>,
+    credential: &str,
+) -> Case<S3> {
+    let base = {
+        let (endpoint, bucket, secrets) =
+            (endpoint.to_string(), bucket.to_string(), secrets.clone());
+        move || {
+            S3::builder(&bucket)
+                .endpoint(&endpoint)
+                .allow_http(true)
+                .secrets(secrets.clone())
+                .retry(fast_retry())
+        }
+    };
+    let (b1, b2, b3, b4, b5) = (
+        base.clone(),
+        base.clone(),
+        base.clone(),
+        base.clone(),
+        base.clone(),
+    );
+    let wrong = {
+        let base = base.clone();
+        move || base().bucket("flowstore-no-such-bucket").build().unwrap()
+    };
+    let down = move || {
+        base()
+            .endpoint(format!("http://127.0.0.1:{}", closed_port()))
+            .build()
+            .unwrap()
+    };
+    Case {
+        storage: Box::new(move |p| b1().prefix(p).build().unwrap()),
+        script: Box::new(move |p, path| b2().prefix(p).script(path).build().unwrap()),
+        fixed_key: Box::new(move |k| b3().key(k).build().unwrap()),
+        script_key: Box::new(move |k| {
+            let s = b4().stored_as_script(true);
+            match k {
+                Some(k) => s.key(k).build(),
+                None => s.build(),
+            }
+        }),
+        wrong_bucket: Box::new(wrong),
+        server_down: Box::new(down),
+        upstream: endpoint.to_string(),
+        via: Box::new(move |p, e| b5().prefix(p).endpoint(e).build().unwrap()),
+        credential: Some(credential.to_string()),
+        secrets,
+    }
+}
+
 pub fn app() -> AppInfo {
     AppInfo::new("cloud-tests", "1")
 }

@@ -511,17 +511,18 @@ impl BitbucketConfig {
         );
         match (user, pass) {
             (Some(u), Some(p)) => return Ok((Auth::Basic(u, p), basic_check)),
-            (Some(_), None) => {
-                return Err(required_secret(pass_secret, secrets)
-                    .err()
-                    .unwrap_or_else(|| CoreError::config(basic_check)))
-            }
-            (None, Some(_)) => {
-                return Err(required_secret(user_secret, secrets)
-                    .err()
-                    .unwrap_or_else(|| CoreError::config(basic_check)))
-            }
             (None, None) => {}
+            // One of the pair is set: the other one's "not found", naming where it was sought.
+            (user, _) => {
+                let missing = if user.is_none() {
+                    user_secret
+                } else {
+                    pass_secret
+                };
+                return Err(required_secret(missing, secrets)
+                    .err()
+                    .unwrap_or_else(|| CoreError::config(basic_check)));
+            }
         }
         if let Some(t) = optional_secret(DEFAULT_TOKEN_SECRET, secrets)? {
             return Ok((Auth::Bearer(t), bearer_check(DEFAULT_TOKEN_SECRET)));
