@@ -145,7 +145,10 @@ impl Engine {
                 .fixed_key
                 .clone()
                 .unwrap_or_else(|| self.default_key(&name));
-            (Some(Body::Bytes(sealed.bytes)), key)
+            let bytes = sealed
+                .to_bytes()
+                .map_err(|e| CoreError::io(format!("Flow \"{name}\": reading it to upload"), e))?;
+            (Some(Body::Bytes(bytes)), key)
         };
         self.index.insert(&name, key.clone(), None)?;
         if let Some(body) = body {
@@ -491,7 +494,8 @@ mod tests {
     fn sealed(name: &str) -> Bytes {
         seal(name, &name, &AppInfo::new("cloud-unit", "1"))
             .unwrap()
-            .bytes
+            .to_bytes()
+            .unwrap()
     }
 
     #[tokio::test]

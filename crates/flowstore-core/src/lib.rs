@@ -28,7 +28,7 @@
 //! use flowstore_core::{envelope, FlowContent};
 //! let app = flowstore_core::app_info!();
 //! let sealed = envelope::seal("My ETL Flow", &["extract", "transform", "load"], &app)?;
-//! let content = flowstore_core::flow::decode_stored("My ETL Flow", "memory", sealed.bytes.clone())?;
+//! let content = flowstore_core::flow::decode_stored("My ETL Flow", "memory", sealed.to_bytes().expect("sealed in memory"))?;
 //! assert!(matches!(content, FlowContent::Serialized(_)));
 //! # Ok::<(), flowstore_core::Error>(())
 //! ```

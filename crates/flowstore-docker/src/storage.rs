@@ -272,8 +272,10 @@ impl Storage for Docker {
             }
             (FlowInput::Serialized(sealed), false) => {
                 let location = self.flow_location(&name);
-                self.staged
-                    .push((name.clone(), location.clone(), sealed.bytes.clone()));
+                let bytes = sealed.to_bytes().map_err(|e| {
+                    CoreError::io(format!("Flow \"{name}\": reading it to build the image"), e)
+                })?;
+                self.staged.push((name.clone(), location.clone(), bytes));
                 self.index.digests.insert(name.clone(), sealed.digest());
                 location
             }

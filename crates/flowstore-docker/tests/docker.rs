@@ -424,7 +424,7 @@ async fn engine_build_pushes_and_the_container_reads_the_flow() {
     )
     .await;
     assert_eq!(code, 0);
-    assert_eq!(out.as_bytes(), sealed.bytes.as_ref());
+    assert_eq!(out.as_bytes(), sealed.to_bytes().unwrap().as_ref());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

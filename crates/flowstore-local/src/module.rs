@@ -85,6 +85,20 @@ fn publish(module: &str, attr: &str, sealed: SealedFlow) -> Result<()> {
             "Module attribute {attr:?} must be non-empty and must not contain ':'"
         )));
     }
+    // A module holds its flows in this process's memory: one sealed from a large file is read
+    // in now (and checked against its sealed digest as it is).
+    let sealed = match sealed.as_bytes() {
+        Some(_) => sealed,
+        None => {
+            let bytes = sealed.to_bytes().map_err(|e| {
+                Error::io(
+                    format!("Flow \"{}\": reading it into module {module}", sealed.name),
+                    e,
+                )
+            })?;
+            SealedFlow::from_envelope(sealed.name, bytes)
+        }
+    };
     let mut table = lock_table();
     let flows = table.entry(module.to_string()).or_default();
     flows.retain(|f| f.attr != attr);
@@ -104,7 +118,7 @@ pub fn replace_published_bytes(module: &str, attr: &str, bytes: bytes::Bytes) ->
         .and_then(|flows| flows.iter_mut().find(|f| f.attr == attr))
     {
         Some(f) => {
-            f.sealed.bytes = bytes;
+            f.sealed = SealedFlow::from_envelope(f.sealed.name.clone(), bytes);
             true
         }
         None => false,
@@ -370,8 +384,14 @@ impl Storage for Module {
     async fn get_flow(&self, name: &str) -> Result<FetchedFlow> {
         let location = self.index.location(name)?;
         let sealed = find(location, name)?;
-        self.index
-            .open_serialized(name, location, None, sealed.bytes)
+        self.index.open_serialized(
+            name,
+            location,
+            None,
+            sealed.to_bytes().map_err(|e| {
+                Error::io(format!("Flow \"{name}\": reading it from {location}"), e)
+            })?,
+        )
     }
 
     fn reference(&self) -> Result<StorageReference> {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
+use flowstore_core::envelope::SealedFlow;
 use flowstore_core::secret::{SecretSource, SecretString};
 use flowstore_secrets::{render_with_redactor, ExposeSecret, Redactor};
 use serde_json::Value;
@@ -45,6 +46,9 @@ pub(crate) enum Body {
     Bytes(Bytes),
     /// A file streamed from disk (a script flow).
     File(PathBuf),
+    /// A sealed flow: sent from memory, or streamed from the file it was sealed from (the
+    /// stream fails, and the request with it, if the file changed since it was sealed).
+    Sealed(SealedFlow),
 }
 
 /// A credential given to the builder as a typed value: sent by this storage, never recorded.
@@ -406,6 +410,20 @@ async fn build(
             match len {
                 Some(n) => req.header(reqwest::header::CONTENT_LENGTH, n),
                 None => req,
+            }
+        }
+        Body::Sealed(sealed) => {
+            if kwargs.get("data").is_some() {
+                tracing::warn!(
+                    "{}: the flow is the request body; the \"data\" argument is overwritten",
+                    spec.what
+                );
+            }
+            match sealed.as_bytes() {
+                Some(b) => req.body(b.clone()),
+                None => req
+                    .body(reqwest::Body::wrap_stream(sealed.stream()))
+                    .header(reqwest::header::CONTENT_LENGTH, sealed.len()),
             }
         }
         Body::None => match (kwargs.get("data"), kwargs.get("json")) {

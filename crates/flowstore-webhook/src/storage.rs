@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use flowstore_core::bundle::{self, BundleInput, ScannedBundle};
+use flowstore_core::envelope::SealedFlow;
 use flowstore_core::raw::config::BackendConfig;
 use flowstore_core::raw::sink::{file_digest, FlowFileSink};
 use flowstore_core::raw::FlowIndex;
@@ -38,7 +39,7 @@ pub const MAX_IN_MEMORY: u64 = 2 << 30;
 pub(crate) enum Staged {
     Serialized {
         name: String,
-        bytes: Bytes,
+        sealed: SealedFlow,
     },
     Script {
         name: String,
@@ -233,7 +234,7 @@ impl Storage for Webhook {
             },
             (FlowInput::Serialized(sealed), false) => Staged::Serialized {
                 name: name.clone(),
-                bytes: sealed.bytes,
+                sealed,
             },
             (FlowInput::Bundle(input), false) => Staged::Bundle {
                 input,
@@ -260,9 +261,9 @@ impl Storage for Webhook {
         };
         let mut transfer = None;
         let (name, body, digest) = match staged {
-            Staged::Serialized { name, bytes } => {
-                let digest = flowstore_core::envelope::sha256_digest(&bytes);
-                (name, Body::Bytes(bytes), digest)
+            Staged::Serialized { name, sealed } => {
+                let digest = sealed.digest();
+                (name, Body::Sealed(sealed), digest)
             }
             Staged::Script { name, path } => {
                 let p = path.clone();

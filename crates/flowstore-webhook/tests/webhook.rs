@@ -598,7 +598,10 @@ async fn streamed_fetch_refuses_a_tampered_flow_and_leaves_no_file() {
         .unwrap();
     s.persist().await.unwrap();
     let reference = s.reference().unwrap();
-    let mut bytes = seal_bytes("F", &vec![1u8; 300_000], &app()).bytes.to_vec();
+    let mut bytes = seal_bytes("F", &vec![1u8; 300_000], &app())
+        .to_bytes()
+        .unwrap()
+        .to_vec();
     bytes[200_000] = 2;
     reqwest::Client::new()
         .put(&reference.flows["F"])
@@ -1698,7 +1701,7 @@ async fn listings_give_names_sizes_times_and_bundles_and_skip_foreign_files() {
     let before = chrono::Utc::now() - chrono::Duration::seconds(2);
     let mut a = open();
     let sealed = seal("Listed", &"value", &app()).unwrap();
-    let size = sealed.bytes.len() as u64;
+    let size = sealed.len();
     a.add_flow(sealed.into()).await.unwrap();
     a.persist().await.unwrap();
     let project = write_project(&[("helpers.py", b"X = 1\n".to_vec())]);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use flowstore::envelope::{peek_header, seal_file, AppInfo};
+use flowstore::envelope::{seal_file, AppInfo};
 use flowstore::FlowInput;
 
 use crate::backends;
@@ -85,10 +85,11 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         (FlowInput::script(&args.name), None)
     } else {
         let app = AppInfo::new("flowstore-cli", env!("CARGO_PKG_VERSION"));
-        // Read straight into the envelope: the flow is in memory once.
+        // A small file is read into the envelope; a large one stays in its file and is streamed
+        // to the storage (constant memory).
         let sealed = seal_file(&args.name, std::path::Path::new(&file), &app)
             .with_context(|| format!("reading flow file {file}"))?;
-        let size = peek_header(&sealed.bytes).map(|h| h.length);
+        let size = Some(sealed.payload_len());
         (sealed.into(), size)
     };
 

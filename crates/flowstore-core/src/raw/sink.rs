@@ -27,7 +27,7 @@ const MAX_BUFFERED: usize = 256 * 1024 * 1024;
 /// let dir = tempfile::tempdir().unwrap();
 /// let dest = dir.path().join("out");
 /// let mut sink = FlowFileSink::create(&index, "f", "loc", &dest, true).unwrap();
-/// for chunk in sealed.bytes.chunks(5) {
+/// for chunk in sealed.to_bytes().unwrap().chunks(5) {
 ///     sink.push(chunk).unwrap();
 /// }
 /// let fetched = sink.finish(None).unwrap();
@@ -220,7 +220,7 @@ mod tests {
         let sealed = seal_bytes("f", b"payload", &AppInfo::new("a", "1"));
         let idx = index("f", Some("sha256:00".into()));
         let mut sink = FlowFileSink::create(&idx, "f", "loc", &dest, true).unwrap();
-        sink.push(&sealed.bytes).unwrap();
+        sink.push(&sealed.to_bytes().unwrap()).unwrap();
         assert!(matches!(sink.finish(None), Err(Error::FlowCorrupt { .. })));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }

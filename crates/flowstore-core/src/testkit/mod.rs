@@ -288,7 +288,8 @@ pub async fn digest_refusal(h: &dyn Harness) {
     // Sealing is deterministic: these are the bytes the storage holds.
     let original_bytes = seal("victim", &sample_value("victim"), &app())
         .unwrap()
-        .bytes
+        .to_bytes()
+        .expect("in memory")
         .to_vec();
     let mut flipped = original_bytes.clone();
     let last = flipped.len() - 1;
@@ -297,7 +298,10 @@ pub async fn digest_refusal(h: &dyn Harness) {
     for (what, bytes) in [
         ("one byte altered", flipped),
         ("truncated", truncated),
-        ("swapped for another flow", other.bytes.to_vec()),
+        (
+            "swapped for another flow",
+            other.to_bytes().expect("in memory").to_vec(),
+        ),
     ] {
         if !h.tamper(&reference, "victim", Bytes::from(bytes)).await {
             return not_applicable(
@@ -411,6 +415,91 @@ pub async fn large_flow(h: &dyn Harness) {
     );
 }
 
+/// A flow sealed from a file too large to hold in memory ([`crate::envelope::seal_file`] keeps
+/// it in its file) stores and fetches byte-exact, with the digest sealed before it was stored;
+/// one whose file changes between sealing and storing is refused and nothing of it is stored.
+pub async fn sealed_from_file(h: &dyn Harness) {
+    let Some(mut storage) = h.storage().await else {
+        return not_applicable("sealed_from_file", NO_SERIALIZED);
+    };
+    let dir = tempfile_dir();
+    let size = h.large_flow_size().max(2 * 1024 * 1024 + 3);
+    let payload: Vec<u8> = (0..size)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let path = dir.join("flow.bin");
+    std::fs::write(&path, &payload).expect("write the flow file");
+    let sealed = crate::envelope::sealed::seal_file_with_limit("from file", &path, &app(), 0)
+        .expect("seal_file");
+    assert!(sealed.as_bytes().is_none(), "the flow stays in its file");
+    let digest = sealed.digest();
+    storage.add_flow(sealed.into()).await.expect("add_flow");
+    storage.persist().await.expect("persist");
+    assert_eq!(
+        storage.reference().unwrap().flow_digests.get("from file"),
+        Some(&digest),
+        "the reference records the digest sealed before the upload"
+    );
+    let agent = reopen(h, &*storage);
+    let fetched = agent.get_flow("from file").await.expect("get_flow");
+    assert!(
+        fetched.bytes().as_ref() == payload.as_slice(),
+        "the flow came back different"
+    );
+    let dest = dir.join("fetched.bin");
+    agent
+        .get_flow_to_file("from file", &dest)
+        .await
+        .expect("get_flow_to_file");
+    assert!(
+        std::fs::read(&dest).expect("read dest") == payload,
+        "the file came back different"
+    );
+
+    // Changed between sealing and storing: refused, and nothing stored.
+    let Some(mut second) = h.storage().await else {
+        unreachable!("the harness made a storage above");
+    };
+    let changed_path = dir.join("changing.bin");
+    std::fs::write(&changed_path, &payload).expect("write the flow file");
+    let sealed =
+        crate::envelope::sealed::seal_file_with_limit("changing", &changed_path, &app(), 0)
+            .expect("seal_file");
+    let mut altered = payload.clone();
+    altered[size / 2] ^= 0x40;
+    std::fs::write(&changed_path, &altered).expect("alter the flow file");
+    let stored = match second.add_flow(sealed.into()).await {
+        Ok(_) => second.persist().await,
+        Err(e) => Err(e),
+    };
+    let err = stored.expect_err("a flow whose file changed after sealing was stored");
+    let chain = error_chain(&err);
+    assert!(chain.contains("after it was sealed"), "{chain}");
+    if second.capabilities().list_versions {
+        let listed = second
+            .list_versions(Some("changing"))
+            .await
+            .unwrap_or_default();
+        assert!(
+            listed.is_empty(),
+            "a refused flow left versions behind: {listed:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An error and its sources, as one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Unicode, symbol-only and path-like names store under safe keys and fetch by their exact name
 /// (each in its own storage for one-flow backends).
 pub async fn unicode_names(h: &dyn Harness) {
@@ -506,7 +595,7 @@ pub async fn get_flow_to_file(h: &dyn Harness) {
     };
     let payload = b"payload written to a file".repeat(1000);
     let sealed = seal_bytes("to file", &payload, &app());
-    let original = sealed.bytes.clone();
+    let original = sealed.to_bytes().expect("in memory");
     storage.add_flow(sealed.into()).await.expect("add_flow");
     storage.persist().await.expect("persist");
     let dir = tempfile_dir();
@@ -733,6 +822,7 @@ macro_rules! conformance_suite {
             $crate::conformance_suite!(@tests $harness;
                 round_trip_serialized, round_trip_script, name_conflict, unknown_flow,
                 reference_round_trip, digest_refusal, no_overwrite, many_flows, large_flow,
+                sealed_from_file,
                 unicode_names, capabilities_declared, get_flow_to_file, list_versions,
                 read_only_round_trip, read_only_unknown_flow, read_only_reference_round_trip,
                 read_only_altered_refused, read_only_unicode_names, bundle_round_trip,

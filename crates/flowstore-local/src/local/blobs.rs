@@ -30,8 +30,11 @@ impl Local {
                 .map_err(|e| Error::backend(TYPE_NAME, format!("sync task failed: {e}")))??;
         }
         let manifest = scanned.manifest;
+        let bytes = manifest.bytes().clone();
         let location = self
-            .write_serialized(&input.name, manifest.bytes().clone())
+            .write_fresh(input.name.clone(), move |dest| {
+                atomic::write_new(dest, &bytes, false)
+            })
             .await?;
         report.add_object(manifest.bytes().len() as u64);
         self.note_written(Path::new(&location));

@@ -19,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 use flowstore_core::async_trait;
-use flowstore_core::envelope::peek_header;
+use flowstore_core::envelope::{peek_header, SealedFlow};
 use flowstore_core::raw::config::BackendConfig;
 use flowstore_core::raw::FlowIndex;
 use flowstore_core::{
@@ -167,14 +167,32 @@ impl Local {
         Ok(real)
     }
 
-    async fn write_serialized(&self, name: &str, bytes: Bytes) -> Result<String> {
+    /// Writes a sealed flow create-only under a fresh key of its name; returns its path.
+    async fn write_serialized(&self, sealed: SealedFlow) -> Result<String> {
+        let name = sealed.name.clone();
+        self.write_fresh(name, move |dest| match sealed.as_bytes() {
+            Some(bytes) => atomic::write_new(dest, bytes, false),
+            // Sealed from a large file: streamed from it, checked as it is read.
+            None => {
+                let mut reader = std::io::BufReader::with_capacity(1 << 20, sealed.reader()?);
+                atomic::write_new_from(dest, &mut reader, false).map(|_| ())
+            }
+        })
+        .await
+    }
+
+    /// Runs `write` (a create-only write to the path it is given) on a fresh key of flow
+    /// `name`, taking another key while one is already taken; returns the path written.
+    async fn write_fresh<F>(&self, name: String, write: F) -> Result<String>
+    where
+        F: Fn(&Path) -> std::io::Result<()> + Send + 'static,
+    {
         let directory = self.directory.clone();
-        let name = name.to_string();
         tokio::task::spawn_blocking(move || {
             let mut last_err = None;
             for _ in 0..KEY_ATTEMPTS {
                 let dest = directory.join(key::new_flow_key(&name));
-                match atomic::write_new(&dest, &bytes, false) {
+                match write(&dest) {
                     Ok(()) => {
                         tracing::info!(flow = %name, path = %dest.display(), "stored flow");
                         return Ok(dest.display().to_string());
@@ -407,10 +425,10 @@ impl Storage for Local {
             }
         };
         let digest = sealed.digest();
-        let location = self.write_serialized(&sealed.name, sealed.bytes).await?;
+        let name = sealed.name.clone();
+        let location = self.write_serialized(sealed).await?;
         self.note_written(Path::new(&location));
-        self.index
-            .insert(&sealed.name, location.clone(), Some(digest))?;
+        self.index.insert(&name, location.clone(), Some(digest))?;
         Ok(location)
     }
 

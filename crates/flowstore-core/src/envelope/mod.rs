@@ -24,6 +24,10 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result, VersionDiff};
 
+pub(crate) mod sealed;
+
+pub use sealed::{seal_file, SealedFlow, SealedReader, IN_MEMORY_LIMIT};
+
 /// The first line of every envelope.
 pub const MAGIC: &[u8] = b"flowstore-envelope/";
 /// The envelope format this version of flowstore writes and reads.
@@ -100,31 +104,6 @@ pub struct EnvelopeHeader {
     pub versions: BTreeMap<String, String>,
 }
 
-/// A flow sealed into envelope bytes, ready for [`Storage::add_flow`](crate::Storage::add_flow).
-#[derive(Clone, PartialEq, Eq)]
-pub struct SealedFlow {
-    /// The flow's name.
-    pub name: String,
-    /// The whole envelope.
-    pub bytes: Bytes,
-}
-
-impl std::fmt::Debug for SealedFlow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SealedFlow")
-            .field("name", &self.name)
-            .field("len", &self.bytes.len())
-            .finish()
-    }
-}
-
-impl SealedFlow {
-    /// The digest of the whole envelope, as recorded in storage references (`sha256:<hex>`).
-    pub fn digest(&self) -> String {
-        sha256_digest(&self.bytes)
-    }
-}
-
 /// `sha256:<hex>` of `bytes`: the digest format used in storage references.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -157,7 +136,7 @@ impl DigestBuilder {
 /// use flowstore_core::envelope::{seal, Envelope};
 /// let app = flowstore_core::app_info!();
 /// let sealed = seal("My ETL Flow", &vec!["extract", "load"], &app).unwrap();
-/// let env = Envelope::open("My ETL Flow", "memory", sealed.bytes.clone()).unwrap();
+/// let env = Envelope::open("My ETL Flow", "memory", sealed.to_bytes().unwrap()).unwrap();
 /// let tasks: Vec<String> = env.decode(&app).unwrap();
 /// assert_eq!(tasks, ["extract", "load"]);
 /// ```
@@ -197,9 +176,14 @@ fn digest_line(header_line: &[u8], payload: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(header_line);
     hasher.update(payload);
+    first_line(hasher)
+}
+
+/// The line after the magic, from a hasher fed the header line and the payload.
+fn first_line(inner: Sha256) -> String {
     format!(
         "{FORMAT_VERSION} sha256:{}\n",
-        hex::encode(hasher.finalize())
+        hex::encode(inner.finalize())
     )
 }
 
@@ -213,43 +197,7 @@ pub fn seal_payload(name: &str, codec: Codec, payload: &[u8], app: &AppInfo) -> 
     bytes.extend_from_slice(first_line.as_bytes());
     bytes.extend_from_slice(&header_line);
     bytes.extend_from_slice(payload);
-    SealedFlow {
-        name: name.to_string(),
-        bytes: Bytes::from(bytes),
-    }
-}
-
-/// Seals the contents of a file with the `raw` codec, reading it straight into the envelope: the
-/// file is held in memory once (not twice, as reading it and then calling [`seal_bytes`] would).
-/// The result is byte-for-byte what [`seal_bytes`] gives for the same contents.
-///
-/// Errors: the file cannot be read, or it changed size while it was read.
-pub fn seal_file(name: &str, path: &std::path::Path, app: &AppInfo) -> std::io::Result<SealedFlow> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let length = file.metadata()?.len();
-    let header_line = header_line(name, Codec::Raw, length, app);
-    // The digest line has a fixed length: reserve it, read the payload after it, then fill it in.
-    let digest_len = digest_line(&header_line, &[]).len();
-    let prefix = MAGIC.len() + digest_len + header_line.len();
-    let mut bytes = Vec::with_capacity(prefix + length as usize);
-    bytes.extend_from_slice(MAGIC);
-    bytes.resize(MAGIC.len() + digest_len, b' ');
-    bytes.extend_from_slice(&header_line);
-    file.take(length + 1).read_to_end(&mut bytes)?;
-    if bytes.len() - prefix != length as usize {
-        return Err(std::io::Error::other(format!(
-            "{} changed size while it was read ({length} bytes, then {}): register it again once it is complete",
-            path.display(),
-            bytes.len() - prefix
-        )));
-    }
-    let first_line = digest_line(&header_line, &bytes[prefix..]);
-    bytes[MAGIC.len()..MAGIC.len() + digest_len].copy_from_slice(first_line.as_bytes());
-    Ok(SealedFlow {
-        name: name.to_string(),
-        bytes: Bytes::from(bytes),
-    })
+    SealedFlow::from_envelope(name, Bytes::from(bytes))
 }
 
 /// True if `bytes` start like a flowstore envelope.
@@ -437,7 +385,7 @@ fn parse_header(
 /// use flowstore_core::envelope::{seal_bytes, AppInfo, StreamCheck};
 /// let sealed = seal_bytes("f", &vec![7u8; 100_000], &AppInfo::new("app", "1"));
 /// let mut check = StreamCheck::new("f", "somewhere");
-/// for chunk in sealed.bytes.chunks(4096) {
+/// for chunk in sealed.to_bytes().unwrap().chunks(4096) {
 ///     check.update(chunk).unwrap();
 /// }
 /// let verified = check.finish().unwrap();
@@ -594,7 +542,7 @@ mod tests {
     #[test]
     fn round_trip_json() {
         let sealed = seal("f", &serde_json::json!({"tasks": [1, 2]}), &app()).unwrap();
-        let env = Envelope::open("f", "loc", sealed.bytes.clone()).unwrap();
+        let env = Envelope::open("f", "loc", sealed.to_bytes().unwrap()).unwrap();
         assert_eq!(env.header().codec, "json");
         assert_eq!(env.header().versions["my-app"], "1.0.0");
         let v: serde_json::Value = env.decode(&app()).unwrap();
@@ -609,8 +557,11 @@ mod tests {
             let path = dir.join(format!("f{i}"));
             std::fs::write(&path, contents).unwrap();
             let from_file = seal_file("F", &path, &app()).unwrap();
-            assert_eq!(from_file.bytes, seal_bytes("F", contents, &app()).bytes);
-            let env = Envelope::open("F", "loc", from_file.bytes).unwrap();
+            assert_eq!(
+                from_file.to_bytes().unwrap(),
+                seal_bytes("F", contents, &app()).to_bytes().unwrap()
+            );
+            let env = Envelope::open("F", "loc", from_file.to_bytes().unwrap()).unwrap();
             assert_eq!(env.payload().as_ref(), *contents);
         }
         let missing = seal_file("F", &dir.join("missing"), &app()).unwrap_err();
@@ -621,8 +572,8 @@ mod tests {
     #[test]
     fn one_flipped_byte_is_refused() {
         let sealed = seal_bytes("f", b"hello world", &app());
-        for i in 0..sealed.bytes.len() {
-            let mut b = sealed.bytes.to_vec();
+        for i in 0..sealed.to_bytes().unwrap().len() {
+            let mut b = sealed.to_bytes().unwrap().to_vec();
             b[i] ^= 0x01;
             let err = Envelope::open("f", "loc", Bytes::from(b));
             assert!(err.is_err(), "flip at byte {i} was accepted");
@@ -632,11 +583,14 @@ mod tests {
     #[test]
     fn truncation_and_swap_are_refused() {
         let sealed = seal_bytes("f", b"hello world", &app());
-        let short = sealed.bytes.slice(..sealed.bytes.len() - 1);
+        let short = sealed
+            .to_bytes()
+            .unwrap()
+            .slice(..sealed.to_bytes().unwrap().len() - 1);
         let e = Envelope::open("f", "loc", short).unwrap_err().to_string();
         assert!(e.contains("truncated"), "{e}");
         let other = seal_bytes("g", b"hello world", &app());
-        let e = Envelope::open("f", "loc", other.bytes)
+        let e = Envelope::open("f", "loc", other.to_bytes().unwrap())
             .unwrap_err()
             .to_string();
         assert!(e.contains("holds flow \"g\""), "{e}");
@@ -646,7 +600,7 @@ mod tests {
     #[test]
     fn newer_format_is_refused_clearly() {
         let sealed = seal_bytes("f", b"x", &app());
-        let text = String::from_utf8(sealed.bytes.to_vec()).unwrap();
+        let text = String::from_utf8(sealed.to_bytes().unwrap().to_vec()).unwrap();
         let text = text.replacen("envelope/1", "envelope/2", 1).replacen(
             "\"format\":1",
             "\"format\":2",
@@ -668,7 +622,7 @@ mod tests {
     #[test]
     fn failed_decode_lists_version_differences() {
         let sealed = seal("f", &"just a string", &AppInfo::new("my-app", "0.9.0")).unwrap();
-        let env = Envelope::open("f", "loc", sealed.bytes).unwrap();
+        let env = Envelope::open("f", "loc", sealed.to_bytes().unwrap()).unwrap();
         let err = env.decode::<Vec<u32>>(&app()).unwrap_err().to_string();
         assert!(
             err.contains("- my-app: (flow built with \"0.9.0\", currently running with \"1.0.0\")"),
@@ -682,14 +636,14 @@ mod tests {
         for chunk in [1usize, 7, 100, 4096, 20_000] {
             let mut c = StreamCheck::new("f", "loc");
             let mut payload = Vec::new();
-            for part in sealed.bytes.chunks(chunk) {
+            for part in sealed.to_bytes().unwrap().chunks(chunk) {
                 payload.extend_from_slice(c.update(part).unwrap());
             }
             assert_eq!(payload, vec![5u8; 10_000], "chunk size {chunk}");
             assert_eq!(c.finish().unwrap().digest, sealed.digest());
         }
-        for i in [0usize, 30, 100, sealed.bytes.len() - 1] {
-            let mut b = sealed.bytes.to_vec();
+        for i in [0usize, 30, 100, sealed.to_bytes().unwrap().len() - 1] {
+            let mut b = sealed.to_bytes().unwrap().to_vec();
             b[i] ^= 1;
             let mut c = StreamCheck::new("f", "loc");
             let r = b
@@ -699,10 +653,11 @@ mod tests {
             assert!(r.is_err(), "flip at {i} accepted");
         }
         let mut c = StreamCheck::new("f", "loc");
-        c.update(&sealed.bytes[..sealed.bytes.len() - 3]).unwrap();
+        c.update(&sealed.to_bytes().unwrap()[..sealed.to_bytes().unwrap().len() - 3])
+            .unwrap();
         assert!(c.finish().unwrap_err().to_string().contains("truncated"));
         let mut c = StreamCheck::new("g", "loc");
-        c.update(&sealed.bytes).unwrap();
+        c.update(&sealed.to_bytes().unwrap()).unwrap();
         assert!(c.finish().unwrap_err().to_string().contains("holds flow"));
     }
 
@@ -721,7 +676,7 @@ mod tests {
     #[test]
     fn whole_and_streamed_envelopes_are_refused_in_the_same_words() {
         let sealed = seal_bytes("f", b"payload", &app());
-        let text = String::from_utf8(sealed.bytes.to_vec()).unwrap();
+        let text = String::from_utf8(sealed.to_bytes().unwrap().to_vec()).unwrap();
         let unknown_codec = text.replacen("\"codec\":\"raw\"", "\"codec\":\"zst\"", 1);
         assert_ne!(unknown_codec, text, "the test must change the codec");
         let newer_format = text.replacen("\"format\":1", "\"format\":9", 1).replacen(
