@@ -93,6 +93,27 @@ fn main() -> Result<()> {
     }
 }
 
+/// Cargo's target directory for this workspace: `CARGO_TARGET_DIR` when set (relative to the
+/// working directory, as cargo reads it), else what `cargo metadata` says (a
+/// `build.target-dir` setting), else `<root>/target`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        return std::env::current_dir()
+            .map(|cwd| cwd.join(&dir))
+            .unwrap_or(dir);
+    }
+    Command::new("cargo")
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|m| m["target_directory"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| root.join("target"))
+}
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -122,7 +143,7 @@ fn install(root: &Path) -> Result<()> {
 /// Starts every server, prints `export` lines for their environment, and waits for Ctrl-C (or
 /// stdin to close) before stopping them: run the tests of one crate by hand against real servers.
 fn serve(root: &Path) -> Result<()> {
-    let mut servers = servers::Servers::new(&root.join("target/xtask-serve"))?;
+    let mut servers = servers::Servers::new(&target_dir(root).join("xtask-serve"))?;
     for spec in servers::SERVERS {
         (spec.start)(&mut servers).with_context(|| format!("starting {}", spec.name))?;
     }
@@ -191,7 +212,8 @@ fn test(root: &Path, args: &TestArgs) -> Result<()> {
         bail!("the build failed");
     }
 
-    let mut servers = servers::Servers::new(&root.join("target/xtask-servers"))?;
+    let mut servers =
+        servers::Servers::new(&servers::run_dir(&target_dir(root).join("xtask-servers")))?;
     let mut server_failures = Vec::new();
     for spec in servers::SERVERS {
         eprintln!(
@@ -206,7 +228,7 @@ fn test(root: &Path, args: &TestArgs) -> Result<()> {
     }
 
     eprintln!("xtask: running the suite");
-    let log_path = root.join("target/xtask-test.log");
+    let log_path = target_dir(root).join("xtask-test.log");
     let mut cmd = Command::new("cargo");
     cmd.arg("test")
         .args(&scope)

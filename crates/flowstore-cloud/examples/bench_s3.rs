@@ -1,15 +1,22 @@
 //! Benchmark driver for `cargo xtask bench` (S3 section): N small flows put then get, and one big
 //! script uploaded and fetched to a file, through flowstore; and the floor: plain unsigned HTTP
-//! PUT/GET of the same bytes to the same server. Prints one JSON object.
+//! PUT/GET of the same bytes to the same server. Also: the requests one registration and one
+//! fetch make (counted by a proxy in front of the server), and N references opened from their
+//! JSON and fetched, as an agent does, against N plain GETs on one connection. Prints one JSON
+//! object.
 //!
-//! `cargo run --release -p flowstore-cloud --example bench_s3 -- ENDPOINT BUCKET N SIZE BIG_MIB REPS DIR`
+//! `cargo run --release -p flowstore-cloud --example bench_s3 -- ENDPOINT BUCKET N SIZE BIG_MIB REPS DIR [FLOOR_ENDPOINT]`
+//!
+//! FLOOR_ENDPOINT (default ENDPOINT) serves the floors' unsigned requests on the same data (a
+//! second instance of a server that checks signatures on its main endpoint).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use flowstore_cloud::S3;
 use flowstore_core::envelope::{seal_bytes, AppInfo};
-use flowstore_core::{FlowInput, Storage};
+use flowstore_core::testkit::counting::{CountingProxy, Counts};
+use flowstore_core::{FlowInput, Registry, Storage};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -25,6 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let big_mib: usize = a[5].parse()?;
     let reps: usize = a[6].parse()?;
     let dir = std::path::PathBuf::from(&a[7]);
+    let floor_endpoint = a.get(8).cloned().unwrap_or_else(|| endpoint.clone());
     std::fs::create_dir_all(&dir)?;
     let app = AppInfo::new("bench", "1");
     let creds = Arc::new(flowstore_secrets::MapSource::new().with(
@@ -67,7 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (i, p) in payloads.iter().enumerate() {
             // Public-read so the floor's GET needs no signature either.
             let r = http
-                .put(format!("{endpoint}/{bucket}/floor-{prefix}/{i}"))
+                .put(format!("{floor_endpoint}/{bucket}/floor-{prefix}/{i}"))
                 .header("x-amz-acl", "public-read")
                 .body(p.clone())
                 .send()
@@ -78,7 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         for i in 0..n {
             let b = http
-                .get(format!("{endpoint}/{bucket}/floor-{prefix}/{i}"))
+                .get(format!("{floor_endpoint}/{bucket}/floor-{prefix}/{i}"))
                 .send()
                 .await?
                 .bytes()
@@ -87,6 +95,83 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         floor_get.push(t.elapsed().as_secs_f64() * 1000.0 / n as f64);
     }
+    // Requests per operation, counted by a proxy in front of the server.
+    let upstream: std::net::SocketAddr = endpoint.trim_start_matches("http://").parse()?;
+    let proxy = CountingProxy::start(upstream).await;
+    let counted = |prefix: String| {
+        S3::builder(&bucket)
+            .endpoint(proxy.url())
+            .allow_http(true)
+            .secrets(creds.clone())
+            .prefix(prefix)
+    };
+    let mut s = counted(format!("counted-{}", std::process::id())).build()?;
+    let _ = proxy.take();
+    s.add_flow(seal_bytes("counted", &payloads[0], &app).into())
+        .await?;
+    s.persist().await?;
+    let register_counts = proxy.take();
+    s.get_flow("counted").await?;
+    let fetch_counts = proxy.take();
+    let mut registry = Registry::new().with_secrets(creds.clone());
+    flowstore_cloud::register(&mut registry);
+    let json = s.reference()?.to_json();
+    let agent = registry.open_json(&json)?;
+    let _ = proxy.take();
+    agent.get_flow("counted").await?;
+    let open_fetch_counts = proxy.take();
+
+    // An agent: N references opened from their JSON and fetched (one flow each), against N
+    // plain GETs of the same objects' bytes on one kept-alive connection.
+    let prefix = format!("agent-{}", std::process::id());
+    let mut references = Vec::new();
+    for (i, p) in payloads.iter().enumerate() {
+        let mut s = counted(prefix.clone()).build()?;
+        s.add_flow(seal_bytes(&format!("flow-{i}"), p, &app).into())
+            .await?;
+        s.persist().await?;
+        references.push(s.reference()?.to_json());
+    }
+    for (i, p) in payloads.iter().enumerate() {
+        let r = http
+            .put(format!(
+                "{floor_endpoint}/{bucket}/floor-{prefix}-agent/{i}"
+            ))
+            .header("x-amz-acl", "public-read")
+            .body(p.clone())
+            .send()
+            .await?;
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let (mut agent_ms, mut agent_floor_ms) = (vec![], vec![]);
+    let mut agent_counts = Counts::default();
+    for _ in 0..reps {
+        let _ = proxy.take();
+        let t = Instant::now();
+        for (i, json) in references.iter().enumerate() {
+            let storage = registry.open_json(json)?;
+            let f = storage.get_flow(&format!("flow-{i}")).await?;
+            assert_eq!(f.bytes().len(), size);
+        }
+        agent_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        agent_counts = proxy.take();
+        let one_connection = reqwest::Client::new();
+        let t = Instant::now();
+        for i in 0..n {
+            let b = one_connection
+                .get(format!(
+                    "{floor_endpoint}/{bucket}/floor-{prefix}-agent/{i}"
+                ))
+                .send()
+                .await?
+                .bytes()
+                .await?;
+            assert!(!b.is_empty() || size == 0);
+        }
+        agent_floor_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(proxy);
+
     // One big script: multipart upload streamed from disk, streamed verified download.
     let big = dir.join("big.py");
     {
@@ -115,7 +200,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let body = tokio::fs::read(&big).await?;
     let t = Instant::now();
     http.put(format!(
-        "{endpoint}/{bucket}/floor-big-{}",
+        "{floor_endpoint}/{bucket}/floor-big-{}",
         std::process::id()
     ))
     .header("x-amz-acl", "public-read")
@@ -126,7 +211,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let b = http
         .get(format!(
-            "{endpoint}/{bucket}/floor-big-{}",
+            "{floor_endpoint}/{bucket}/floor-big-{}",
             std::process::id()
         ))
         .send()
@@ -142,6 +227,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "floor_put_ms": median(floor_put), "floor_get_ms": median(floor_get),
             "big_put_mib_s": fs_big_put, "big_get_mib_s": fs_big_get,
             "floor_big_put_mib_s": floor_big_put, "floor_big_get_mib_s": floor_big_get,
+            "register_requests": register_counts.summary(),
+            "register_total": register_counts.total(),
+            "fetch_requests": fetch_counts.summary(),
+            "fetch_total": fetch_counts.total(),
+            "open_fetch_requests": open_fetch_counts.summary(),
+            "open_fetch_connections": open_fetch_counts.connections,
+            "agent_ms": median(agent_ms), "agent_floor_ms": median(agent_floor_ms),
+            "agent_connections": agent_counts.connections,
+            "agent_requests": agent_counts.summary(),
         })
     );
     Ok(())

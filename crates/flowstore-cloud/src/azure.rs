@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use flowstore_core::raw::clients::{self, Fingerprint};
 use flowstore_core::raw::config::BackendConfig;
 use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::{ExposeSecret, NoSecrets, SecretSource, SecretString};
 use flowstore_core::{OpenContext, Result, StorageReference};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 use crate::blobs::ObjectStoreBlobs;
@@ -95,9 +97,10 @@ cloud_storage!(
     /// Flows in an Azure Blob Storage container. Made by [`AzureBuilder`]
     /// ([`Azure::builder`]), or opened from a reference or an `az://` / `azure://` URL.
     ///
-    /// Uploads at `persist` are create-only unless [`overwrite`](AzureBuilder::overwrite), large
-    /// scripts upload in blocks streamed from disk, and `get_flow_to_file` streams to disk while
-    /// verifying.
+    /// Uploads at `persist` are create-only unless [`overwrite`](AzureBuilder::overwrite) (in
+    /// the request for small ones; large ones, which upload in blocks streamed from disk, check
+    /// the blob first: `object_store` cannot make Put Block List conditional), and
+    /// `get_flow_to_file` streams to disk while verifying.
     Azure,
     AzureConfig
 );
@@ -369,7 +372,7 @@ impl AzureBuilder {
         b = b
             .with_account(&account)
             .with_container_name(&self.config.container)
-            .with_endpoint(endpoint)
+            .with_endpoint(endpoint.clone())
             .with_retry(self.retry.retry_config())
             .with_client_options(self.retry.client_options(allow_http));
         if let Some(key) = &key {
@@ -380,15 +383,29 @@ impl AzureBuilder {
                 sas.expose_secret().trim_start_matches('?'),
             );
         }
-        let store = b.build().map_err(|e| {
-            let shown: Vec<&SecretString> = [&conn, &key, &sas].into_iter().flatten().collect();
-            client_error(TYPE_NAME, "the Azure client", e, &shown)
+        let fingerprint = Fingerprint::new("azure")
+            .part("account", &account)
+            .part("container", &self.config.container)
+            .part("endpoint", &endpoint)
+            .part("retry", self.retry)
+            .secret("connection string", conn.as_ref())
+            .secret("key", key.as_ref())
+            .secret("sas", sas.as_ref())
+            .env(&["AZURE_"]);
+        let store = clients::shared(fingerprint, || {
+            b.build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+                .map_err(|e| {
+                    let shown: Vec<&SecretString> =
+                        [&conn, &key, &sas].into_iter().flatten().collect();
+                    client_error(TYPE_NAME, "the Azure client", e, &shown)
+                })
         })?;
         let display = format!("az://{}", self.config.container);
         let blobs = ObjectStoreBlobs {
             backend: TYPE_NAME,
             display: display.clone(),
-            store: Arc::new(store),
+            store,
         };
         let mut engine = Engine::new(TYPE_NAME, display, Arc::new(blobs), SCRIPT_KEY_ERROR);
         engine.prefix = self.config.prefix.clone();

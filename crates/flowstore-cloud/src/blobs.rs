@@ -1,11 +1,13 @@
 //! The few blob operations the engine needs, and their implementation on `object_store`
 //! (S3, Azure). GCS implements them on its JSON API (see `gcs_json`).
 
-use std::path::Path;
+use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
+use flowstore_core::envelope::SealedFlow;
 use flowstore_core::Error as CoreError;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -15,9 +17,27 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::{Failure, Op};
 
-/// Scripts larger than this upload in parts / as a stream (never held in memory whole).
+/// Flows, scripts and bundle blobs larger than this are streamed to the service (in parts on S3
+/// and Azure, as one streamed request on GCS) and never held in memory whole; smaller ones go up
+/// in one create-only request.
 pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
-const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// The size of one part of a multipart upload (S3, Azure).
+///
+/// S3 wants parts of at least 5 MiB (but the last) and at most 10,000 of them: 8 MiB parts
+/// carry objects up to 80 GiB, a 1 GiB flow in 128 parts. Azure takes blocks up to 4,000 MiB.
+pub(crate) const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// How many parts of one multipart upload (S3, Azure) are uploaded at once.
+///
+/// Each part in flight holds its [`PART_SIZE`] bytes until the service has them, and one more
+/// part fills meanwhile: 4 × 8 MiB + 8 MiB = 40 MiB of buffered parts at most, whatever the
+/// object's size, while four requests keep the link busy (one part at a time leaves it idle for
+/// a round trip per part).
+pub(crate) const PARTS_IN_FLIGHT: usize = 4;
+
+/// The size of the chunks a file is read in (as [`SealedFlow::stream`] reads a sealed flow).
+const READ_CHUNK: usize = 1 << 20;
 
 /// What a stored object is.
 #[derive(Debug, Clone)]
@@ -40,14 +60,156 @@ pub(crate) enum PutError {
     Other(CoreError),
 }
 
+/// What an upload streams: a file on disk (a script, a bundle blob) or a sealed flow (held in
+/// memory, or read from its file and checked against its seal as it is read).
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    /// A file, read as it is uploaded.
+    File(PathBuf),
+    /// A sealed flow; its stream ends in an error if its file changed since it was sealed.
+    Sealed(SealedFlow),
+}
+
+impl Source {
+    /// What reading it is, for errors: `reading /path/flow.py`, `reading flow "ETL"`.
+    pub fn reading(&self) -> String {
+        match self {
+            Source::File(p) => format!("reading {}", p.display()),
+            Source::Sealed(s) => format!("reading flow \"{}\"", s.name),
+        }
+    }
+
+    /// Its length in bytes (a file's, as it is now).
+    pub async fn len(&self) -> io::Result<u64> {
+        match self {
+            Source::File(p) => Ok(tokio::fs::metadata(p).await?.len()),
+            Source::Sealed(s) => Ok(s.len()),
+        }
+    }
+
+    /// Its bytes, in chunks of at most 1 MiB. Opened again for each attempt of an upload. An
+    /// error ends the stream: the upload must then be abandoned, never completed.
+    pub fn stream(&self) -> BoxStream<'static, io::Result<Bytes>> {
+        match self {
+            Source::File(p) => file_stream(p.clone()),
+            Source::Sealed(s) => s.stream(),
+        }
+    }
+
+    /// The whole of a small source in memory (a cheap clone for a flow held there). A sealed
+    /// flow read from its file is checked against its seal.
+    async fn read_all(&self) -> io::Result<Bytes> {
+        if let Source::Sealed(s) = self {
+            if let Some(b) = s.as_bytes() {
+                return Ok(b.clone());
+            }
+        }
+        let mut buf = BytesMut::new();
+        let mut stream = self.stream();
+        while let Some(chunk) = stream.try_next().await? {
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    /// The error for a source that could not be read while it was uploaded to `location`: the
+    /// upload was abandoned. The io error (which says what to do, e.g. for a flow whose file
+    /// changed after it was sealed) is the `source()`.
+    pub fn read_error(&self, location: &str, e: io::Error) -> CoreError {
+        CoreError::io(
+            format!(
+                "{} to upload it to {location} (the upload was abandoned: nothing was stored there)",
+                self.reading()
+            ),
+            e,
+        )
+    }
+}
+
+/// A file's bytes in chunks of [`READ_CHUNK`], read as the stream is polled.
+fn file_stream(path: PathBuf) -> BoxStream<'static, io::Result<Bytes>> {
+    futures::stream::try_unfold((path, None::<tokio::fs::File>), |(path, file)| async move {
+        let mut file = match file {
+            Some(f) => f,
+            None => tokio::fs::File::open(&path).await?,
+        };
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        while buf.len() < READ_CHUNK {
+            if file.read_buf(&mut buf).await? == 0 {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((buf.freeze(), (path, Some(file)))))
+    })
+    .boxed()
+}
+
+/// Uploads `source` to `key`, create-only unless `overwrite`: in one request when it is at most
+/// [`MULTIPART_THRESHOLD`] bytes (read whole first, so a sealed flow whose file changed is
+/// refused before anything is sent), else streamed with [`Blobs::put_stream`]. Scripts, sealed
+/// flows and bundle blobs all go up through here.
+pub(crate) async fn upload(
+    blobs: &dyn Blobs,
+    key: &str,
+    source: &Source,
+    overwrite: bool,
+) -> Result<(), PutError> {
+    let location = blobs.location(key);
+    let len = source
+        .len()
+        .await
+        .map_err(|e| PutError::Other(source.read_error(&location, e)))?;
+    if len <= MULTIPART_THRESHOLD {
+        let bytes = source
+            .read_all()
+            .await
+            .map_err(|e| PutError::Other(source.read_error(&location, e)))?;
+        return blobs.put(key, bytes, overwrite).await;
+    }
+    blobs.put_stream(key, source, len, overwrite).await
+}
+
 /// Blob operations on one bucket or container.
+///
+/// # Create-only uploads
+///
+/// [`Blobs::put`] is create-only on every service, in the request itself: `If-None-Match: *`
+/// (S3, Azure) or `ifGenerationMatch=0` (GCS). For [`Blobs::put_stream`] it depends on what the
+/// service and the client can send with the request that makes the object appear:
+///
+/// | service | large uploads | create-only by |
+/// |---|---|---|
+/// | GCS | one streamed `uploadType=multipart` request | `ifGenerationMatch=0` on it (no race) |
+/// | S3 | multipart upload, [`PARTS_IN_FLIGHT`] parts at once | a HEAD before the upload |
+/// | Azure | blocks, then Put Block List | a HEAD before the upload (unless `overwrite`) |
+///
+/// S3 accepts `If-None-Match: *` on CompleteMultipartUpload and Azure on Put Block List, but
+/// `object_store` 0.14 sends neither: its `MultipartUpload::complete` always completes in
+/// overwrite mode (`aws/mod.rs`, `CompleteMultipartMode::Overwrite`) and Azure's block-list
+/// request takes no condition (`azure/client.rs`, `put_block_list`). So on S3 and Azure a large
+/// upload to a key another writer creates between the HEAD and the completion replaces that
+/// object. Default keys are fresh (a timestamp to the microsecond), so this can only happen
+/// with a fixed key written by two registrations at once.
 #[flowstore_core::async_trait]
 pub(crate) trait Blobs: Send + Sync {
+    /// `scheme://bucket/key`, for messages.
+    fn location(&self, key: &str) -> String;
     /// Uploads small bytes; create-only unless `overwrite`.
     async fn put(&self, key: &str, bytes: Bytes, overwrite: bool) -> Result<(), PutError>;
-    /// Uploads a large file (a script, a bundle blob) streamed from disk; create-only unless
-    /// `overwrite`.
-    async fn put_file(&self, key: &str, path: &Path, overwrite: bool) -> Result<(), PutError>;
+    /// Uploads `len` bytes streamed from `source` in constant memory; create-only unless
+    /// `overwrite` (see the table above for how). When the source fails to read (a sealed flow
+    /// whose file changed after sealing), the upload is abandoned, never completed, and the
+    /// error keeps the io error as its source.
+    async fn put_stream(
+        &self,
+        key: &str,
+        source: &Source,
+        len: u64,
+        overwrite: bool,
+    ) -> Result<(), PutError>;
     /// The object's metadata and bytes; a missing object or bucket is [`CoreError::NotFound`].
     async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), CoreError>;
     /// True if the object exists (a HEAD, or the JSON API's metadata request). A missing object
@@ -139,6 +301,10 @@ fn meta(m: object_store::ObjectMeta) -> BlobMeta {
 
 #[flowstore_core::async_trait]
 impl Blobs for ObjectStoreBlobs {
+    fn location(&self, key: &str) -> String {
+        self.url(key)
+    }
+
     async fn put(&self, key: &str, bytes: Bytes, overwrite: bool) -> Result<(), PutError> {
         let opts = PutOptions {
             mode: if overwrite {
@@ -155,9 +321,16 @@ impl Blobs for ObjectStoreBlobs {
             .map_err(|e| self.put_error(e, key))
     }
 
-    /// Multipart upload. A multipart upload cannot be create-only on every service, so the key
-    /// is checked first (default keys are fresh; a fixed key races only with itself).
-    async fn put_file(&self, key: &str, path: &Path, overwrite: bool) -> Result<(), PutError> {
+    /// A multipart upload, [`PARTS_IN_FLIGHT`] parts of [`PART_SIZE`] at a time. `object_store`
+    /// cannot complete it create-only (see [`Blobs`]), so unless `overwrite` the key is checked
+    /// first.
+    async fn put_stream(
+        &self,
+        key: &str,
+        source: &Source,
+        _len: u64,
+        overwrite: bool,
+    ) -> Result<(), PutError> {
         let location = ObjectPath::from(key);
         if !overwrite {
             match self.store.head(&location).await {
@@ -172,25 +345,37 @@ impl Blobs for ObjectStoreBlobs {
             .await
             .map_err(|e| self.put_error(e, key))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let read_err = |e| PutError::Other(CoreError::io(format!("reading {}", path.display()), e));
-        let mut file = tokio::fs::File::open(path).await.map_err(read_err)?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buf).await.map_err(read_err)?;
-            if n == 0 {
-                break;
+        let mut stream = source.stream();
+        let sent: Result<(), PutError> = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk =
+                    chunk.map_err(|e| PutError::Other(source.read_error(&self.url(key), e)))?;
+                // Fewer than PARTS_IN_FLIGHT parts in flight; a chunk (at most 1 MiB) starts at
+                // most one more.
+                writer
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(|e| self.put_error(e, key))?;
+                writer.put(chunk);
             }
-            writer
-                .wait_for_capacity(2)
-                .await
-                .map_err(|e| self.put_error(e, key))?;
-            writer.write(&buf[..n]);
+            Ok(())
         }
-        writer
-            .finish()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.put_error(e, key))
+        .await;
+        match sent {
+            // `finish` uploads the last part, then completes (or aborts if a part failed).
+            Ok(()) => writer
+                .finish()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.put_error(e, key)),
+            Err(e) => {
+                // Abandoned: the parts sent are dropped (S3), or never committed (Azure).
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(location = %self.url(key), error = %abort, "aborting an abandoned upload failed; the bucket's lifecycle rules remove its parts");
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), CoreError> {

@@ -17,7 +17,7 @@ use flowstore_core::{async_trait, Error as CoreError, Result};
 use futures::TryStreamExt;
 use tokio::io::AsyncWriteExt;
 
-use crate::blobs::{PutError, MULTIPART_THRESHOLD};
+use crate::blobs::{upload, PutError, Source};
 use crate::engine::{Body, Engine, Staged};
 
 impl Engine {
@@ -149,20 +149,20 @@ impl BlobStore for AreaBlobs<'_> {
         Ok(missing)
     }
 
-    /// Create-only: small blobs in one request, large ones streamed from disk in parts. A blob
+    /// Create-only: small blobs in one request, large ones streamed from disk
+    /// ([`upload`]). A blob
     /// already there (same name, so same bytes) is success. Core's `bundle::upload` has checked
     /// the file against its digest just before (a sweep, against the blob's name).
     async fn put_blob(&self, digest: &str, source: &Path, size: u64) -> Result<()> {
         let key = self.key(digest);
         let blobs = &self.engine.blobs;
-        let put = if size > MULTIPART_THRESHOLD {
-            blobs.put_file(&key, source, false).await
-        } else {
-            let bytes = tokio::fs::read(source)
-                .await
-                .map_err(|e| CoreError::io(format!("reading {}", source.display()), e))?;
-            blobs.put(&key, Bytes::from(bytes), false).await
-        };
+        let put = upload(
+            blobs.as_ref(),
+            &key,
+            &Source::File(source.to_path_buf()),
+            false,
+        )
+        .await;
         match put {
             Ok(()) => {
                 tracing::debug!(blob = %self.engine.url(&key), size, "uploaded blob");

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use flowstore_core::bundle::{self, BundleInput, ScannedBundle};
+use flowstore_core::envelope::SealedFlow;
 use flowstore_core::raw::sink::{file_digest, FlowFileSink};
 use flowstore_core::raw::FlowIndex;
 use flowstore_core::{key, Error as CoreError, FetchedFlow, FlowInput, Result, StoredVersion};
 use futures::{StreamExt, TryStreamExt};
 
-use crate::blobs::{BlobMeta, Blobs, PutError, MULTIPART_THRESHOLD};
+use crate::blobs::{BlobMeta, Blobs, PutError, Source};
 use crate::error::bucket_word;
 
 /// Fresh keys tried when a default key is already taken.
@@ -24,7 +25,9 @@ pub(crate) const HEAD_READS: usize = 16;
 /// What `add_flow` staged for `persist`.
 #[derive(Debug, Clone)]
 pub(crate) enum Body {
-    Bytes(Bytes),
+    /// A serialized flow, in memory or in its file (streamed at `persist`).
+    Sealed(SealedFlow),
+    /// A local script.
     File(PathBuf),
     /// A bundle: its blobs go first, then its manifest (the flow's bytes).
     Bundle {
@@ -145,10 +148,7 @@ impl Engine {
                 .fixed_key
                 .clone()
                 .unwrap_or_else(|| self.default_key(&name));
-            let bytes = sealed
-                .to_bytes()
-                .map_err(|e| CoreError::io(format!("Flow \"{name}\": reading it to upload"), e))?;
-            (Some(Body::Bytes(bytes)), key)
+            (Some(Body::Sealed(sealed)), key)
         };
         self.index.insert(&name, key.clone(), None)?;
         if let Some(body) = body {
@@ -185,7 +185,7 @@ impl Engine {
             _ => None,
         };
         let digest = match &item.body {
-            Body::Bytes(b) => flowstore_core::envelope::sha256_digest(b),
+            Body::Sealed(sealed) => sealed.digest(),
             Body::Bundle { scanned, .. } => scanned.manifest.digest(),
             Body::File(p) => {
                 let p = p.clone();
@@ -229,28 +229,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Uploads one staged body: a sealed flow or a script through [`crate::blobs::upload`] (one
+    /// request when small, else streamed in constant memory), a bundle's manifest in one request.
     async fn put(&self, key: &str, body: &Body) -> Result<(), PutError> {
-        match body {
-            Body::Bytes(b) => self.blobs.put(key, b.clone(), self.overwrite).await,
+        let source = match body {
             Body::Bundle { scanned, .. } => {
-                self.blobs
+                return self
+                    .blobs
                     .put(key, scanned.manifest.bytes().clone(), self.overwrite)
                     .await
             }
-            Body::File(p) => {
-                let read_err = |e| {
-                    PutError::Other(CoreError::io(format!("reading script {}", p.display()), e))
-                };
-                let len = tokio::fs::metadata(p).await.map_err(read_err)?.len();
-                if len > MULTIPART_THRESHOLD {
-                    return self.blobs.put_file(key, p, self.overwrite).await;
-                }
-                let bytes = tokio::fs::read(p).await.map_err(read_err)?;
-                self.blobs
-                    .put(key, Bytes::from(bytes), self.overwrite)
-                    .await
-            }
-        }
+            Body::Sealed(sealed) => Source::Sealed(sealed.clone()),
+            Body::File(p) => Source::File(p.clone()),
+        };
+        crate::blobs::upload(self.blobs.as_ref(), key, &source, self.overwrite).await
     }
 
     fn log_download(&self, key: &str, meta: &BlobMeta) {
@@ -593,6 +585,48 @@ mod tests {
         ));
     }
 
+    /// A flow sealed from a file streams up in parts and comes back whole; one whose file
+    /// changed after sealing is refused with the io error in the chain, its multipart upload
+    /// abandoned (nothing at its key), and no digest recorded.
+    #[tokio::test]
+    async fn sealed_files_stream_in_parts_and_changed_ones_are_abandoned() {
+        let blobs: Arc<dyn Blobs> = Arc::new(memory());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flow.bin");
+        let size = crate::blobs::PART_SIZE * 2 + 12_345;
+        let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &payload).unwrap();
+        let app = AppInfo::new("cloud-unit", "1");
+        let sealed = flowstore_core::envelope::seal_file("Big", &path, &app).unwrap();
+        assert!(sealed.as_bytes().is_none());
+        let digest = sealed.digest();
+        let mut e = engine(blobs.clone(), "p");
+        let key = e.add_flow(sealed.into()).await.unwrap();
+        e.persist().await.unwrap();
+        assert_eq!(e.index.digests.get("Big"), Some(&digest));
+        let fetched = e.get_flow("Big").await.unwrap();
+        assert!(fetched.bytes().as_ref() == payload.as_slice());
+        assert!(blobs.exists(&key).await.unwrap());
+
+        let sealed = flowstore_core::envelope::seal_file("Changed", &path, &app).unwrap();
+        let mut altered = payload.clone();
+        altered[size - 3] ^= 1;
+        std::fs::write(&path, &altered).unwrap();
+        let mut e = engine(blobs.clone(), "p");
+        let key = e.add_flow(sealed.into()).await.unwrap();
+        let err = e.persist().await.unwrap_err();
+        let mut chain = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            chain = format!("{chain}: {s}");
+            source = s.source();
+        }
+        assert!(chain.contains("after it was sealed"), "{chain}");
+        assert!(chain.contains(&format!("s3://b/{key}")), "{chain}");
+        assert!(!blobs.exists(&key).await.unwrap(), "{key} was stored");
+        assert!(!e.index.digests.contains_key("Changed"));
+    }
+
     /// [`Blobs`] over memory whose `head_bytes` takes a while and counts how many run at once.
     struct SlowHeads {
         inner: ObjectStoreBlobs,
@@ -603,11 +637,20 @@ mod tests {
 
     #[flowstore_core::async_trait]
     impl Blobs for SlowHeads {
+        fn location(&self, key: &str) -> String {
+            self.inner.location(key)
+        }
         async fn put(&self, key: &str, bytes: Bytes, overwrite: bool) -> Result<(), PutError> {
             self.inner.put(key, bytes, overwrite).await
         }
-        async fn put_file(&self, key: &str, path: &Path, overwrite: bool) -> Result<(), PutError> {
-            self.inner.put_file(key, path, overwrite).await
+        async fn put_stream(
+            &self,
+            key: &str,
+            source: &Source,
+            len: u64,
+            overwrite: bool,
+        ) -> Result<(), PutError> {
+            self.inner.put_stream(key, source, len, overwrite).await
         }
         async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), CoreError> {
             self.inner.get(key).await

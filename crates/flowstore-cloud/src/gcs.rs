@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use flowstore_core::raw::clients::{self, Fingerprint};
 use flowstore_core::raw::config::BackendConfig;
 use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::{ExposeSecret, NoSecrets, SecretSource, SecretString};
@@ -83,7 +84,7 @@ cloud_storage!(
     /// opened from a reference or a `gs://` URL.
     ///
     /// Talks to the GCS JSON API (create-only media uploads with `ifGenerationMatch=0`,
-    /// resumable uploads streamed from disk, `alt=media` downloads) with bearer tokens from
+    /// large ones streamed from disk in the same form, `alt=media` downloads) with bearer tokens from
     /// `object_store`'s GCP credential chain.
     Gcs,
     GcsConfig
@@ -274,21 +275,33 @@ impl GcsBuilder {
                 if let Some(key) = &key {
                     b = b.with_service_account_key(key.expose_secret());
                 }
-                let store = b.build().map_err(|e| {
-                    let shown: Vec<&SecretString> = key.iter().collect();
-                    client_error(TYPE_NAME, "the GCS credentials", e, &shown)
+                let fingerprint = Fingerprint::new("gcs-credentials")
+                    .part("bucket", &self.config.bucket)
+                    .secret("service account key", key.as_ref())
+                    .env(&["GOOGLE_", "GCP_", "GCS_"]);
+                let credentials = clients::shared(fingerprint, || {
+                    b.build()
+                        .map(|store| store.credentials().clone())
+                        .map_err(|e| {
+                            let shown: Vec<&SecretString> = key.iter().collect();
+                            client_error(TYPE_NAME, "the GCS credentials", e, &shown)
+                        })
                 })?;
                 (
                     "https://storage.googleapis.com".to_string(),
-                    Some(store.credentials().clone()),
+                    Some(credentials),
                 )
             }
         };
-        let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(self.retry.request_timeout)
-            .build()
-            .map_err(|e| client_error(TYPE_NAME, "cannot create the HTTP client", e, &[]))?;
+        // One HTTP client (one connection pool) for every GCS storage with these timeouts.
+        let fingerprint = Fingerprint::new("gcs-http").part("timeout", self.retry.request_timeout);
+        let client = clients::shared(fingerprint, || {
+            reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .timeout(self.retry.request_timeout)
+                .build()
+                .map_err(|e| client_error(TYPE_NAME, "cannot create the HTTP client", e, &[]))
+        })?;
         let display = format!("gs://{}", self.config.bucket);
         let blobs = GcsJsonBlobs {
             display: display.clone(),

@@ -13,7 +13,13 @@
 //!   is honoured (one flow per storage).
 //! - Uploads happen at `persist` and are create-only (`If-None-Match: *` /
 //!   `ifGenerationMatch=0`): an existing object is an error (Azure: unless `overwrite`).
-//! - Scripts over [`MULTIPART_THRESHOLD`] upload in parts streamed from disk;
+//! - Flows (a [`SealedFlow`](flowstore_core::envelope::SealedFlow) sealed from a large file is
+//!   read from it as it uploads), scripts and bundle blobs over [`MULTIPART_THRESHOLD`] are
+//!   streamed in constant memory: on S3 and Azure in parts of 8 MiB, four at a time (at most
+//!   40 MiB buffered), on GCS as one streamed request. S3 and Azure check the key with a HEAD
+//!   before such an upload (`object_store` 0.14 cannot send `If-None-Match: *` with the request
+//!   that completes it); GCS sends `ifGenerationMatch=0` with it. A flow whose file changed after
+//!   it was sealed is refused and its upload abandoned, never completed.
 //!   `get_flow_to_file` streams downloads to disk while verifying them.
 //! - Credentials are typed builder options held as `SecretString`, named secrets through
 //!   `flowstore-secrets` (Prefect 1's `AWS_CREDENTIALS`, `GCP_CREDENTIALS`,

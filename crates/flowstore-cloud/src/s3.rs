@@ -4,11 +4,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use flowstore_core::raw::clients::{self, Fingerprint};
 use flowstore_core::raw::config::{parse_bool, BackendConfig};
 use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::{ExposeSecret, NoSecrets, SecretSource, SecretString};
 use flowstore_core::{OpenContext, Result, StorageReference};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+use object_store::ObjectStore;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -169,9 +171,10 @@ cloud_storage!(
     /// Flows in an S3 bucket (or an S3-compatible server). Made by [`S3Builder`]
     /// ([`S3::builder`]), or opened from a reference or an `s3://` URL.
     ///
-    /// Uploads at `persist` are create-only (`If-None-Match: *`), scripts over
-    /// [`MULTIPART_THRESHOLD`](crate::MULTIPART_THRESHOLD) upload in parts streamed from disk,
-    /// and `get_flow_to_file` streams to disk while verifying.
+    /// Uploads at `persist` are create-only: `If-None-Match: *` on small ones; flows, scripts
+    /// and blobs over [`MULTIPART_THRESHOLD`](crate::MULTIPART_THRESHOLD) upload in parts
+    /// streamed from disk, after a HEAD of the key (`object_store` cannot send the condition
+    /// with CompleteMultipartUpload). `get_flow_to_file` streams to disk while verifying.
     S3,
     S3Config
 );
@@ -420,7 +423,7 @@ impl S3Builder {
             .unwrap_or_else(|| "us-east-1".to_string());
         let mut b = credential_chain()
             .with_bucket_name(&self.config.bucket)
-            .with_region(region)
+            .with_region(&region)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_retry(self.retry.retry_config())
             .with_client_options(self.retry.client_options(allow_http));
@@ -431,6 +434,7 @@ impl S3Builder {
         }
         let explicit = self.explicit_credentials()?;
         let mut shown: Vec<SecretString> = Vec::new();
+        let mut unsigned = false;
         match explicit {
             Some(AwsKeys { id, secret, token }) => {
                 b = b
@@ -447,21 +451,37 @@ impl S3Builder {
                 // unsigned requests rather than asking a cloud metadata service for credentials.
                 tracing::debug!("no S3 credentials for a custom endpoint: requests are unsigned");
                 b = b.with_skip_signature(true);
+                unsigned = true;
             }
             None => {}
         }
         if let Some(upload) = &self.config.upload_options {
             tracing::warn!(options = %upload, "S3 upload_options are not applied by flowstore");
         }
-        let store = b.build().map_err(|e| {
-            let shown: Vec<&SecretString> = shown.iter().collect();
-            client_error(TYPE_NAME, "the S3 client", e, &shown)
+        let mut fingerprint = Fingerprint::new("s3")
+            .part("bucket", &self.config.bucket)
+            .part("region", &region)
+            .part("endpoint", &endpoint)
+            .part("allow_http", allow_http)
+            .part("retry", self.retry)
+            .part("unsigned", unsigned)
+            .env(&["AWS_"]);
+        for (i, s) in shown.iter().enumerate() {
+            fingerprint = fingerprint.secret(&format!("credential {i}"), Some(s));
+        }
+        let store = clients::shared(fingerprint, || {
+            b.build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+                .map_err(|e| {
+                    let shown: Vec<&SecretString> = shown.iter().collect();
+                    client_error(TYPE_NAME, "the S3 client", e, &shown)
+                })
         })?;
         let display = format!("s3://{}", self.config.bucket);
         let blobs = ObjectStoreBlobs {
             backend: TYPE_NAME,
             display: display.clone(),
-            store: Arc::new(store),
+            store,
         };
         let mut engine = Engine::new(TYPE_NAME, display, Arc::new(blobs), SCRIPT_KEY_ERROR);
         engine.prefix = self.config.prefix.clone();

@@ -69,6 +69,7 @@ fn case() -> Result<Case<Gcs>, Skip> {
 
 cloud_tests!(
     fixed_key_is_honoured_and_never_overwritten,
+    large_upload_to_a_taken_fixed_key_is_refused,
     script_mode_with_a_key_only,
     wrong_bucket_is_named,
     missing_object_is_not_found,
@@ -79,6 +80,7 @@ cloud_tests!(
     bundle_reregistration_uploads_one_blob_and_the_manifest,
     bundle_warm_fetch_reads_one_range,
     bundles_need_default_keys_and_serialized_mode,
+    reopened_references_share_one_connection,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

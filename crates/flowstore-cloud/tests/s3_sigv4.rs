@@ -63,6 +63,7 @@ fn case() -> Result<Case<S3>, Skip> {
 
 cloud_tests!(
     fixed_key_is_honoured_and_never_overwritten,
+    large_upload_to_a_taken_fixed_key_is_refused,
     script_mode_with_a_key_only,
     missing_object_is_not_found,
     server_down_fails_after_bounded_retries,
@@ -72,6 +73,7 @@ cloud_tests!(
     bundle_warm_fetch_reads_one_range,
     bundles_need_default_keys_and_serialized_mode,
     credentials_never_leak,
+    reopened_references_share_one_connection,
 );
 
 /// Not here: s3s-fs creates a missing bucket's directory on the first PUT into it, where S3

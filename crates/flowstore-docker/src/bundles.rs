@@ -67,8 +67,12 @@ impl Docker {
         let manifest = &scanned.manifest;
         self.index
             .insert(&name, location.clone(), Some(manifest.digest()))?;
-        self.staged
-            .push((name.clone(), location.clone(), manifest.bytes().clone()));
+        // The manifest is the flow's file; its digest is the SHA-256 of its bytes.
+        let file = flowstore_core::envelope::SealedFlow::from_envelope(
+            name.clone(),
+            manifest.bytes().clone(),
+        );
+        self.staged.push((name.clone(), location.clone(), file));
         tracing::debug!(flow = %name, files = manifest.files().len(), bytes = manifest.total_size(), "staged a bundle");
         self.staged_bundles.push(StagedBundle {
             dir: Docker::bundle_dir(&location),

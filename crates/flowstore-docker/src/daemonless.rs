@@ -7,7 +7,7 @@ use bytes::Bytes;
 use flowstore_core::{Error as CoreError, Progress};
 
 use crate::error::{Error, Result};
-use crate::layer;
+use crate::layer::{self, LayerFile};
 use crate::oci::{
     Descriptor, Digest, History, ImageConfiguration, ImageManifest, ImageReference, CONFIG, LAYER,
 };
@@ -54,13 +54,41 @@ impl Docker {
                     manifest.config.digest
                 ))
             })?;
+        // Every layer is built (into temporary files) before anything is pushed: a flow whose
+        // file changed after it was sealed, or a bundle file changed since its scan, fails the
+        // build with nothing sent.
         let bundles = self.staged_bundles.clone();
+        let target = format!("image {registry_url}/{name}:{tag}");
+        let mut bundle_files = Vec::new();
+        for staged in &bundles {
+            let (dir, scanned) = (staged.dir.clone(), staged.scanned.clone());
+            let built = tokio::task::spawn_blocking(move || layer::bundle_file(&dir, &scanned))
+                .await
+                .map_err(|e| {
+                    CoreError::backend(
+                        crate::TYPE_NAME,
+                        format!("building the layer of bundle \"{}\": {e}", staged.name),
+                    )
+                })??;
+            bundle_files.push(built);
+        }
+        let files = self.layer_files()?;
+        let flows_target = target.clone();
+        let flows_built = tokio::task::spawn_blocking(move || {
+            LayerFile::build(|l| layer::write_files(l.tar(), &files, &flows_target))
+        })
+        .await
+        .map_err(|e| {
+            CoreError::backend(
+                crate::TYPE_NAME,
+                format!("building the flows layer of {target}: {e}"),
+            )
+        })??;
+        tracing::debug!(image = %target, layer = %flows_built.digest, bytes = flows_built.size, "built the flows layer");
+
         let total = Some(manifest.layers.len() as u64 + bundles.len() as u64 + 2);
         for (i, l) in manifest.layers.iter().enumerate() {
-            if !dst.has_blob(name, &l.digest).await? {
-                let blob = src.blob(&base.repository, &l.digest).await?;
-                dst.push_blob(name, &l.media_type, blob).await?;
-            }
+            dst.copy_blob(&src, &base.repository, name, l).await?;
             self.report(Progress {
                 what: "blobs pushed",
                 done: i as u64 + 1,
@@ -70,20 +98,10 @@ impl Docker {
         let mut done = manifest.layers.len() as u64;
         // One layer per bundle, below the flows layer (which stays the image's last).
         let mut bundle_layers = Vec::new();
-        for staged in &bundles {
-            let (dir, scanned) = (staged.dir.clone(), staged.scanned.clone());
-            let built = tokio::task::spawn_blocking(move || layer::bundle(&dir, &scanned))
-                .await
-                .map_err(|e| {
-                    CoreError::backend(
-                        crate::TYPE_NAME,
-                        format!("building the layer of bundle \"{}\": {e}", staged.name),
-                    )
-                })??;
-            let size = built.gz.len() as u64;
-            let (descriptor, sent) = dst.upload_blob(name, LAYER, built.gz).await?;
-            self.record_bundle_push(staged, descriptor.digest.clone(), size, sent);
-            config.rootfs.diff_ids.push(built.diff_id);
+        for (staged, built) in bundles.iter().zip(&bundle_files) {
+            let (descriptor, sent) = dst.upload_layer_file(name, LAYER, built).await?;
+            self.record_bundle_push(staged, descriptor.digest.clone(), built.size, sent);
+            config.rootfs.diff_ids.push(built.diff_id.clone());
             config.history.push(History {
                 created_by: Some(format!("flowstore: add bundle {}", staged.dir)),
                 comment: Some("flowstore daemonless build".into()),
@@ -97,16 +115,17 @@ impl Docker {
                 total,
             });
         }
-        let built = layer::build(&self.layer_files()?)
-            .map_err(|e| CoreError::io("building the flows layer", e))?;
-        let flows_layer = dst.push_blob(name, LAYER, built.gz).await?;
+        drop(bundle_files);
+        let (flows_layer, _) = dst.upload_layer_file(name, LAYER, &flows_built).await?;
+        let built = flows_built;
         done += 1;
         self.report(Progress {
             what: "blobs pushed",
             done,
             total,
         });
-        self.add_to_config(&mut config, built.diff_id);
+        self.add_to_config(&mut config, built.diff_id.clone());
+        drop(built);
         let config_bytes =
             Bytes::from(serde_json::to_vec(&config).expect("image configs serialize"));
         let config_descriptor = dst.push_blob(name, CONFIG, config_bytes).await?;

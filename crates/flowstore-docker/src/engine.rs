@@ -6,6 +6,7 @@
 //! of its own, found after the push through the image config's history and recorded by digest.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Seek;
 
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{
@@ -20,6 +21,7 @@ use futures::StreamExt;
 use crate::bundles::StagedBundle;
 use crate::config::TlsFiles;
 use crate::error::{Error, Result};
+use crate::layer::{Content, ImageFile, LayerFile, TarWriter};
 use crate::oci::{ImageConfiguration, Manifest};
 use crate::storage::Docker;
 
@@ -150,31 +152,56 @@ fn bundle_archive(i: usize) -> String {
     format!("bundles/{i}.tar.gz")
 }
 
-/// The build context: the Dockerfile, the flows layer's files under `layer/`, and each bundle's
-/// tree archive (`archives`, in the order of `staged_bundles`).
-fn context(s: &Docker, archives: &[Bytes]) -> Result<Bytes> {
-    let mut tar_bytes = Vec::new();
-    {
-        let mut t = tar::Builder::new(&mut tar_bytes);
-        let mut add = |path: &str, content: &[u8]| -> std::io::Result<()> {
-            let mut h = tar::Header::new_ustar();
-            h.set_mode(0o644);
-            h.set_size(content.len() as u64);
-            h.set_mtime(0);
-            h.set_cksum();
-            t.append_data(&mut h, path, content)
-        };
-        let io = |e| flowstore_core::Error::io("writing the build context", e);
-        add("Dockerfile", dockerfile(s).as_bytes()).map_err(io)?;
-        for (path, content, _) in s.layer_files()? {
-            add(&format!("layer/{}", path.trim_start_matches('/')), &content).map_err(io)?;
-        }
-        for (i, archive) in archives.iter().enumerate() {
-            add(&bundle_archive(i), archive).map_err(io)?;
-        }
-        t.finish().map_err(io)?;
+/// The build context, written to a temporary file: the Dockerfile, the flows layer's files
+/// under `layer/` (each flow read from its source as it is written: a flow sealed from a file is
+/// never held in memory), and each bundle's tree archive (`archives`, in the order of
+/// `staged_bundles`). Returns the file and its size.
+///
+/// Errors with [`flowstore_core::Error::Io`] naming the flow or file that could not be read (a
+/// flow whose file changed after it was sealed included) or the temporary file that could not
+/// be written.
+fn context(s: &Docker, image: &str, archives: &[LayerFile]) -> Result<(std::fs::File, u64)> {
+    let io = |e| {
+        flowstore_core::Error::io(
+            format!(
+                "writing the build context of {image} to a temporary file in {} (set TMPDIR to a directory with room for it)",
+                std::env::temp_dir().display()
+            ),
+            e,
+        )
+    };
+    let mut entries = vec![ImageFile {
+        path: "Dockerfile".to_string(),
+        mode: 0o644,
+        content: Content::Bytes(Bytes::from(dockerfile(s))),
+        what: "the Dockerfile".to_string(),
+    }];
+    for mut file in s.layer_files()? {
+        file.path = format!("layer/{}", file.path.trim_start_matches('/'));
+        entries.push(file);
     }
-    Ok(Bytes::from(tar_bytes))
+    let mut t = TarWriter::new(std::io::BufWriter::with_capacity(
+        1 << 16,
+        tempfile::tempfile().map_err(io)?,
+    ));
+    crate::layer::write_entries(&mut t, &entries, &format!("the build context of {image}"))?;
+    for (i, archive) in archives.iter().enumerate() {
+        t.file(
+            &bundle_archive(i),
+            0o644,
+            archive.size,
+            archive.reader().map_err(io)?,
+        )
+        .map_err(io)?;
+    }
+    let mut file = t
+        .finish()
+        .map_err(io)?
+        .into_inner()
+        .map_err(|e| io(e.into_error()))?;
+    let size = file.stream_position().map_err(io)?;
+    file.rewind().map_err(io)?;
+    Ok((file, size))
 }
 
 /// `Step 3/7 : RUN …` → (3, 7): how far a classic-builder build is.
@@ -203,7 +230,7 @@ pub(crate) async fn build_and_push(
     let mut archives = Vec::new();
     for staged in &s.staged_bundles {
         let scanned = staged.scanned.clone();
-        let built = tokio::task::spawn_blocking(move || crate::layer::bundle("", &scanned))
+        let built = tokio::task::spawn_blocking(move || crate::layer::bundle_file("", &scanned))
             .await
             .map_err(|e| {
                 flowstore_core::Error::backend(
@@ -211,9 +238,24 @@ pub(crate) async fn build_and_push(
                     format!("archiving the tree of bundle \"{}\": {e}", staged.name),
                 )
             })??;
-        archives.push(built.gz);
+        archives.push(built);
     }
     let image = s.image_ref().expect("named before building");
+    // Written whole before the daemon is sent a byte: a flow that cannot be read (its file
+    // changed after it was sealed) fails here, with nothing built or pushed.
+    let (context_file, context_size) = {
+        let s2 = s.clone();
+        let target = image.clone();
+        tokio::task::spawn_blocking(move || context(&s2, &target, &archives))
+            .await
+            .map_err(|e| {
+                flowstore_core::Error::backend(
+                    crate::TYPE_NAME,
+                    format!("writing the build context of {image}: {e}"),
+                )
+            })??
+    };
+    tracing::debug!(image = %image, bytes = context_size, "wrote the build context");
     let mut opts = BuildImageOptionsBuilder::new()
         .dockerfile("Dockerfile")
         .t(&image)
@@ -232,7 +274,9 @@ pub(crate) async fn build_and_push(
     let mut stream = engine.build_image(
         opts.build(),
         None,
-        Some(bollard::body_full(context(s, &archives)?)),
+        Some(bollard::body_try_stream(crate::layer::file_stream(
+            context_file,
+        ))),
     );
     let mut log = String::new();
     let failed = |daemon: String, log: &str| Error::BuildFailed {

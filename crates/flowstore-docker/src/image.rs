@@ -1,12 +1,11 @@
 //! What goes into the image, whichever way it is built: the flows' files, the `files` copied
 //! from the host, and the `sha256sum -c` checklist the health check runs.
 
+use bytes::Bytes;
 use flowstore_core::{key, Error as CoreError, Result};
 
+use crate::layer::{Content, ImageFile};
 use crate::storage::Docker;
-
-/// A file of the image: absolute image path, contents, mode.
-pub(crate) type ImageFile = (String, Vec<u8>, u32);
 
 impl Docker {
     /// The image path of a flow's file: `{directory}/flows/{slug}.flow`.
@@ -18,7 +17,8 @@ impl Docker {
         )
     }
 
-    /// The files of the flows layer: each flow (a bundle's manifest included), the `files`, and
+    /// The files of the flows layer: each flow (a bundle's manifest included; a flow sealed from
+    /// a file stays in its file, read only as the layer is written), the `files` (read now), and
     /// a `sha256sum -c` checklist of all of them and of every bundle tree's files (the build's
     /// health check).
     ///
@@ -28,7 +28,12 @@ impl Docker {
         let mut files: Vec<ImageFile> = self
             .staged
             .iter()
-            .map(|(_, location, bytes)| (location.clone(), bytes.to_vec(), 0o644))
+            .map(|(name, location, sealed)| ImageFile {
+                path: location.clone(),
+                mode: 0o644,
+                content: Content::Sealed(sealed.clone()),
+                what: format!("flow \"{name}\""),
+            })
             .collect();
         for (host, image) in &self.build.files {
             let content =
@@ -39,16 +44,17 @@ impl Docker {
                     self.index.verify_digest(flow, host, &content)?;
                 }
             }
-            files.push((image.clone(), content, 0o644));
+            files.push(ImageFile {
+                path: image.clone(),
+                mode: 0o644,
+                content: Content::Bytes(Bytes::from(content)),
+                what: format!("host file {host}"),
+            });
         }
+        // A sealed flow's SHA-256 is its digest: nothing is read for the checklist.
         let mut checklist: String = files
             .iter()
-            .map(|(path, content, _)| {
-                format!(
-                    "{}  {path}\n",
-                    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content))
-                )
-            })
+            .map(|f| format!("{}  {}\n", f.content.sha256_hex(), f.path))
             .collect();
         // Every file of every bundle's tree, from its manifest.
         for bundle in &self.staged_bundles {
@@ -57,14 +63,16 @@ impl Docker {
                 checklist.push_str(&format!("{hex}  {}/{}\n", bundle.dir, f.path));
             }
         }
-        files.push((
-            format!(
-                "{}/flows.sha256",
-                self.config.directory.trim_end_matches('/')
-            ),
-            checklist.into_bytes(),
-            0o644,
-        ));
+        let path = format!(
+            "{}/flows.sha256",
+            self.config.directory.trim_end_matches('/')
+        );
+        files.push(ImageFile {
+            what: format!("the checklist {path}"),
+            path,
+            mode: 0o644,
+            content: Content::Bytes(Bytes::from(checklist)),
+        });
         Ok(files)
     }
 

@@ -10,6 +10,13 @@
 //!   [`oci`] manifests and configs).
 //! - `get_flow` inside the image reads the file; outside it, only the flow's layer is fetched from
 //!   the registry by the recorded digest (no daemon, no full pull), and verified.
+//!   `get_flow_to_file` streams it instead (the layer gunzipped and untarred as it arrives, the
+//!   flow checked as it is written), so a flow of any size is fetched in constant memory.
+//! - A flow sealed from a large file (`seal_file`) stays in its file until the build: the
+//!   daemonless flows layer is written to a temporary file (tar, gzip and both digests in one
+//!   pass) and pushed streamed from it; an Engine build's context is a temporary file streamed
+//!   to the daemon. A flow whose file changed after sealing fails the build before anything is
+//!   pushed.
 //! - Bundles (a directory of code registered as one flow, serialized mode): the manifest is the
 //!   flow's file, and the tree is an image layer of its own at `{directory}/flows/{slug}.bundle/`
 //!   (both build modes), so the image runs it. The layer is deterministic, so registering an
@@ -39,7 +46,7 @@
 //!
 //! | write | many flows | serialized | script | bundles | list versions | delete versions | stream to file |
 //! |---|---|---|---|---|---|---|---|
-//! | yes (a built image is not changed: each `persist` builds a new one) | yes | yes, unless in script mode | yes, in script mode | yes, unless in script mode (a layer per bundle) | with a registry: the repository's timestamp tags | with a registry that allows deletes | no |
+//! | yes (a built image is not changed: each `persist` builds a new one) | yes | yes, unless in script mode | yes, in script mode | yes, unless in script mode (a layer per bundle) | with a registry: the repository's timestamp tags | with a registry that allows deletes | yes |
 //!
 //! # Versions and `flowstore prune`
 //!
@@ -127,6 +134,7 @@ mod daemonless;
 #[cfg(feature = "engine")]
 pub mod engine;
 mod error;
+mod fetch;
 mod image;
 pub mod layer;
 pub mod oci;

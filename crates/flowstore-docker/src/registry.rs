@@ -51,10 +51,16 @@ impl Registry {
         };
         Registry {
             base,
-            client: reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(15))
-                .build()
-                .expect("a default HTTP client builds"),
+            // One client (one connection pool) for every registry this process talks to.
+            client: flowstore_core::raw::clients::shared(
+                flowstore_core::raw::clients::Fingerprint::new("docker-registry-http"),
+                || {
+                    reqwest::Client::builder()
+                        .connect_timeout(std::time::Duration::from_secs(15))
+                        .build()
+                },
+            )
+            .expect("a default HTTP client builds"),
             auth,
             tokens: Arc::default(),
         }
@@ -253,6 +259,83 @@ impl Registry {
         if self.has_blob(name, &d).await? {
             return Ok((descriptor, false));
         }
+        let url = self.start_upload(name, &d).await?;
+        self.send(
+            "uploading a blob",
+            name,
+            self.req(reqwest::Method::PUT, url.as_str())
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(bytes),
+        )
+        .await?;
+        Ok((descriptor, true))
+    }
+
+    /// Uploads a layer built in a temporary file unless the registry has it, streamed from the
+    /// file (a monolithic `PUT` with its `Content-Length`; the registry checks the digest
+    /// before it keeps the blob, so a failed or short upload leaves nothing behind). Returns its
+    /// descriptor and whether the bytes were sent.
+    ///
+    /// Errors with [`Error::Registry`] when the registry refuses the upload (a digest it
+    /// computed differently included), and [`flowstore_core::Error::Io`] when the file cannot be
+    /// read.
+    pub async fn upload_layer_file(
+        &self,
+        name: &str,
+        media_type: &str,
+        layer: &crate::layer::LayerFile,
+    ) -> Result<(Descriptor, bool)> {
+        let descriptor = Descriptor::new(media_type, layer.digest.clone(), layer.size);
+        if self.has_blob(name, &layer.digest).await? {
+            return Ok((descriptor, false));
+        }
+        let url = self.start_upload(name, &layer.digest).await?;
+        let file = layer.reader().map_err(|e| {
+            flowstore_core::Error::io(format!("reading the layer {} to push it", layer.digest), e)
+        })?;
+        self.put_stream(
+            name,
+            &format!("uploading layer {}", layer.digest),
+            url,
+            crate::layer::file_stream(file),
+            layer.size,
+        )
+        .await?;
+        Ok((descriptor, true))
+    }
+
+    /// Copies blob `descriptor` of repository `from_repo` in registry `from` to repository `name`
+    /// here, unless it is here already, streamed (never held in memory): the source's answer is
+    /// the upload's body, and this registry checks the digest before it keeps it. Returns
+    /// whether the bytes were sent.
+    ///
+    /// Errors with [`Error::Registry`] when either registry refuses (a source blob that does not
+    /// match its digest is refused by this registry).
+    pub async fn copy_blob(
+        &self,
+        from: &Registry,
+        from_repo: &str,
+        name: &str,
+        descriptor: &Descriptor,
+    ) -> Result<bool> {
+        let d = &descriptor.digest;
+        if self.has_blob(name, d).await? {
+            return Ok(false);
+        }
+        let url = self.start_upload(name, d).await?;
+        let resp = from.blob_response(from_repo, d).await?;
+        let what = format!("copying blob {d} from {}/{from_repo}", from.base);
+        let body = futures::StreamExt::map(resp.bytes_stream(), |chunk| {
+            chunk.map_err(std::io::Error::other)
+        });
+        self.put_stream(name, &what, url, body, descriptor.size)
+            .await?;
+        Ok(true)
+    }
+
+    /// Starts a blob upload (`POST /v2/<name>/blobs/uploads/`); returns the URL to `PUT` the
+    /// blob to, with its `digest` query.
+    async fn start_upload(&self, name: &str, d: &Digest) -> Result<reqwest::Url> {
         let start = self
             .send(
                 "starting an upload",
@@ -285,15 +368,33 @@ impl Registry {
                 )
             })?;
         url.query_pairs_mut().append_pair("digest", d.as_str());
+        Ok(url)
+    }
+
+    /// Finishes an upload with a monolithic `PUT` of `len` bytes streamed from `body`. A stream
+    /// error aborts the request (the registry keeps nothing); the registry refuses bytes that do
+    /// not match the digest in `url`.
+    async fn put_stream<S>(
+        &self,
+        name: &str,
+        what: &str,
+        url: reqwest::Url,
+        body: S,
+        len: u64,
+    ) -> Result<()>
+    where
+        S: futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
         self.send(
-            "uploading a blob",
+            what,
             name,
             self.req(reqwest::Method::PUT, url.as_str())
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(bytes),
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(reqwest::Body::wrap_stream(body)),
         )
         .await?;
-        Ok((descriptor, true))
+        Ok(())
     }
 
     /// Pushes a one-layer `linux`/`amd64` image holding `files` (absolute image path, contents,
@@ -470,29 +571,48 @@ impl Registry {
     /// [`Error::DigestMismatch`] when the bytes do not match.
     pub async fn blob(&self, name: &str, d: &Digest) -> Result<Bytes> {
         let what = format!("reading blob {d}");
-        let resp = self
-            .send(
-                &what,
-                name,
-                self.req(
-                    reqwest::Method::GET,
-                    &format!("{}/v2/{name}/blobs/{d}", self.base),
-                ),
-            )
-            .await?;
-        let bytes = resp
+        let bytes = self
+            .blob_response(name, d)
+            .await?
             .bytes()
             .await
             .map_err(|e| self.transport_error(name, &what, e))?;
         let actual = Digest::of(&bytes);
         if &actual != d {
-            return Err(Error::DigestMismatch {
-                registry: self.base.clone(),
-                what: format!("blob {d} of {name}"),
-                actual: actual.to_string(),
-            });
+            return Err(self.digest_mismatch(name, d, &actual));
         }
         Ok(bytes)
+    }
+
+    /// The [`Error::DigestMismatch`] for blob `d` of `name` that came back as `actual`.
+    pub(crate) fn digest_mismatch(&self, name: &str, d: &Digest, actual: &Digest) -> Error {
+        Error::DigestMismatch {
+            registry: self.base.clone(),
+            what: format!("blob {d} of {name}"),
+            actual: actual.to_string(),
+        }
+    }
+
+    /// The registry's answer to `GET /v2/<name>/blobs/<d>`, its body not read yet (nothing is
+    /// verified: the caller hashes what it reads, as [`crate::layer`]'s fetch does).
+    ///
+    /// Errors with [`Error::Registry`] (status 404 when the blob does not exist).
+    pub(crate) async fn blob_response(&self, name: &str, d: &Digest) -> Result<reqwest::Response> {
+        let what = format!("reading blob {d}");
+        self.send(
+            &what,
+            name,
+            self.req(
+                reqwest::Method::GET,
+                &format!("{}/v2/{name}/blobs/{d}", self.base),
+            ),
+        )
+        .await
+    }
+
+    /// An error while reading a blob's body, keeping the transport error.
+    pub(crate) fn read_error(&self, name: &str, d: &Digest, e: reqwest::Error) -> Error {
+        self.transport_error(name, &format!("reading blob {d}"), e)
     }
 
     /// Every tag of repository `name`, asking for `page` tags at a time

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use flowstore_core::bundle::{FetchOptions, FetchedBundle};
+use flowstore_core::envelope::SealedFlow;
 use flowstore_core::raw::config::BackendConfig;
 use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::SecretSource;
@@ -17,10 +18,7 @@ use crate::builder::DockerBuilder;
 use crate::bundles::StagedBundle;
 use crate::config::{BuildConfig, BuildMode, DockerConfig, TYPE_NAME};
 use crate::credentials::{self, Credentials};
-use crate::error::Error;
-use crate::layer;
 use crate::oci::Digest;
-use crate::registry::Registry;
 
 /// Flows in a container image: made by [`DockerBuilder`] (`Docker::builder()`), or opened from
 /// a reference ([`Docker::from_reference`]) or a `docker://` URL ([`Docker::from_url`]).
@@ -33,8 +31,9 @@ pub struct Docker {
     pub(crate) config: DockerConfig,
     pub(crate) build: BuildConfig,
     pub(crate) index: FlowIndex,
-    /// Flows waiting for `persist`: name, image path, bytes (a bundle's manifest included).
-    pub(crate) staged: Vec<(String, String, Bytes)>,
+    /// Flows waiting for `persist`: name, image path, the sealed flow (in memory, or still in
+    /// its file until the layer is written; a bundle's manifest included).
+    pub(crate) staged: Vec<(String, String, SealedFlow)>,
     /// Bundle trees waiting for `persist`, each for a layer of its own.
     pub(crate) staged_bundles: Vec<StagedBundle>,
     pub(crate) secrets: Arc<dyn SecretSource>,
@@ -114,46 +113,6 @@ impl Docker {
             self.secrets.as_ref(),
         )
     }
-
-    /// Reads a flow out of the pushed image: the manifest by digest, the layers newest first.
-    async fn fetch_outside(&self, name: &str, location: &str) -> crate::Result<Bytes> {
-        let (Some(registry_url), Some(image), Some(digest)) = (
-            &self.config.registry_url,
-            &self.config.image_name,
-            &self.config.image_digest,
-        ) else {
-            return Err(Error::config(format!(
-                "Flow \"{name}\" is in a local image that was not pushed; run it inside the image (its file is {location})"
-            )));
-        };
-        let digest: Digest = digest.parse().map_err(|e| {
-            Error::config(format!("the reference's image_digest is not usable: {e}"))
-        })?;
-        let reg = Registry::new(registry_url, self.registry_auth()?);
-        let image_at = format!("{registry_url}/{image}@{digest}");
-        let Some(manifest) = reg.manifest(image, digest.as_str()).await?.0.into_image() else {
-            return Err(Error::config(format!(
-                "{image_at} is a multi-platform index, not the image manifest flowstore pushed"
-            )));
-        };
-        for l in manifest.layers.iter().rev() {
-            let blob = reg.blob(image, &l.digest).await?;
-            if let Some(content) = layer::read_file(&blob, location).map_err(|e| {
-                CoreError::io(format!("reading layer {} of {image_at}", l.digest), e)
-            })? {
-                tracing::info!(flow = name, image = %image, digest = %digest, layer = %l.digest, "read flow from the registry");
-                return Ok(Bytes::from(content));
-            }
-        }
-        Err(CoreError::not_found(
-            "file",
-            format!("{image_at}:{location}"),
-            format!(
-                "Flow file {location} of flow \"{name}\" is not in image {image_at}: check the reference's `directory` and `path`"
-            ),
-        )
-        .into())
-    }
 }
 
 #[async_trait]
@@ -180,7 +139,7 @@ impl Storage for Docker {
             serialized: !script,
             script,
             list_versions: registry,
-            stream_to_file: false,
+            stream_to_file: true,
             bundles: !script,
             delete_versions: registry,
         }
@@ -272,11 +231,8 @@ impl Storage for Docker {
             }
             (FlowInput::Serialized(sealed), false) => {
                 let location = self.flow_location(&name);
-                let bytes = sealed.to_bytes().map_err(|e| {
-                    CoreError::io(format!("Flow \"{name}\": reading it to build the image"), e)
-                })?;
-                self.staged.push((name.clone(), location.clone(), bytes));
                 self.index.digests.insert(name.clone(), sealed.digest());
+                self.staged.push((name.clone(), location.clone(), sealed));
                 location
             }
             (FlowInput::Bundle(input), false) => return self.add_bundle(input).await,
@@ -352,7 +308,9 @@ impl Storage for Docker {
     }
 
     /// Inside the image: reads the flow's file. Outside: reads just the flow's layer from the
-    /// registry by digest (no daemon, no full pull). Either way the digest is checked.
+    /// registry by digest (no daemon, no full pull), streamed: only the flow is held in memory,
+    /// never the compressed layer. Either way the digest is checked (the layer's, and the
+    /// flow's).
     ///
     /// Errors with [`CoreError::FlowCorrupt`] when the bytes do not match what was registered
     /// (or the registry's blob does not match its digest), [`CoreError::NotFound`] when the image
@@ -367,17 +325,7 @@ impl Storage for Docker {
                     .map_err(|e| CoreError::io(format!("reading {location}"), e))?,
             )
         } else {
-            self.fetch_outside(name, &location)
-                .await
-                .map_err(|e| match e {
-                    // The image's bytes changed behind the registry's back: a tampered flow.
-                    e @ Error::DigestMismatch { .. } => CoreError::FlowCorrupt {
-                        flow: name.to_string(),
-                        location: location.clone(),
-                        reason: e.to_string(),
-                    },
-                    other => other.into(),
-                })?
+            self.fetch_outside(name, &location).await?
         };
         let revision = self.config.image_digest.clone();
         if self.config.stored_as_script {
@@ -386,6 +334,18 @@ impl Storage for Docker {
         } else {
             self.index.open_serialized(name, &location, revision, bytes)
         }
+    }
+
+    /// Writes flow `name` to `dest` without holding it in memory: inside the image from its file,
+    /// outside from its layer streamed from the registry (gunzipped and untarred as it arrives),
+    /// through a [`FlowFileSink`](flowstore_core::raw::sink::FlowFileSink) that checks the
+    /// envelope and the recorded digest as it writes. `dest` appears only once every check
+    /// passed, the layer's own digest included; an existing file is never replaced.
+    ///
+    /// Errors as [`get_flow`](Storage::get_flow) does, and with [`CoreError::Io`] when `dest`
+    /// cannot be written.
+    async fn get_flow_to_file(&self, name: &str, dest: &Path) -> Result<FetchedFlow> {
+        self.flow_to_file(name, dest).await
     }
 
     /// Fetches bundle flow `name` into `dest`: the manifest through `get_flow` (verified against

@@ -427,6 +427,194 @@ async fn engine_build_pushes_and_the_container_reads_the_flow() {
     assert_eq!(out.as_bytes(), sealed.to_bytes().unwrap().as_ref());
 }
 
+/// Writes `size` bytes that gzip cannot shrink much (an xorshift sequence) to `path`.
+fn write_incompressible(path: &std::path::Path, size: usize) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut left = size;
+    let mut buf = vec![0u8; 1 << 16];
+    while left > 0 {
+        for b in buf.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let n = left.min(buf.len());
+        out.write_all(&buf[..n]).unwrap();
+        left -= n;
+    }
+    out.flush().unwrap();
+}
+
+/// A 20 MiB flow sealed from its file (above the 8 MiB in-memory limit: it stays in its file)
+/// registers daemonless (its layer built and pushed streamed) and comes back byte-exact through
+/// `get_flow_to_file` (streamed from the layer) and `get_flow`; a destination that exists is
+/// never replaced; the same file changed after sealing pushes nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_flow_sealed_from_its_file_round_trips_daemonless() {
+    let e = need!("a_big_flow_sealed_from_its_file_round_trips_daemonless");
+    let base = base_image(&e.registry, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    let size = 20 * 1024 * 1024;
+    write_incompressible(&path, size);
+    let sealed = flowstore_core::envelope::seal_file("Big Flow", &path, &app()).unwrap();
+    assert!(
+        sealed.as_bytes().is_none(),
+        "a 20 MiB flow stays in its file"
+    );
+    let digest = sealed.digest();
+    let image = unique("big");
+    let mut s = daemonless(&e, &base).image(&image, None).build().unwrap();
+    s.add_flow(sealed.into()).await.unwrap();
+    let t = std::time::Instant::now();
+    s.persist().await.unwrap_or_else(|err| panic!("{err}"));
+    eprintln!("daemonless build+push of a 20 MiB flow: {:?}", t.elapsed());
+    let reference = s.reference().unwrap();
+    assert_eq!(reference.flow_digests.get("Big Flow"), Some(&digest));
+
+    let agent = types().open(&reference).unwrap();
+    assert!(agent.capabilities().stream_to_file);
+    let dest = dir.path().join("fetched.bin");
+    let t = std::time::Instant::now();
+    let fetched = agent.get_flow_to_file("Big Flow", &dest).await.unwrap();
+    eprintln!("get_flow_to_file of a 20 MiB flow: {:?}", t.elapsed());
+    assert_eq!(fetched.size(), size as u64);
+    let original = std::fs::read(&path).unwrap();
+    assert!(
+        std::fs::read(&dest).unwrap() == original,
+        "the file came back different"
+    );
+    let again = agent.get_flow_to_file("Big Flow", &dest).await.unwrap_err();
+    assert!(
+        again.to_string().contains("never replaced"),
+        "an existing file was replaced: {again}"
+    );
+    let in_memory = agent.get_flow("Big Flow").await.unwrap();
+    assert!(
+        in_memory.bytes().as_ref() == original.as_slice(),
+        "get_flow came back different"
+    );
+
+    // The file changes between sealing and the build: refused, nothing pushed (not even the
+    // base image's layers: the repository stays unknown to the registry).
+    let sealed = flowstore_core::envelope::seal_file("Changing", &path, &app()).unwrap();
+    let mut altered = original;
+    altered[size / 2] ^= 0x40;
+    std::fs::write(&path, &altered).unwrap();
+    let changing = unique("big-changing");
+    let mut s = daemonless(&e, &base)
+        .image(&changing, Some("v1"))
+        .build()
+        .unwrap();
+    s.add_flow(sealed.into()).await.unwrap();
+    let err = s.persist().await.unwrap_err();
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(inner) = source {
+        chain.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    assert!(chain.contains("after it was sealed"), "{chain}");
+    assert!(
+        chain.contains("Changing"),
+        "the error names the flow: {chain}"
+    );
+    let tags = Registry::new(&e.registry, None)
+        .tags(&changing, 100)
+        .await
+        .unwrap();
+    assert!(tags.is_empty(), "a refused build pushed {tags:?}");
+    assert!(s.reference().unwrap().fields["image_digest"].is_null());
+}
+
+/// The SHA-256 of a file, read in chunks.
+fn file_sha256(path: &std::path::Path) -> String {
+    flowstore_core::raw::sink::file_digest(path).unwrap()
+}
+
+/// This process's peak resident set size in KiB (`VmHWM`).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Peak memory of registering and fetching a big flow (`FLOWSTORE_BIG_FLOW_MIB`, default 1024):
+/// run it alone (`cargo test -p flowstore-docker --test docker -- --ignored --exact
+/// a_big_flow_registers_and_fetches_in_bounded_memory`, with the servers of `cargo xtask serve`),
+/// so the process's peak RSS is this check's. Nothing here holds the flow: it is written, sealed
+/// from its file, compared by digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: a 1 GiB flow; run alone to measure peak memory"]
+async fn a_big_flow_registers_and_fetches_in_bounded_memory() {
+    let e = need!("a_big_flow_registers_and_fetches_in_bounded_memory");
+    let mib: usize = std::env::var("FLOWSTORE_BIG_FLOW_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let base = base_image(&e.registry, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    write_incompressible(&path, mib * 1024 * 1024);
+    let sealed = flowstore_core::envelope::seal_file("Huge", &path, &app()).unwrap();
+    let mut s = daemonless(&e, &base)
+        .image(&unique("huge"), None)
+        .build()
+        .unwrap();
+    s.add_flow(sealed.into()).await.unwrap();
+    let t = std::time::Instant::now();
+    s.persist().await.unwrap_or_else(|err| panic!("{err}"));
+    let registered = t.elapsed();
+    let after_register = peak_rss_kib();
+    let agent = types().open(&s.reference().unwrap()).unwrap();
+    let dest = dir.path().join("fetched.bin");
+    let t = std::time::Instant::now();
+    agent.get_flow_to_file("Huge", &dest).await.unwrap();
+    let fetched = t.elapsed();
+    let peak = peak_rss_kib();
+    eprintln!(
+        "{mib} MiB flow: register {registered:?} (peak RSS {} MiB), get_flow_to_file {fetched:?} (peak RSS {} MiB)",
+        after_register / 1024,
+        peak / 1024
+    );
+    assert_eq!(file_sha256(&dest), file_sha256(&path));
+    assert!(peak <= 64 * 1024, "peak RSS {} MiB", peak / 1024);
+}
+
+/// An Engine build of a flow sealed from its file (9 MiB, kept in its file): the build context
+/// is written to a temporary file and streamed to the daemon, the health check (`sha256sum -c`)
+/// passes in the image, and the flow comes back through `get_flow_to_file`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_build_streams_a_flow_sealed_from_its_file() {
+    let e = need!("engine_build_streams_a_flow_sealed_from_its_file");
+    let base = base_image(&e.registry, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flow.bin");
+    write_incompressible(&path, 9 * 1024 * 1024);
+    let sealed = flowstore_core::envelope::seal_file("Engine Big", &path, &app()).unwrap();
+    assert!(sealed.as_bytes().is_none());
+    let mut s = Docker::builder()
+        .registry_url(&e.registry)
+        .mode(BuildMode::Engine)
+        .base_image(base)
+        .base_url(&e.docker_host)
+        .image(&unique("engine-big"), None)
+        .build()
+        .unwrap();
+    s.add_flow(sealed.into()).await.unwrap();
+    s.persist().await.unwrap_or_else(|err| panic!("{err}"));
+    let agent = types().open(&s.reference().unwrap()).unwrap();
+    let dest = dir.path().join("fetched.bin");
+    agent.get_flow_to_file("Engine Big", &dest).await.unwrap();
+    assert!(std::fs::read(&dest).unwrap() == std::fs::read(&path).unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_health_check_fails_the_build() {
     let e = need!("a_failing_health_check_fails_the_build");

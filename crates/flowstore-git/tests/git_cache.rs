@@ -451,3 +451,116 @@ async fn temporaries_of_dead_processes_are_removed_and_old_entries_evicted() {
     // And the next fetch simply fetches again.
     assert!(fetch(&s, "D").await.unwrap().contains("# v2"));
 }
+
+/// When the clone last fetched (libgit2 rewrites `FETCH_HEAD` at every fetch), if it did.
+fn last_fetch(cache: &Path) -> Option<std::time::SystemTime> {
+    let clones = entries(cache, "clone");
+    let clone = clones.first()?;
+    std::fs::metadata(clone.join("repo.git/FETCH_HEAD"))
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+/// Waits until the file system's clock has moved on, so a rewrite shows in an mtime.
+fn tick() {
+    std::thread::sleep(Duration::from_millis(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_ref_is_served_from_the_cache_without_a_fetch_and_a_new_commit_is_seen() {
+    let e = need_servers!(
+        "an_unchanged_ref_is_served_from_the_cache_without_a_fetch_and_a_new_commit_is_seen"
+    );
+    let flow = source("W");
+    let Fetched {
+        cache,
+        repo,
+        storage: s,
+    } = fetched_once(&e, &[("flow.py", &flow)], "flow.py", "W").await;
+    let fetched_at = last_fetch(cache.path()).expect("the first fetch fetched");
+    tick();
+    // Unchanged ref: the same commit, verified, and the clone left alone.
+    for _ in 0..2 {
+        let f = s.get_flow("W").await.unwrap();
+        assert_eq!(f.bytes(), flow.as_bytes());
+        assert!(flow_dir(&f).join("flow.py").exists());
+    }
+    assert_eq!(
+        last_fetch(cache.path()),
+        Some(fetched_at),
+        "an unchanged ref was fetched"
+    );
+    // A new commit on the branch: seen at once, and fetched.
+    let v2 = format!("{flow}# v2\n");
+    let sha2 = repo.commit(&[("flow.py", &v2)], "v2");
+    let f = s.get_flow("W").await.unwrap();
+    assert_eq!(f.bytes(), v2.as_bytes());
+    assert_eq!(f.revision.as_deref(), Some(sha2.as_str()));
+    let refetched = last_fetch(cache.path()).unwrap();
+    assert!(refetched > fetched_at, "the new commit was not fetched");
+    tick();
+    // And that commit, unchanged, is served from the cache in turn.
+    assert_eq!(fetch(&s, "W").await.unwrap(), v2);
+    assert_eq!(last_fetch(cache.path()), Some(refetched));
+    // A branch moved back to an older commit whose checkout is cached: that commit, no fetch.
+    git(repo.work.path(), &["reset", "-q", "--hard", "HEAD~1"]);
+    git(repo.work.path(), &["push", "-q", "-f", "origin", "main"]);
+    assert_eq!(fetch(&s, "W").await.unwrap(), flow);
+    assert_eq!(last_fetch(cache.path()), Some(refetched));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_and_the_default_branch_are_served_from_the_cache_until_they_move() {
+    let e = need_servers!("tags_and_the_default_branch_are_served_from_the_cache_until_they_move");
+    let cache = tempfile::tempdir().unwrap();
+    let v1 = source("G");
+    let repo = TestRepo::new(&e, &[("flow.py", &v1)]);
+    git(repo.work.path(), &["tag", "-a", "-m", "release", "rel"]);
+    git(repo.work.path(), &["push", "-q", "origin", "rel"]);
+    let mut tagged = storage(&repo, &e, "flow.py", cache.path())
+        .tag("rel")
+        .build()
+        .unwrap();
+    tagged.add_flow(FlowInput::script("G")).await.unwrap();
+    let mut default = storage(&repo, &e, "flow.py", cache.path()).build().unwrap();
+    default.add_flow(FlowInput::script("G")).await.unwrap();
+    assert_eq!(fetch(&tagged, "G").await.unwrap(), v1);
+    assert_eq!(fetch(&default, "G").await.unwrap(), v1);
+    let fetched_at = last_fetch(cache.path()).unwrap();
+    tick();
+    assert_eq!(fetch(&tagged, "G").await.unwrap(), v1);
+    assert_eq!(fetch(&default, "G").await.unwrap(), v1);
+    assert_eq!(
+        last_fetch(cache.path()),
+        Some(fetched_at),
+        "an unchanged tag or default branch was fetched"
+    );
+    // The default branch moves: seen; the tag stays.
+    let v2 = format!("{v1}# v2\n");
+    let sha2 = repo.commit(&[("flow.py", &v2)], "v2");
+    assert_eq!(fetch(&default, "G").await.unwrap(), v2);
+    assert_eq!(fetch(&tagged, "G").await.unwrap(), v1);
+    // The tag is moved to the new commit: seen.
+    git(
+        repo.work.path(),
+        &["tag", "-f", "-a", "-m", "again", "rel", &sha2],
+    );
+    git(repo.work.path(), &["push", "-q", "-f", "origin", "rel"]);
+    let f = tagged.get_flow("G").await.unwrap();
+    assert_eq!(f.bytes(), v2.as_bytes());
+    assert_eq!(f.revision.as_deref(), Some(sha2.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_gone_after_the_first_fetch_is_reported_not_served_from_the_cache() {
+    let e =
+        need_servers!("a_remote_gone_after_the_first_fetch_is_reported_not_served_from_the_cache");
+    let Fetched {
+        cache: _cache,
+        repo,
+        storage: s,
+    } = fetched_once(&e, &[("flow.py", &source("R"))], "flow.py", "R").await;
+    std::fs::remove_dir_all(repo.bare(&e)).unwrap();
+    let err = s.get_flow("R").await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+}

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowstore_core::raw::config;
 use flowstore_core::raw::FlowIndex;
+use flowstore_core::raw::{clients, config};
 use flowstore_core::secret::{NoSecrets, SecretSource, SecretString};
 use flowstore_core::{Error as CoreError, Result};
 use serde_json::{json, Value};
@@ -269,8 +269,11 @@ impl WebhookBuilder {
                  bearer_token_secret / basic_auth_secret."
             );
         }
-        let client = reqwest::Client::builder().build().map_err(|e| {
-            CoreError::config("Webhook storage: cannot create the HTTP client").with_source(e)
+        // One client (one connection pool) for every Webhook storage in this process.
+        let client = clients::shared(clients::Fingerprint::new("webhook-http"), || {
+            reqwest::Client::builder().build().map_err(|e| {
+                CoreError::config("Webhook storage: cannot create the HTTP client").with_source(e)
+            })
         })?;
         Ok(Webhook {
             config,

@@ -304,6 +304,16 @@ impl Storage for Webhook {
                 location: self.spec_build().url_template(),
             });
         }
+        if let (Err(_), Body::Sealed(sealed)) = (&sent, &body) {
+            // A flow streamed from its file fails the request when the file changed after it
+            // was sealed; the transport may report that only as a broken request: say why.
+            if let Err(e) = still_as_sealed(sealed).await {
+                return Err(CoreError::io(
+                    format!("Flow \"{name}\": sending it with the build request"),
+                    e,
+                ));
+            }
+        }
         sent?;
         tracing::info!(flow = %name, url = %self.spec_build().url_template(), "sent flow");
         if let (Some((mut report, files)), Body::Bytes(manifest)) = (transfer, &body) {
@@ -430,4 +440,18 @@ impl Storage for Webhook {
         }
         sink.finish(None)
     }
+}
+
+/// Reads a flow sealed from a file through once, as it would be sent: an error when the file
+/// changed after it was sealed (nothing to read for a flow held in memory).
+async fn still_as_sealed(sealed: &SealedFlow) -> std::io::Result<()> {
+    if sealed.as_bytes().is_some() {
+        return Ok(());
+    }
+    let sealed = sealed.clone();
+    tokio::task::spawn_blocking(move || {
+        std::io::copy(&mut sealed.reader()?, &mut std::io::sink()).map(|_| ())
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }

@@ -411,12 +411,20 @@ async fn connection_resets_are_retried_against_nginx() {
         .await
         .unwrap();
     s.persist().await.unwrap();
-    // A fresh agent (new connections): its first response is cut short, then it retries.
-    proxy.push([Fault::TruncateResponse(40)]);
-    let agent = registry().open(&s.reference().unwrap()).unwrap();
+    assert_eq!(proxy.stats().faults_injected(), 2);
+    // An agent reaching the server through a second proxy (so through new connections: storages
+    // share their client and its pooled connections): its first response is cut short, then it
+    // retries.
+    let second = FaultProxy::start(upstream, vec![Fault::TruncateResponse(40)]).await;
+    let json = s
+        .reference()
+        .unwrap()
+        .to_json()
+        .replace(&proxy.addr().to_string(), &second.addr().to_string());
+    let agent = registry().open_json(&json).unwrap();
     let v: String = agent.get_flow("F").await.unwrap().decode(&app()).unwrap();
     assert_eq!(v, "survived");
-    assert_eq!(proxy.stats().faults_injected(), 3);
+    assert_eq!(second.stats().faults_injected(), 1);
 }
 
 /// A minimal HTTP/1.1 responder that answers `500` to the first `failures` requests, then stores

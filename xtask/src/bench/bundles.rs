@@ -4,11 +4,7 @@
 
 use anyhow::Result;
 
-use super::{num, ratio, Bench, Table};
-
-fn f(v: &serde_json::Value, key: &str) -> f64 {
-    v[key].as_f64().unwrap_or(f64::NAN)
-}
+use super::{field as f, num, ratio, Bench, Table};
 
 fn mib(bytes: f64) -> String {
     format!("{:.2} MiB", bytes / (1024.0 * 1024.0))
@@ -36,15 +32,8 @@ fn on_server(
     start: fn(&mut crate::servers::Servers) -> Result<()>,
 ) -> Result<serde_json::Value> {
     let p = &b.params;
-    let mut servers =
-        crate::servers::Servers::new(&b.scratch.join(format!("servers-bundles-{name}")))?;
-    start(&mut servers)?;
-    let endpoint = servers.env()["FLOWSTORE_TEST_S3_ENDPOINT"].clone();
-    let floor_endpoint = servers
-        .env()
-        .get("FLOWSTORE_TEST_S3_PLAIN_ENDPOINT")
-        .cloned()
-        .unwrap_or_else(|| endpoint.clone());
+    let (mut servers, endpoint, floor_endpoint) =
+        super::start_s3(b, &format!("bundles-{name}"), start)?;
     let args = vec![
         endpoint,
         "flowstore-test".to_string(),
@@ -61,6 +50,7 @@ fn on_server(
 
 fn table(v: &serde_json::Value, server: &str) -> Table {
     Table {
+        after: String::new(),
         title: String::new(),
         note: format!(
             "flowstore: `FlowInput::bundle` (walk, SHA-256 of every file, small files grouped by path into packs of \

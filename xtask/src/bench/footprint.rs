@@ -96,6 +96,7 @@ pub fn run(b: &Bench) -> Result<Table> {
         rows.push(vec![krate.to_string(), deps.to_string(), secs]);
     }
     Ok(Table {
+        after: String::new(),
         title: "6. Footprint: what depending on one crate costs".into(),
         note: "Crates in each crate's normal dependency tree (itself included; `cargo tree -e normal`), and the \
                wall-clock time of a cold `cargo build --release` of a program that depends on that crate alone \

@@ -6,9 +6,12 @@
 //! floor (plain protocol requests with no SDK logic). Figures are medians over repetitions.
 
 mod bundles;
+mod firstrun;
 mod footprint;
+mod git;
 mod memory;
 mod prefect;
+mod s3;
 mod sections;
 
 use std::path::{Path, PathBuf};
@@ -46,7 +49,8 @@ pub struct Params {
     /// Total size of that project, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 20)]
     pub bundle_mib: usize,
-    /// Run only these sections (repeatable: local, s3, git, memory, docker, footprint, bundles);
+    /// Run only these sections (repeatable: local, s3, git, memory, docker, footprint, bundles,
+    /// firstrun);
     /// their tables replace the same sections of the existing `BENCHMARKS.md`.
     #[arg(long = "section", value_name = "NAME")]
     pub sections: Vec<String>,
@@ -63,6 +67,8 @@ pub struct Table {
     pub header: Vec<String>,
     /// Rows of cells.
     pub rows: Vec<Vec<String>>,
+    /// Markdown printed after the table (a second table, a remark).
+    pub after: String,
 }
 
 impl Table {
@@ -77,6 +83,10 @@ impl Table {
             s.push_str(&format!("| {} |\n", r.join(" | ")));
         }
         s.push('\n');
+        if !self.after.is_empty() {
+            s.push_str(self.after.trim_end());
+            s.push_str("\n\n");
+        }
         s
     }
 }
@@ -85,7 +95,9 @@ impl Table {
 pub struct Bench {
     /// Workspace root.
     pub root: PathBuf,
-    /// Scratch directory.
+    /// Cargo's target directory (where release builds land).
+    pub target: PathBuf,
+    /// Scratch directory (`<target>/bench`).
     pub scratch: PathBuf,
     /// Parameters.
     pub params: Params,
@@ -137,24 +149,27 @@ pub fn last_json(stdout: &[u8]) -> Result<serde_json::Value> {
 
 /// `cargo xtask bench [options]`.
 pub fn run(root: &Path, params: Params) -> Result<()> {
-    let scratch = root.join("target/bench");
+    let target = crate::target_dir(root);
+    let scratch = target.join("bench");
     std::fs::create_dir_all(&scratch)?;
     let bench = Bench {
         root: root.to_path_buf(),
+        target,
         scratch,
         params,
     };
     let mut tables = Vec::new();
     let mut problems = Vec::new();
     type Section = fn(&Bench) -> Result<Table>;
-    let all: [(&str, Section); 7] = [
+    let all: [(&str, Section); 8] = [
         ("local", sections::local),
-        ("s3", sections::s3),
-        ("git", sections::git),
+        ("s3", s3::run),
+        ("git", git::run),
         ("memory", memory::run),
         ("docker", sections::docker_build),
         ("footprint", footprint::run),
         ("bundles", bundles::run),
+        ("firstrun", firstrun::run),
     ];
     for wanted in &bench.params.sections {
         if !all.iter().any(|(name, _)| name == wanted) {
@@ -279,6 +294,30 @@ fn machine() -> String {
         "{cpu}, {cores} cores, {mem} RAM, {}, {rustc}",
         std::env::consts::OS
     )
+}
+
+/// Starts one S3 server (moto, s3s-fs) in a fresh directory named after `label`; returns it,
+/// its endpoint and the endpoint the floors' unsigned requests go to (the same one, unless the
+/// server runs a second, credential-less instance for them).
+pub fn start_s3(
+    b: &Bench,
+    label: &str,
+    start: fn(&mut crate::servers::Servers) -> Result<()>,
+) -> Result<(crate::servers::Servers, String, String)> {
+    let mut servers = crate::servers::Servers::new(&b.scratch.join(format!("servers-{label}")))?;
+    start(&mut servers)?;
+    let endpoint = servers.env()["FLOWSTORE_TEST_S3_ENDPOINT"].clone();
+    let floor_endpoint = servers
+        .env()
+        .get("FLOWSTORE_TEST_S3_PLAIN_ENDPOINT")
+        .cloned()
+        .unwrap_or_else(|| endpoint.clone());
+    Ok((servers, endpoint, floor_endpoint))
+}
+
+/// The number at `key` of a driver's JSON result (NaN when it is missing).
+pub fn field(v: &serde_json::Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
 }
 
 /// `a / b` as `N.N×`.

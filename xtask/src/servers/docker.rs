@@ -102,6 +102,14 @@ fn registry(s: &mut Servers, name: &str, auth: Auth) -> Result<(u16, std::path::
     Ok((port, dir.join("data")))
 }
 
+/// Starts only the open registry (daemonless builds need nothing else); exports
+/// `FLOWSTORE_TEST_REGISTRY`.
+pub fn start_registry(s: &mut Servers) -> Result<()> {
+    let (open, _) = registry(s, "registry", Auth::Open)?;
+    s.set_env("FLOWSTORE_TEST_REGISTRY", format!("127.0.0.1:{open}"));
+    Ok(())
+}
+
 /// Starts the registries (open, htpasswd, token flow with its token server) and dockerd; exports
 /// `FLOWSTORE_TEST_REGISTRY`, `FLOWSTORE_TEST_REGISTRY_AUTH`, `FLOWSTORE_TEST_REGISTRY_TOKEN` (the
 /// last two with `_USER`/`_PASSWORD`), `FLOWSTORE_TEST_REGISTRY_DATA` and
@@ -126,7 +134,9 @@ pub fn start(s: &mut Servers) -> Result<()> {
     s.set_env("FLOWSTORE_TEST_REGISTRY_PASSWORD", PASSWORD);
 
     // dockerd: short paths (unix socket length limit), everything in a scratch directory.
-    let dir = std::path::PathBuf::from("/tmp/flowstore-dockerd");
+    // One directory per xtask process, so two runs at once do not share a pid file or socket
+    // (a short path: unix socket paths are limited); those of finished runs are removed.
+    let dir = super::run_dir(std::path::Path::new("/tmp/flowstore-dockerd"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let sock = dir.join("d.sock");

@@ -102,11 +102,45 @@ pub const SERVERS: &[ServerSpec] = &[
     },
 ];
 
+/// `base/<this process id>`, after removing the `base/<pid>` directories of processes that are
+/// gone: two xtask runs at once (a test run and a bench) each get their own servers' directory.
+pub fn run_dir(base: &Path) -> std::path::PathBuf {
+    if let Ok(entries) = std::fs::read_dir(base) {
+        for entry in entries.flatten() {
+            let pid = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+    base.join(std::process::id().to_string())
+}
+
+/// A copy of this xtask binary in the servers' directory: a rebuild of xtask while the suite
+/// runs replaces `target/debug/xtask`, and must not take the fake APIs' program away (on Linux
+/// the running program stays readable through `/proc/self/exe` even then).
+fn own_program_copy(s: &Servers) -> Result<std::path::PathBuf> {
+    let from = if cfg!(target_os = "linux") {
+        std::path::PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe()?
+    };
+    let to = s.root.join("xtask-fake-apis");
+    std::fs::copy(&from, &to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    Ok(to)
+}
+
 /// Starts this xtask binary's `fake-apis` server (GitHub, GitLab, Bitbucket, CodeCommit) and
 /// exports its address and the credentials it accepts.
 fn start_fake_apis(s: &mut Servers) -> Result<()> {
     let port = s.free_port()?;
-    let mut cmd = Command::new(std::env::current_exe()?);
+    let mut cmd = Command::new(own_program_copy(s)?);
     cmd.args(["fake-apis", &port.to_string()]);
     s.spawn("fake-apis", cmd)?;
     s.wait_for_port(port)?;

@@ -238,6 +238,54 @@ pub async fn fixed_key_is_honoured_and_never_overwritten<S: Cloud>(case: &Case<S
     assert_eq!(v, "first", "the stored flow was overwritten");
 }
 
+/// A fixed key already taken refuses a large (streamed, multipart) upload of a flow sealed from
+/// a file with `AlreadyExists` naming the key, records no digest, and leaves the stored object
+/// as it was.
+///
+/// What refuses it differs by service (see `Blobs` in `src/blobs.rs`): on GCS it is the
+/// `ifGenerationMatch=0` sent with the streamed upload itself (fake-gcs-server honours it on
+/// `uploadType=multipart`); on S3 (moto, s3s-fs) and Azure (Azurite) it is the HEAD before the
+/// multipart upload, because `object_store` 0.14 sends no `If-None-Match: *` with
+/// CompleteMultipartUpload or Put Block List. moto 5.2, s3s-fs 0.14 and Azurite would honour
+/// that condition, but this test does not exercise it on them: nothing sends it.
+pub async fn large_upload_to_a_taken_fixed_key_is_refused<S: Cloud>(case: &Case<S>) {
+    let key = unique("taken");
+    let mut first = (case.fixed_key)(&key);
+    first
+        .add_flow(seal("F", &"first", &app()).unwrap().into())
+        .await
+        .unwrap();
+    first.persist().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("large.bin");
+    let size = flowstore_cloud::MULTIPART_THRESHOLD as usize * 2 + 5;
+    let payload: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&path, &payload).unwrap();
+    let sealed = flowstore_core::envelope::seal_file("F", &path, &app()).unwrap();
+    assert!(sealed.as_bytes().is_none(), "sealed in its file: streamed");
+    let mut second = (case.fixed_key)(&key);
+    second.add_flow(sealed.into()).await.unwrap();
+    let err = second.persist().await.unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+    assert!(err.to_string().contains(&key), "{err}");
+    assert!(
+        second.reference().unwrap().flow_digests.is_empty(),
+        "a refused upload recorded a digest"
+    );
+    // Fetched against the first registration's digest: byte for byte what it stored.
+    let v: String = case
+        .registry()
+        .open(&first.reference().unwrap())
+        .unwrap()
+        .get_flow("F")
+        .await
+        .unwrap()
+        .decode(&app())
+        .unwrap();
+    assert_eq!(v, "first");
+}
+
 pub async fn script_mode_with_a_key_only<S: Cloud>(case: &Case<S>) {
     let err = (case.script_key)(None)
         .and_then(|mut s| futures_block(s.add_flow(FlowInput::script("S"))))
@@ -433,6 +481,59 @@ pub async fn listing_is_newest_first<S: Cloud>(case: &Case<S>) {
     assert!(versions
         .iter()
         .all(|v| v.flow.as_deref() == Some("Listed Flow")));
+}
+
+/// Storages an agent opens from the same reference share one client and its connection
+/// pool: ten references opened and fetched through a request-counting proxy make ten GETs on
+/// one kept-alive connection (a client per storage would open ten).
+pub async fn reopened_references_share_one_connection<S: Cloud>(case: &Case<S>) {
+    use flowstore_core::testkit::counting::CountingProxy;
+    let upstream: std::net::SocketAddr = case
+        .upstream
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the server's address");
+    let proxy = CountingProxy::start(upstream).await;
+    let mut storage = (case.via)(&unique("shared"), &proxy.url());
+    storage
+        .add_flow(seal("Shared", &"flow", &app()).unwrap().into())
+        .await
+        .unwrap();
+    storage.persist().await.unwrap();
+    let json = storage.reference().unwrap().to_json();
+    let registry = case.registry();
+    // The first agent storage builds the shared client; count from the second on.
+    let _ = proxy.take();
+    registry
+        .open_json(&json)
+        .unwrap()
+        .get_flow("Shared")
+        .await
+        .unwrap();
+    let per_fetch = proxy.take().requests("GET");
+    for _ in 0..10 {
+        let agent = registry.open_json(&json).unwrap();
+        agent.get_flow("Shared").await.unwrap();
+    }
+    let counts = proxy.take();
+    assert_eq!(counts.requests("GET"), 10 * per_fetch, "{counts:?}");
+    // A server that closes every connection after one answer (moto's) cannot show sharing:
+    // two requests from one plain client say whether this one keeps connections alive.
+    let plain = reqwest::Client::new();
+    for _ in 0..2 {
+        let _ = plain.get(proxy.url()).send().await.unwrap().bytes().await;
+    }
+    if proxy.take().connections > 1 {
+        return flowstore_core::testkit::not_applicable(
+            "reopened_references_share_one_connection",
+            "the server closes each connection after one answer",
+        );
+    }
+    // A server may close an idle kept-alive connection once; a client per storage opens ten.
+    assert!(
+        counts.connections <= 1,
+        "reopened storages opened new connections instead of sharing the pool: {counts:?}"
+    );
 }
 
 pub async fn credentials_never_leak<S: Cloud>(case: &Case<S>) {

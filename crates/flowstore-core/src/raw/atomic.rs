@@ -24,7 +24,13 @@ impl NewFile {
         })?;
         fs::create_dir_all(dir)?;
         let tmp = temp_path(dir);
-        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        // Stored files are read-only: created so (the open descriptor still writes), which
+        // saves a stat and a chmod per file at commit.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o444);
+        let file = options.open(&tmp)?;
         Ok(NewFile {
             tmp,
             file: Some(file),
@@ -47,10 +53,14 @@ impl NewFile {
             file.sync_all()?;
         }
         // Non-durable files are made durable later in one batch (see `sync_filesystem`).
-        // Stored flows are read-only: nothing in flowstore ever rewrites one.
-        let mut perms = file.metadata()?.permissions();
-        perms.set_readonly(true);
-        file.set_permissions(perms)?;
+        // Stored flows are read-only: nothing in flowstore ever rewrites one (on Unix the file
+        // was created read-only).
+        #[cfg(not(unix))]
+        {
+            let mut perms = file.metadata()?.permissions();
+            perms.set_readonly(true);
+            file.set_permissions(perms)?;
+        }
         drop(file);
         fs::hard_link(&self.tmp, dest)?;
         let _ = fs::remove_file(&self.tmp);

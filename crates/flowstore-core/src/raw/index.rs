@@ -117,7 +117,14 @@ impl FlowIndex {
         bytes: bytes::Bytes,
     ) -> Result<FetchedFlow> {
         self.verify_digest(name, location, &bytes)?;
-        let content = crate::flow::decode_stored(name, location, bytes)?;
+        let content = if self.digests.contains_key(name) && crate::envelope::is_envelope(&bytes) {
+            // The bytes hash to the digest recorded when this envelope was sealed and checked:
+            // the envelope's own digest can only agree, so only its header is checked.
+            crate::envelope::Envelope::open_digest_checked(name, location, bytes)
+                .map(FlowContent::Serialized)?
+        } else {
+            crate::flow::decode_stored(name, location, bytes)?
+        };
         Ok(FetchedFlow {
             name: name.to_string(),
             location: location.to_string(),

@@ -3,6 +3,8 @@
 //!
 //! - [`FlowIndex`]: the flow locations, digests, secrets and labels every backend records.
 //! - [`atomic`]: create-only, crash-safe file writes.
+//! - [`clients`]: HTTP clients (and their connection pools) shared by every storage a process
+//!   opens.
 //! - [`sink`]: streaming a fetched flow to a file while verifying it.
 //! - [`builder_common_methods!`](crate::builder_common_methods): the label and secret methods
 //!   every builder shares.
@@ -10,6 +12,7 @@
 
 pub mod atomic;
 mod builder;
+pub mod clients;
 pub mod config;
 mod index;
 pub mod sink;

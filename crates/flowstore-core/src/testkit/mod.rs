@@ -19,6 +19,7 @@
 //! or fails, when `FLOWSTORE_REQUIRE_SERVERS=1` (set by `cargo xtask test`, which starts them).
 
 mod bundle;
+pub mod counting;
 pub mod proxy;
 mod prune;
 pub mod recording;

@@ -82,11 +82,17 @@ impl Http {
     /// A client with a 60 s timeout and 3 retries.
     pub fn new() -> Self {
         Http {
-            client: reqwest::Client::builder()
-                .user_agent(concat!("flowstore/", env!("CARGO_PKG_VERSION")))
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("a default HTTP client builds"),
+            // One client (one connection pool) for every provider storage in this process.
+            client: flowstore_core::raw::clients::shared(
+                flowstore_core::raw::clients::Fingerprint::new("git-api-http"),
+                || {
+                    reqwest::Client::builder()
+                        .user_agent(concat!("flowstore/", env!("CARGO_PKG_VERSION")))
+                        .timeout(Duration::from_secs(60))
+                        .build()
+                },
+            )
+            .expect("a default HTTP client builds"),
             retries: 3,
         }
     }

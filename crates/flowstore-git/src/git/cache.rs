@@ -23,6 +23,7 @@ use flowstore_core::Error as CoreError;
 use git2::{Oid, Repository};
 use sha2::{Digest, Sha256};
 
+use super::advert;
 use super::config::Target;
 use super::transport::{git_failure, object_failure, resolve, Cause, Failure};
 use super::url::CloneTarget;
@@ -228,17 +229,120 @@ pub(crate) struct CheckoutRequest<'a> {
 /// ([`Cause::ServerData`]) objects the server sent that are missing or fail git's checks even in
 /// an empty cache.
 pub(crate) fn checkout(cache: &GitCache, req: &CheckoutRequest<'_>) -> Result<Checkout, Failure> {
+    if let Some(co) = cached_checkout(cache, req) {
+        return Ok(co);
+    }
     with_commit(cache, req, |repo, oid, remote_key| {
-        let mut co_key = format!("checkout-{remote_key}-{oid}");
-        if !req.sparse.is_empty() {
-            let paths = hex::encode(&Sha256::digest(req.sparse.join("\n").as_bytes())[..6]);
-            co_key = format!("{co_key}-{paths}");
-        }
-        if req.submodules {
-            co_key.push_str("-with-submodules");
-        }
+        let co_key = checkout_key(remote_key, &oid.to_string(), req);
         ensure_checkout(cache, repo, oid, &co_key, req)
     })
+}
+
+/// The cache key of a remote's entries.
+fn remote_key(remote: &CloneTarget) -> String {
+    hex::encode(&Sha256::digest(remote.url.as_bytes())[..12])
+}
+
+/// The cache key of the checkout of `commit` the request asks for.
+fn checkout_key(remote_key: &str, commit: &str, req: &CheckoutRequest<'_>) -> String {
+    let mut co_key = format!("checkout-{remote_key}-{commit}");
+    if !req.sparse.is_empty() {
+        let paths = hex::encode(&Sha256::digest(req.sparse.join("\n").as_bytes())[..6]);
+        co_key = format!("{co_key}-{paths}");
+    }
+    if req.submodules {
+        co_key.push_str("-with-submodules");
+    }
+    co_key
+}
+
+/// The warm path of [`checkout`]: the checkout of the commit the target names now, if the cache
+/// holds one that matches its stamp — without libgit2, without the clone's lock, and without
+/// fetching. `None` sends the caller down the ordinary path, which fetches, writes, repairs and
+/// reports errors; so does anything unexpected here.
+///
+/// A commit target needs no remote. A branch, tag or the default branch of a `git://` remote is
+/// resolved by asking the server for its refs ([`advert::list_refs`]), every time — so a new
+/// commit is seen — while the checkout of the commit the clone last fetched for the branch is
+/// verified on another thread, as a guess; a guess that proves wrong is dropped. Other schemes
+/// (https, ssh: credentials, TLS, host keys) take the ordinary path.
+fn cached_checkout(cache: &GitCache, req: &CheckoutRequest<'_>) -> Option<Checkout> {
+    let rkey = remote_key(req.remote);
+    let verify = |commit: &str| -> Option<Checkout> {
+        let key = checkout_key(&rkey, commit, req);
+        let entry = cache.cache.entry_path(&key);
+        // Not `use_entry` on a checkout that is not there: that would leave its lock file behind.
+        entry.join(STAMP_FILE).symlink_metadata().ok()?;
+        let in_use = cache.cache.use_entry(&key).ok()?;
+        let stamp = verified_stamp(&entry, commit, false)?;
+        Some(Checkout {
+            commit: commit.to_string(),
+            dir: entry.join(TREE_DIR),
+            stamp,
+            _in_use: in_use,
+        })
+    };
+    if let Target::Commit(sha) = req.target {
+        let sha = sha.to_ascii_lowercase();
+        return if advert::is_full_sha(&sha) {
+            tracing::debug_span!("verify_checkout").in_scope(|| verify(&sha))
+        } else {
+            None
+        };
+    }
+    if !req.remote.url.starts_with("git://") {
+        return None;
+    }
+    let guess = last_fetched(cache, &rkey, req.target);
+    std::thread::scope(|s| {
+        let speculation = guess.map(|commit| {
+            let verify = &verify;
+            s.spawn(move || {
+                let found = tracing::debug_span!("speculative_verify").in_scope(|| verify(&commit));
+                (commit, found)
+            })
+        });
+        let listed =
+            tracing::debug_span!("ref_lookup").in_scope(|| advert::list_refs(&req.remote.url));
+        let remote = match listed {
+            Ok(advert) => advert.commit_of(req.target),
+            Err(e) => {
+                tracing::debug!(url = %req.remote.url, "listing the remote's refs failed ({e}): fetching");
+                None
+            }
+        };
+        let guessed = speculation.and_then(|h| h.join().ok());
+        let remote = remote?;
+        match guessed {
+            Some((commit, found)) if commit == remote => found,
+            _ => tracing::debug_span!("verify_checkout").in_scope(|| verify(&remote)),
+        }
+    })
+}
+
+/// The commit the clone last fetched for a branch target (read from its ref file, without
+/// libgit2 nor the clone's lock: a guess, checked against the remote).
+fn last_fetched(cache: &GitCache, remote_key: &str, target: &Target) -> Option<String> {
+    let Target::Branch(branch) = target else {
+        return None;
+    };
+    if branch.contains("..") || branch.starts_with('/') {
+        return None;
+    }
+    let repo = cache
+        .cache
+        .entry_path(&format!("clone-{remote_key}"))
+        .join(REPO_DIR);
+    let name = format!("refs/flowstore/heads/{branch}");
+    let sha = match std::fs::read_to_string(repo.join(&name)) {
+        Ok(text) => text.trim().to_string(),
+        Err(_) => std::fs::read_to_string(repo.join("packed-refs"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_suffix(name.as_str())?.strip_suffix(' '))?
+            .to_string(),
+    };
+    advert::is_full_sha(&sha).then_some(sha)
 }
 
 /// Fetches the request's ref from the remote into the cache (when needed) and runs `read` on the
@@ -256,15 +360,15 @@ pub(crate) fn with_commit<T>(
     mut read: impl FnMut(&Repository, Oid, &str) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let remote = req.remote;
-    let remote_key = hex::encode(&Sha256::digest(remote.url.as_bytes())[..12]);
+    let remote_key = remote_key(remote);
     let clone_key = format!("clone-{remote_key}");
-    let _writing = cache
-        .cache
-        .lock(&clone_key)
+    let _writing = tracing::debug_span!("lock_clone")
+        .in_scope(|| cache.cache.lock(&clone_key))
         .map_err(|e| cache.io("locking", e))?;
     let mut run = || -> Result<T, Failure> {
         let (repo, oid) = attempt(cache, &clone_key, req)?;
-        let _ = cache.cache.record_size(&clone_key);
+        let _ =
+            tracing::debug_span!("record_size").in_scope(|| cache.cache.record_size(&clone_key));
         read(&repo, oid, &remote_key)
     };
     let out = match run() {
@@ -291,7 +395,7 @@ pub(crate) fn with_commit<T>(
         Err(first) => return Err(first),
     };
     // Also sweeps temporaries left by dead processes.
-    cache.trim();
+    tracing::debug_span!("trim").in_scope(|| cache.trim());
     Ok(out)
 }
 
@@ -303,6 +407,8 @@ fn attempt(
 ) -> Result<(Repository, Oid), Failure> {
     let entry = cache.cache.entry_path(clone_key);
     let bare = entry.join(REPO_DIR);
+    tracing::debug_span!("libgit2_init").in_scope(super::transport::init_libgit2);
+    let opening = tracing::debug_span!("open_clone").entered();
     clear_stale_git_files(&bare);
     let (repo, fresh) = match Repository::open_bare(&bare) {
         Ok(r) => (r, false),
@@ -319,6 +425,7 @@ fn attempt(
             (repo, true)
         }
     };
+    drop(opening);
     let oid = resolve(
         &repo,
         req.remote,
@@ -328,6 +435,7 @@ fn attempt(
         req.progress,
     )?;
     // Reading the commit and its tree proves the objects are there and hash-verified.
+    let _checking = tracing::debug_span!("commit_check").entered();
     repo.find_commit(oid).and_then(|c| c.tree()).map_err(|e| {
         object_failure(
             format!("reading commit {oid} from the cache of"),
@@ -381,11 +489,14 @@ fn ensure_checkout(
 ) -> Result<Checkout, Failure> {
     let entry = cache.cache.entry_path(key);
     for _ in 0..5 {
+        let verifying = tracing::debug_span!("verify_checkout").entered();
         let in_use = cache
             .cache
             .use_entry(key)
             .map_err(|e| cache.io("using", e))?;
-        if let Some(stamp) = verified_stamp(&entry, oid, true) {
+        let verified = verified_stamp(&entry, &oid.to_string(), true);
+        drop(verifying);
+        if let Some(stamp) = verified {
             return Ok(Checkout {
                 commit: oid.to_string(),
                 dir: entry.join(TREE_DIR),
@@ -396,10 +507,11 @@ fn ensure_checkout(
         drop(in_use);
         let _writing = cache.cache.lock(key).map_err(|e| cache.io("locking", e))?;
         // Another process may have written it while we waited.
-        if verified_stamp(&entry, oid, false).is_some() {
+        if verified_stamp(&entry, &oid.to_string(), false).is_some() {
             continue;
         }
-        write_checkout(cache, repo, oid, key, req)?;
+        tracing::debug_span!("write_checkout")
+            .in_scope(|| write_checkout(cache, repo, oid, key, req))?;
     }
     Err(Failure::from(CoreError::backend(
         "Git",
@@ -414,7 +526,7 @@ fn ensure_checkout(
 
 /// The checkout's stamp if its files match it (with `report`, logging what differs when they
 /// don't).
-fn verified_stamp(entry: &Path, oid: Oid, report: bool) -> Option<TreeStamp> {
+fn verified_stamp(entry: &Path, oid: &str, report: bool) -> Option<TreeStamp> {
     let stamp = TreeStamp::load(&entry.join(STAMP_FILE)).ok()?;
     match stamp.verify(&entry.join(TREE_DIR), &blob_id) {
         Ok(m) if m.is_empty() => Some(stamp),

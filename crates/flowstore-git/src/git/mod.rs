@@ -50,6 +50,7 @@
 //! # Ok(()) }
 //! ```
 
+mod advert;
 mod builder;
 mod bundle;
 mod cache;
@@ -437,9 +438,7 @@ impl Git {
         }
         let source = std::fs::read(&real)
             .map_err(|e| CoreError::io(format!("reading {}", path.display()), e))?;
-        let blob = git2::Oid::hash_object(git2::ObjectType::Blob, &source)
-            .map(|o| o.to_string())
-            .unwrap_or_default();
+        let blob = worktree::blob_id_of(&source);
         let recorded = co.stamp.id(&rel.to_string_lossy()).unwrap_or("(none)");
         if blob != recorded {
             return Err(CoreError::FlowCorrupt {
@@ -605,7 +604,8 @@ impl Storage for Git {
         }
         let co = self.checkout(name).await?;
         tracing::info!(flow = name, commit = %co.commit, "using commit");
-        let (source, path) = self.read_file(name, &location, &co)?;
+        let (source, path) =
+            tracing::debug_span!("read_file").in_scope(|| self.read_file(name, &location, &co))?;
         let (commit, size) = (co.commit.clone(), source.len());
         // Checked against the registration first: an altered file is corrupt, not "missing".
         let fetched =

@@ -301,6 +301,12 @@ fn check_certificate(
     }
 }
 
+/// Initializes libgit2 (and the TLS library it loads its CA certificates into) now, if nothing
+/// has yet: the first call into libgit2 does it anyway, this only makes its cost visible.
+pub(crate) fn init_libgit2() {
+    let _ = Oid::from_bytes(&[0; 20]);
+}
+
 /// Resolves `target` to a commit, fetching what is missing. `fresh` says the repository was
 /// just created, so a commit missing from it is the remote's answer, not the cache's fault.
 pub(crate) fn resolve(
@@ -313,6 +319,7 @@ pub(crate) fn resolve(
 ) -> Result<Oid, Failure> {
     let stats = std::cell::Cell::new(Progress::default());
     let fetch = |refspecs: &[String], depth: u32| -> Result<(), Failure> {
+        let _fetching = tracing::debug_span!("fetch").entered();
         let mut anon = repo
             .remote_anonymous(&remote.url)
             .map_err(|e| git_failure("opening".into(), remote, &e))?;

@@ -5,20 +5,51 @@ use std::path::Path;
 
 use flowstore_core::cache::FileKind;
 use flowstore_core::Error as CoreError;
-use git2::{ObjectType, Oid, Repository};
+use git2::Repository;
+use sha1::{Digest, Sha1};
 
 /// The git blob id of a file in a checkout (of a symlink: of its target), as a
-/// [`flowstore_core::cache::TreeStamp`] hasher.
+/// [`flowstore_core::cache::TreeStamp`] hasher. Computed here (SHA-1 of `blob <size>\0` and the
+/// bytes, as git does), so verifying a checkout needs no libgit2.
 pub(crate) fn blob_id(path: &Path, kind: FileKind) -> std::io::Result<String> {
-    let oid = match kind {
-        FileKind::File => Oid::hash_file(ObjectType::Blob, path),
+    match kind {
+        FileKind::File => {
+            use std::io::Read;
+            let mut file = std::fs::File::open(path)?;
+            let len = file.metadata()?.len();
+            let mut hasher = Sha1::new();
+            hasher.update(format!("blob {len}\0").as_bytes());
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut read = 0u64;
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                read += n as u64;
+                hasher.update(&buf[..n]);
+            }
+            if read != len {
+                return Err(std::io::Error::other(format!(
+                    "{} changed size while it was hashed",
+                    path.display()
+                )));
+            }
+            Ok(hex::encode(hasher.finalize()))
+        }
         FileKind::Symlink => {
             let target = std::fs::read_link(path)?;
-            Oid::hash_object(ObjectType::Blob, target.as_os_str().as_encoded_bytes())
+            Ok(blob_id_of(target.as_os_str().as_encoded_bytes()))
         }
-    };
-    oid.map(|o| o.to_string())
-        .map_err(|e| std::io::Error::other(e.message().to_string()))
+    }
+}
+
+/// The git blob id of `bytes`.
+pub(crate) fn blob_id_of(bytes: &[u8]) -> String {
+    let mut hasher = Sha1::new();
+    hasher.update(format!("blob {}\0", bytes.len()).as_bytes());
+    hasher.update(bytes);
+    hex::encode(hasher.finalize())
 }
 
 /// True if `path` (a file, or a directory when `dir`) is inside the sparse set, or a directory
@@ -150,6 +181,36 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<(), CoreError> {
 
 #[cfg(test)]
 mod tests {
+    use flowstore_core::cache::FileKind;
+
+    #[test]
+    fn blob_ids_are_gits() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in [
+            ("empty", &b""[..]),
+            ("text", b"hello\n"),
+            ("big", &[7u8; 200_000][..]),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let git = git2::Oid::hash_object(git2::ObjectType::Blob, bytes)
+                .unwrap()
+                .to_string();
+            assert_eq!(super::blob_id_of(bytes), git, "{name}");
+            assert_eq!(
+                super::blob_id(&path, FileKind::File).unwrap(),
+                git,
+                "{name}"
+            );
+        }
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("../x/y", &link).unwrap();
+        let git = git2::Oid::hash_object(git2::ObjectType::Blob, b"../x/y")
+            .unwrap()
+            .to_string();
+        assert_eq!(super::blob_id(&link, FileKind::Symlink).unwrap(), git);
+    }
+
     #[test]
     fn relative_submodule_urls_resolve_against_the_parent() {
         assert_eq!(

@@ -32,7 +32,7 @@ impl Local {
         let manifest = scanned.manifest;
         let bytes = manifest.bytes().clone();
         let location = self
-            .write_fresh(input.name.clone(), move |dest| {
+            .write_fresh(input.name.clone(), bytes.len() as u64, move |dest| {
                 atomic::write_new(dest, &bytes, false)
             })
             .await?;

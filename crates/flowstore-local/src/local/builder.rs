@@ -170,6 +170,7 @@ impl LocalBuilder {
             durable,
             unsynced: Default::default(),
             index,
+            real_directory: Default::default(),
         })
     }
 }

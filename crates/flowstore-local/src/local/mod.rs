@@ -88,6 +88,9 @@ pub struct Local {
     /// Files and directories written since the last `persist`, made durable there.
     unsynced: std::collections::BTreeSet<PathBuf>,
     index: FlowIndex,
+    /// `directory` with every symbolic link resolved, once a fetch has resolved it (one
+    /// `realpath` per storage instead of one per fetch).
+    real_directory: std::sync::Arc<std::sync::OnceLock<PathBuf>>,
 }
 
 impl Local {
@@ -154,10 +157,19 @@ impl Local {
         } else {
             self.directory.join(candidate)
         };
-        let root = self
-            .directory
-            .canonicalize()
-            .map_err(|e| read_error(Missing::Directory, name, &self.directory, e))?;
+        let root = match self.real_directory.get() {
+            Some(root) => root.clone(),
+            None => {
+                let root = self
+                    .directory
+                    .canonicalize()
+                    .map_err(|e| read_error(Missing::Directory, name, &self.directory, e))?;
+                self.real_directory.get_or_init(|| root).clone()
+            }
+        };
+        if let Some(real) = plain_path_below(&self.directory, &root, &joined) {
+            return Ok(real);
+        }
         let real = joined
             .canonicalize()
             .map_err(|e| read_error(Missing::File, name, &joined, e))?;
@@ -169,8 +181,8 @@ impl Local {
 
     /// Writes a sealed flow create-only under a fresh key of its name; returns its path.
     async fn write_serialized(&self, sealed: SealedFlow) -> Result<String> {
-        let name = sealed.name.clone();
-        self.write_fresh(name, move |dest| match sealed.as_bytes() {
+        let (name, size) = (sealed.name.clone(), sealed.len());
+        self.write_fresh(name, size, move |dest| match sealed.as_bytes() {
             Some(bytes) => atomic::write_new(dest, bytes, false),
             // Sealed from a large file: streamed from it, checked as it is read.
             None => {
@@ -182,39 +194,52 @@ impl Local {
     }
 
     /// Runs `write` (a create-only write to the path it is given) on a fresh key of flow
-    /// `name`, taking another key while one is already taken; returns the path written.
-    async fn write_fresh<F>(&self, name: String, write: F) -> Result<String>
+    /// `name`, taking another key while one is already taken; returns the path written. A
+    /// write of at most `READ_INLINE_MAX` bytes (`size`) runs on the calling task: a few
+    /// page-cache writes cost less than a round trip through the blocking pool.
+    async fn write_fresh<F>(&self, name: String, size: u64, write: F) -> Result<String>
     where
         F: Fn(&Path) -> std::io::Result<()> + Send + 'static,
     {
         let directory = self.directory.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut last_err = None;
-            for _ in 0..KEY_ATTEMPTS {
-                let dest = directory.join(key::new_flow_key(&name));
-                match write(&dest) {
-                    Ok(()) => {
-                        tracing::info!(flow = %name, path = %dest.display(), "stored flow");
-                        return Ok(dest.display().to_string());
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_err = Some(e),
-                    Err(e) => {
-                        return Err(Error::io(
-                            format!("Flow \"{name}\": writing {}", dest.display()),
-                            e,
-                        ))
-                    }
-                }
-            }
-            Err(Error::io(
-                format!("Flow \"{name}\": every fresh key was taken after {KEY_ATTEMPTS} attempts"),
-                last_err.unwrap_or_else(|| std::io::Error::other("key collision")),
-            ))
-        })
-        .await
-        .map_err(|e| Error::backend(TYPE_NAME, format!("writer task failed: {e}")))?
+        if size <= READ_INLINE_MAX {
+            return write_fresh_key(&directory, &name, write);
+        }
+        tokio::task::spawn_blocking(move || write_fresh_key(&directory, &name, write))
+            .await
+            .map_err(|e| Error::backend(TYPE_NAME, format!("writer task failed: {e}")))?
     }
+}
 
+/// The loop of [`Local::write_fresh`]: fresh keys under `directory` until `write` succeeds.
+fn write_fresh_key<F>(directory: &Path, name: &str, write: F) -> Result<String>
+where
+    F: Fn(&Path) -> std::io::Result<()>,
+{
+    let mut last_err = None;
+    for _ in 0..KEY_ATTEMPTS {
+        let dest = directory.join(key::new_flow_key(name));
+        match write(&dest) {
+            Ok(()) => {
+                tracing::info!(flow = %name, path = %dest.display(), "stored flow");
+                return Ok(dest.display().to_string());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_err = Some(e),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("Flow \"{name}\": writing {}", dest.display()),
+                    e,
+                ))
+            }
+        }
+    }
+    Err(Error::io(
+        format!("Flow \"{name}\": every fresh key was taken after {KEY_ATTEMPTS} attempts"),
+        last_err.unwrap_or_else(|| std::io::Error::other("key collision")),
+    ))
+}
+
+impl Local {
     /// Remembers a written flow file (and its directories) for `persist` to make durable.
     fn note_written(&mut self, path: &Path) {
         self.unsynced.insert(path.to_path_buf());
@@ -244,6 +269,31 @@ impl Local {
         }
         self.resolve_inside(name, location)
     }
+}
+
+/// `joined` resolved below the real directory `root` without `realpath`, when it is `directory`
+/// followed by plain names none of which is a symbolic link (what flowstore writes): one
+/// `lstat` per name after the directory. `None` when that does not hold (a link, an absolute
+/// path elsewhere, a missing file): the caller resolves it fully.
+fn plain_path_below(directory: &Path, root: &Path, joined: &Path) -> Option<PathBuf> {
+    let rest = joined.strip_prefix(directory).ok()?;
+    let mut real = root.to_path_buf();
+    let mut names = 0;
+    for component in rest.components() {
+        let Component::Normal(part) = component else {
+            return None;
+        };
+        real.push(part);
+        if std::fs::symlink_metadata(&real)
+            .ok()?
+            .file_type()
+            .is_symlink()
+        {
+            return None;
+        }
+        names += 1;
+    }
+    (names > 0).then_some(real)
 }
 
 /// Makes `paths` (written under `directory`) durable: one `syncfs` on Linux, else an fsync each.
@@ -311,8 +361,40 @@ fn script_file(name: &str, location: &str) -> Result<PathBuf> {
 }
 
 /// Refuses anything but a regular file of a size that fits in memory.
+/// Flow files up to this size are read on the calling task: a page-cache read of a few KiB
+/// costs less than handing it to the blocking pool and back. Larger ones go to the pool.
+const READ_INLINE_MAX: u64 = 256 * 1024;
+
+/// Reads a stored flow file whole, after checking (before opening it, so a FIFO planted there
+/// cannot block the open) that it is a regular file of a size `get_flow` holds.
+async fn read_flow_file(name: &str, location: &str, path: PathBuf) -> Result<Bytes> {
+    let len = std::fs::metadata(&path)
+        .map_err(|e| read_error(Missing::File, name, &path, e))
+        .and_then(|meta| check_metadata(name, location, &meta).map(|()| meta.len()))?;
+    let read = move |path: PathBuf, name: String| {
+        use std::io::Read;
+        let mut bytes = Vec::with_capacity(len as usize + 1);
+        std::fs::File::open(&path)
+            .and_then(|mut file| file.read_to_end(&mut bytes))
+            .map_err(|e| read_error(Missing::File, &name, &path, e))?;
+        Ok(Bytes::from(bytes))
+    };
+    if len <= READ_INLINE_MAX {
+        return read(path, name.to_string());
+    }
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || read(path, name))
+        .await
+        .map_err(|e| Error::backend(TYPE_NAME, format!("read task failed: {e}")))?
+}
+
 fn check_readable_file(name: &str, location: &str, path: &Path, what: Missing) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| read_error(what, name, path, e))?;
+    check_metadata(name, location, &meta)
+}
+
+/// A stored flow must be a regular file no larger than `get_flow` holds in memory.
+fn check_metadata(name: &str, location: &str, meta: &std::fs::Metadata) -> Result<()> {
     let corrupt = |reason: String| Error::FlowCorrupt {
         flow: name.to_string(),
         location: location.to_string(),
@@ -455,13 +537,9 @@ impl Storage for Local {
                 .open_script(name, &location, None, source, Some(path));
         }
         let path = self.serialized_file(name, &location)?;
-        check_readable_file(name, &location, &path, Missing::File)?;
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| read_error(Missing::File, name, &path, e))?;
+        let bytes = read_flow_file(name, &location, path.clone()).await?;
         tracing::debug!(flow = name, path = %path.display(), "read flow");
-        self.index
-            .open_serialized(name, &location, None, Bytes::from(bytes))
+        self.index.open_serialized(name, &location, None, bytes)
     }
 
     fn reference(&self) -> Result<StorageReference> {
