@@ -15,8 +15,8 @@
 //!   `ifGenerationMatch=0`): an existing object is an error (Azure: unless `overwrite`).
 //! - Flows (a [`SealedFlow`](flowstore_core::envelope::SealedFlow) sealed from a large file is
 //!   read from it as it uploads), scripts and bundle blobs over [`MULTIPART_THRESHOLD`] are
-//!   streamed in constant memory: on S3 and Azure in parts of 8 MiB, four at a time (at most
-//!   40 MiB buffered), on GCS as one streamed request. S3 and Azure check the key with a HEAD
+//!   streamed in constant memory: on S3 and Azure in parts of 6 MiB, four at a time (at most
+//!   30 MiB buffered), on GCS as one streamed request. S3 and Azure check the key with a HEAD
 //!   before such an upload (`object_store` 0.14 cannot send `If-None-Match: *` with the request
 //!   that completes it); GCS sends `ifGenerationMatch=0` with it. A flow whose file changed after
 //!   it was sealed is refused and its upload abandoned, never completed.
