@@ -226,16 +226,23 @@ pub async fn fixed_key_is_honoured_and_never_overwritten<S: Cloud>(case: &Case<S
     let err = b.persist().await.unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
     assert!(err.to_string().contains(&key), "{err}");
-    let v: String = case
-        .registry()
-        .open(&a.reference().unwrap())
+    assert_eq!(
+        fetched_value(case, &a).await,
+        "first",
+        "the stored flow was overwritten"
+    );
+}
+
+/// Flow "F" of `storage`, as an agent opening its reference fetches and decodes it.
+async fn fetched_value<S: Cloud>(case: &Case<S>, storage: &S) -> String {
+    case.registry()
+        .open(&storage.reference().unwrap())
         .unwrap()
         .get_flow("F")
         .await
         .unwrap()
         .decode(&app())
-        .unwrap();
-    assert_eq!(v, "first", "the stored flow was overwritten");
+        .unwrap()
 }
 
 /// A fixed key already taken refuses a large (streamed, multipart) upload of a flow sealed from
@@ -274,16 +281,7 @@ pub async fn large_upload_to_a_taken_fixed_key_is_refused<S: Cloud>(case: &Case<
         "a refused upload recorded a digest"
     );
     // Fetched against the first registration's digest: byte for byte what it stored.
-    let v: String = case
-        .registry()
-        .open(&first.reference().unwrap())
-        .unwrap()
-        .get_flow("F")
-        .await
-        .unwrap()
-        .decode(&app())
-        .unwrap();
-    assert_eq!(v, "first");
+    assert_eq!(fetched_value(case, &first).await, "first");
 }
 
 pub async fn script_mode_with_a_key_only<S: Cloud>(case: &Case<S>) {
