@@ -257,19 +257,8 @@ impl Envelope {
         };
         let (header, _, _, payload_start) = parse_header(&bytes).map_err(corrupt)?;
         check_header(&header).map_err(corrupt)?;
-        let length = (bytes.len() - payload_start) as u64;
-        if length != header.length {
-            return Err(corrupt(format!(
-                "payload is {length} bytes but the envelope records {} (truncated or padded)",
-                header.length
-            )));
-        }
-        if header.flow != flow {
-            return Err(corrupt(format!(
-                "the envelope holds flow \"{}\", not \"{flow}\"",
-                header.flow
-            )));
-        }
+        check_length(&header, (bytes.len() - payload_start) as u64).map_err(corrupt)?;
+        check_flow(&header, flow).map_err(corrupt)?;
         Ok(Envelope {
             header,
             payload: bytes.slice(payload_start..),
@@ -364,6 +353,28 @@ fn check_header(header: &EnvelopeHeader) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The payload must be exactly as long as the header records.
+fn check_length(header: &EnvelopeHeader, payload: u64) -> std::result::Result<(), String> {
+    if payload == header.length {
+        return Ok(());
+    }
+    Err(format!(
+        "payload is {payload} bytes but the envelope records {} (truncated or padded)",
+        header.length
+    ))
+}
+
+/// The envelope must hold the flow it was fetched as.
+fn check_flow(header: &EnvelopeHeader, flow: &str) -> std::result::Result<(), String> {
+    if header.flow == flow {
+        return Ok(());
+    }
+    Err(format!(
+        "the envelope holds flow \"{}\", not \"{flow}\"",
+        header.flow
+    ))
 }
 
 /// Parses the first line and header; returns the header, the recorded hex digest, and the
@@ -534,24 +545,14 @@ impl StreamCheck {
         let Some((header, recorded)) = self.parsed.clone() else {
             return Err(self.corrupt("the envelope header is missing or truncated".to_string()));
         };
-        if self.payload != header.length {
-            return Err(self.corrupt(format!(
-                "payload is {} bytes but the envelope records {} (truncated or padded)",
-                self.payload, header.length
-            )));
-        }
+        check_length(&header, self.payload).map_err(|r| self.corrupt(r))?;
         let actual = hex::encode(self.envelope_hasher.clone().finalize());
         if actual != recorded {
             return Err(self.corrupt(format!(
                 "its SHA-256 is {actual} but the envelope records {recorded}"
             )));
         }
-        if header.flow != self.flow {
-            return Err(self.corrupt(format!(
-                "the envelope holds flow \"{}\", not \"{}\"",
-                header.flow, self.flow
-            )));
-        }
+        check_flow(&header, &self.flow).map_err(|r| self.corrupt(r))?;
         Ok(StreamVerified {
             header,
             digest: self

@@ -195,14 +195,14 @@ impl Local {
 
     /// Runs `write` (a create-only write to the path it is given) on a fresh key of flow
     /// `name`, taking another key while one is already taken; returns the path written. A
-    /// write of at most `READ_INLINE_MAX` bytes (`size`) runs on the calling task: a few
+    /// write of at most `INLINE_IO_MAX` bytes (`size`) runs on the calling task: a few
     /// page-cache writes cost less than a round trip through the blocking pool.
     async fn write_fresh<F>(&self, name: String, size: u64, write: F) -> Result<String>
     where
         F: Fn(&Path) -> std::io::Result<()> + Send + 'static,
     {
         let directory = self.directory.clone();
-        if size <= READ_INLINE_MAX {
+        if size <= INLINE_IO_MAX {
             return write_fresh_key(&directory, &name, write);
         }
         tokio::task::spawn_blocking(move || write_fresh_key(&directory, &name, write))
@@ -360,10 +360,10 @@ fn script_file(name: &str, location: &str) -> Result<PathBuf> {
     ))
 }
 
-/// Refuses anything but a regular file of a size that fits in memory.
-/// Flow files up to this size are read on the calling task: a page-cache read of a few KiB
-/// costs less than handing it to the blocking pool and back. Larger ones go to the pool.
-const READ_INLINE_MAX: u64 = 256 * 1024;
+/// Flow files up to this size are read and written on the calling task: a page-cache read or
+/// write of a few KiB costs less than handing it to the blocking pool and back. Larger ones go
+/// to the pool.
+const INLINE_IO_MAX: u64 = 256 * 1024;
 
 /// Reads a stored flow file whole, after checking (before opening it, so a FIFO planted there
 /// cannot block the open) that it is a regular file of a size `get_flow` holds.
@@ -379,7 +379,7 @@ async fn read_flow_file(name: &str, location: &str, path: PathBuf) -> Result<Byt
             .map_err(|e| read_error(Missing::File, &name, &path, e))?;
         Ok(Bytes::from(bytes))
     };
-    if len <= READ_INLINE_MAX {
+    if len <= INLINE_IO_MAX {
         return read(path, name.to_string());
     }
     let name = name.to_string();
@@ -388,6 +388,7 @@ async fn read_flow_file(name: &str, location: &str, path: PathBuf) -> Result<Byt
         .map_err(|e| Error::backend(TYPE_NAME, format!("read task failed: {e}")))?
 }
 
+/// Refuses anything at `path` but a regular file of a size that fits in memory.
 fn check_readable_file(name: &str, location: &str, path: &Path, what: Missing) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| read_error(what, name, path, e))?;
     check_metadata(name, location, &meta)
