@@ -10,10 +10,11 @@ use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::{ExposeSecret, NoSecrets, SecretSource, SecretString};
 use flowstore_core::{OpenContext, Result, StorageReference};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::ObjectStore;
+use object_store::client::{HttpConnector, ReqwestConnector};
 use serde::{Deserialize, Serialize};
 
-use crate::blobs::ObjectStoreBlobs;
+use crate::blobs::{ObjectStoreBlobs, ObjectStoreClient};
+use crate::completion::{AzureCompletion, Retries};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::retry::RetryPolicy;
@@ -97,9 +98,9 @@ cloud_storage!(
     /// Flows in an Azure Blob Storage container. Made by [`AzureBuilder`]
     /// ([`Azure::builder`]), or opened from a reference or an `az://` / `azure://` URL.
     ///
-    /// Uploads at `persist` are create-only unless [`overwrite`](AzureBuilder::overwrite) (in
-    /// the request for small ones; large ones, which upload in blocks streamed from disk, check
-    /// the blob first: `object_store` cannot make Put Block List conditional), and
+    /// Uploads at `persist` are create-only unless [`overwrite`](AzureBuilder::overwrite):
+    /// `If-None-Match: *` on the request that makes the blob appear (Put Blob for small ones;
+    /// Put Block List for large ones, which upload in blocks streamed from disk), and
     /// `get_flow_to_file` streams to disk while verifying.
     Azure,
     AzureConfig
@@ -392,20 +393,41 @@ impl AzureBuilder {
             .secret("key", key.as_ref())
             .secret("sas", sas.as_ref())
             .env(&["AZURE_"]);
-        let store = clients::shared(fingerprint, || {
-            b.build()
-                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-                .map_err(|e| {
-                    let shown: Vec<&SecretString> =
-                        [&conn, &key, &sas].into_iter().flatten().collect();
-                    client_error(TYPE_NAME, "the Azure client", e, &shown)
-                })
+        let client_options = self.retry.client_options(allow_http);
+        let container_url = format!(
+            "{endpoint}/{}",
+            crate::completion::encode_value(&self.config.container)
+        );
+        let retries = Retries {
+            max_retries: self.retry.max_retries,
+        };
+        let client = clients::shared(fingerprint, || {
+            let failed = |e| {
+                let shown: Vec<&SecretString> = [&conn, &key, &sas].into_iter().flatten().collect();
+                client_error(TYPE_NAME, "the Azure client", e, &shown)
+            };
+            let azure = Arc::new(b.build().map_err(failed)?);
+            let http = ReqwestConnector::default()
+                .connect(&client_options)
+                .map_err(failed)?;
+            let completion = AzureCompletion {
+                azure: azure.clone(),
+                http,
+                container_url,
+                account: account.clone(),
+                retries,
+            };
+            Ok::<_, Error>(ObjectStoreClient {
+                store: azure.clone(),
+                multipart: azure,
+                create_only: Some(Arc::new(completion)),
+            })
         })?;
         let display = format!("az://{}", self.config.container);
         let blobs = ObjectStoreBlobs {
             backend: TYPE_NAME,
             display: display.clone(),
-            store,
+            client,
         };
         let mut engine = Engine::new(TYPE_NAME, display, Arc::new(blobs), SCRIPT_KEY_ERROR);
         engine.prefix = self.config.prefix.clone();

@@ -11,10 +11,13 @@ use flowstore_core::envelope::SealedFlow;
 use flowstore_core::Error as CoreError;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::io::AsyncReadExt;
+use tokio::task::JoinSet;
 
+use crate::completion::CreateOnlyCompletion;
 use crate::error::{Failure, Op};
 
 /// Flows, scripts and bundle blobs larger than this are streamed to the service (in parts on S3
@@ -179,22 +182,20 @@ pub(crate) async fn upload(
 /// # Create-only uploads
 ///
 /// [`Blobs::put`] is create-only on every service, in the request itself: `If-None-Match: *`
-/// (S3, Azure) or `ifGenerationMatch=0` (GCS). For [`Blobs::put_stream`] it depends on what the
-/// service and the client can send with the request that makes the object appear:
+/// (S3, Azure) or `ifGenerationMatch=0` (GCS). So is [`Blobs::put_stream`], in the request that
+/// makes the object appear:
 ///
 /// | service | large uploads | create-only by |
 /// |---|---|---|
-/// | GCS | one streamed `uploadType=multipart` request | `ifGenerationMatch=0` on it (no race) |
-/// | S3 | multipart upload, [`PARTS_IN_FLIGHT`] parts at once | a HEAD before the upload |
-/// | Azure | blocks, then Put Block List | a HEAD before the upload (unless `overwrite`) |
+/// | GCS | one streamed `uploadType=multipart` request | `ifGenerationMatch=0` on it |
+/// | S3 | multipart upload, [`PARTS_IN_FLIGHT`] parts at once | `If-None-Match: *` on CompleteMultipartUpload |
+/// | Azure | blocks, [`PARTS_IN_FLIGHT`] at once, then Put Block List | `If-None-Match: *` on Put Block List |
 ///
-/// S3 accepts `If-None-Match: *` on CompleteMultipartUpload and Azure on Put Block List, but
-/// `object_store` 0.14 sends neither: its `MultipartUpload::complete` always completes in
-/// overwrite mode (`aws/mod.rs`, `CompleteMultipartMode::Overwrite`) and Azure's block-list
-/// request takes no condition (`azure/client.rs`, `put_block_list`). So on S3 and Azure a large
-/// upload to a key another writer creates between the HEAD and the completion replaces that
-/// object. Default keys are fresh (a timestamp to the microsecond), so this can only happen
-/// with a fixed key written by two registrations at once.
+/// `object_store` 0.14 sends no condition with the completing request (S3, Azure), so
+/// flowstore sends that one request itself (see `crate::completion`). Two registrations racing
+/// for one fixed key therefore store exactly one object, and the other is refused. Only a
+/// store without such a completion (the in-memory store of unit tests) checks the key with a
+/// HEAD before the upload.
 #[flowstore_core::async_trait]
 pub(crate) trait Blobs: Send + Sync {
     /// `scheme://bucket/key`, for messages.
@@ -202,7 +203,8 @@ pub(crate) trait Blobs: Send + Sync {
     /// Uploads small bytes; create-only unless `overwrite`.
     async fn put(&self, key: &str, bytes: Bytes, overwrite: bool) -> Result<(), PutError>;
     /// Uploads `len` bytes streamed from `source` in constant memory; create-only unless
-    /// `overwrite` (see the table above for how). When the source fails to read (a sealed flow
+    /// `overwrite` (see the table above for how): an object already at `key` is
+    /// [`PutError::Exists`], and nothing of this upload is stored then. When the source fails to read (a sealed flow
     /// whose file changed after sealing), the upload is abandoned, never completed, and the
     /// error keeps the io error as its source.
     async fn put_stream(
@@ -233,11 +235,36 @@ pub(crate) trait Blobs: Send + Sync {
     async fn replace(&self, key: &str, bytes: Bytes) -> Result<(), CoreError>;
 }
 
+/// An `object_store` client with its multipart side, as storages opened alike share it.
+#[derive(Clone)]
+pub(crate) struct ObjectStoreClient {
+    /// Requests on objects.
+    pub store: Arc<dyn ObjectStore>,
+    /// The same client's multipart uploads.
+    pub multipart: Arc<dyn MultipartStore>,
+    /// Completes multipart uploads create-only; `None` (only the in-memory store of unit
+    /// tests): a HEAD before a create-only upload checks the key instead.
+    pub create_only: Option<Arc<dyn CreateOnlyCompletion>>,
+}
+
+impl ObjectStoreClient {
+    /// An in-memory store (unit tests), create-only multipart uploads guarded by a HEAD.
+    #[cfg(test)]
+    pub fn in_memory() -> ObjectStoreClient {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        ObjectStoreClient {
+            store: store.clone(),
+            multipart: store,
+            create_only: None,
+        }
+    }
+}
+
 /// [`Blobs`] on an `object_store` client.
 pub(crate) struct ObjectStoreBlobs {
     pub backend: &'static str,
     pub display: String,
-    pub store: Arc<dyn ObjectStore>,
+    pub client: ObjectStoreClient,
 }
 
 impl ObjectStoreBlobs {
@@ -259,6 +286,83 @@ impl ObjectStoreBlobs {
             self.display.clone()
         } else {
             format!("{}/{key}", self.display)
+        }
+    }
+
+    /// Uploads `source` as the parts of upload `id`: parts of [`PART_SIZE`] (the last one
+    /// shorter), at most [`PARTS_IN_FLIGHT`] at once, each on its own task so that parts keep
+    /// going up while the next one is read. The parts' ids come back in order. A source that
+    /// fails to read stops the upload (the caller aborts it).
+    async fn upload_parts(
+        &self,
+        location: &ObjectPath,
+        id: &str,
+        source: &Source,
+    ) -> Result<Vec<PartId>, PutError> {
+        let key = location.as_ref();
+        let mut stream = source.stream();
+        let mut in_flight: JoinSet<(usize, object_store::Result<PartId>)> = JoinSet::new();
+        let mut parts: Vec<Option<PartId>> = Vec::new();
+        let mut buffer: Vec<Bytes> = Vec::new();
+        let mut buffered = 0;
+        loop {
+            let chunk = stream
+                .try_next()
+                .await
+                .map_err(|e| PutError::Other(source.read_error(&self.url(key), e)))?;
+            let end = chunk.is_none();
+            if let Some(chunk) = chunk {
+                buffered += chunk.len();
+                buffer.push(chunk);
+            }
+            // A part when one is full, and the rest at the end (an empty one if there was
+            // nothing: an upload needs a part).
+            if buffered >= PART_SIZE || (end && (buffered > 0 || parts.is_empty())) {
+                while in_flight.len() >= PARTS_IN_FLIGHT {
+                    self.part_done(&mut in_flight, &mut parts, key).await?;
+                }
+                let payload: PutPayload = std::mem::take(&mut buffer).into_iter().collect();
+                buffered = 0;
+                let index = parts.len();
+                parts.push(None);
+                let (multipart, location, id) = (
+                    self.client.multipart.clone(),
+                    location.clone(),
+                    id.to_string(),
+                );
+                in_flight.spawn(async move {
+                    let part = multipart.put_part(&location, &id, index, payload).await;
+                    (index, part)
+                });
+            }
+            if end {
+                break;
+            }
+        }
+        while !in_flight.is_empty() {
+            self.part_done(&mut in_flight, &mut parts, key).await?;
+        }
+        Ok(parts.into_iter().flatten().collect())
+    }
+
+    /// Waits for one part of `in_flight` and records its id in `parts`.
+    async fn part_done(
+        &self,
+        in_flight: &mut JoinSet<(usize, object_store::Result<PartId>)>,
+        parts: &mut [Option<PartId>],
+        key: &str,
+    ) -> Result<(), PutError> {
+        match in_flight.join_next().await {
+            Some(Ok((index, Ok(part)))) => {
+                parts[index] = Some(part);
+                Ok(())
+            }
+            Some(Ok((_, Err(e)))) => Err(self.put_error(e, key)),
+            Some(Err(join)) => Err(PutError::Other(CoreError::backend(
+                self.backend,
+                format!("uploading a part to {} stopped: {join}", self.url(key)),
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -316,16 +420,16 @@ impl Blobs for ObjectStoreBlobs {
             },
             ..Default::default()
         };
-        self.store
+        self.client
+            .store
             .put_opts(&ObjectPath::from(key), PutPayload::from(bytes), opts)
             .await
             .map(|_| ())
             .map_err(|e| self.put_error(e, key))
     }
 
-    /// A multipart upload, [`PARTS_IN_FLIGHT`] parts of [`PART_SIZE`] at a time. `object_store`
-    /// cannot complete it create-only (see [`Blobs`]), so unless `overwrite` the key is checked
-    /// first.
+    /// A multipart upload, [`PARTS_IN_FLIGHT`] parts of [`PART_SIZE`] at a time, completed
+    /// create-only unless `overwrite` (see [`Blobs`]). An upload that fails is aborted.
     async fn put_stream(
         &self,
         key: &str,
@@ -334,54 +438,45 @@ impl Blobs for ObjectStoreBlobs {
         overwrite: bool,
     ) -> Result<(), PutError> {
         let location = ObjectPath::from(key);
-        if !overwrite {
-            match self.store.head(&location).await {
+        let create_only = (!overwrite).then_some(self.client.create_only.as_ref());
+        if let Some(None) = create_only {
+            match self.client.store.head(&location).await {
                 Ok(_) => return Err(PutError::Exists),
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(PutError::Other(self.error(Op::Put, "checking", key, e))),
             }
         }
-        let upload = self
-            .store
-            .put_multipart(&location)
+        let multipart = &self.client.multipart;
+        let id = multipart
+            .create_multipart(&location)
             .await
             .map_err(|e| self.put_error(e, key))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut stream = source.stream();
-        let sent: Result<(), PutError> = async {
-            while let Some(chunk) = stream.next().await {
-                let chunk =
-                    chunk.map_err(|e| PutError::Other(source.read_error(&self.url(key), e)))?;
-                // Fewer than PARTS_IN_FLIGHT parts in flight; a chunk (at most 1 MiB) starts at
-                // most one more.
-                writer
-                    .wait_for_capacity(PARTS_IN_FLIGHT)
+        let completed = match self.upload_parts(&location, &id, source).await {
+            Ok(parts) => match create_only.flatten() {
+                Some(completion) => completion
+                    .complete_create_only(&location, &id, parts)
                     .await
-                    .map_err(|e| self.put_error(e, key))?;
-                writer.put(chunk);
-            }
-            Ok(())
-        }
-        .await;
-        match sent {
-            // `finish` uploads the last part, then completes (or aborts if a part failed).
-            Ok(()) => writer
-                .finish()
-                .await
-                .map(|_| ())
-                .map_err(|e| self.put_error(e, key)),
-            Err(e) => {
-                // Abandoned: the parts sent are dropped (S3), or never committed (Azure).
-                if let Err(abort) = writer.abort().await {
-                    tracing::warn!(location = %self.url(key), error = %abort, "aborting an abandoned upload failed; the bucket's lifecycle rules remove its parts");
-                }
-                Err(e)
+                    .map_err(|e| self.put_error(e, key)),
+                None => multipart
+                    .complete_multipart(&location, &id, parts)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.put_error(e, key)),
+            },
+            Err(e) => Err(e),
+        };
+        if completed.is_err() {
+            // Abandoned or refused: the parts sent are dropped (S3), or never committed (Azure).
+            if let Err(abort) = multipart.abort_multipart(&location, &id).await {
+                tracing::warn!(location = %self.url(key), error = %abort, "aborting an abandoned upload failed; the bucket's lifecycle rules remove its parts");
             }
         }
+        completed
     }
 
     async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), CoreError> {
         let result = self
+            .client
             .store
             .get(&ObjectPath::from(key))
             .await
@@ -405,7 +500,7 @@ impl Blobs for ObjectStoreBlobs {
     }
 
     async fn exists(&self, key: &str) -> Result<bool, CoreError> {
-        match self.store.head(&ObjectPath::from(key)).await {
+        match self.client.store.head(&ObjectPath::from(key)).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(self.error(Op::Get, "checking", key, e)),
@@ -421,7 +516,7 @@ impl Blobs for ObjectStoreBlobs {
         let short = |detail: &str| short_object(self.backend, &self.url(key), offset, len, detail);
         let end = offset.checked_add(len).ok_or_else(|| short(""))?;
         let location = ObjectPath::from(key);
-        let bytes = match self.store.get_range(&location, offset..end).await {
+        let bytes = match self.client.store.get_range(&location, offset..end).await {
             Ok(bytes) => bytes,
             Err(e @ object_store::Error::NotFound { .. }) => {
                 return Err(self.error(Op::Get, "downloading", key, e))
@@ -429,7 +524,7 @@ impl Blobs for ObjectStoreBlobs {
             Err(e) => {
                 // A range past the end fails differently by service and client (416, or the
                 // client's own range error): the object's size says whether that is why.
-                return Err(match self.store.head(&location).await {
+                return Err(match self.client.store.head(&location).await {
                     Ok(m) if m.size < end => {
                         short(&format!(" (it holds {} bytes)", m.size)).with_source(e)
                     }
@@ -449,7 +544,8 @@ impl Blobs for ObjectStoreBlobs {
     }
 
     async fn head_bytes(&self, key: &str, n: u64) -> Option<Bytes> {
-        self.store
+        self.client
+            .store
             .get_range(&ObjectPath::from(key), 0..n)
             .await
             .ok()
@@ -458,6 +554,7 @@ impl Blobs for ObjectStoreBlobs {
     async fn list(&self, prefix: Option<&str>) -> Result<Vec<BlobMeta>, CoreError> {
         let p = prefix.map(ObjectPath::from);
         let metas: Vec<object_store::ObjectMeta> = self
+            .client
             .store
             .list(p.as_ref())
             .try_collect()
@@ -469,7 +566,7 @@ impl Blobs for ObjectStoreBlobs {
     /// `object_store`'s delete: S3 answers 204 for a key that is not there, Azure 404
     /// (`BlobNotFound`), which is success here; a missing container stays an error.
     async fn delete(&self, key: &str) -> Result<(), CoreError> {
-        match self.store.delete(&ObjectPath::from(key)).await {
+        match self.client.store.delete(&ObjectPath::from(key)).await {
             Ok(()) => Ok(()),
             Err(e @ object_store::Error::NotFound { .. })
                 if crate::error::names_missing_bucket(&e.to_string()) =>
@@ -482,7 +579,8 @@ impl Blobs for ObjectStoreBlobs {
     }
 
     async fn replace(&self, key: &str, bytes: Bytes) -> Result<(), CoreError> {
-        self.store
+        self.client
+            .store
             .put(&ObjectPath::from(key), bytes.into())
             .await
             .map(|_| ())

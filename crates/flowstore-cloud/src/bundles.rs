@@ -262,7 +262,7 @@ mod tests {
         let blobs = ObjectStoreBlobs {
             backend: "S3",
             display: "s3://b".into(),
-            store: Arc::new(object_store::memory::InMemory::new()),
+            client: crate::blobs::ObjectStoreClient::in_memory(),
         };
         let mut e = Engine::new("S3", "s3://b".into(), Arc::new(blobs), "no key");
         e.prefix = prefix.map(str::to_string);

@@ -473,7 +473,7 @@ mod tests {
         ObjectStoreBlobs {
             backend: "S3",
             display: "s3://b".into(),
-            store: Arc::new(object_store::memory::InMemory::new()),
+            client: crate::blobs::ObjectStoreClient::in_memory(),
         }
     }
 

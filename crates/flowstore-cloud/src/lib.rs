@@ -16,10 +16,11 @@
 //! - Flows (a [`SealedFlow`](flowstore_core::envelope::SealedFlow) sealed from a large file is
 //!   read from it as it uploads), scripts and bundle blobs over [`MULTIPART_THRESHOLD`] are
 //!   streamed in constant memory: on S3 and Azure in parts of 6 MiB, four at a time (at most
-//!   30 MiB buffered), on GCS as one streamed request. S3 and Azure check the key with a HEAD
-//!   before such an upload (`object_store` 0.14 cannot send `If-None-Match: *` with the request
-//!   that completes it); GCS sends `ifGenerationMatch=0` with it. A flow whose file changed after
-//!   it was sealed is refused and its upload abandoned, never completed.
+//!   30 MiB buffered), on GCS as one streamed request. The request that makes the object
+//!   appear is the create-only one: CompleteMultipartUpload (S3) and Put Block List (Azure)
+//!   with `If-None-Match: *`, sent by flowstore because `object_store` 0.14 cannot make them
+//!   conditional; GCS's upload with `ifGenerationMatch=0`. A flow whose file changed after it
+//!   was sealed is refused and its upload abandoned, never completed.
 //!   `get_flow_to_file` streams downloads to disk while verifying them.
 //! - Credentials are typed builder options held as `SecretString`, named secrets through
 //!   `flowstore-secrets` (Prefect 1's `AWS_CREDENTIALS`, `GCP_CREDENTIALS`,
@@ -116,6 +117,7 @@
 
 mod blobs;
 mod bundles;
+mod completion;
 mod engine;
 mod error;
 mod retry;

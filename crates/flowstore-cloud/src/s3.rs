@@ -10,11 +10,12 @@ use flowstore_core::raw::FlowIndex;
 use flowstore_core::secret::{ExposeSecret, NoSecrets, SecretSource, SecretString};
 use flowstore_core::{OpenContext, Result, StorageReference};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
-use object_store::ObjectStore;
+use object_store::client::{HttpConnector, ReqwestConnector};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::blobs::ObjectStoreBlobs;
+use crate::blobs::{ObjectStoreBlobs, ObjectStoreClient};
+use crate::completion::{CreateOnlyCompletion, Retries, S3Completion};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::retry::RetryPolicy;
@@ -171,10 +172,11 @@ cloud_storage!(
     /// Flows in an S3 bucket (or an S3-compatible server). Made by [`S3Builder`]
     /// ([`S3::builder`]), or opened from a reference or an `s3://` URL.
     ///
-    /// Uploads at `persist` are create-only: `If-None-Match: *` on small ones; flows, scripts
-    /// and blobs over [`MULTIPART_THRESHOLD`](crate::MULTIPART_THRESHOLD) upload in parts
-    /// streamed from disk, after a HEAD of the key (`object_store` cannot send the condition
-    /// with CompleteMultipartUpload). `get_flow_to_file` streams to disk while verifying.
+    /// Uploads at `persist` are create-only: `If-None-Match: *` on PutObject for small ones;
+    /// flows, scripts and blobs over [`MULTIPART_THRESHOLD`](crate::MULTIPART_THRESHOLD) upload
+    /// in parts streamed from disk, and the condition goes on CompleteMultipartUpload (S3
+    /// Express One Zone buckets: a HEAD of the key first). `get_flow_to_file` streams to disk
+    /// while verifying.
     S3,
     S3Config
 );
@@ -469,19 +471,46 @@ impl S3Builder {
         for (i, s) in shown.iter().enumerate() {
             fingerprint = fingerprint.secret(&format!("credential {i}"), Some(s));
         }
-        let store = clients::shared(fingerprint, || {
-            b.build()
-                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-                .map_err(|e| {
-                    let shown: Vec<&SecretString> = shown.iter().collect();
-                    client_error(TYPE_NAME, "the S3 client", e, &shown)
-                })
+        let bucket_url = match &endpoint {
+            Some(e) => format!("{}/{}", e.trim_end_matches('/'), self.config.bucket),
+            None => format!("https://s3.{region}.amazonaws.com/{}", self.config.bucket),
+        };
+        // S3 Express One Zone buckets are reached on zonal endpoints that `object_store` picks:
+        // their large uploads keep the HEAD guard rather than guess that address.
+        let zonal = self.config.bucket.ends_with("--x-s3");
+        let client_options = self.retry.client_options(allow_http);
+        let retries = Retries {
+            max_retries: self.retry.max_retries,
+        };
+        let client = clients::shared(fingerprint, || {
+            let failed = |e| {
+                let shown: Vec<&SecretString> = shown.iter().collect();
+                client_error(TYPE_NAME, "the S3 client", e, &shown)
+            };
+            let s3 = Arc::new(b.build().map_err(failed)?);
+            let http = ReqwestConnector::default()
+                .connect(&client_options)
+                .map_err(failed)?;
+            let completion = S3Completion {
+                s3: s3.clone(),
+                http,
+                bucket_url,
+                region: region.clone(),
+                signed: !unsigned,
+                retries,
+            };
+            Ok::<_, Error>(ObjectStoreClient {
+                store: s3.clone(),
+                multipart: s3,
+                create_only: (!zonal)
+                    .then(|| Arc::new(completion) as Arc<dyn CreateOnlyCompletion>),
+            })
         })?;
         let display = format!("s3://{}", self.config.bucket);
         let blobs = ObjectStoreBlobs {
             backend: TYPE_NAME,
             display: display.clone(),
-            store,
+            client,
         };
         let mut engine = Engine::new(TYPE_NAME, display, Arc::new(blobs), SCRIPT_KEY_ERROR);
         engine.prefix = self.config.prefix.clone();

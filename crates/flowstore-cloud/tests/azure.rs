@@ -113,6 +113,9 @@ fn case() -> Result<Case<Azure>, Skip> {
 cloud_tests!(
     fixed_key_is_honoured_and_never_overwritten,
     large_upload_to_a_taken_fixed_key_is_refused,
+    racing_large_uploads_to_one_fixed_key_store_one,
+    large_upload_is_create_only_where_it_completes,
+    key_taken_during_a_large_upload_is_not_replaced,
     script_mode_with_a_key_only,
     wrong_bucket_is_named,
     missing_object_is_not_found,

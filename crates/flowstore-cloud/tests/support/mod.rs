@@ -235,13 +235,33 @@ pub async fn fixed_key_is_honoured_and_never_overwritten<S: Cloud>(case: &Case<S
 
 /// Flow "F" of `storage`, as an agent opening its reference fetches and decodes it.
 async fn fetched_value<S: Cloud>(case: &Case<S>, storage: &S) -> String {
-    case.registry()
-        .open(&storage.reference().unwrap())
-        .unwrap()
-        .get_flow("F")
+    fetched(case, &storage.reference().unwrap(), "F")
         .await
-        .unwrap()
         .decode(&app())
+        .unwrap()
+}
+
+/// A request-counting proxy in front of the case's server.
+async fn counting_proxy<S>(case: &Case<S>) -> flowstore_core::testkit::counting::CountingProxy {
+    let upstream: std::net::SocketAddr = case
+        .upstream
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the server's address");
+    flowstore_core::testkit::counting::CountingProxy::start(upstream).await
+}
+
+/// Flow `name`, as an agent opening `reference` fetches it.
+async fn fetched<S>(
+    case: &Case<S>,
+    reference: &StorageReference,
+    name: &str,
+) -> flowstore_core::FetchedFlow {
+    case.registry()
+        .open(reference)
+        .unwrap()
+        .get_flow(name)
+        .await
         .unwrap()
 }
 
@@ -249,12 +269,11 @@ async fn fetched_value<S: Cloud>(case: &Case<S>, storage: &S) -> String {
 /// a file with `AlreadyExists` naming the key, records no digest, and leaves the stored object
 /// as it was.
 ///
-/// What refuses it differs by service (see `Blobs` in `src/blobs.rs`): on GCS it is the
-/// `ifGenerationMatch=0` sent with the streamed upload itself (fake-gcs-server honours it on
-/// `uploadType=multipart`); on S3 (moto, s3s-fs) and Azure (Azurite) it is the HEAD before the
-/// multipart upload, because `object_store` 0.14 sends no `If-None-Match: *` with
-/// CompleteMultipartUpload or Put Block List. moto 5.2, s3s-fs 0.14 and Azurite would honour
-/// that condition, but this test does not exercise it on them: nothing sends it.
+/// What refuses it is the request that makes the object appear (see `Blobs` in
+/// `src/blobs.rs`): on GCS the `ifGenerationMatch=0` sent with the streamed upload itself
+/// (fake-gcs-server honours it on `uploadType=multipart`); on S3 (moto, s3s-fs) the
+/// `If-None-Match: *` on CompleteMultipartUpload, on Azure (Azurite) on Put Block List, which
+/// flowstore sends itself because `object_store` 0.14 cannot. No HEAD is made first.
 pub async fn large_upload_to_a_taken_fixed_key_is_refused<S: Cloud>(case: &Case<S>) {
     let key = unique("taken");
     let mut first = (case.fixed_key)(&key);
@@ -265,12 +284,7 @@ pub async fn large_upload_to_a_taken_fixed_key_is_refused<S: Cloud>(case: &Case<
     first.persist().await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("large.bin");
-    let size = flowstore_cloud::MULTIPART_THRESHOLD as usize * 2 + 5;
-    let payload: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
-    std::fs::write(&path, &payload).unwrap();
-    let sealed = flowstore_core::envelope::seal_file("F", &path, &app()).unwrap();
-    assert!(sealed.as_bytes().is_none(), "sealed in its file: streamed");
+    let (sealed, _) = large_flow(dir.path(), "large");
     let mut second = (case.fixed_key)(&key);
     second.add_flow(sealed.into()).await.unwrap();
     let err = second.persist().await.unwrap_err();
@@ -282,6 +296,156 @@ pub async fn large_upload_to_a_taken_fixed_key_is_refused<S: Cloud>(case: &Case<
     );
     // Fetched against the first registration's digest: byte for byte what it stored.
     assert_eq!(fetched_value(case, &first).await, "first");
+}
+
+/// Two registrations of large flows (sealed from files, uploaded in parts or streamed) racing
+/// for one fixed key store exactly one of them, whole, and refuse the other with
+/// `AlreadyExists`.
+///
+/// The request that makes the object appear is create-only on every service: S3's
+/// CompleteMultipartUpload and Azure's Put Block List carry `If-None-Match: *` (sent by
+/// flowstore: `src/completion`), GCS's streamed upload `ifGenerationMatch=0`. A HEAD before the
+/// upload (what S3 and Azure had before) cannot do this: both uploads start, and pass their
+/// HEAD, before either completes, so both would succeed and one flow would replace the other.
+pub async fn racing_large_uploads_to_one_fixed_key_store_one<S: Cloud>(case: &Case<S>) {
+    let key = unique("race");
+    let dir = tempfile::tempdir().unwrap();
+    let mut racers = Vec::new();
+    for name in ["left", "right"] {
+        let (sealed, payload) = large_flow(dir.path(), name);
+        let mut storage = (case.fixed_key)(&key);
+        storage.add_flow(sealed.into()).await.unwrap();
+        racers.push((storage, payload));
+    }
+    let (mut left, left_payload) = racers.remove(0);
+    let (mut right, right_payload) = racers.remove(0);
+    let (l, r) = tokio::join!(left.persist(), right.persist());
+    let (winner, payload, loser_err) = match (l, r) {
+        (Ok(_), Err(e)) => (left, left_payload, e),
+        (Err(e), Ok(_)) => (right, right_payload, e),
+        (Ok(_), Ok(_)) => panic!("both registrations of {key} succeeded: one replaced the other"),
+        (Err(a), Err(b)) => panic!("both registrations of {key} failed: {a}; {b}"),
+    };
+    assert!(
+        matches!(loser_err, Error::AlreadyExists { .. }),
+        "{loser_err:?}"
+    );
+    assert!(loser_err.to_string().contains(&key), "{loser_err}");
+    let fetched = fetched(case, &winner.reference().unwrap(), "F").await;
+    assert!(
+        fetched.bytes().as_ref() == payload.as_slice(),
+        "the stored flow is not the winner's, byte for byte ({} bytes, starts {:?})",
+        fetched.bytes().len(),
+        String::from_utf8_lossy(&fetched.bytes()[..8.min(fetched.bytes().len())])
+    );
+}
+
+/// A large flow's upload is create-only in the request that makes the object appear, and
+/// makes no HEAD first. Recorded through a proxy: S3's CompleteMultipartUpload
+/// (`POST …?uploadId=`) and Azure's Put Block List (`PUT …?comp=blocklist`) carry
+/// `If-None-Match: *`; GCS's one streamed upload carries `ifGenerationMatch=0`.
+pub async fn large_upload_is_create_only_where_it_completes<S: Cloud>(case: &Case<S>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sealed, _) = large_flow(dir.path(), "large");
+    let proxy = RecordingProxy::start_url(&case.upstream).await;
+    let mut storage = (case.via)(&unique("condition"), &proxy.url());
+    storage.add_flow(sealed.into()).await.unwrap();
+    storage.persist().await.unwrap();
+    let seen = proxy.take();
+    assert!(
+        !seen.iter().any(|r| r.method == "HEAD"),
+        "no HEAD guards the upload: {seen:#?}"
+    );
+    let completing: Vec<&Exchange> = seen
+        .iter()
+        .filter(|r| {
+            (r.method == "POST" && r.target.contains("uploadId="))
+                || r.target.contains("comp=blocklist")
+                || r.target.contains("uploadType=")
+        })
+        .collect();
+    assert_eq!(completing.len(), 1, "one completing request: {seen:#?}");
+    let c = completing[0];
+    assert!(
+        c.if_none_match.as_deref() == Some("*") || c.target.contains("ifGenerationMatch=0"),
+        "the completing request is create-only: {c:#?}"
+    );
+    assert!((200..300).contains(&c.status), "{c:#?}");
+}
+
+/// An object that appears at a large upload's key while the upload is under way is not
+/// replaced. Deterministic: a proxy holds the upload's completing request (S3's
+/// `POST …?uploadId=`, Azure's `PUT …?comp=blocklist`, GCS's one streamed `uploadType=`
+/// request) until another object is written at that key, then lets it go. The service refuses
+/// the completion, and, the key being a default one, the registration takes a fresh key and
+/// uploads again, as it does when two writers take one default key. A HEAD before the upload
+/// (what S3 and Azure had before) would pass, and the completion would replace the other
+/// object.
+pub async fn key_taken_during_a_large_upload_is_not_replaced<S: Cloud>(case: &Case<S>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sealed, payload) = large_flow(dir.path(), "late");
+    let proxy = counting_proxy(case).await;
+    let mut late = (case.via)(&unique("taken-during"), &proxy.url());
+    let key = late.add_flow(sealed.into()).await.unwrap();
+    proxy.hold(&["?uploadId=", "comp=blocklist", "uploadType="]);
+    let upload = tokio::spawn(async move {
+        let result = late.persist().await;
+        (late, result)
+    });
+    tokio::time::timeout(Duration::from_secs(120), proxy.held())
+        .await
+        .expect("the upload's completing request never reached the proxy");
+    let writer = (case.fixed_key)(&key);
+    let meanwhile = seal("F", &"meanwhile", &app()).unwrap().to_bytes().unwrap();
+    writer.replace(&key, meanwhile).await.unwrap();
+    proxy.release();
+    let (late, result) = upload.await.unwrap();
+    result.unwrap();
+    let stored: String = stored_at(case, &writer, &key)
+        .await
+        .unwrap()
+        .decode(&app())
+        .unwrap();
+    assert_eq!(
+        stored, "meanwhile",
+        "the object written meanwhile was replaced"
+    );
+    let reference = late.reference().unwrap();
+    assert_ne!(
+        reference.flows["F"], key,
+        "the late flow kept the taken key"
+    );
+    let fetched = fetched(case, &reference, "F").await;
+    assert!(
+        fetched.bytes().as_ref() == payload.as_slice(),
+        "the late flow, under its fresh key, is not what was registered"
+    );
+}
+
+/// Flow "F" as stored at `key` of `storage`'s bucket, fetched by an agent whose reference names
+/// that key (and records no digest).
+async fn stored_at<S: Cloud>(
+    case: &Case<S>,
+    storage: &S,
+    key: &str,
+) -> flowstore_core::Result<flowstore_core::FetchedFlow> {
+    let mut reference = storage.reference().unwrap();
+    reference.flows.insert("F".into(), key.to_string());
+    case.registry().open(&reference)?.get_flow("F").await
+}
+
+/// A flow "F" over [`flowstore_cloud::MULTIPART_THRESHOLD`] (twice it, and 5 bytes: parts of
+/// several sizes), sealed from `dir/<name>.bin` (so streamed, never held whole), and its payload,
+/// which starts with `name`.
+fn large_flow(dir: &Path, name: &str) -> (flowstore_core::envelope::SealedFlow, Vec<u8>) {
+    let size = flowstore_cloud::MULTIPART_THRESHOLD as usize * 2 + 5;
+    let mut payload: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+    payload[..name.len()].copy_from_slice(name.as_bytes());
+    let path = dir.join(format!("{name}.bin"));
+    std::fs::write(&path, &payload).unwrap();
+    let sealed = flowstore_core::envelope::seal_file("F", &path, &app()).unwrap();
+    assert!(sealed.as_bytes().is_none(), "sealed in its file: streamed");
+    (sealed, payload)
 }
 
 pub async fn script_mode_with_a_key_only<S: Cloud>(case: &Case<S>) {
@@ -303,13 +467,7 @@ pub async fn script_mode_with_a_key_only<S: Cloud>(case: &Case<S>) {
     let mut s = (case.script_key)(Some(&key)).unwrap();
     s.add_flow(FlowInput::script("S")).await.unwrap();
     s.persist().await.unwrap();
-    let f = case
-        .registry()
-        .open(&s.reference().unwrap())
-        .unwrap()
-        .get_flow("S")
-        .await
-        .unwrap();
+    let f = fetched(case, &s.reference().unwrap(), "S").await;
     assert_eq!(f.bytes().as_ref(), b"print('already there')");
 }
 
@@ -485,13 +643,7 @@ pub async fn listing_is_newest_first<S: Cloud>(case: &Case<S>) {
 /// pool: ten references opened and fetched through a request-counting proxy make ten GETs on
 /// one kept-alive connection (a client per storage would open ten).
 pub async fn reopened_references_share_one_connection<S: Cloud>(case: &Case<S>) {
-    use flowstore_core::testkit::counting::CountingProxy;
-    let upstream: std::net::SocketAddr = case
-        .upstream
-        .trim_start_matches("http://")
-        .parse()
-        .expect("the server's address");
-    let proxy = CountingProxy::start(upstream).await;
+    let proxy = counting_proxy(case).await;
     let mut storage = (case.via)(&unique("shared"), &proxy.url());
     storage
         .add_flow(seal("Shared", &"flow", &app()).unwrap().into())

@@ -6,6 +6,10 @@
 //! so requests sent one after another on a kept-alive connection are each counted. Responses
 //! are piped back untouched.
 //!
+//! It can also hold requests back ([`CountingProxy::hold`]): a test can then make something
+//! happen between a client's requests, deterministically (e.g. an object appearing before a
+//! multipart upload's completing request reaches the server).
+//!
 //! ```no_run
 //! # async fn demo(server: std::net::SocketAddr) {
 //! use flowstore_core::testkit::counting::CountingProxy;
@@ -61,7 +65,37 @@ impl Counts {
 pub struct CountingProxy {
     addr: SocketAddr,
     counts: Arc<Mutex<Counts>>,
+    hold: Arc<Hold>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Which requests are held back, how many are waiting, and when they may go.
+#[derive(Debug, Default)]
+struct Hold {
+    /// Requests whose request line contains one of these wait; empty: none do.
+    patterns: Mutex<Vec<String>>,
+    /// Requests held so far.
+    held: tokio::sync::watch::Sender<usize>,
+    /// True once the held requests may go.
+    released: tokio::sync::watch::Sender<bool>,
+}
+
+impl Hold {
+    /// Waits, if `request_line` matches, until the hold is released.
+    async fn wait_if_held(&self, request_line: &str) {
+        let matches = self
+            .patterns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|p| request_line.contains(p.as_str()));
+        if !matches {
+            return;
+        }
+        let mut released = self.released.subscribe();
+        self.held.send_modify(|n| *n += 1);
+        let _ = released.wait_for(|r| *r).await;
+    }
 }
 
 impl CountingProxy {
@@ -72,14 +106,45 @@ impl CountingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let counts = Arc::new(Mutex::new(Counts::default()));
-        let c = counts.clone();
+        let hold = Arc::new(Hold::default());
+        let (c, h) = (counts.clone(), hold.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 lock(&c).connections += 1;
-                tokio::spawn(relay(client, upstream, c.clone()));
+                tokio::spawn(relay(client, upstream, c.clone(), h.clone()));
             }
         });
-        CountingProxy { addr, counts, task }
+        CountingProxy {
+            addr,
+            counts,
+            hold,
+            task,
+        }
+    }
+
+    /// From now on, holds back every request whose request line (`POST /b/k?uploadId=… HTTP/1.1`)
+    /// contains one of `patterns`: its head is read but nothing is forwarded until
+    /// [`CountingProxy::release`].
+    pub fn hold(&self, patterns: &[&str]) {
+        *self.hold.patterns.lock().unwrap_or_else(|e| e.into_inner()) =
+            patterns.iter().map(|p| p.to_string()).collect();
+        self.hold.released.send_replace(false);
+    }
+
+    /// Waits until a request is being held back.
+    pub async fn held(&self) {
+        let mut held = self.hold.held.subscribe();
+        let _ = held.wait_for(|n| *n > 0).await;
+    }
+
+    /// Lets the held requests go on to the server, and holds no more.
+    pub fn release(&self) {
+        self.hold
+            .patterns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.hold.released.send_replace(true);
     }
 
     /// The address clients connect to.
@@ -109,7 +174,12 @@ fn lock(c: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {
 }
 
 /// Forwards one connection: responses piped back, requests parsed one by one and counted.
-async fn relay(client: TcpStream, upstream: SocketAddr, counts: Arc<Mutex<Counts>>) {
+async fn relay(
+    client: TcpStream,
+    upstream: SocketAddr,
+    counts: Arc<Mutex<Counts>>,
+    hold: Arc<Hold>,
+) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
@@ -121,16 +191,20 @@ async fn relay(client: TcpStream, upstream: SocketAddr, counts: Arc<Mutex<Counts
         let _ = client_write.shutdown().await;
     });
     let mut requests = BufReader::with_capacity(256 * 1024, client_read);
-    while let Ok(Some(method)) = forward_request(&mut requests, &mut server_write).await {
+    while let Ok(Some(method)) = forward_request(&mut requests, &mut server_write, &hold).await {
         *lock(&counts).by_method.entry(method).or_default() += 1;
     }
     let _ = server_write.shutdown().await;
     let _ = back.await;
 }
 
-/// Forwards one request (head and body); returns its method, or `None` at the end of the
-/// connection.
-async fn forward_request<R, W>(from: &mut R, to: &mut W) -> std::io::Result<Option<String>>
+/// Forwards one request (head and body), once `hold` lets it; returns its method, or `None` at
+/// the end of the connection.
+async fn forward_request<R, W>(
+    from: &mut R,
+    to: &mut W,
+    hold: &Hold,
+) -> std::io::Result<Option<String>>
 where
     R: tokio::io::AsyncBufRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
@@ -151,8 +225,10 @@ where
             break;
         }
     }
-    to.write_all(&head).await?;
     let text = String::from_utf8_lossy(&head);
+    hold.wait_if_held(text.lines().next().unwrap_or_default())
+        .await;
+    to.write_all(&head).await?;
     let method = text.split_whitespace().next().unwrap_or("?").to_string();
     let header = |name: &str| {
         text.lines().skip(1).find_map(|l| {
@@ -220,7 +296,10 @@ mod tests {
                 tokio::spawn(async move {
                     let (r, mut w) = conn.into_split();
                     let mut r = BufReader::new(r);
-                    while let Ok(Some(_)) = forward_request(&mut r, &mut tokio::io::sink()).await {
+                    let none = Hold::default();
+                    while let Ok(Some(_)) =
+                        forward_request(&mut r, &mut tokio::io::sink(), &none).await
+                    {
                         let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
                         if w.write_all(ok).await.is_err() {
                             break;
@@ -261,5 +340,36 @@ mod tests {
         assert_eq!(counts.connections, 1);
         assert_eq!(counts.summary(), "1 GET + 1 POST + 2 PUT");
         assert_eq!(proxy.take(), Counts::default(), "take resets the counts");
+    }
+
+    #[tokio::test]
+    async fn held_requests_wait_until_released() {
+        let proxy = CountingProxy::start(server().await).await;
+        proxy.hold(&["?uploadId="]);
+        let mut held = TcpStream::connect(proxy.addr()).await.unwrap();
+        held.write_all(b"POST /b/k?uploadId=1 HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        proxy.held().await;
+        // Others pass meanwhile.
+        let mut other = TcpStream::connect(proxy.addr()).await.unwrap();
+        other
+            .write_all(b"PUT /b/k HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 38];
+        other.read_exact(&mut buf).await.unwrap();
+        assert!(buf.starts_with(b"HTTP/1.1 200"));
+        let mut one = [0u8; 1];
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            held.read_exact(&mut one),
+        )
+        .await;
+        assert!(waited.is_err(), "a held request was answered");
+        proxy.release();
+        held.read_exact(&mut buf).await.unwrap();
+        assert!(buf.starts_with(b"HTTP/1.1 200"));
+        assert_eq!(proxy.take().summary(), "1 POST + 1 PUT");
     }
 }

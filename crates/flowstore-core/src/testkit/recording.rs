@@ -30,6 +30,8 @@ pub struct Exchange {
     pub target: String,
     /// The request's `Range` header (or Azure's `x-ms-range`).
     pub range: Option<String>,
+    /// The request's `If-None-Match` header (`*`: create-only).
+    pub if_none_match: Option<String>,
     /// The first KiB of the request body, lossily decoded (GCS names the object in its upload
     /// body).
     pub body_head: String,
@@ -302,6 +304,7 @@ fn parse_connection(r: &Record) -> Vec<(u64, Exchange)> {
                     .decode_utf8_lossy()
                     .into_owned(),
                 range: header(&headers, "range").or_else(|| header(&headers, "x-ms-range")),
+                if_none_match: header(&headers, "if-none-match"),
                 body_head: String::from_utf8_lossy(&request_body[..request_body.len().min(1024)])
                     .into_owned(),
                 status,
@@ -326,7 +329,7 @@ mod tests {
         let mut r = Record::default();
         r.marks.push((0, 7));
         r.up.extend_from_slice(
-            b"PUT /b/.blobs/sha256/ab%2Fc HTTP/1.1\r\nexpect: 100-continue\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"PUT /b/.blobs/sha256/ab%2Fc HTTP/1.1\r\nexpect: 100-continue\r\nIf-None-Match: *\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         );
         let second = r.up.len();
         r.marks.push((second, 9));
@@ -342,6 +345,8 @@ mod tests {
         assert_eq!(got[0].0, 7);
         assert_eq!(got[0].1.target, "/b/.blobs/sha256/ab/c");
         assert_eq!(got[0].1.body_head, "abc");
+        assert_eq!(got[0].1.if_none_match.as_deref(), Some("*"));
+        assert_eq!(got[1].1.if_none_match, None);
         assert_eq!((got[0].1.status, got[0].1.body_len), (200, 0));
         assert!(got[0].1.is_write() && got[0].1.names_blob());
         assert_eq!(got[1].0, 9);
