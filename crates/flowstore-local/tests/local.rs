@@ -201,6 +201,62 @@ async fn locations_outside_the_directory_are_refused() {
     }
 }
 
+/// A fetch opens the flow file in one checked call (Linux 5.6+: `openat2` refusing links and
+/// escapes), else with its last name not followed. A link that stays inside the directory, as
+/// the flow file or as its flow's directory, still opens (through the general path, which
+/// resolves it and checks where it leads); a FIFO planted as a flow file is refused at once,
+/// not waited on.
+#[tokio::test]
+async fn links_inside_the_directory_open_and_fifos_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("flows");
+    let mut storage = Local::builder().directory(&dir).build().unwrap();
+    let location = storage
+        .add_flow(seal("F", &"linked", &app()).unwrap().into())
+        .await
+        .unwrap();
+    storage.persist().await.unwrap();
+    let json = storage.reference().unwrap().to_json();
+    let fetch = || async { registry().open_json(&json).unwrap().get_flow("F").await };
+    let file = std::path::PathBuf::from(&location);
+    let flow_dir = file.parent().unwrap().to_path_buf();
+
+    // The flow file is a link to a file elsewhere inside the directory.
+    std::fs::create_dir(dir.join("elsewhere")).unwrap();
+    let moved = dir.join("elsewhere/flow");
+    std::fs::rename(&file, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &file).unwrap();
+    let value: String = fetch().await.unwrap().decode(&app()).unwrap();
+    assert_eq!(value, "linked");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::rename(&moved, &file).unwrap();
+
+    // The flow's directory is a link to a directory inside.
+    let real_dir = dir.join("real-flow-dir");
+    std::fs::rename(&flow_dir, &real_dir).unwrap();
+    std::os::unix::fs::symlink(&real_dir, &flow_dir).unwrap();
+    let value: String = fetch().await.unwrap().decode(&app()).unwrap();
+    assert_eq!(value, "linked");
+    std::fs::remove_file(&flow_dir).unwrap();
+    std::fs::rename(&real_dir, &flow_dir).unwrap();
+
+    // A FIFO where the flow file was: refused without waiting for a writer.
+    std::fs::remove_file(&file).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let err = tokio::time::timeout(std::time::Duration::from_secs(30), fetch())
+        .await
+        .expect("the fetch waited on a FIFO")
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::FlowCorrupt { .. }) && err.to_string().contains("not a regular file"),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn hostname_label_is_default_and_switchable() {
     let host = hostname::get().unwrap().into_string().unwrap();

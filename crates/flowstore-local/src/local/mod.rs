@@ -10,11 +10,14 @@
 //! `file://` URL ([`LocalBuilder::from_url`]) or the environment ([`LocalBuilder::from_env`]), all
 //! ending in the same [`LocalConfig`].
 
+#[cfg(target_os = "linux")]
+mod beneath;
 mod blobs;
 mod builder;
 mod config;
 mod pypath;
 
+use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
@@ -90,7 +93,16 @@ pub struct Local {
     index: FlowIndex,
     /// `directory` with every symbolic link resolved, once a fetch has resolved it (one
     /// `realpath` per storage instead of one per fetch).
-    real_directory: std::sync::Arc<std::sync::OnceLock<PathBuf>>,
+    real_directory: std::sync::Arc<std::sync::OnceLock<RealDirectory>>,
+}
+
+/// The flow directory with every symbolic link resolved, and (Linux 5.6+) held open to open
+/// flow files below it in one checked call.
+#[derive(Debug)]
+struct RealDirectory {
+    path: PathBuf,
+    #[cfg(target_os = "linux")]
+    beneath: Option<beneath::Beneath>,
 }
 
 impl Local {
@@ -137,9 +149,29 @@ impl Local {
             .build()
     }
 
+    /// The flow directory with every link resolved (a `realpath` at the storage's first fetch).
+    ///
+    /// Errors: [`Error::NotFound`] (naming flow `name` and the directory) when it is missing.
+    fn real_directory(&self, name: &str) -> Result<&RealDirectory> {
+        if let Some(real) = self.real_directory.get() {
+            return Ok(real);
+        }
+        let path = self
+            .directory
+            .canonicalize()
+            .map_err(|e| read_error(Missing::Directory, name, &self.directory, e))?;
+        Ok(self.real_directory.get_or_init(|| RealDirectory {
+            #[cfg(target_os = "linux")]
+            beneath: beneath::Beneath::open(&path),
+            path,
+        }))
+    }
+
     /// Resolves a serialized flow's location to a path inside the directory, refusing anything
-    /// that escapes it (`..`, absolute paths elsewhere, symlinks pointing out).
-    fn resolve_inside(&self, name: &str, location: &str) -> Result<PathBuf> {
+    /// that escapes it (`..`, absolute paths elsewhere, symlinks pointing out). With
+    /// [`LastName::OpenedNoFollow`] the file's own name is not checked here: the caller opens it
+    /// with [`open_flow_file`], which refuses a link there.
+    fn resolve_inside(&self, name: &str, location: &str, last: LastName) -> Result<PathBuf> {
         let outside = || Error::OutsideStorage {
             flow: name.to_string(),
             location: location.to_string(),
@@ -157,23 +189,14 @@ impl Local {
         } else {
             self.directory.join(candidate)
         };
-        let root = match self.real_directory.get() {
-            Some(root) => root.clone(),
-            None => {
-                let root = self
-                    .directory
-                    .canonicalize()
-                    .map_err(|e| read_error(Missing::Directory, name, &self.directory, e))?;
-                self.real_directory.get_or_init(|| root).clone()
-            }
-        };
-        if let Some(real) = plain_path_below(&self.directory, &root, &joined) {
+        let root = &self.real_directory(name)?.path;
+        if let Some(real) = plain_path_below(&self.directory, root, &joined, last) {
             return Ok(real);
         }
         let real = joined
             .canonicalize()
             .map_err(|e| read_error(Missing::File, name, &joined, e))?;
-        if !real.starts_with(&root) || real == root {
+        if !real.starts_with(root) || real == *root {
             return Err(outside());
         }
         Ok(real)
@@ -261,22 +284,97 @@ impl Local {
     /// it), else a file inside the directory ([`Local::resolve_inside`]).
     ///
     /// Errors as [`Local::resolve_inside`] does.
-    fn serialized_file(&self, name: &str, location: &str) -> Result<PathBuf> {
+    fn serialized_file(&self, name: &str, location: &str, last: LastName) -> Result<PathBuf> {
         if let Some(explicit) = &self.path {
             if builder::resolve_path(location) == *explicit {
                 return Ok(explicit.clone());
             }
         }
-        self.resolve_inside(name, location)
+        self.resolve_inside(name, location, last)
     }
+
+    /// Opens a serialized flow's file for [`read_open_flow_file`]: found as
+    /// [`Local::serialized_file`] finds it, its last name checked by the open itself. When that
+    /// name is a symbolic link (not what flowstore writes), the path is resolved fully (a link
+    /// out of the directory is refused, as ever) and what it names is opened. Returns the path
+    /// opened, for messages.
+    fn open_serialized_file(&self, name: &str, location: &str) -> Result<(PathBuf, File)> {
+        #[cfg(target_os = "linux")]
+        if let Some(opened) = self.open_beneath(name, location) {
+            return Ok(opened);
+        }
+        let path = self.serialized_file(name, location, LastName::OpenedNoFollow)?;
+        match open_flow_file(&path) {
+            Ok(file) => Ok((path, file)),
+            Err(e) if names_a_link(&e) => {
+                let real = match &self.path {
+                    Some(explicit) if *explicit == path => explicit
+                        .canonicalize()
+                        .map_err(|e| read_error(Missing::File, name, &path, e))?,
+                    _ => self.resolve_inside(name, location, LastName::Checked)?,
+                };
+                let file =
+                    open_flow_file(&real).map_err(|e| read_error(Missing::File, name, &real, e))?;
+                Ok((real, file))
+            }
+            Err(e) => Err(read_error(Missing::File, name, &path, e)),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Local {
+    /// A flow file inside the directory opened in one `openat2` call that refuses links and
+    /// escapes ([`beneath::Beneath`]); `None` when that is not possible or fails for any reason
+    /// (the explicit `path`, a location outside the directory, a link, a missing file, no
+    /// `openat2`): the caller then takes the general path, which gives the right error.
+    fn open_beneath(&self, name: &str, location: &str) -> Option<(PathBuf, File)> {
+        if self.path.is_some() {
+            return None;
+        }
+        let real = self.real_directory(name).ok()?;
+        let beneath = real.beneath.as_ref()?;
+        let candidate = Path::new(location);
+        let relative = if candidate.is_absolute() {
+            candidate.strip_prefix(&self.directory).ok()?
+        } else {
+            candidate
+        };
+        if !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+        {
+            return None;
+        }
+        let file = beneath.open_file(relative).ok()?;
+        Some((real.path.join(relative), file))
+    }
+}
+
+/// Whether the last name of a flow file's path is checked for a symbolic link while the path
+/// is resolved, or left to the open ([`open_flow_file`] refuses a link there on Unix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastName {
+    /// `lstat`ed like the names before it.
+    Checked,
+    /// Opened with `O_NOFOLLOW` by the caller (on Unix; elsewhere it is checked).
+    OpenedNoFollow,
 }
 
 /// `joined` resolved below the real directory `root` without `realpath`, when it is `directory`
 /// followed by plain names none of which is a symbolic link (what flowstore writes): one
-/// `lstat` per name after the directory. `None` when that does not hold (a link, an absolute
-/// path elsewhere, a missing file): the caller resolves it fully.
-fn plain_path_below(directory: &Path, root: &Path, joined: &Path) -> Option<PathBuf> {
+/// `lstat` per name after the directory (but the last with [`LastName::OpenedNoFollow`] on
+/// Unix). `None` when that does not hold (a link, an absolute path elsewhere, a missing
+/// directory or file): the caller resolves it fully.
+fn plain_path_below(
+    directory: &Path,
+    root: &Path,
+    joined: &Path,
+    last: LastName,
+) -> Option<PathBuf> {
     let rest = joined.strip_prefix(directory).ok()?;
+    let count = rest.components().count();
+    let skip_last = last == LastName::OpenedNoFollow && cfg!(unix);
     let mut real = root.to_path_buf();
     let mut names = 0;
     for component in rest.components() {
@@ -284,6 +382,10 @@ fn plain_path_below(directory: &Path, root: &Path, joined: &Path) -> Option<Path
             return None;
         };
         real.push(part);
+        names += 1;
+        if skip_last && names == count {
+            break;
+        }
         if std::fs::symlink_metadata(&real)
             .ok()?
             .file_type()
@@ -291,7 +393,6 @@ fn plain_path_below(directory: &Path, root: &Path, joined: &Path) -> Option<Path
         {
             return None;
         }
-        names += 1;
     }
     (names > 0).then_some(real)
 }
@@ -365,25 +466,63 @@ fn script_file(name: &str, location: &str) -> Result<PathBuf> {
 /// to the pool.
 const INLINE_IO_MAX: u64 = 256 * 1024;
 
-/// Reads a stored flow file whole, after checking (before opening it, so a FIFO planted there
-/// cannot block the open) that it is a regular file of a size `get_flow` holds.
-async fn read_flow_file(name: &str, location: &str, path: PathBuf) -> Result<Bytes> {
-    let len = std::fs::metadata(&path)
+/// Opens a stored flow file to read it: on Unix without following a symbolic link as its last
+/// name (`O_NOFOLLOW`: the open fails, see [`names_a_link`]) and without waiting for a writer
+/// if a FIFO was planted there (`O_NONBLOCK`, which changes nothing for a regular file).
+fn open_flow_file(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
+/// True when [`open_flow_file`] failed because the last name is a symbolic link.
+fn names_a_link(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        // Linux and macOS answer ELOOP; FreeBSD and NetBSD EMLINK.
+        matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::EMLINK))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
+}
+
+/// Reads a stored flow file, opened by [`open_flow_file`] at `path`, whole, after checking
+/// (with the open file's own metadata: what is read is what was checked) that it is a regular
+/// file of a size `get_flow` holds.
+async fn read_open_flow_file(
+    name: &str,
+    location: &str,
+    path: PathBuf,
+    file: File,
+) -> Result<Bytes> {
+    let len = file
+        .metadata()
         .map_err(|e| read_error(Missing::File, name, &path, e))
         .and_then(|meta| check_metadata(name, location, &meta).map(|()| meta.len()))?;
-    let read = move |path: PathBuf, name: String| {
+    let read = move |path: PathBuf, file: File, name: String| {
         use std::io::Read;
+        // Room for one byte more than expected, so the read that finds the end needs no
+        // growth; `take` keeps `read_to_end` from asking the file its size again.
         let mut bytes = Vec::with_capacity(len as usize + 1);
-        std::fs::File::open(&path)
-            .and_then(|mut file| file.read_to_end(&mut bytes))
+        (&file)
+            .take(MAX_IN_MEMORY + 1)
+            .read_to_end(&mut bytes)
             .map_err(|e| read_error(Missing::File, &name, &path, e))?;
         Ok(Bytes::from(bytes))
     };
     if len <= INLINE_IO_MAX {
-        return read(path, name.to_string());
+        return read(path, file, name.to_string());
     }
     let name = name.to_string();
-    tokio::task::spawn_blocking(move || read(path, name))
+    tokio::task::spawn_blocking(move || read(path, file, name))
         .await
         .map_err(|e| Error::backend(TYPE_NAME, format!("read task failed: {e}")))?
 }
@@ -537,8 +676,8 @@ impl Storage for Local {
                 .index
                 .open_script(name, &location, None, source, Some(path));
         }
-        let path = self.serialized_file(name, &location)?;
-        let bytes = read_flow_file(name, &location, path.clone()).await?;
+        let (path, file) = self.open_serialized_file(name, &location)?;
+        let bytes = read_open_flow_file(name, &location, path.clone(), file).await?;
         tracing::debug!(flow = name, path = %path.display(), "read flow");
         self.index.open_serialized(name, &location, None, bytes)
     }
@@ -616,7 +755,7 @@ impl Storage for Local {
         let source = if self.config.stored_as_script {
             script_file(name, &location)?
         } else {
-            self.serialized_file(name, &location)?
+            self.serialized_file(name, &location, LastName::Checked)?
         };
         let this = self.clone();
         let (name, dest) = (name.to_string(), dest.to_path_buf());
