@@ -19,8 +19,55 @@ use flowstore_core::testkit::counting::{CountingProxy, Counts};
 use flowstore_core::{FlowInput, Registry, Storage};
 
 fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// A request that takes this long waited on a stalled answer (about 40 ms on s3s-fs).
+const STALL_MS: f64 = 30.0;
+
+/// The server's side of a multipart upload, measured alone with `object_store`'s own calls
+/// (no flowstore): `body` sent as parts of `part_size`, four at a time, then completed. Returns
+/// the parts' throughput (MiB/s) and the completing request's time (ms): what the server does
+/// to assemble the object.
+async fn multipart_alone(
+    endpoint: &str,
+    bucket: &str,
+    body: &[u8],
+    part_size: usize,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    use futures::StreamExt;
+    use object_store::multipart::MultipartStore;
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_endpoint(endpoint)
+        .with_region("us-east-1")
+        .with_allow_http(true)
+        .with_access_key_id("AKIABENCH")
+        .with_secret_access_key("bench")
+        .build()?;
+    let path = object_store::path::Path::from(format!("multipart-alone-{}", std::process::id()));
+    let t = Instant::now();
+    let id = s3.create_multipart(&path).await?;
+    let parts: Vec<object_store::multipart::PartId> =
+        futures::stream::iter(body.chunks(part_size).enumerate())
+            .map(|(i, chunk)| {
+                let payload = object_store::PutPayload::from(bytes::Bytes::copy_from_slice(chunk));
+                let (s3, path, id) = (&s3, &path, &id);
+                async move { s3.put_part(path, id, i, payload).await }
+            })
+            .buffered(4)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+    let parts_mib_s = (body.len() as f64 / (1 << 20) as f64) / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    s3.complete_multipart(&path, &id, parts).await?;
+    Ok((parts_mib_s, t.elapsed().as_secs_f64() * 1000.0))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -95,6 +142,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         floor_get.push(t.elapsed().as_secs_f64() * 1000.0 / n as f64);
     }
+    // What a registration does on the client besides the request, measured alone: sealing
+    // (two SHA-256 passes) and one more SHA-256 pass of the same size (SigV4's payload hash).
+    let t = Instant::now();
+    for (i, p) in payloads.iter().enumerate() {
+        std::hint::black_box(seal_bytes(&format!("flow-{i}"), p, &app));
+    }
+    let seal_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let t = Instant::now();
+    for p in &payloads {
+        std::hint::black_box(flowstore_core::envelope::sha256_digest(p));
+    }
+    let hash_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
     // Requests per operation, counted by a proxy in front of the server.
     let upstream: std::net::SocketAddr = endpoint.trim_start_matches("http://").parse()?;
     let proxy = CountingProxy::start(upstream).await;
@@ -122,11 +181,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let open_fetch_counts = proxy.take();
 
     // An agent: N references opened from their JSON and fetched (one flow each), against N
-    // plain GETs of the same objects' bytes on one kept-alive connection.
+    // plain GETs of the same objects' bytes on one kept-alive connection. Timed talking to the
+    // server directly, as the floor does; the connections are counted in one more pass with
+    // the references pointed at the proxy.
     let prefix = format!("agent-{}", std::process::id());
     let mut references = Vec::new();
     for (i, p) in payloads.iter().enumerate() {
-        let mut s = counted(prefix.clone()).build()?;
+        let mut s = store(prefix.clone()).build()?;
         s.add_flow(seal_bytes(&format!("flow-{i}"), p, &app).into())
             .await?;
         s.persist().await?;
@@ -144,20 +205,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         assert!(r.status().is_success(), "{}", r.status());
     }
     let (mut agent_ms, mut agent_floor_ms) = (vec![], vec![]);
-    let mut agent_counts = Counts::default();
+    // Every request's time, over all reps: medians and stalls.
+    let (mut agent_each, mut floor_each) = (vec![], vec![]);
     for _ in 0..reps {
-        let _ = proxy.take();
         let t = Instant::now();
         for (i, json) in references.iter().enumerate() {
+            let one = Instant::now();
             let storage = registry.open_json(json)?;
             let f = storage.get_flow(&format!("flow-{i}")).await?;
             assert_eq!(f.bytes().len(), size);
+            agent_each.push(one.elapsed().as_secs_f64() * 1000.0);
         }
         agent_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        agent_counts = proxy.take();
         let one_connection = reqwest::Client::new();
         let t = Instant::now();
         for i in 0..n {
+            let one = Instant::now();
             let b = one_connection
                 .get(format!(
                     "{floor_endpoint}/{bucket}/floor-{prefix}-agent/{i}"
@@ -167,9 +230,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .bytes()
                 .await?;
             assert!(!b.is_empty() || size == 0);
+            floor_each.push(one.elapsed().as_secs_f64() * 1000.0);
         }
         agent_floor_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    let stalls = |v: &[f64]| v.iter().filter(|ms| **ms >= STALL_MS).count();
+    let (agent_stalls, floor_stalls) = (stalls(&agent_each), stalls(&floor_each));
+    let unstalled = |v: Vec<f64>| median(v.into_iter().filter(|ms| *ms < STALL_MS).collect());
+    let (agent_each_ms, floor_each_ms) = (unstalled(agent_each), unstalled(floor_each));
+    let _ = proxy.take();
+    for (i, json) in references.iter().enumerate() {
+        let storage = registry.open_json(&json.replace(&endpoint, &proxy.url()))?;
+        storage.get_flow(&format!("flow-{i}")).await?;
+    }
+    let agent_counts: Counts = proxy.take();
     drop(proxy);
 
     // One big script: multipart upload streamed from disk, streamed verified download.
@@ -237,6 +311,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     assert_eq!(b.len(), big_mib << 20);
     let floor_big_get = mib / t.elapsed().as_secs_f64();
+    let (parts_mib_s, complete_ms) =
+        multipart_alone(&endpoint, &bucket, &b, flowstore_cloud::PART_SIZE).await?;
     println!(
         "{}",
         serde_json::json!({
@@ -253,6 +329,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "open_fetch_connections": open_fetch_counts.connections,
             "agent_ms": median(agent_ms), "agent_floor_ms": median(agent_floor_ms),
             "agent_connections": agent_counts.connections,
+            "agent_each_ms": agent_each_ms, "agent_floor_each_ms": floor_each_ms,
+            "agent_stalls": agent_stalls, "agent_floor_stalls": floor_stalls,
+            "agent_fetches": n * reps,
+            "big_parts_mib_s": parts_mib_s, "big_complete_ms": complete_ms,
+            "seal_us": seal_us, "hash_us": hash_us,
             "agent_requests": agent_counts.summary(),
         })
     );

@@ -365,25 +365,30 @@ impl AzureBuilder {
                 .get("sharedaccesssignature")
                 .map(|s| SecretString::from(s.clone()))
         });
-        let mut b = if key.is_some() || sas.is_some() {
-            MicrosoftAzureBuilder::new()
-        } else {
-            credential_chain()
+        // The client builder (and the credential chain's reading of the environment) only when
+        // no storage in this process has built this client yet.
+        let builder = || {
+            let mut b = if key.is_some() || sas.is_some() {
+                MicrosoftAzureBuilder::new()
+            } else {
+                credential_chain()
+            };
+            b = b
+                .with_account(&account)
+                .with_container_name(&self.config.container)
+                .with_endpoint(endpoint.clone())
+                .with_retry(self.retry.retry_config())
+                .with_client_options(self.retry.client_options(allow_http));
+            if let Some(key) = &key {
+                b = b.with_access_key(key.expose_secret());
+            } else if let Some(sas) = &sas {
+                b = b.with_config(
+                    AzureConfigKey::SasKey,
+                    sas.expose_secret().trim_start_matches('?'),
+                );
+            }
+            b
         };
-        b = b
-            .with_account(&account)
-            .with_container_name(&self.config.container)
-            .with_endpoint(endpoint.clone())
-            .with_retry(self.retry.retry_config())
-            .with_client_options(self.retry.client_options(allow_http));
-        if let Some(key) = &key {
-            b = b.with_access_key(key.expose_secret());
-        } else if let Some(sas) = &sas {
-            b = b.with_config(
-                AzureConfigKey::SasKey,
-                sas.expose_secret().trim_start_matches('?'),
-            );
-        }
         let fingerprint = Fingerprint::new("azure")
             .part("account", &account)
             .part("container", &self.config.container)
@@ -406,7 +411,7 @@ impl AzureBuilder {
                 let shown: Vec<&SecretString> = [&conn, &key, &sas].into_iter().flatten().collect();
                 client_error(TYPE_NAME, "the Azure client", e, &shown)
             };
-            let azure = Arc::new(b.build().map_err(failed)?);
+            let azure = Arc::new(builder().build().map_err(failed)?);
             let http = ReqwestConnector::default()
                 .connect(&client_options)
                 .map_err(failed)?;

@@ -31,7 +31,7 @@ pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
 /// carry objects up to 58 GiB, a 1 GiB flow in 171 parts. Azure takes blocks up to 4,000 MiB.
 /// Smaller parts keep a register's memory lower (see [`PARTS_IN_FLIGHT`]): with 8 MiB parts a
 /// 1 GiB flow peaked at 64 MiB (S3) and 72 MiB (Azure) resident in `cargo xtask bench`.
-pub(crate) const PART_SIZE: usize = 6 * 1024 * 1024;
+pub const PART_SIZE: usize = 6 * 1024 * 1024;
 
 /// How many parts of one multipart upload (S3, Azure) are uploaded at once.
 ///

@@ -134,7 +134,7 @@ pub mod s3;
 
 #[cfg(feature = "azure")]
 pub use azure::{Azure, AzureBuilder, AzureConfig};
-pub use blobs::MULTIPART_THRESHOLD;
+pub use blobs::{MULTIPART_THRESHOLD, PART_SIZE};
 pub use engine::MAX_IN_MEMORY;
 pub use error::Error;
 #[cfg(feature = "gcs")]

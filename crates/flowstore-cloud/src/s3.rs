@@ -423,40 +423,46 @@ impl S3Builder {
             .clone()
             .or_else(|| self.fallback_region.clone())
             .unwrap_or_else(|| "us-east-1".to_string());
-        let mut b = credential_chain()
-            .with_bucket_name(&self.config.bucket)
-            .with_region(&region)
-            .with_conditional_put(S3ConditionalPut::ETagMatch)
-            .with_retry(self.retry.retry_config())
-            .with_client_options(self.retry.client_options(allow_http));
-        if let Some(endpoint) = &endpoint {
-            b = b
-                .with_endpoint(endpoint)
-                .with_virtual_hosted_style_request(false);
-        }
         let explicit = self.explicit_credentials()?;
-        let mut shown: Vec<SecretString> = Vec::new();
-        let mut unsigned = false;
-        match explicit {
-            Some(AwsKeys { id, secret, token }) => {
+        // A custom endpoint without credentials is a local or anonymous server: send unsigned
+        // requests rather than asking a cloud metadata service for credentials.
+        let unsigned =
+            explicit.is_none() && endpoint.is_some() && env_var(&["AWS_ACCESS_KEY_ID"]).is_none();
+        if unsigned {
+            tracing::debug!("no S3 credentials for a custom endpoint: requests are unsigned");
+        }
+        let shown: Vec<SecretString> = explicit
+            .iter()
+            .flat_map(|k| [Some(k.id.clone()), Some(k.secret.clone()), k.token.clone()])
+            .flatten()
+            .collect();
+        // The client builder (and the credential chain's reading of the environment) only when
+        // no storage in this process has built this client yet.
+        let builder = || {
+            let mut b = credential_chain()
+                .with_bucket_name(&self.config.bucket)
+                .with_region(&region)
+                .with_conditional_put(S3ConditionalPut::ETagMatch)
+                .with_retry(self.retry.retry_config())
+                .with_client_options(self.retry.client_options(allow_http));
+            if let Some(endpoint) = &endpoint {
+                b = b
+                    .with_endpoint(endpoint)
+                    .with_virtual_hosted_style_request(false);
+            }
+            if let Some(AwsKeys { id, secret, token }) = &explicit {
                 b = b
                     .with_access_key_id(id.expose_secret())
                     .with_secret_access_key(secret.expose_secret());
-                if let Some(token) = &token {
+                if let Some(token) = token {
                     b = b.with_token(token.expose_secret());
                 }
-                shown.extend([id, secret]);
-                shown.extend(token);
             }
-            None if endpoint.is_some() && env_var(&["AWS_ACCESS_KEY_ID"]).is_none() => {
-                // A custom endpoint without credentials is a local or anonymous server: send
-                // unsigned requests rather than asking a cloud metadata service for credentials.
-                tracing::debug!("no S3 credentials for a custom endpoint: requests are unsigned");
+            if unsigned {
                 b = b.with_skip_signature(true);
-                unsigned = true;
             }
-            None => {}
-        }
+            b
+        };
         if let Some(upload) = &self.config.upload_options {
             tracing::warn!(options = %upload, "S3 upload_options are not applied by flowstore");
         }
@@ -487,7 +493,7 @@ impl S3Builder {
                 let shown: Vec<&SecretString> = shown.iter().collect();
                 client_error(TYPE_NAME, "the S3 client", e, &shown)
             };
-            let s3 = Arc::new(b.build().map_err(failed)?);
+            let s3 = Arc::new(builder().build().map_err(failed)?);
             let http = ReqwestConnector::default()
                 .connect(&client_options)
                 .map_err(failed)?;

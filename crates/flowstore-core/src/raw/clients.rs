@@ -77,12 +77,16 @@ impl Fingerprint {
     /// Adds every environment variable whose name starts with one of `prefixes` (the ones a
     /// client's credential chain reads), so a changed environment builds a new client.
     pub fn env(mut self, prefixes: &[&str]) -> Self {
-        let mut vars: Vec<(String, String)> = std::env::vars()
-            .filter(|(k, _)| prefixes.iter().any(|p| k.starts_with(p)))
+        // `vars_os`: a variable that is not UTF-8 is hashed as it is, not a panic.
+        let mut vars: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os()
+            .filter(|(k, _)| {
+                let k = k.as_encoded_bytes();
+                prefixes.iter().any(|p| k.starts_with(p.as_bytes()))
+            })
             .collect();
         vars.sort();
         for (k, v) in vars {
-            self.feed(&k, v.as_bytes());
+            self.feed(&k.to_string_lossy(), v.as_encoded_bytes());
         }
         self
     }
