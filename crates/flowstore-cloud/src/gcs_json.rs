@@ -74,6 +74,28 @@ impl ObjectResource {
     }
 }
 
+/// An object's metadata from the headers of its `alt=media` download: the generation
+/// (`x-goog-generation`), `Last-Modified`, the `ETag` (quotes removed, as the JSON resource
+/// gives it) and the stored length (`x-goog-stored-content-length`, else `Content-Length`).
+/// `None` when the generation, the time or the length is missing or unreadable.
+fn meta_from_headers(key: &str, headers: &reqwest::header::HeaderMap) -> Option<BlobMeta> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let size = text("x-goog-stored-content-length")
+        .or_else(|| text("content-length"))?
+        .parse()
+        .ok()?;
+    let last_modified = DateTime::parse_from_rfc2822(text("last-modified")?)
+        .ok()?
+        .with_timezone(&Utc);
+    Some(BlobMeta {
+        key: key.to_string(),
+        size,
+        last_modified,
+        etag: text("etag").map(|e| e.trim_matches('"').to_string()),
+        version: Some(text("x-goog-generation")?.to_string()),
+    })
+}
+
 /// What stays unescaped in one URL path segment: RFC 3986's unreserved characters.
 const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
@@ -356,24 +378,12 @@ impl Blobs for GcsJsonBlobs {
         Ok(())
     }
 
+    /// One request: the `alt=media` download, whose headers carry the object's metadata
+    /// (`x-goog-generation`, `Last-Modified`, `ETag`, the stored length). Only if a server
+    /// leaves one of them out is the metadata asked for in a second request.
     async fn get(&self, key: &str) -> Result<(BlobMeta, ChunkStream), CoreError> {
         let what = format!("downloading {}", self.url(key));
         let url = self.object_url(key);
-        let resp = self
-            .send(&what, || {
-                let rb = self.client.get(&url);
-                async move { Ok(rb) }
-            })
-            .await?;
-        if !resp.status().is_success() {
-            return Err(self.status_error(Op::Get, &what, key, resp).await);
-        }
-        let resource: ObjectResource = resp.json().await.map_err(|e| {
-            let e = e.without_url();
-            self.error(format!("{what}: unreadable object metadata: {e}"))
-                .with_source(e)
-        })?;
-        let meta = resource.meta();
         let resp = self
             .send(&what, || {
                 let rb = self.client.get(&url).query(&[("alt", "media")]);
@@ -383,6 +393,26 @@ impl Blobs for GcsJsonBlobs {
         if !resp.status().is_success() {
             return Err(self.status_error(Op::Get, &what, key, resp).await);
         }
+        let meta = match meta_from_headers(key, resp.headers()) {
+            Some(meta) => meta,
+            None => {
+                let meta_resp = self
+                    .send(&what, || {
+                        let rb = self.client.get(&url);
+                        async move { Ok(rb) }
+                    })
+                    .await?;
+                if !meta_resp.status().is_success() {
+                    return Err(self.status_error(Op::Get, &what, key, meta_resp).await);
+                }
+                let resource: ObjectResource = meta_resp.json().await.map_err(|e| {
+                    let e = e.without_url();
+                    self.error(format!("{what}: unreadable object metadata: {e}"))
+                        .with_source(e)
+                })?;
+                resource.meta()
+            }
+        };
         let display = self.url(key);
         let stream = resp
             .bytes_stream()

@@ -128,6 +128,7 @@ cloud_tests!(
     bundles_need_default_keys_and_serialized_mode,
     credentials_never_leak,
     reopened_references_share_one_connection,
+    a_fetch_is_one_get,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

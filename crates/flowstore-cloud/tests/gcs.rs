@@ -84,6 +84,7 @@ cloud_tests!(
     bundle_warm_fetch_reads_one_range,
     bundles_need_default_keys_and_serialized_mode,
     reopened_references_share_one_connection,
+    a_fetch_is_one_get,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,6 +76,7 @@ cloud_tests!(
     bundles_need_default_keys_and_serialized_mode,
     credentials_never_leak,
     reopened_references_share_one_connection,
+    a_fetch_is_one_get,
 );
 
 /// Not here: s3s-fs 0.14.1 checks `If-None-Match: *` on CompleteMultipartUpload when the

@@ -639,6 +639,28 @@ pub async fn listing_is_newest_first<S: Cloud>(case: &Case<S>) {
         .all(|v| v.flow.as_deref() == Some("Listed Flow")));
 }
 
+/// A fetch is one request, a GET (GCS's media download carries the object's metadata in its
+/// headers, so no separate metadata request is made), counted by a proxy.
+pub async fn a_fetch_is_one_get<S: Cloud>(case: &Case<S>) {
+    let proxy = counting_proxy(case).await;
+    let mut storage = (case.via)(&unique("one-get"), &proxy.url());
+    storage
+        .add_flow(seal("F", &"one request", &app()).unwrap().into())
+        .await
+        .unwrap();
+    storage.persist().await.unwrap();
+    let _ = proxy.take();
+    let value: String = storage.get_flow("F").await.unwrap().decode(&app()).unwrap();
+    assert_eq!(value, "one request");
+    let counts = proxy.take();
+    assert_eq!(
+        (counts.requests("GET"), counts.total()),
+        (1, 1),
+        "{}",
+        counts.summary()
+    );
+}
+
 /// Storages an agent opens from the same reference share one client and its connection
 /// pool: ten references opened and fetched through a request-counting proxy make ten GETs on
 /// one kept-alive connection (a client per storage would open ten).
