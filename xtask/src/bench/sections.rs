@@ -79,7 +79,8 @@ pub fn local(b: &Bench) -> Result<Table> {
         note: format!(
             "In-process, interpreter start-up excluded. flowstore seals each flow in a SHA-256 envelope, writes it \
              create-only (temp file + hard link) and verifies it on fetch against the digest recorded at registration \
-             (and the envelope's header, name and length); \"durable\" (the default) also makes \
+             (and the envelope's header, name and length); a fetch opens the file in one `openat2` call that \
+             refuses symbolic links and paths leaving the directory (Linux 5.6+); \"durable\" (the default) also makes \
              the registration durable at build with one syncfs. Floor, measured in the same driver run: the same \
              envelope bytes written by plain code (create-only temporary file, hard link, temporary removed; one \
              syncfs when durable) and read back with `std::fs::read`, no flowstore. Goals: register ≥ 0.8× and \
