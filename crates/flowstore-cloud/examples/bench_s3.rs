@@ -29,6 +29,54 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// A request that takes this long waited on a stalled answer (about 40 ms on s3s-fs).
 const STALL_MS: f64 = 30.0;
 
+/// An `object_store` S3 client on the bench's server and credentials, as flowstore's is
+/// configured (path style, signed payloads), with nothing of flowstore around it.
+fn raw_s3(
+    endpoint: &str,
+    bucket: &str,
+) -> Result<object_store::aws::AmazonS3, Box<dyn std::error::Error>> {
+    Ok(object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_endpoint(endpoint)
+        .with_region("us-east-1")
+        .with_allow_http(true)
+        .with_access_key_id("AKIABENCH")
+        .with_secret_access_key("bench")
+        .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+        .build()?)
+}
+
+/// `object_store` alone (one client, SigV4, create-only PUTs, plain GETs): flowstore's
+/// envelopes put and got back without flowstore's storage, sealing or checks. Returns the
+/// milliseconds per put and per get.
+async fn object_store_alone(
+    endpoint: &str,
+    bucket: &str,
+    envelopes: &[bytes::Bytes],
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+    let s3 = raw_s3(endpoint, bucket)?;
+    let prefix = format!("object-store-alone-{}", std::process::id());
+    let t = Instant::now();
+    for (i, e) in envelopes.iter().enumerate() {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let path = object_store::path::Path::from(format!("{prefix}/{i}"));
+        s3.put_opts(&path, e.clone().into(), opts).await?;
+    }
+    let put_ms = t.elapsed().as_secs_f64() * 1000.0 / envelopes.len() as f64;
+    let t = Instant::now();
+    for (i, e) in envelopes.iter().enumerate() {
+        let path = object_store::path::Path::from(format!("{prefix}/{i}"));
+        let got = s3.get(&path).await?.bytes().await?;
+        assert_eq!(got.len(), e.len());
+    }
+    let get_ms = t.elapsed().as_secs_f64() * 1000.0 / envelopes.len() as f64;
+    Ok((put_ms, get_ms))
+}
+
 /// The server's side of a multipart upload, measured alone with `object_store`'s own calls
 /// (no flowstore): `body` sent as parts of `part_size`, four at a time, then completed. Returns
 /// the parts' throughput (MiB/s) and the completing request's time (ms): what the server does
@@ -41,14 +89,7 @@ async fn multipart_alone(
 ) -> Result<(f64, f64), Box<dyn std::error::Error>> {
     use futures::StreamExt;
     use object_store::multipart::MultipartStore;
-    let s3 = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(bucket)
-        .with_endpoint(endpoint)
-        .with_region("us-east-1")
-        .with_allow_http(true)
-        .with_access_key_id("AKIABENCH")
-        .with_secret_access_key("bench")
-        .build()?;
+    let s3 = raw_s3(endpoint, bucket)?;
     let path = object_store::path::Path::from(format!("multipart-alone-{}", std::process::id()));
     let t = Instant::now();
     let id = s3.create_multipart(&path).await?;
@@ -154,6 +195,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::hint::black_box(flowstore_core::envelope::sha256_digest(p));
     }
     let hash_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let envelopes: Vec<bytes::Bytes> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| seal_bytes(&format!("flow-{i}"), p, &app).to_bytes())
+        .collect::<Result<_, _>>()?;
+    let (os_put_ms, os_get_ms) = object_store_alone(&endpoint, &bucket, &envelopes).await?;
     // Requests per operation, counted by a proxy in front of the server.
     let upstream: std::net::SocketAddr = endpoint.trim_start_matches("http://").parse()?;
     let proxy = CountingProxy::start(upstream).await;
@@ -334,6 +381,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "agent_fetches": n * reps,
             "big_parts_mib_s": parts_mib_s, "big_complete_ms": complete_ms,
             "seal_us": seal_us, "hash_us": hash_us,
+            "os_put_ms": os_put_ms, "os_get_ms": os_get_ms,
             "agent_requests": agent_counts.summary(),
         })
     );

@@ -35,10 +35,10 @@ pub const PART_SIZE: usize = 6 * 1024 * 1024;
 
 /// How many parts of one multipart upload (S3, Azure) are uploaded at once.
 ///
-/// Each part in flight holds its [`PART_SIZE`] bytes until the service has them, and one more
-/// part fills meanwhile: 4 × 6 MiB + 6 MiB = 30 MiB of buffered parts at most, whatever the
-/// object's size, while four requests keep the link busy (one part at a time leaves it idle for
-/// a round trip per part).
+/// Each part in flight holds its [`PART_SIZE`] bytes until the service has them, and the next
+/// part is read only once one of them is done: 4 × 6 MiB = 24 MiB of buffered parts at most,
+/// whatever the object's size, while four requests keep the link busy (one part at a time
+/// leaves it idle for a round trip per part).
 pub(crate) const PARTS_IN_FLIGHT: usize = 4;
 
 /// The size of the chunks a file is read in (as [`SealedFlow::stream`] reads a sealed flow).
@@ -318,9 +318,6 @@ impl ObjectStoreBlobs {
             // A part when one is full, and the rest at the end (an empty one if there was
             // nothing: an upload needs a part).
             if buffered >= PART_SIZE || (end && (buffered > 0 || parts.is_empty())) {
-                while in_flight.len() >= PARTS_IN_FLIGHT {
-                    self.part_done(&mut in_flight, &mut parts, key).await?;
-                }
                 let payload: PutPayload = std::mem::take(&mut buffer).into_iter().collect();
                 buffered = 0;
                 let index = parts.len();
@@ -334,6 +331,11 @@ impl ObjectStoreBlobs {
                     let part = multipart.put_part(&location, &id, index, payload).await;
                     (index, part)
                 });
+                // The next part is read only once a slot is free: at most PARTS_IN_FLIGHT
+                // parts are held, not one more filling beside them.
+                while in_flight.len() >= PARTS_IN_FLIGHT {
+                    self.part_done(&mut in_flight, &mut parts, key).await?;
+                }
             }
             if end {
                 break;

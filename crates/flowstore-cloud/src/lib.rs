@@ -16,7 +16,7 @@
 //! - Flows (a [`SealedFlow`](flowstore_core::envelope::SealedFlow) sealed from a large file is
 //!   read from it as it uploads), scripts and bundle blobs over [`MULTIPART_THRESHOLD`] are
 //!   streamed in constant memory: on S3 and Azure in parts of 6 MiB, four at a time (at most
-//!   30 MiB buffered), on GCS as one streamed request. The request that makes the object
+//!   24 MiB buffered), on GCS as one streamed request. The request that makes the object
 //!   appear is the create-only one: CompleteMultipartUpload (S3) and Put Block List (Azure)
 //!   with `If-None-Match: *`, sent by flowstore because `object_store` 0.14 cannot make them
 //!   conditional; GCS's upload with `ifGenerationMatch=0`. A flow whose file changed after it

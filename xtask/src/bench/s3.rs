@@ -48,6 +48,14 @@ pub fn run(b: &Bench) -> Result<Table> {
         ]);
         rows.push(vec![
             server.clone(),
+            "object_store alone (SigV4, create-only PUT)".into(),
+            ms(f(fs, "os_put_ms")),
+            ms(f(fs, "os_get_ms")),
+            "-".into(),
+            "-".into(),
+        ]);
+        rows.push(vec![
+            server.clone(),
             "floor (plain HTTP)".into(),
             ms(f(fs, "floor_put_ms")),
             ms(f(fs, "floor_get_ms")),
@@ -166,7 +174,9 @@ pub fn run(b: &Bench) -> Result<Table> {
         ),
         note: "Per small flow: one registration (add_flow + persist: upload) and one fetch, latency per flow. \
                flowstore: sealed envelope, create-only PUT (If-None-Match), SigV4, two digests verified on fetch. \
-               Prefect 1.4.1 S3: cloudpickle + boto3 PutObject/GetObject. Floor: plain unsigned HTTP PUT/GET of the \
+               Prefect 1.4.1 S3: cloudpickle + boto3 PutObject/GetObject. object_store alone: the same sealed \
+               envelopes put (create-only, signed) and got by one `object_store` client, without flowstore's storage, \
+               sealing or checks. Floor: plain unsigned HTTP PUT/GET of the \
                same bytes with reqwest (no SDK, no signing, no checks; on s3s-fs, a second instance without \
                credentials on the same directory). Big script: flowstore multipart upload streamed \
                from disk and a streamed, verified download to a file; Prefect: boto3 upload_file / download_fileobj \
