@@ -29,6 +29,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// A request that takes this long waited on a stalled answer (about 40 ms on s3s-fs).
 const STALL_MS: f64 = 30.0;
 
+/// Microseconds per flow of what a fetch checks once the bytes are in (the digest recorded at
+/// registration, the envelope's header, name and length).
+fn verify_only(envelopes: &[bytes::Bytes]) -> flowstore_core::Result<f64> {
+    let mut index = flowstore_core::raw::FlowIndex::default();
+    for (i, bytes) in envelopes.iter().enumerate() {
+        let digest = flowstore_core::envelope::sha256_digest(bytes);
+        index.insert(&format!("flow-{i}"), format!("loc-{i}"), Some(digest))?;
+    }
+    let start = Instant::now();
+    for (i, bytes) in envelopes.iter().enumerate() {
+        index.open_serialized(&format!("flow-{i}"), "loc", None, bytes.clone())?;
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e6 / envelopes.len() as f64)
+}
+
 /// An `object_store` S3 client on the bench's server and credentials, as flowstore's is
 /// configured (path style, signed payloads), with nothing of flowstore around it.
 fn raw_s3(
@@ -201,6 +216,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|(i, p)| seal_bytes(&format!("flow-{i}"), p, &app).to_bytes())
         .collect::<Result<_, _>>()?;
     let (os_put_ms, os_get_ms) = object_store_alone(&endpoint, &bucket, &envelopes).await?;
+    // Opening a storage (the builder, its shared client found again) and checking a fetched
+    // envelope (the recorded digest, the header), each alone, per flow.
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(store(format!("open-{}", std::process::id())).build()?);
+    }
+    let build_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let verify_us = verify_only(&envelopes)?;
     // Requests per operation, counted by a proxy in front of the server.
     let upstream: std::net::SocketAddr = endpoint.trim_start_matches("http://").parse()?;
     let proxy = CountingProxy::start(upstream).await;
@@ -382,6 +405,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "big_parts_mib_s": parts_mib_s, "big_complete_ms": complete_ms,
             "seal_us": seal_us, "hash_us": hash_us,
             "os_put_ms": os_put_ms, "os_get_ms": os_get_ms,
+            "build_us": build_us, "verify_us": verify_us,
             "agent_requests": agent_counts.summary(),
         })
     );
