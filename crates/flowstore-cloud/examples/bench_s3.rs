@@ -63,15 +63,16 @@ fn raw_s3(
 
 /// `object_store` alone (one client, SigV4, create-only PUTs, plain GETs): flowstore's
 /// envelopes put and got back without flowstore's storage, sealing or checks. Returns the
-/// milliseconds per put and per get.
+/// milliseconds per put and per get, and each put's own time.
 async fn object_store_alone(
     endpoint: &str,
     bucket: &str,
     envelopes: &[bytes::Bytes],
-) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+) -> Result<(f64, f64, Vec<f64>), Box<dyn std::error::Error>> {
     use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
     let s3 = raw_s3(endpoint, bucket)?;
     let prefix = format!("object-store-alone-{}", std::process::id());
+    let mut each = Vec::new();
     let t = Instant::now();
     for (i, e) in envelopes.iter().enumerate() {
         let opts = PutOptions {
@@ -79,7 +80,9 @@ async fn object_store_alone(
             ..Default::default()
         };
         let path = object_store::path::Path::from(format!("{prefix}/{i}"));
+        let one = Instant::now();
         s3.put_opts(&path, e.clone().into(), opts).await?;
+        each.push(one.elapsed().as_secs_f64() * 1000.0);
     }
     let put_ms = t.elapsed().as_secs_f64() * 1000.0 / envelopes.len() as f64;
     let t = Instant::now();
@@ -89,7 +92,7 @@ async fn object_store_alone(
         assert_eq!(got.len(), e.len());
     }
     let get_ms = t.elapsed().as_secs_f64() * 1000.0 / envelopes.len() as f64;
-    Ok((put_ms, get_ms))
+    Ok((put_ms, get_ms, each))
 }
 
 /// The server's side of a multipart upload, measured alone with `object_store`'s own calls
@@ -154,17 +157,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let http = reqwest::Client::new();
     let (mut fs_put, mut fs_get, mut floor_put, mut floor_get) = (vec![], vec![], vec![], vec![]);
+    // Every registration's and every floor PUT's own time, over all reps: stalls and medians.
+    let (mut fs_put_each, mut floor_put_each) = (vec![], vec![]);
     for rep in 0..reps {
         // flowstore: one registration (add_flow + build) per flow, then a fetch per flow.
         let prefix = format!("bench-{}-{rep}", std::process::id());
         let t = Instant::now();
         let mut refs = Vec::new();
         for (i, p) in payloads.iter().enumerate() {
+            let one = Instant::now();
             let mut s = store(prefix.clone()).build()?;
             s.add_flow(seal_bytes(&format!("flow-{i}"), p, &app).into())
                 .await?;
             s.persist().await?;
             refs.push(s);
+            fs_put_each.push(one.elapsed().as_secs_f64() * 1000.0);
         }
         fs_put.push(t.elapsed().as_secs_f64() * 1000.0 / n as f64);
         let t = Instant::now();
@@ -177,6 +184,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         for (i, p) in payloads.iter().enumerate() {
             // Public-read so the floor's GET needs no signature either.
+            let one = Instant::now();
             let r = http
                 .put(format!("{floor_endpoint}/{bucket}/floor-{prefix}/{i}"))
                 .header("x-amz-acl", "public-read")
@@ -184,6 +192,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .send()
                 .await?;
             assert!(r.status().is_success(), "{}", r.status());
+            floor_put_each.push(one.elapsed().as_secs_f64() * 1000.0);
         }
         floor_put.push(t.elapsed().as_secs_f64() * 1000.0 / n as f64);
         let t = Instant::now();
@@ -215,7 +224,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enumerate()
         .map(|(i, p)| seal_bytes(&format!("flow-{i}"), p, &app).to_bytes())
         .collect::<Result<_, _>>()?;
-    let (os_put_ms, os_get_ms) = object_store_alone(&endpoint, &bucket, &envelopes).await?;
+    let (os_put_ms, os_get_ms, os_put_each) =
+        object_store_alone(&endpoint, &bucket, &envelopes).await?;
+    let put_stalls = |v: &[f64]| v.iter().filter(|ms| **ms >= STALL_MS).count();
+    let put_unstalled = |v: &[f64]| median(v.iter().copied().filter(|ms| *ms < STALL_MS).collect());
+    let puts = serde_json::json!({
+        "flowstore": [put_stalls(&fs_put_each), fs_put_each.len(), put_unstalled(&fs_put_each)],
+        "object_store": [put_stalls(&os_put_each), os_put_each.len(), put_unstalled(&os_put_each)],
+        "floor": [put_stalls(&floor_put_each), floor_put_each.len(), put_unstalled(&floor_put_each)],
+    });
     // Opening a storage (the builder, its shared client found again) and checking a fetched
     // envelope (the recorded digest, the header), each alone, per flow.
     let t = Instant::now();
@@ -406,6 +423,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "seal_us": seal_us, "hash_us": hash_us,
             "os_put_ms": os_put_ms, "os_get_ms": os_get_ms,
             "build_us": build_us, "verify_us": verify_us,
+            "puts": puts,
             "agent_requests": agent_counts.summary(),
         })
     );

@@ -121,6 +121,34 @@ pub fn run(b: &Bench) -> Result<Table> {
         client.concat()
     ));
     after.push_str(
+        "Each small PUT on its own (over all repetitions): how many took 30 ms or more (a stalled \
+         answer), and the median of those that did not. The per-flow put column above is a mean, \
+         so a few stalls move it.\n\n\
+         | server | flowstore registrations | object_store alone | floor PUTs |\n\
+         |---|---|---|---|\n",
+    );
+    for Run {
+        server, flowstore, ..
+    } in &runs
+    {
+        let cell = |who: &str| {
+            let v = &flowstore["puts"][who];
+            format!(
+                "{} stalled of {}; {:.2} ms",
+                v[0],
+                v[1],
+                v[2].as_f64().unwrap_or(f64::NAN)
+            )
+        };
+        after.push_str(&format!(
+            "| {server} | {} | {} | {} |\n",
+            cell("flowstore"),
+            cell("object_store"),
+            cell("floor")
+        ));
+    }
+    after.push('\n');
+    after.push_str(
         "The big upload's parts and its completion, measured alone with `object_store`'s own \
          multipart calls (no flowstore; the same 6 MiB parts, four at a time): the completing \
          request is where the server assembles the object from its parts.\n\n\
