@@ -29,8 +29,9 @@ pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
 ///
 /// S3 wants parts of at least 5 MiB (but the last) and at most 10,000 of them: 6 MiB parts
 /// carry objects up to 58 GiB, a 1 GiB flow in 171 parts. Azure takes blocks up to 4,000 MiB.
-/// Smaller parts keep a register's memory lower (see [`PARTS_IN_FLIGHT`]): with 8 MiB parts a
-/// 1 GiB flow peaked at 64 MiB (S3) and 72 MiB (Azure) resident in `cargo xtask bench`.
+/// Four parts are uploaded at once and held until the service has them, so smaller parts keep
+/// a register's memory lower: with 8 MiB parts a 1 GiB flow peaked at 64 MiB (S3) and 72 MiB
+/// (Azure) resident in `cargo xtask bench`.
 pub const PART_SIZE: usize = 6 * 1024 * 1024;
 
 /// How many parts of one multipart upload (S3, Azure) are uploaded at once.
