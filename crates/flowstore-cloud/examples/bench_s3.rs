@@ -29,21 +29,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// A request that takes this long waited on a stalled answer (about 40 ms on s3s-fs).
 const STALL_MS: f64 = 30.0;
 
-/// Microseconds per flow of what a fetch checks once the bytes are in (the digest recorded at
-/// registration, the envelope's header, name and length).
-fn verify_only(envelopes: &[bytes::Bytes]) -> flowstore_core::Result<f64> {
-    let mut index = flowstore_core::raw::FlowIndex::default();
-    for (i, bytes) in envelopes.iter().enumerate() {
-        let digest = flowstore_core::envelope::sha256_digest(bytes);
-        index.insert(&format!("flow-{i}"), format!("loc-{i}"), Some(digest))?;
-    }
-    let start = Instant::now();
-    for (i, bytes) in envelopes.iter().enumerate() {
-        index.open_serialized(&format!("flow-{i}"), "loc", None, bytes.clone())?;
-    }
-    Ok(start.elapsed().as_secs_f64() * 1e6 / envelopes.len() as f64)
-}
-
 /// An `object_store` S3 client on the bench's server and credentials, as flowstore's is
 /// configured (path style, signed payloads), with nothing of flowstore around it.
 fn raw_s3(
@@ -240,7 +225,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::hint::black_box(store(format!("open-{}", std::process::id())).build()?);
     }
     let build_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-    let verify_us = verify_only(&envelopes)?;
+    let verify_us = flowstore_core::testkit::bench::verify_only(&envelopes)?;
     // Requests per operation, counted by a proxy in front of the server.
     let upstream: std::net::SocketAddr = endpoint.trim_start_matches("http://").parse()?;
     let proxy = CountingProxy::start(upstream).await;

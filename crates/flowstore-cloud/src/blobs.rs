@@ -205,9 +205,9 @@ pub(crate) trait Blobs: Send + Sync {
     async fn put(&self, key: &str, bytes: Bytes, overwrite: bool) -> Result<(), PutError>;
     /// Uploads `len` bytes streamed from `source` in constant memory; create-only unless
     /// `overwrite` (see the table above for how): an object already at `key` is
-    /// [`PutError::Exists`], and nothing of this upload is stored then. When the source fails to read (a sealed flow
-    /// whose file changed after sealing), the upload is abandoned, never completed, and the
-    /// error keeps the io error as its source.
+    /// [`PutError::Exists`], and nothing of this upload is stored then. When the source fails
+    /// to read (a sealed flow whose file changed after sealing), the upload is abandoned, never
+    /// completed, and the error keeps the io error as its source.
     async fn put_stream(
         &self,
         key: &str,

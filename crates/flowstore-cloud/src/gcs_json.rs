@@ -126,6 +126,30 @@ impl GcsJsonBlobs {
         )
     }
 
+    /// One `uploadType=multipart` upload of `length` bytes (`body`: the metadata part and the
+    /// media, separated by `boundary`), create-only (`ifGenerationMatch=0`) unless `overwrite`.
+    fn upload_request(
+        &self,
+        boundary: &str,
+        length: u64,
+        overwrite: bool,
+        body: reqwest::Body,
+    ) -> reqwest::RequestBuilder {
+        let mut q = vec![("uploadType", "multipart")];
+        if !overwrite {
+            q.push(("ifGenerationMatch", "0"));
+        }
+        self.client
+            .post(self.upload_url())
+            .query(&q)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/related; boundary={boundary}"),
+            )
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(body)
+    }
+
     fn url(&self, key: &str) -> String {
         if key.is_empty() {
             self.display.clone()
@@ -273,20 +297,7 @@ impl Blobs for GcsJsonBlobs {
         };
         let resp = self
             .send(&what, || {
-                let mut q = vec![("uploadType", "multipart")];
-                if !overwrite {
-                    q.push(("ifGenerationMatch", "0"));
-                }
-                let rb = self
-                    .client
-                    .post(self.upload_url())
-                    .query(&q)
-                    .header(
-                        reqwest::header::CONTENT_TYPE,
-                        format!("multipart/related; boundary={boundary}"),
-                    )
-                    .header(reqwest::header::CONTENT_LENGTH, length)
-                    .body(body());
+                let rb = self.upload_request(&boundary, length as u64, overwrite, body());
                 async move { Ok(rb) }
             })
             .await
@@ -346,20 +357,12 @@ impl Blobs for GcsJsonBlobs {
                     let body = futures::stream::once(async move { Ok(head) })
                         .chain(media)
                         .chain(futures::stream::once(async move { Ok(tail) }));
-                    let mut q = vec![("uploadType", "multipart")];
-                    if !overwrite {
-                        q.push(("ifGenerationMatch", "0"));
-                    }
-                    Ok(self
-                        .client
-                        .post(self.upload_url())
-                        .query(&q)
-                        .header(
-                            reqwest::header::CONTENT_TYPE,
-                            format!("multipart/related; boundary={boundary}"),
-                        )
-                        .header(reqwest::header::CONTENT_LENGTH, length)
-                        .body(reqwest::Body::wrap_stream(body)))
+                    Ok(self.upload_request(
+                        &boundary,
+                        length,
+                        overwrite,
+                        reqwest::Body::wrap_stream(body),
+                    ))
                 }
             })
             .await;

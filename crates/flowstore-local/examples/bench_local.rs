@@ -79,7 +79,7 @@ async fn main() -> flowstore_core::Result<()> {
         let floor = root.join(format!("floor-{rep}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&floor);
         let (reg, fetch) = plain_floor(&floor, &envelopes, durable).expect("floor");
-        verify_us.push(verify_only(&envelopes)?);
+        verify_us.push(flowstore_core::testkit::bench::verify_only(&envelopes)?);
         floor_reg.push(reg);
         floor_fetch.push(fetch);
         dirs.push(floor);
@@ -138,19 +138,4 @@ fn plain_floor(
         assert_eq!(std::fs::read(path)?.len(), bytes.len());
     }
     Ok((write_rate, n / start.elapsed().as_secs_f64()))
-}
-
-/// Microseconds per flow of what a fetch checks once the bytes are read (the digest recorded
-/// at registration, the envelope's header, name and length), on bytes already in memory.
-fn verify_only(envelopes: &[bytes::Bytes]) -> flowstore_core::Result<f64> {
-    let mut index = flowstore_core::raw::FlowIndex::default();
-    for (i, bytes) in envelopes.iter().enumerate() {
-        let digest = flowstore_core::envelope::sha256_digest(bytes);
-        index.insert(&format!("flow-{i}"), format!("loc-{i}"), Some(digest))?;
-    }
-    let start = Instant::now();
-    for (i, bytes) in envelopes.iter().enumerate() {
-        index.open_serialized(&format!("flow-{i}"), "loc", None, bytes.clone())?;
-    }
-    Ok(start.elapsed().as_secs_f64() * 1e6 / envelopes.len() as f64)
 }

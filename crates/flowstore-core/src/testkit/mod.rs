@@ -18,6 +18,7 @@
 //! `flowstore-skip: <test>: <reason>` straight to stderr (visible even under libtest's capture) —
 //! or fails, when `FLOWSTORE_REQUIRE_SERVERS=1` (set by `cargo xtask test`, which starts them).
 
+pub mod bench;
 mod bundle;
 pub mod counting;
 pub mod proxy;
